@@ -1,0 +1,111 @@
+//! The `duplex` flavour: a request and a response, so two pipes.
+//!
+//! 管道传输数据是单向的，如果想相互通信，我们需要创建两个管道才行: a pipe is one-way,
+//! so talking both ways takes two, one per direction. The parent sends each message
+//! as a request down `to_child`; the child answers it in capitals up `to_parent`.
+//! Each process closes the two ends it does not use, so each pipe has exactly one
+//! writer and one reader, and each EOF arrives.
+
+use anyhow::{Context, Result, bail};
+use nix::fcntl::OFlag;
+use nix::unistd::pipe2;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::OwnedFd;
+use std::time::Instant;
+
+use crate::family::{Side, exit_child, fork, reap};
+use crate::say;
+
+const PARENT: &str = "parent";
+const CHILD: &str = "child";
+const DEFAULT_REQUESTS: [&str; 3] = ["hello", "how are you", "goodbye"];
+
+pub fn run(messages: &[String]) -> Result<()> {
+    let requests: Vec<String> = if messages.is_empty() {
+        DEFAULT_REQUESTS.iter().map(|m| m.to_string()).collect()
+    } else {
+        messages.to_vec()
+    };
+    let (down_r, down_w) = pipe2(OFlag::O_CLOEXEC).context("pipe2 (parent → child)")?;
+    let (up_r, up_w) = pipe2(OFlag::O_CLOEXEC).context("pipe2 (child → parent)")?;
+    say!(PARENT, "two pipes: one carries requests down to the child, the other replies back up");
+
+    match fork()? {
+        Side::Child => {
+            drop(down_w); // the child only reads requests...
+            drop(up_r); // ...and only writes replies
+            exit_child(answer_requests(down_r, up_w))
+        }
+        Side::Parent { child } => {
+            drop(down_r); // the parent only writes requests...
+            drop(up_w); // ...and only reads replies
+            say!(PARENT, "forked the child, pid {child}; each side closed the two ends it does not use");
+            let asked = ask(down_w, up_r, &requests);
+            let reaped = reap(PARENT, child, "child");
+            asked?;
+            reaped
+        }
+    }
+}
+
+/// The parent: one request, then wait for its reply, for each message.
+fn ask(down: OwnedFd, up: OwnedFd, requests: &[String]) -> Result<()> {
+    let started = Instant::now();
+    let mut requests_out = File::from(down);
+    let mut replies_in = BufReader::new(File::from(up));
+    let mut reply = String::new();
+    let mut bytes = 0;
+    for request in requests {
+        writeln!(requests_out, "{request}").context("sending a request: is the child gone?")?;
+        say!(PARENT, "sent {request:?} ({} bytes) down the first pipe", request.len());
+        reply.clear();
+        if replies_in.read_line(&mut reply).context("reading a reply")? == 0 {
+            bail!("the child closed its pipe before answering {request:?}");
+        }
+        let reply = reply.trim_end_matches('\n');
+        say!(PARENT, "received {reply:?} ({} bytes) up the second pipe", reply.len());
+        bytes += request.len();
+    }
+    drop(requests_out);
+    say!(PARENT, "closed the request pipe: the child reads EOF and finishes");
+    let mut rest = String::new();
+    if replies_in.read_line(&mut rest).context("waiting for EOF")? != 0 {
+        bail!("the child sent more than it was asked for: {rest:?}");
+    }
+    say!(PARENT, "EOF on the reply pipe: the child has closed its end");
+    say!(
+        PARENT,
+        "summary: messages={} bytes={bytes} elapsed_us={} ok",
+        requests.len(),
+        started.elapsed().as_micros()
+    );
+    Ok(())
+}
+
+/// The child: answer each request line until EOF.
+fn answer_requests(down: OwnedFd, up: OwnedFd) -> Result<()> {
+    let started = Instant::now();
+    let mut requests_in = BufReader::new(File::from(down));
+    let mut replies_out = File::from(up);
+    let mut request = String::new();
+    let (mut count, mut bytes) = (0, 0);
+    loop {
+        request.clear();
+        if requests_in.read_line(&mut request).context("reading a request")? == 0 {
+            break;
+        }
+        let text = request.trim_end_matches('\n');
+        say!(CHILD, "received {text:?} ({} bytes), answering up the second pipe", text.len());
+        writeln!(replies_out, "{}", text.to_uppercase()).context("sending a reply: is the parent gone?")?;
+        count += 1;
+        bytes += text.len();
+    }
+    say!(CHILD, "EOF on the request pipe: the parent is done; closing my reply end");
+    say!(
+        CHILD,
+        "summary: messages={count} bytes={bytes} elapsed_us={} ok",
+        started.elapsed().as_micros()
+    );
+    Ok(())
+}

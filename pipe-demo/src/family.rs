@@ -1,0 +1,67 @@
+//! Parent and child: the three steps around every pipe in this demo.
+//!
+//! `fork` makes the child (a copy of us, open pipe ends included), `exit_child`
+//! makes sure the child never returns into the parent's code, and `reap` waits for
+//! the child so it does not linger as a zombie, and says how it ended.
+
+use anyhow::{Context, Result};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid};
+use std::io::Write;
+
+use crate::say;
+
+/// Which process we are after `fork`.
+pub enum Side {
+    Parent { child: Pid },
+    Child,
+}
+
+/// Forks. Both processes return from here, each holding a copy of every open fd.
+pub fn fork() -> Result<Side> {
+    // A line still in our stdout buffer would be copied into the child and printed
+    // twice.
+    let _ = std::io::stdout().flush();
+    // SAFETY: this program is single-threaded, so the child cannot inherit a lock
+    // (stdout's, the allocator's) that some other thread held at the moment of fork.
+    match unsafe { nix::unistd::fork() }.context("fork")? {
+        ForkResult::Parent { child } => Ok(Side::Parent { child }),
+        ForkResult::Child => Ok(Side::Child),
+    }
+}
+
+/// Ends the child with the outcome of its work: 0, or 1 after saying what failed.
+///
+/// The child must not return into `main`: the rest of `main` is the parent's.
+pub fn exit_child(outcome: Result<()>) -> ! {
+    let code = match outcome {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    };
+    let _ = std::io::stdout().flush();
+    std::process::exit(code)
+}
+
+/// Waits for `child` (so it leaves no zombie) and narrates how it ended.
+/// An `Err` if it did not exit with status 0.
+pub fn reap(role: &str, child: Pid, what: &str) -> Result<()> {
+    let status = waitpid(child, None).with_context(|| format!("waitpid {what} {child}"))?;
+    match status {
+        WaitStatus::Exited(_, 0) => {
+            say!(role, "reaped {what} {child}: exited with status 0");
+            Ok(())
+        }
+        WaitStatus::Exited(_, code) => {
+            say!(role, "reaped {what} {child}: exited with status {code}");
+            anyhow::bail!("the {what} (pid {child}) failed with exit status {code}")
+        }
+        WaitStatus::Signaled(_, signal, _) => {
+            say!(role, "reaped {what} {child}: killed by {signal}");
+            anyhow::bail!("the {what} (pid {child}) was killed by {signal}")
+        }
+        other => anyhow::bail!("the {what} (pid {child}) ended oddly: {other:?}"),
+    }
+}

@@ -1,0 +1,242 @@
+//! pipe-demo: an anonymous pipe between a parent and the child it forks.
+//!
+//! Notes, section 管道:
+//! - 管道传输数据是单向的 (a pipe carries data one way): fd[0] only reads, fd[1] only
+//!   writes; talking both ways takes two pipes (the `duplex` flavour).
+//! - 所谓的管道，就是内核里面的一串缓存 (a pipe is a buffer in the kernel): a bounded
+//!   one. We print its size and show the writer falling asleep when it is full.
+//! - 对于匿名管道，它的通信范围是存在父子关系的进程 (an anonymous pipe joins a parent and
+//!   its child): the pipe has no name, so the only way to share it is that `fork(2)`
+//!   copies the parent's file descriptors into the child.
+//!
+//! Run:
+//!   cargo run -p pipe-demo                 one pipe, parent → child, narrated (`oneway`)
+//!   cargo run -p pipe-demo -- duplex       request/response over two pipes
+//!   cargo run -p pipe-demo -- shell        `ps auxf | grep ps` rebuilt by hand
+//!   cargo run -p pipe-demo -- --count 1000 --size 65536     bulk transfer, checked
+//!   cargo run -p pipe-demo -- --ping 10000                  round trips over two pipes
+//!   strace -f -e trace=pipe2,fork,clone,read,write,close cargo run -q -p pipe-demo
+//!
+//! Watch for: the child closing its copy of the write end (without that it never
+//! sees EOF); EBADF when the child writes into the read end; the writer asleep in
+//! the kernel once 64 KiB wait unread; EPIPE once the reader is gone.
+//!
+//! In production: `std::process::Command` with `Stdio::piped()` for a child's
+//! stdin/stdout, `std::io::pipe()` for a bare pipe, or the `interprocess` crate.
+
+mod family;
+mod oneway;
+mod duplex;
+mod shell;
+mod stream;
+mod workload;
+
+use std::process::ExitCode;
+
+/// Prints one line of narration, `[ROLE PID] ...`, as DESIGN §4 asks.
+///
+/// Not `println!`: that panics when stdout is a closed pipe (`pipe-demo | head -1`),
+/// the very EPIPE this demo is about. A narrator with no audience just goes on.
+macro_rules! say {
+    ($role:expr, $($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stdout().lock(),
+            "[{} {}] {}",
+            $role,
+            std::process::id(),
+            format_args!($($arg)*)
+        );
+    }};
+}
+pub(crate) use say;
+
+const USAGE: &str = "\
+usage: pipe-demo [oneway|duplex|shell] [OPTIONS] [MESSAGE...]
+
+  oneway   (default) the parent writes, the child reads, through one pipe
+  duplex   request/response: one pipe each way, since a pipe is one-way
+  shell    rebuild `ps auxf | grep ps` with pipe, fork, dup2 and exec
+
+options (oneway and duplex):
+  --count N --size BYTES   bulk: send N messages of BYTES bytes, checked by the reader
+  --ping N [--size BYTES]  N round trips of BYTES bytes (default 100) over two pipes
+  --help                   this text
+
+An anonymous pipe joins a parent and its child only, so there is no reader or
+writer role to start alone: for two terminals, see fifo-demo.
+";
+
+/// The largest message a workload accepts: each side keeps one buffer this big.
+const MAX_SIZE: usize = 64 << 20;
+/// The message size of a ping when `--size` is not given (DESIGN §3).
+const DEFAULT_PING_SIZE: usize = 100;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Flavour {
+    Oneway,
+    Duplex,
+    Shell,
+}
+
+/// What the run does: narrate some messages, or run a measured workload.
+#[derive(Debug, PartialEq)]
+enum Workload {
+    Messages(Vec<String>),
+    Bulk { count: u64, size: usize },
+    Ping { count: u64, size: usize },
+}
+
+#[derive(Debug, PartialEq)]
+enum Request {
+    Help,
+    Run(Flavour, Workload),
+}
+
+fn main() -> ExitCode {
+    let request = match parse_args(std::env::args().skip(1)) {
+        Ok(request) => request,
+        Err(problem) => {
+            eprintln!("error: {problem}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match request {
+        Request::Help => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        Request::Run(Flavour::Oneway, Workload::Messages(msgs)) => oneway::run(&msgs),
+        Request::Run(Flavour::Duplex, Workload::Messages(msgs)) => duplex::run(&msgs),
+        Request::Run(Flavour::Shell, _) => shell::run(),
+        Request::Run(_, Workload::Bulk { count, size }) => workload::bulk(count, size),
+        Request::Run(_, Workload::Ping { count, size }) => workload::ping(count, size),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Reads the command line (DESIGN §3). An `Err` is one line saying what is wrong.
+fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Request, String> {
+    let mut flavour = None;
+    let mut messages = Vec::new();
+    let (mut count, mut size, mut ping) = (None, None, None);
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--help" | "-h" => return Ok(Request::Help),
+            "--count" => count = Some(number(&arg, args.next())?),
+            "--ping" => ping = Some(number(&arg, args.next())?),
+            "--size" => size = Some(number(&arg, args.next())?),
+            "reader" | "writer" if flavour.is_none() && messages.is_empty() => {
+                return Err(format!(
+                    "pipe-demo has no {arg} role: an anonymous pipe only joins a parent \
+                     and its child (for two terminals, use fifo-demo)"
+                ));
+            }
+            word if word.starts_with('-') => return Err(format!("unknown option {word}")),
+            word if flavour.is_none() && messages.is_empty() => {
+                flavour = Some(match word {
+                    "oneway" => Flavour::Oneway,
+                    "duplex" => Flavour::Duplex,
+                    "shell" => Flavour::Shell,
+                    _ => {
+                        messages.push(word.to_string());
+                        Flavour::Oneway
+                    }
+                })
+            }
+            word => messages.push(word.to_string()),
+        }
+    }
+    let flavour = flavour.unwrap_or(Flavour::Oneway);
+    if let Some(bad) = messages.iter().find(|m| m.contains('\n')) {
+        return Err(format!(
+            "message {bad:?} contains a newline: on a byte stream the newline separates messages"
+        ));
+    }
+    let workload = match (count, ping) {
+        (Some(_), Some(_)) => return Err("--count and --ping are two workloads: pick one".into()),
+        (Some(count), None) => Workload::Bulk {
+            count,
+            size: checked_size(size.ok_or("--count needs --size BYTES")?)?,
+        },
+        (None, Some(count)) => Workload::Ping {
+            count,
+            size: checked_size(size.unwrap_or(DEFAULT_PING_SIZE as u64))?,
+        },
+        (None, None) if size.is_some() => {
+            return Err("--size goes with --count or --ping".into());
+        }
+        (None, None) => Workload::Messages(messages.clone()),
+    };
+    if flavour == Flavour::Shell && (!messages.is_empty() || count.is_some() || ping.is_some()) {
+        return Err("the shell flavour takes no messages and no workload".into());
+    }
+    if !messages.is_empty() && !matches!(workload, Workload::Messages(_)) {
+        return Err("messages and a workload (--count, --ping) do not mix".into());
+    }
+    Ok(Request::Run(flavour, workload))
+}
+
+/// Parses the value after `flag` as a whole number of at least 1.
+fn number(flag: &str, value: Option<String>) -> Result<u64, String> {
+    let value = value.ok_or_else(|| format!("{flag} needs a value"))?;
+    match value.parse::<u64>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("{flag} {value}: not a whole number of at least 1")),
+    }
+}
+
+fn checked_size(size: u64) -> Result<usize, String> {
+    match usize::try_from(size) {
+        Ok(s) if s <= MAX_SIZE => Ok(s),
+        _ => Err(format!("--size {size}: at most {MAX_SIZE} bytes")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> Result<Request, String> {
+        parse_args(line.split_whitespace().map(String::from))
+    }
+
+    #[test]
+    fn flavour_is_the_first_word_and_the_rest_are_messages() {
+        let duplex = Workload::Messages(vec!["hi".into(), "there".into()]);
+        assert_eq!(parse("duplex hi there"), Ok(Request::Run(Flavour::Duplex, duplex)));
+        let oneway = Workload::Messages(vec!["hi".into(), "duplex".into()]);
+        assert_eq!(parse("hi duplex"), Ok(Request::Run(Flavour::Oneway, oneway)));
+    }
+
+    #[test]
+    fn workloads_and_their_mistakes() {
+        let bulk = Workload::Bulk { count: 3, size: 7 };
+        assert_eq!(parse("--count 3 --size 7"), Ok(Request::Run(Flavour::Oneway, bulk)));
+        let ping = Workload::Ping { count: 5, size: 100 };
+        assert_eq!(parse("duplex --ping 5"), Ok(Request::Run(Flavour::Duplex, ping)));
+        for bad in [
+            "--count 3",
+            "--count x --size 1",
+            "--count 0 --size 1",
+            "--ping 1 --count 1 --size 1",
+            "--size 5",
+            "--ping 1 --size 99999999999",
+            "shell --ping 3",
+            "shell hello",
+            "reader",
+            "--bogus",
+            "--ping",
+            "hello --ping 3",
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} should be bad usage");
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! The `oneway` flavour: the parent writes, the child reads, in three acts.
+//!
+//! 1. Messages and EOF: lines go one way through one pipe, in the order sent, and
+//!    the child sees EOF only once every write end is closed, its own copy included.
+//! 2. A bounded kernel buffer: the parent fills a pipe until the kernel refuses
+//!    more, then writes once more and falls asleep until the child drains it.
+//! 3. No reader left: once the child has exited, a write fails with EPIPE.
+//!
+//! The parent narrates as `writer`, the child as `reader`.
+
+use anyhow::{Context, Result, bail};
+use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::unistd::{Pid, getppid, pipe2, write};
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use crate::family::{Side, exit_child, fork, reap};
+use crate::stream::write_all;
+use crate::say;
+
+const WRITER: &str = "writer";
+const READER: &str = "reader";
+const DEFAULT_MESSAGES: [&str; 3] = ["hello", "through a pipe", "one way only"];
+/// The writes that fill the pipe in act 2: one page, which is also PIPE_BUF.
+const CHUNK: usize = 4096;
+/// How long the reader looks for the writer asleep before it drains anyway.
+const ASLEEP_DEADLINE: Duration = Duration::from_secs(10);
+
+pub fn run(messages: &[String]) -> Result<()> {
+    let messages: Vec<String> = if messages.is_empty() {
+        DEFAULT_MESSAGES.iter().map(|m| m.to_string()).collect()
+    } else {
+        messages.to_vec()
+    };
+    // Both pipes exist before fork, so the child inherits both. O_CLOEXEC: a program
+    // this process might exec later should not inherit them (a habit worth having).
+    let (messages_r, messages_w) = pipe2(OFlag::O_CLOEXEC).context("pipe2 (messages)")?;
+    let (buffer_r, buffer_w) = pipe2(OFlag::O_CLOEXEC).context("pipe2 (buffer)")?;
+    say!(
+        WRITER,
+        "pipe(2) gave two fds: {} is the read end, {} the write end; a second pipe ({}, {}) is for act 2",
+        messages_r.as_raw_fd(),
+        messages_w.as_raw_fd(),
+        buffer_r.as_raw_fd(),
+        buffer_w.as_raw_fd()
+    );
+
+    match fork()? {
+        Side::Child => {
+            // The child inherited the write ends too. If it kept them, its reads
+            // would never see EOF: the kernel gives EOF only once EVERY write end
+            // is closed, and the child's own copy would still be open.
+            drop(messages_w);
+            drop(buffer_w);
+            exit_child(reader(messages_r, buffer_r, getppid()))
+        }
+        Side::Parent { child } => {
+            drop(messages_r); // only the child reads
+            drop(buffer_r);
+            say!(WRITER, "fork(2) made the reader, pid {child}: it holds copies of all four fds");
+            let started = Instant::now();
+            let outcome = send_messages_then_fill(messages_w, buffer_w, &messages);
+            // Whatever happened, wait for the child, or it would stay a zombie.
+            // (On an error both write ends are closed by now, so it cannot be
+            // waiting for us.)
+            let reaped = reap(WRITER, child, "reader");
+            let (buffer_w, sent_bytes) = outcome?;
+            reaped?;
+            write_with_no_reader(buffer_w)?;
+            say!(
+                WRITER,
+                "summary: messages={} bytes={sent_bytes} elapsed_us={} ok",
+                messages.len(),
+                started.elapsed().as_micros()
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Acts 1 and 2, the writer's side. Returns the buffer pipe's write end for act 3,
+/// and the bytes of text sent.
+fn send_messages_then_fill(
+    messages_w: OwnedFd,
+    buffer_w: OwnedFd,
+    messages: &[String],
+) -> Result<(OwnedFd, usize)> {
+    let sent_bytes = send_messages(messages_w, messages)?;
+    fill_until_the_writer_blocks(&buffer_w)?;
+    Ok((buffer_w, sent_bytes))
+}
+
+/// Act 1: one line per message, then close the write end so the reader sees EOF.
+fn send_messages(write_end: OwnedFd, messages: &[String]) -> Result<usize> {
+    let mut line = Vec::new();
+    let mut bytes = 0;
+    for text in messages {
+        line.clear();
+        line.extend_from_slice(text.as_bytes());
+        line.push(b'\n'); // on a byte stream, the newline is what ends a message
+        write_all(&write_end, &line).with_context(|| format!("sending {text:?}"))?;
+        say!(WRITER, "sent {text:?} ({} bytes)", text.len());
+        bytes += text.len();
+    }
+    drop(write_end);
+    say!(WRITER, "closed the write end: the reader gets EOF once it has read the rest");
+    Ok(bytes)
+}
+
+/// Act 2: fill the pipe without blocking until the kernel says EAGAIN, then write
+/// once more, blocking, and sleep until the reader makes room.
+fn fill_until_the_writer_blocks(write_end: &OwnedFd) -> Result<()> {
+    let capacity = pipe_capacity(write_end)?;
+    say!(
+        WRITER,
+        "act 2: a pipe is a buffer in the kernel, {capacity} bytes here (fcntl F_GETPIPE_SZ)"
+    );
+    let chunk = [b'.'; CHUNK];
+    set_nonblocking(write_end, true)?;
+    let mut filled = 0;
+    loop {
+        match write(write_end, &chunk) {
+            Ok(n) => filled += n,
+            Err(Errno::EAGAIN) => break, // full: a blocking write would sleep now
+            Err(e) => bail!("filling the pipe: write: {e}"),
+        }
+    }
+    set_nonblocking(write_end, false)?;
+    say!(WRITER, "wrote {filled} bytes with O_NONBLOCK, then the kernel said EAGAIN: the pipe is full");
+
+    // The reader drains capacity + CHUNK bytes in all; top up to exactly that.
+    let rest = capacity + CHUNK - filled;
+    say!(WRITER, "writing {rest} more bytes, blocking: this write sleeps until the reader reads");
+    let asleep_since = Instant::now();
+    for piece in std::iter::repeat_n(&chunk[..], rest / CHUNK) {
+        write_all(write_end, piece).context("the blocking write")?;
+    }
+    write_all(write_end, &chunk[..rest % CHUNK]).context("the blocking write")?;
+    say!(
+        WRITER,
+        "woke up: the write finished {:.1} ms later, once the reader had made room",
+        asleep_since.elapsed().as_secs_f64() * 1e3
+    );
+    Ok(())
+}
+
+/// Act 3: the reader has exited, so nobody holds the read end. The kernel answers
+/// a write with EPIPE. A C program would first be killed by SIGPIPE; Rust sets
+/// SIGPIPE to "ignore" at startup, so the error reaches us as a plain `Err`.
+fn write_with_no_reader(write_end: OwnedFd) -> Result<()> {
+    say!(WRITER, "act 3: the reader has exited, so no process has the read end open");
+    match write(&write_end, b"anyone there?\n") {
+        Err(Errno::EPIPE) => {
+            say!(
+                WRITER,
+                "write failed with EPIPE (broken pipe): data written now could never be read"
+            );
+            Ok(())
+        }
+        Ok(n) => bail!("a write with no reader should fail, yet {n} bytes were taken"),
+        Err(e) => bail!("a write with no reader: expected EPIPE, got {e}"),
+    }
+}
+
+/// The child's whole part: the three acts as the reader sees them.
+fn reader(messages_r: OwnedFd, buffer_r: OwnedFd, writer: Pid) -> Result<()> {
+    say!(READER, "closed my copies of both write ends: I only read");
+    let started = Instant::now();
+    show_the_read_end_cannot_write(&messages_r);
+    let (count, bytes) = receive_messages(messages_r)?;
+    drain_once_the_writer_sleeps(buffer_r, writer)?;
+    say!(
+        READER,
+        "exiting: this closes the last read end of the buffer pipe"
+    );
+    say!(
+        READER,
+        "summary: messages={count} bytes={bytes} elapsed_us={} ok",
+        started.elapsed().as_micros()
+    );
+    Ok(())
+}
+
+/// One way only: the read end was opened read-only, so the kernel refuses a write.
+fn show_the_read_end_cannot_write(read_end: &OwnedFd) {
+    match write(read_end, b"reply?") {
+        Err(e) => say!(
+            READER,
+            "writing into the read end fails with {e}: a pipe carries data one way only"
+        ),
+        Ok(_) => say!(READER, "writing into the read end worked?! (not Linux?)"),
+    }
+}
+
+/// Act 1: print each line as it comes, until EOF. Returns (messages, bytes).
+fn receive_messages(read_end: OwnedFd) -> Result<(usize, usize)> {
+    let mut lines = BufReader::new(File::from(read_end));
+    let mut line = String::new();
+    let (mut count, mut bytes) = (0, 0);
+    loop {
+        line.clear();
+        if lines.read_line(&mut line).context("read")? == 0 {
+            break;
+        }
+        let text = line.strip_suffix('\n').unwrap_or(&line);
+        say!(READER, "received {text:?} ({} bytes)", text.len());
+        count += 1;
+        bytes += text.len();
+    }
+    say!(
+        READER,
+        "EOF: every write end is closed; the {count} messages came in the order sent (先进先出)"
+    );
+    Ok((count, bytes))
+}
+
+/// Act 2, the reader's side: wait until the writer is asleep on the full pipe
+/// (the kernel shows it in /proc), then read everything it wrote.
+fn drain_once_the_writer_sleeps(read_end: OwnedFd, writer: Pid) -> Result<()> {
+    match wait_until_asleep(writer, "pipe_write", ASLEEP_DEADLINE) {
+        Some(wchan) => say!(
+            READER,
+            "the writer {writer} is asleep in the kernel (/proc/{writer}/stat: S, wchan {wchan}): \
+             the pipe is full and I have not read yet"
+        ),
+        None => say!(READER, "did not see the writer asleep within {ASLEEP_DEADLINE:?}; reading anyway"),
+    }
+    let expected = pipe_capacity(&read_end)? + CHUNK;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut drained = 0;
+    while drained < expected {
+        match nix::unistd::read(&read_end, &mut buf) {
+            Ok(0) => bail!("the writer closed the buffer pipe after {drained} of {expected} bytes"),
+            Ok(n) => drained += n,
+            Err(Errno::EINTR) => continue,
+            Err(e) => bail!("read: {e}"),
+        }
+    }
+    say!(READER, "read {drained} bytes: room again, so the writer's blocked write could finish");
+    Ok(())
+}
+
+/// Polls /proc until `pid` sleeps in a kernel function whose name contains
+/// `wchan`, giving up after `limit`. The kernel's own view of "blocked": `ps`
+/// shows the same state letter S and `cat /proc/PID/wchan` the same name.
+fn wait_until_asleep(pid: Pid, wchan: &str, limit: Duration) -> Option<String> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let state = stat.rsplit_once(')')?.1.trim_start().chars().next()?;
+        let sleeping_in = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+        if state == 'S' && sleeping_in.contains(wchan) {
+            return Some(sleeping_in);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    None
+}
+
+/// The size of the kernel buffer behind a pipe (64 KiB by default on Linux).
+fn pipe_capacity(end: impl AsFd) -> Result<usize> {
+    let size = fcntl(end.as_fd(), FcntlArg::F_GETPIPE_SZ).context("fcntl F_GETPIPE_SZ")?;
+    Ok(size as usize)
+}
+
+fn set_nonblocking(end: impl AsFd, on: bool) -> Result<()> {
+    let flags = if on { OFlag::O_NONBLOCK } else { OFlag::empty() };
+    fcntl(end.as_fd(), FcntlArg::F_SETFL(flags)).context("fcntl F_SETFL")?;
+    Ok(())
+}

@@ -1,0 +1,197 @@
+//! The measured workloads (DESIGN §3): bulk over one pipe, ping over two.
+//!
+//! Bulk: the parent sends `count` messages of `size` bytes; the child checks every
+//! byte and the order. Message k starts with k as a little-endian u64 (cut to
+//! `size` bytes if shorter), then byte i is `i % 251`: a lost, repeated or swapped
+//! message breaks the sequence number, a changed byte breaks the pattern.
+//!
+//! Ping: the parent sends `size` bytes down one pipe, the child sends them back up
+//! the other, `count` times; the parent times each round trip. Two pipes because a
+//! pipe is one-way, and the summary shows what each exchange costs: two system
+//! calls a side and two wake-ups, which is why the notes call pipes slow for
+//! frequent exchange (不适合进程间频繁地交换数据).
+//!
+//! Both paths reuse one buffer per side: nothing is allocated per message.
+
+use anyhow::{Context, Result, bail};
+use nix::fcntl::OFlag;
+use nix::unistd::pipe2;
+use std::os::fd::OwnedFd;
+use std::time::{Duration, Instant};
+
+use crate::family::{Side, exit_child, fork, reap};
+use crate::say;
+use crate::stream::{read_exact, write_all};
+
+const WRITER: &str = "writer";
+const READER: &str = "reader";
+
+pub fn bulk(count: u64, size: usize) -> Result<()> {
+    let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC).context("pipe2")?;
+    match fork()? {
+        Side::Child => {
+            drop(write_end); // or EOF would never come
+            exit_child(receive_and_check(read_end, count, size))
+        }
+        Side::Parent { child } => {
+            drop(read_end);
+            say!(WRITER, "sending {count} messages of {size} bytes to reader {child}");
+            let sent = send_bulk(write_end, count, size);
+            let reaped = reap(WRITER, child, "reader");
+            sent?;
+            reaped
+        }
+    }
+}
+
+fn send_bulk(write_end: OwnedFd, count: u64, size: usize) -> Result<()> {
+    let mut message = pattern(size);
+    let started = Instant::now();
+    for k in 0..count {
+        stamp(&mut message, k);
+        write_all(&write_end, &message).with_context(|| format!("sending message {k} of {count}"))?;
+    }
+    drop(write_end); // the reader's EOF: nothing more is coming
+    let elapsed = started.elapsed();
+    print_summary(WRITER, count, size, elapsed, &throughput(count, size, elapsed));
+    Ok(())
+}
+
+fn receive_and_check(read_end: OwnedFd, count: u64, size: usize) -> Result<()> {
+    let expected = pattern(size);
+    let mut message = vec![0u8; size];
+    let started = Instant::now();
+    for k in 0..count {
+        if !read_exact(&read_end, &mut message).with_context(|| format!("reading message {k}"))? {
+            bail!("the writer closed the pipe after {k} of {count} messages: is it gone?");
+        }
+        check(&message, &expected, k)?;
+    }
+    let elapsed = started.elapsed();
+    if read_exact(&read_end, &mut message[..1]).context("reading past the end")? {
+        bail!("more data came after the {count} messages expected");
+    }
+    print_summary(READER, count, size, elapsed, &throughput(count, size, elapsed));
+    Ok(())
+}
+
+pub fn ping(count: u64, size: usize) -> Result<()> {
+    let (down_r, down_w) = pipe2(OFlag::O_CLOEXEC).context("pipe2 (down)")?;
+    let (up_r, up_w) = pipe2(OFlag::O_CLOEXEC).context("pipe2 (up)")?;
+    match fork()? {
+        Side::Child => {
+            drop(down_w);
+            drop(up_r);
+            exit_child(echo(down_r, up_w, count, size))
+        }
+        Side::Parent { child } => {
+            drop(down_r);
+            drop(up_w);
+            say!(WRITER, "{count} round trips of {size} bytes with reader {child}, over two pipes");
+            let timed = time_round_trips(down_w, up_r, count, size);
+            let reaped = reap(WRITER, child, "reader");
+            timed?;
+            reaped
+        }
+    }
+}
+
+fn time_round_trips(down: OwnedFd, up: OwnedFd, count: u64, size: usize) -> Result<()> {
+    let mut message = pattern(size);
+    let mut reply = vec![0u8; size];
+    let mut rtts = Vec::with_capacity(count as usize);
+    let started = Instant::now();
+    for k in 0..count {
+        stamp(&mut message, k);
+        let sent_at = Instant::now();
+        write_all(&down, &message).with_context(|| format!("sending ping {k}"))?;
+        if !read_exact(&up, &mut reply).with_context(|| format!("reading reply {k}"))? {
+            bail!("the reader closed its pipe after {k} of {count} round trips");
+        }
+        rtts.push(sent_at.elapsed());
+        if reply != message {
+            bail!("reply {k} differs from what was sent");
+        }
+    }
+    let elapsed = started.elapsed();
+    drop(down); // the echo side's EOF
+    rtts.sort_unstable();
+    let extra = format!(
+        " rtt_p50_us={:.1} rtt_p99_us={:.1}",
+        percentile_us(&rtts, 50),
+        percentile_us(&rtts, 99)
+    );
+    print_summary(WRITER, count, size, elapsed, &extra);
+    Ok(())
+}
+
+/// The echo side of ping: send back each message until EOF.
+fn echo(down: OwnedFd, up: OwnedFd, count: u64, size: usize) -> Result<()> {
+    let mut message = vec![0u8; size];
+    let started = Instant::now();
+    let mut echoed = 0;
+    while read_exact(&down, &mut message).context("reading a ping")? {
+        write_all(&up, &message).context("sending a reply")?;
+        echoed += 1;
+    }
+    if echoed != count {
+        bail!("the writer closed the pipe after {echoed} of {count} round trips: is it gone?");
+    }
+    print_summary(READER, count, size, started.elapsed(), "");
+    Ok(())
+}
+
+/// A message of `size` bytes with the bulk pattern (sequence number still 0).
+fn pattern(size: usize) -> Vec<u8> {
+    (0..size).map(|i| (i % 251) as u8).collect()
+}
+
+/// Writes the sequence number `k` into the head of `message`.
+fn stamp(message: &mut [u8], k: u64) {
+    let head = message.len().min(8);
+    message[..head].copy_from_slice(&k.to_le_bytes()[..head]);
+}
+
+/// Checks message `k` against the pattern, naming the first difference.
+fn check(message: &[u8], expected: &[u8], k: u64) -> Result<()> {
+    let head = message.len().min(8);
+    if message[..head] != k.to_le_bytes()[..head] {
+        let mut got = [0u8; 8];
+        got[..head].copy_from_slice(&message[..head]);
+        bail!(
+            "message {k} carries sequence number {}: a message was lost, repeated or reordered",
+            u64::from_le_bytes(got)
+        );
+    }
+    if message[head..] != expected[head..] {
+        // Slices compare with memcmp; only on a mismatch do we look for where.
+        let i = (head..message.len()).find(|&i| message[i] != expected[i]).unwrap_or(head);
+        bail!(
+            "message {k}, byte {i}: expected {:#04x}, got {:#04x}: the data was corrupted",
+            expected[i],
+            message[i]
+        );
+    }
+    Ok(())
+}
+
+fn throughput(count: u64, size: usize, elapsed: Duration) -> String {
+    let mib = (count as f64 * size as f64) / (1024.0 * 1024.0);
+    format!(" mib_per_s={:.1}", mib / elapsed.as_secs_f64().max(1e-9))
+}
+
+/// The nearest-rank percentile of sorted round-trip times, in microseconds.
+fn percentile_us(sorted: &[Duration], p: usize) -> f64 {
+    let rank = (sorted.len() * p).div_ceil(100).max(1);
+    sorted[rank - 1].as_secs_f64() * 1e6
+}
+
+/// The last line of a side (DESIGN §4); `extra` is the workload's own figures.
+fn print_summary(role: &str, count: u64, size: usize, elapsed: Duration, extra: &str) {
+    say!(
+        role,
+        "summary: messages={count} bytes={} elapsed_us={}{extra} ok",
+        count * size as u64,
+        elapsed.as_micros()
+    );
+}
