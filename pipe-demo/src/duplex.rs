@@ -29,7 +29,10 @@ pub fn run(messages: &[String]) -> Result<()> {
     };
     let (down_r, down_w) = pipe2(OFlag::O_CLOEXEC).context("pipe2 (parent → child)")?;
     let (up_r, up_w) = pipe2(OFlag::O_CLOEXEC).context("pipe2 (child → parent)")?;
-    say!(PARENT, "two pipes: one carries requests down to the child, the other replies back up");
+    say!(
+        PARENT,
+        "two pipes: one carries requests down to the child, the other replies back up"
+    );
 
     match fork()? {
         Side::Child => {
@@ -40,7 +43,10 @@ pub fn run(messages: &[String]) -> Result<()> {
         Side::Parent { child } => {
             drop(down_r); // the parent only writes requests...
             drop(up_w); // ...and only reads replies
-            say!(PARENT, "forked the child, pid {child}; each side closed the two ends it does not use");
+            say!(
+                PARENT,
+                "forked the child, pid {child}; each side closed the two ends it does not use"
+            );
             let asked = ask(down_w, up_r, &requests);
             let reaped = reap(PARENT, child, "child");
             asked?;
@@ -58,22 +64,40 @@ fn ask(down: OwnedFd, up: OwnedFd, requests: &[String]) -> Result<()> {
     let mut bytes = 0;
     for request in requests {
         writeln!(requests_out, "{request}").context("sending a request: is the child gone?")?;
-        say!(PARENT, "sent {request:?} ({} bytes) down the first pipe", request.len());
+        say!(
+            PARENT,
+            "sent {request:?} ({} bytes) down the first pipe",
+            request.len()
+        );
         reply.clear();
-        if replies_in.read_line(&mut reply).context("reading a reply")? == 0 {
+        if replies_in
+            .read_line(&mut reply)
+            .context("reading a reply")?
+            == 0
+        {
             bail!("the child closed its pipe before answering {request:?}");
         }
         let reply = reply.trim_end_matches('\n');
-        say!(PARENT, "received {reply:?} ({} bytes) up the second pipe", reply.len());
+        say!(
+            PARENT,
+            "received {reply:?} ({} bytes) up the second pipe",
+            reply.len()
+        );
         bytes += request.len();
     }
     drop(requests_out);
-    say!(PARENT, "closed the request pipe: the child reads EOF and finishes");
+    say!(
+        PARENT,
+        "closed the request pipe: the child reads EOF and finishes"
+    );
     let mut rest = String::new();
     if replies_in.read_line(&mut rest).context("waiting for EOF")? != 0 {
         bail!("the child sent more than it was asked for: {rest:?}");
     }
-    say!(PARENT, "EOF on the reply pipe: the child has closed its end");
+    say!(
+        PARENT,
+        "EOF on the reply pipe: the child has closed its end"
+    );
     say!(
         PARENT,
         "summary: messages={} bytes={bytes} elapsed_us={} ok",
@@ -92,16 +116,28 @@ fn answer_requests(down: OwnedFd, up: OwnedFd) -> Result<()> {
     let (mut count, mut bytes) = (0, 0);
     loop {
         request.clear();
-        if requests_in.read_line(&mut request).context("reading a request")? == 0 {
+        if requests_in
+            .read_line(&mut request)
+            .context("reading a request")?
+            == 0
+        {
             break;
         }
         let text = request.trim_end_matches('\n');
-        say!(CHILD, "received {text:?} ({} bytes), answering up the second pipe", text.len());
-        writeln!(replies_out, "{}", text.to_uppercase()).context("sending a reply: is the parent gone?")?;
+        say!(
+            CHILD,
+            "received {text:?} ({} bytes), answering up the second pipe",
+            text.len()
+        );
+        writeln!(replies_out, "{}", text.to_uppercase())
+            .context("sending a reply: is the parent gone?")?;
         count += 1;
         bytes += text.len();
     }
-    say!(CHILD, "EOF on the request pipe: the parent is done; closing my reply end");
+    say!(
+        CHILD,
+        "EOF on the request pipe: the parent is done; closing my reply end"
+    );
     say!(
         CHILD,
         "summary: messages={count} bytes={bytes} elapsed_us={} ok",

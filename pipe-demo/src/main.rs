@@ -24,9 +24,9 @@
 //! In production: `std::process::Command` with `Stdio::piped()` for a child's
 //! stdin/stdout, `std::io::pipe()` for a bare pipe, or the `interprocess` crate.
 
+mod duplex;
 mod family;
 mod oneway;
-mod duplex;
 mod shell;
 mod stream;
 mod workload;
@@ -211,17 +211,32 @@ mod tests {
     #[test]
     fn flavour_is_the_first_word_and_the_rest_are_messages() {
         let duplex = Workload::Messages(vec!["hi".into(), "there".into()]);
-        assert_eq!(parse("duplex hi there"), Ok(Request::Run(Flavour::Duplex, duplex)));
+        assert_eq!(
+            parse("duplex hi there"),
+            Ok(Request::Run(Flavour::Duplex, duplex))
+        );
         let oneway = Workload::Messages(vec!["hi".into(), "duplex".into()]);
-        assert_eq!(parse("hi duplex"), Ok(Request::Run(Flavour::Oneway, oneway)));
+        assert_eq!(
+            parse("hi duplex"),
+            Ok(Request::Run(Flavour::Oneway, oneway))
+        );
     }
 
     #[test]
     fn workloads_and_their_mistakes() {
         let bulk = Workload::Bulk { count: 3, size: 7 };
-        assert_eq!(parse("--count 3 --size 7"), Ok(Request::Run(Flavour::Oneway, bulk)));
-        let ping = Workload::Ping { count: 5, size: 100 };
-        assert_eq!(parse("duplex --ping 5"), Ok(Request::Run(Flavour::Duplex, ping)));
+        assert_eq!(
+            parse("--count 3 --size 7"),
+            Ok(Request::Run(Flavour::Oneway, bulk))
+        );
+        let ping = Workload::Ping {
+            count: 5,
+            size: 100,
+        };
+        assert_eq!(
+            parse("duplex --ping 5"),
+            Ok(Request::Run(Flavour::Duplex, ping))
+        );
         for bad in [
             "--count 3",
             "--count x --size 1",

@@ -18,8 +18,8 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use crate::family::{Side, exit_child, fork, reap};
-use crate::stream::write_all;
 use crate::say;
+use crate::stream::write_all;
 
 const WRITER: &str = "writer";
 const READER: &str = "reader";
@@ -60,7 +60,10 @@ pub fn run(messages: &[String]) -> Result<()> {
         Side::Parent { child } => {
             drop(messages_r); // only the child reads
             drop(buffer_r);
-            say!(WRITER, "fork(2) made the reader, pid {child}: it holds copies of all four fds");
+            say!(
+                WRITER,
+                "fork(2) made the reader, pid {child}: it holds copies of all four fds"
+            );
             let started = Instant::now();
             let outcome = send_messages_then_fill(messages_w, buffer_w, &messages);
             // Whatever happened, wait for the child, or it would stay a zombie.
@@ -106,7 +109,10 @@ fn send_messages(write_end: OwnedFd, messages: &[String]) -> Result<usize> {
         bytes += text.len();
     }
     drop(write_end);
-    say!(WRITER, "closed the write end: the reader gets EOF once it has read the rest");
+    say!(
+        WRITER,
+        "closed the write end: the reader gets EOF once it has read the rest"
+    );
     Ok(bytes)
 }
 
@@ -129,11 +135,17 @@ fn fill_until_the_writer_blocks(write_end: &OwnedFd) -> Result<()> {
         }
     }
     set_nonblocking(write_end, false)?;
-    say!(WRITER, "wrote {filled} bytes with O_NONBLOCK, then the kernel said EAGAIN: the pipe is full");
+    say!(
+        WRITER,
+        "wrote {filled} bytes with O_NONBLOCK, then the kernel said EAGAIN: the pipe is full"
+    );
 
     // The reader drains capacity + CHUNK bytes in all; top up to exactly that.
     let rest = capacity + CHUNK - filled;
-    say!(WRITER, "writing {rest} more bytes, blocking: this write sleeps until the reader reads");
+    say!(
+        WRITER,
+        "writing {rest} more bytes, blocking: this write sleeps until the reader reads"
+    );
     let asleep_since = Instant::now();
     for piece in std::iter::repeat_n(&chunk[..], rest / CHUNK) {
         write_all(write_end, piece).context("the blocking write")?;
@@ -151,7 +163,10 @@ fn fill_until_the_writer_blocks(write_end: &OwnedFd) -> Result<()> {
 /// a write with EPIPE. A C program would first be killed by SIGPIPE; Rust sets
 /// SIGPIPE to "ignore" at startup, so the error reaches us as a plain `Err`.
 fn write_with_no_reader(write_end: OwnedFd) -> Result<()> {
-    say!(WRITER, "act 3: the reader has exited, so no process has the read end open");
+    say!(
+        WRITER,
+        "act 3: the reader has exited, so no process has the read end open"
+    );
     match write(&write_end, b"anyone there?\n") {
         Err(Errno::EPIPE) => {
             say!(
@@ -226,7 +241,10 @@ fn drain_once_the_writer_sleeps(read_end: OwnedFd, writer: Pid) -> Result<()> {
             "the writer {writer} is asleep in the kernel (/proc/{writer}/stat: S, wchan {wchan}): \
              the pipe is full and I have not read yet"
         ),
-        None => say!(READER, "did not see the writer asleep within {ASLEEP_DEADLINE:?}; reading anyway"),
+        None => say!(
+            READER,
+            "did not see the writer asleep within {ASLEEP_DEADLINE:?}; reading anyway"
+        ),
     }
     let expected = pipe_capacity(&read_end)? + CHUNK;
     let mut buf = vec![0u8; 64 * 1024];
@@ -239,7 +257,10 @@ fn drain_once_the_writer_sleeps(read_end: OwnedFd, writer: Pid) -> Result<()> {
             Err(e) => bail!("read: {e}"),
         }
     }
-    say!(READER, "read {drained} bytes: room again, so the writer's blocked write could finish");
+    say!(
+        READER,
+        "read {drained} bytes: room again, so the writer's blocked write could finish"
+    );
     Ok(())
 }
 
@@ -267,7 +288,11 @@ fn pipe_capacity(end: impl AsFd) -> Result<usize> {
 }
 
 fn set_nonblocking(end: impl AsFd, on: bool) -> Result<()> {
-    let flags = if on { OFlag::O_NONBLOCK } else { OFlag::empty() };
+    let flags = if on {
+        OFlag::O_NONBLOCK
+    } else {
+        OFlag::empty()
+    };
     fcntl(end.as_fd(), FcntlArg::F_SETFL(flags)).context("fcntl F_SETFL")?;
     Ok(())
 }

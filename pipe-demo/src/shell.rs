@@ -19,7 +19,10 @@ use crate::say;
 const SHELL: &str = "shell";
 
 pub fn run() -> Result<()> {
-    say!(SHELL, "rebuilding `ps auxf | grep ps`: one pipe, two children, dup2, exec");
+    say!(
+        SHELL,
+        "rebuilding `ps auxf | grep ps`: one pipe, two children, dup2, exec"
+    );
     // O_CLOEXEC: these two fds close by themselves when a child execs. So `ps` is
     // left holding only its stdout, and `grep` only its stdin. Without it, grep
     // would inherit a write end and never see EOF (the classic hanging pipeline).
@@ -29,24 +32,36 @@ pub fn run() -> Result<()> {
         Side::Child => exit_child(exec_with(&write_end, Stdio::Out, &["ps", "auxf"])),
         Side::Parent { child } => child,
     };
-    say!(SHELL, "forked {ps} for `ps auxf`: its stdout becomes the write end");
+    say!(
+        SHELL,
+        "forked {ps} for `ps auxf`: its stdout becomes the write end"
+    );
     let grep = match fork()? {
         Side::Child => exit_child(exec_with(&read_end, Stdio::In, &["grep", "ps"])),
         Side::Parent { child } => child,
     };
-    say!(SHELL, "forked {grep} for `grep ps`: its stdin becomes the read end");
+    say!(
+        SHELL,
+        "forked {grep} for `grep ps`: its stdin becomes the read end"
+    );
 
     // The shell itself must close both ends: while it holds a write end, grep
     // would wait for more input forever.
     drop(read_end);
     drop(write_end);
-    say!(SHELL, "closed both ends in the shell; waiting for the two children");
+    say!(
+        SHELL,
+        "closed both ends in the shell; waiting for the two children"
+    );
 
     let ps_done = reap(SHELL, ps, "`ps auxf`");
     let grep_done = reap(SHELL, grep, "`grep ps`");
     ps_done?;
     grep_done.context("grep exits 1 when no line matched")?;
-    say!(SHELL, "both children reaped: the pipeline is done, nothing left behind");
+    say!(
+        SHELL,
+        "both children reaped: the pipeline is done, nothing left behind"
+    );
     Ok(())
 }
 
@@ -67,7 +82,10 @@ fn exec_with(end: &OwnedFd, stdio: Stdio, argv: &[&str]) -> Result<()> {
     // the program the default back: `ps` should die quietly if grep stops reading.
     // SAFETY: installs no handler, only restores the default action.
     unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.context("reset SIGPIPE")?;
-    let argv: Vec<CString> = argv.iter().map(|a| CString::new(*a)).collect::<Result<_, _>>()?;
+    let argv: Vec<CString> = argv
+        .iter()
+        .map(|a| CString::new(*a))
+        .collect::<Result<_, _>>()?;
     let err = execvp(&argv[0], &argv).unwrap_err();
     Err(err).with_context(|| format!("exec {:?}", argv[0]))
 }

@@ -35,7 +35,10 @@ pub fn bulk(count: u64, size: usize) -> Result<()> {
         }
         Side::Parent { child } => {
             drop(read_end);
-            say!(WRITER, "sending {count} messages of {size} bytes to reader {child}");
+            say!(
+                WRITER,
+                "sending {count} messages of {size} bytes to reader {child}"
+            );
             let sent = send_bulk(write_end, count, size);
             let reaped = reap(WRITER, child, "reader");
             sent?;
@@ -49,11 +52,18 @@ fn send_bulk(write_end: OwnedFd, count: u64, size: usize) -> Result<()> {
     let started = Instant::now();
     for k in 0..count {
         stamp(&mut message, k);
-        write_all(&write_end, &message).with_context(|| format!("sending message {k} of {count}"))?;
+        write_all(&write_end, &message)
+            .with_context(|| format!("sending message {k} of {count}"))?;
     }
     drop(write_end); // the reader's EOF: nothing more is coming
     let elapsed = started.elapsed();
-    print_summary(WRITER, count, size, elapsed, &throughput(count, size, elapsed));
+    print_summary(
+        WRITER,
+        count,
+        size,
+        elapsed,
+        &throughput(count, size, elapsed),
+    );
     Ok(())
 }
 
@@ -71,7 +81,13 @@ fn receive_and_check(read_end: OwnedFd, count: u64, size: usize) -> Result<()> {
     if read_exact(&read_end, &mut message[..1]).context("reading past the end")? {
         bail!("more data came after the {count} messages expected");
     }
-    print_summary(READER, count, size, elapsed, &throughput(count, size, elapsed));
+    print_summary(
+        READER,
+        count,
+        size,
+        elapsed,
+        &throughput(count, size, elapsed),
+    );
     Ok(())
 }
 
@@ -87,7 +103,10 @@ pub fn ping(count: u64, size: usize) -> Result<()> {
         Side::Parent { child } => {
             drop(down_r);
             drop(up_w);
-            say!(WRITER, "{count} round trips of {size} bytes with reader {child}, over two pipes");
+            say!(
+                WRITER,
+                "{count} round trips of {size} bytes with reader {child}, over two pipes"
+            );
             let timed = time_round_trips(down_w, up_r, count, size);
             let reaped = reap(WRITER, child, "reader");
             timed?;
@@ -165,7 +184,9 @@ fn check(message: &[u8], expected: &[u8], k: u64) -> Result<()> {
     }
     if message[head..] != expected[head..] {
         // Slices compare with memcmp; only on a mismatch do we look for where.
-        let i = (head..message.len()).find(|&i| message[i] != expected[i]).unwrap_or(head);
+        let i = (head..message.len())
+            .find(|&i| message[i] != expected[i])
+            .unwrap_or(head);
         bail!(
             "message {k}, byte {i}: expected {:#04x}, got {:#04x}: the data was corrupted",
             expected[i],
@@ -194,4 +215,42 @@ fn print_summary(role: &str, count: u64, size: usize, elapsed: Duration, extra: 
         count * size as u64,
         elapsed.as_micros()
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(k: u64, size: usize) -> Vec<u8> {
+        let mut m = pattern(size);
+        stamp(&mut m, k);
+        m
+    }
+
+    #[test]
+    fn check_accepts_the_right_message_and_names_each_kind_of_damage() {
+        let expected = pattern(300);
+        assert!(check(&message(7, 300), &expected, 7).is_ok());
+        let skipped = check(&message(8, 300), &expected, 7).unwrap_err().to_string();
+        assert!(skipped.contains("sequence number 8"), "{skipped}");
+        let mut corrupted = message(7, 300);
+        corrupted[123] ^= 1;
+        let corrupted = check(&corrupted, &expected, 7).unwrap_err().to_string();
+        assert!(corrupted.contains("byte 123"), "{corrupted}");
+    }
+
+    #[test]
+    fn short_messages_carry_a_truncated_sequence_number() {
+        let expected = pattern(2);
+        assert!(check(&message(258, 2), &expected, 258).is_ok());
+        assert!(check(&message(259, 2), &expected, 258).is_err());
+    }
+
+    #[test]
+    fn percentiles_use_the_nearest_rank() {
+        let rtts: Vec<Duration> = (1..=100).map(Duration::from_micros).collect();
+        assert_eq!(percentile_us(&rtts, 50), 50.0);
+        assert_eq!(percentile_us(&rtts, 99), 99.0);
+        assert_eq!(percentile_us(&rtts[..1], 99), 1.0);
+    }
 }

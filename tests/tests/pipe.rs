@@ -1,0 +1,229 @@
+//! End-to-end tests of pipe-demo: every flavour, both workloads, bad usage, signals
+//! and a peer killed mid-transfer. Each run is checked for leftovers: no process of
+//! its group may outlive it, and no child may be left unreaped.
+
+use ipc_tests::*;
+use std::os::unix::process::ExitStatusExt;
+
+const DEMO: &str = "pipe-demo";
+
+/// The number that follows `key` in `line` (`"... 65536 bytes"` → after "... ").
+fn number_after(line: &str, key: &str) -> u64 {
+    let rest = &line[line
+        .find(key)
+        .unwrap_or_else(|| panic!("{key:?} not in {line:?}"))
+        + key.len()..];
+    let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("no number after {key:?} in {line:?}"))
+}
+
+#[test]
+fn oneway_shows_one_direction_eof_a_full_buffer_and_epipe() {
+    let out = run(DEMO, &[]);
+    out.assert_success();
+
+    // Act 1: the messages arrive whole and in order, then EOF.
+    let hello = out.line_index(r#"received "hello" (5 bytes)"#);
+    let second = out.line_index(r#"received "through a pipe" (14 bytes)"#);
+    let third = out.line_index(r#"received "one way only" (12 bytes)"#);
+    let eof = out.line_index("EOF: every write end is closed");
+    assert!(
+        hello < second && second < third && third < eof,
+        "{}",
+        out.stdout
+    );
+    assert_eq!(out.lines_with("] received ").len(), 3);
+    out.assert_stdout_contains("writing into the read end fails with EBADF");
+
+    // Act 2: the pipe took exactly its capacity, then the writer slept until the
+    // reader, having seen it asleep in the kernel, drained the pipe.
+    let capacity = number_after(out.lines_with("F_GETPIPE_SZ")[0], "buffer in the kernel, ");
+    let filled = number_after(out.lines_with("O_NONBLOCK")[0], "wrote ");
+    assert_eq!(filled, capacity, "{}", out.stdout);
+    let asleep = out.line_index("is asleep in the kernel");
+    assert!(out.lines_with("is asleep in the kernel")[0].contains("pipe_write"));
+    let woke = out.line_index("woke up: the write finished");
+    assert!(
+        asleep < woke,
+        "the writer woke before the reader saw it asleep:\n{}",
+        out.stdout
+    );
+    let drained = number_after(out.lines_with("room again")[0], "read ");
+    assert_eq!(drained, capacity + 4096);
+
+    // Act 3: after the reader is reaped, a write fails with EPIPE.
+    let reaped = out.line_index("reaped reader");
+    let epipe = out.line_index("write failed with EPIPE");
+    assert!(reaped < epipe, "{}", out.stdout);
+    assert!(out.lines_with("reaped reader")[0].contains("exited with status 0"));
+
+    for role in ["writer", "reader"] {
+        let summary = out.summary(role);
+        assert!(summary.ok);
+        assert_eq!(summary.num("messages"), 3.0);
+        assert_eq!(summary.num("bytes"), 31.0);
+    }
+}
+
+#[test]
+fn oneway_carries_the_messages_given_on_the_command_line() {
+    let out = run(DEMO, &["first message", "second", "ünïcode ✓"]);
+    out.assert_success();
+    let received: Vec<&str> = out.lines_with("] received ");
+    assert_eq!(received.len(), 3);
+    assert!(received[0].ends_with(r#"received "first message" (13 bytes)"#));
+    assert!(received[1].ends_with(r#"received "second" (6 bytes)"#));
+    assert!(received[2].contains("ünïcode ✓"));
+}
+
+#[test]
+fn duplex_answers_each_request_over_the_second_pipe() {
+    let out = run(DEMO, &["duplex", "ping me", "again"]);
+    out.assert_success();
+    let replies = out.lines_with("up the second pipe");
+    assert!(
+        replies
+            .iter()
+            .any(|l| l.contains(r#"received "PING ME" (7 bytes)"#)),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        replies
+            .iter()
+            .any(|l| l.contains(r#"received "AGAIN" (5 bytes)"#))
+    );
+    // Each reply comes after its request was sent.
+    assert!(out.line_index(r#"sent "ping me""#) < out.line_index(r#"received "PING ME""#));
+    assert!(out.line_index(r#"received "PING ME""#) < out.line_index(r#"sent "again""#));
+    assert_eq!(out.summary("parent").num("messages"), 2.0);
+    assert_eq!(out.summary("child").num("messages"), 2.0);
+    assert!(out.lines_with("reaped child")[0].contains("exited with status 0"));
+}
+
+#[test]
+fn shell_runs_ps_into_grep_and_reaps_both() {
+    let out = run(DEMO, &["shell"]);
+    out.assert_success();
+    // grep's output is ps's lines that contain "ps", among them ps itself.
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| !l.starts_with('[') && l.contains("ps auxf")),
+        "no line of ps output came through grep:\n{}",
+        out.stdout
+    );
+    assert!(out.lines_with("reaped `ps auxf`")[0].contains("exited with status 0"));
+    assert!(out.lines_with("reaped `grep ps`")[0].contains("exited with status 0"));
+}
+
+#[test]
+fn bulk_moves_every_byte_in_order() {
+    for (count, size) in [("64", "65536"), ("2000", "3"), ("10", "100000")] {
+        let out = run(DEMO, &["--count", count, "--size", size]);
+        out.assert_success();
+        let bytes: f64 = count.parse::<f64>().unwrap() * size.parse::<f64>().unwrap();
+        for role in ["writer", "reader"] {
+            let summary = out.summary(role);
+            assert!(summary.ok, "{}", summary.line);
+            assert_eq!(summary.num("messages"), count.parse::<f64>().unwrap());
+            assert_eq!(summary.num("bytes"), bytes);
+            assert!(summary.num("mib_per_s") > 0.0);
+        }
+    }
+}
+
+#[test]
+fn ping_reports_round_trip_percentiles() {
+    let out = run(DEMO, &["--ping", "500", "--size", "64"]);
+    out.assert_success();
+    let summary = out.summary("writer");
+    assert_eq!(summary.num("messages"), 500.0);
+    assert_eq!(summary.num("bytes"), 500.0 * 64.0);
+    let (p50, p99) = (summary.num("rtt_p50_us"), summary.num("rtt_p99_us"));
+    assert!(p50 > 0.0 && p50 <= p99, "{}", summary.line);
+    assert_eq!(out.summary("reader").num("messages"), 500.0);
+}
+
+#[test]
+fn bad_usage_exits_2_and_names_the_problem() {
+    for (args, needle) in [
+        (&["--bogus"][..], "--bogus"),
+        (&["--count"], "--count needs a value"),
+        (&["--count", "ten", "--size", "1"], "ten"),
+        (&["--count", "3"], "--size"),
+        (&["--ping", "3", "--count", "3", "--size", "1"], "pick one"),
+        (&["--ping", "3", "--size", "999999999999"], "at most"),
+        (&["shell", "extra"], "shell"),
+        (&["reader"], "no reader role"),
+        (&["writer", "hi"], "no writer role"),
+        (&["line\nbreak"], "newline"),
+    ] {
+        let out = run(DEMO, args);
+        out.assert_exit_code(2)
+            .assert_stderr_contains(needle)
+            .assert_stderr_contains("usage:");
+        assert!(
+            out.stdout.is_empty(),
+            "bad usage must do nothing: {}",
+            out.stdout
+        );
+    }
+}
+
+#[test]
+fn help_prints_the_usage() {
+    let out = run(DEMO, &["--help"]);
+    out.assert_success()
+        .assert_stdout_contains("usage: pipe-demo");
+}
+
+/// Starts a bulk transfer too long to finish during the test and returns it with
+/// the reader's pid, once data is flowing.
+fn start_endless_bulk() -> (Demo, i32) {
+    let mut demo = Demo::start(DEMO, &["--count", "100000000", "--size", "65536"]);
+    let line = demo.wait_for_line("sending 100000000 messages");
+    let reader = number_after(&line, "to reader ") as i32;
+    (demo, reader)
+}
+
+#[test]
+fn ctrl_c_mid_transfer_stops_both_processes() {
+    let (demo, reader) = start_endless_bulk();
+    demo.signal_group(Signal::SIGINT);
+    let out = demo.finish();
+    out.assert_killed_by(Signal::SIGINT);
+    assert!(!process_exists(reader), "reader {reader} outlived Ctrl+C");
+}
+
+#[test]
+fn writer_survives_a_killed_reader_with_a_clear_error() {
+    let (demo, reader) = start_endless_bulk();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(reader), Signal::SIGKILL).unwrap();
+    let out = demo.finish();
+    out.assert_exit_code(1)
+        .assert_stderr_contains("the reader is gone")
+        .assert_stdout_contains(&format!("reaped reader {reader}: killed by SIGKILL"));
+}
+
+#[test]
+fn reader_notices_a_killed_writer_and_exits_non_zero() {
+    let (demo, reader) = start_endless_bulk();
+    let pgid = demo.pid();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pgid), Signal::SIGKILL).unwrap();
+    let out = demo.finish();
+    assert_eq!(out.status.signal(), Some(Signal::SIGKILL as i32));
+    // The orphaned reader sees EOF in the middle of the stream and says so.
+    assert_eq!(
+        reap_orphans(pgid),
+        vec![reader],
+        "the reader should exit by itself"
+    );
+    assert!(
+        out.stderr.contains("the writer closed the pipe"),
+        "the reader's message is missing: {}",
+        out.stderr
+    );
+}
