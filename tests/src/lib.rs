@@ -29,37 +29,42 @@ use nix::unistd::Pid;
 /// fails. Generous: two cores, debug builds and tests running in parallel.
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
-/// The directory holding the demo binaries, built once per test binary.
-pub fn demo_bin_dir() -> &'static PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        // target/<profile>/deps/<test-binary> -> target/<profile>
-        let exe = std::env::current_exe().expect("current_exe");
-        let profile_dir = exe
-            .parent()
-            .and_then(|d| d.parent())
-            .expect("target/<profile>")
-            .to_path_buf();
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "--workspace", "--bins", "--target-dir"])
-            .arg(profile_dir.parent().expect("target dir"));
-        if profile_dir.ends_with("release") {
-            cmd.arg("--release");
-        }
-        let status = cmd
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("spawn cargo build");
-        assert!(status.success(), "building the demos failed: {status}");
-        profile_dir
-    })
+/// The directory holding the demo binaries: target/<profile>, the one this test
+/// binary was built into (so `cargo bench`, a release build, runs release demos).
+pub fn demo_bin_dir() -> PathBuf {
+    // target/<profile>/deps/<test-binary> -> target/<profile>
+    let exe = std::env::current_exe().expect("current_exe");
+    exe.parent()
+        .and_then(|d| d.parent())
+        .expect("target/<profile>")
+        .to_path_buf()
 }
 
-/// The path of one demo binary, e.g. `demo_bin("pipe-demo")`.
+/// The path of one demo binary, e.g. `demo_bin("pipe-demo")`, built once per test
+/// binary. Only that package is built, so one demo's tests do not depend on the
+/// others compiling.
 pub fn demo_bin(name: &str) -> PathBuf {
-    let path = demo_bin_dir().join(name);
+    static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
+    let mut built = BUILT.get_or_init(Default::default).lock().unwrap();
+    if let Some(path) = built.get(name) {
+        return path.clone();
+    }
+    let profile_dir = demo_bin_dir();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--quiet", "-p", name, "--bins", "--target-dir"])
+        .arg(profile_dir.parent().expect("target dir"));
+    if profile_dir.ends_with("release") {
+        cmd.arg("--release");
+    }
+    let status = cmd
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("spawn cargo build");
+    assert!(status.success(), "building {name} failed: {status}");
+    let path = profile_dir.join(name);
     assert!(path.exists(), "{} was not built", path.display());
+    built.insert(name.to_string(), path.clone());
     path
 }
 
