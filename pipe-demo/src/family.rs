@@ -65,3 +65,12 @@ pub fn reap(role: &str, child: Pid, what: &str) -> Result<()> {
         other => anyhow::bail!("the {what} (pid {child}) ended oddly: {other:?}"),
     }
 }
+
+/// Pins this process to one CPU (`sched_setaffinity`), if asked: `--cpus`.
+pub fn run_on_cpu(cpu: Option<usize>) -> Result<()> {
+    let Some(cpu) = cpu else { return Ok(()) };
+    let mut set = nix::sched::CpuSet::new();
+    set.set(cpu).with_context(|| format!("CPU {cpu}"))?;
+    nix::sched::sched_setaffinity(Pid::from_raw(0), &set)
+        .with_context(|| format!("sched_setaffinity to CPU {cpu}"))
+}

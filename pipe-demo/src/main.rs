@@ -61,6 +61,7 @@ usage: pipe-demo [oneway|duplex|shell] [OPTIONS] [MESSAGE...]
 options (oneway and duplex):
   --count N --size BYTES   bulk: send N messages of BYTES bytes, checked by the reader
   --ping N [--size BYTES]  N round trips of BYTES bytes (default 100) over two pipes
+  --cpus W,R               with a workload: run the writer on CPU W, the reader on CPU R
   --help                   this text
 
 An anonymous pipe joins a parent and its child only, so there is no reader or
@@ -83,8 +84,24 @@ enum Flavour {
 #[derive(Debug, PartialEq)]
 enum Workload {
     Messages(Vec<String>),
-    Bulk { count: u64, size: usize },
-    Ping { count: u64, size: usize },
+    Bulk {
+        count: u64,
+        size: usize,
+        cpus: Option<Cpus>,
+    },
+    Ping {
+        count: u64,
+        size: usize,
+        cpus: Option<Cpus>,
+    },
+}
+
+/// `--cpus W,R`: the CPU for the writer and the CPU for the reader. Where the two
+/// sides run changes what a wake-up costs; the benchmark measures both placements.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cpus {
+    pub writer: usize,
+    pub reader: usize,
 }
 
 #[derive(Debug, PartialEq)]
@@ -109,8 +126,8 @@ fn main() -> ExitCode {
         Request::Run(Flavour::Oneway, Workload::Messages(msgs)) => oneway::run(&msgs),
         Request::Run(Flavour::Duplex, Workload::Messages(msgs)) => duplex::run(&msgs),
         Request::Run(Flavour::Shell, _) => shell::run(),
-        Request::Run(_, Workload::Bulk { count, size }) => workload::bulk(count, size),
-        Request::Run(_, Workload::Ping { count, size }) => workload::ping(count, size),
+        Request::Run(_, Workload::Bulk { count, size, cpus }) => workload::bulk(count, size, cpus),
+        Request::Run(_, Workload::Ping { count, size, cpus }) => workload::ping(count, size, cpus),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -125,7 +142,7 @@ fn main() -> ExitCode {
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Request, String> {
     let mut flavour = None;
     let mut messages = Vec::new();
-    let (mut count, mut size, mut ping) = (None, None, None);
+    let (mut count, mut size, mut ping, mut cpus) = (None, None, None, None);
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -133,6 +150,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Request, String>
             "--count" => count = Some(number(&arg, args.next())?),
             "--ping" => ping = Some(number(&arg, args.next())?),
             "--size" => size = Some(number(&arg, args.next())?),
+            "--cpus" => cpus = Some(cpu_pair(args.next())?),
             "reader" | "writer" if flavour.is_none() && messages.is_empty() => {
                 return Err(format!(
                     "pipe-demo has no {arg} role: an anonymous pipe only joins a parent \
@@ -165,13 +183,15 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Request, String>
         (Some(count), None) => Workload::Bulk {
             count,
             size: checked_size(size.ok_or("--count needs --size BYTES")?)?,
+            cpus,
         },
         (None, Some(count)) => Workload::Ping {
             count,
             size: checked_size(size.unwrap_or(DEFAULT_PING_SIZE as u64))?,
+            cpus,
         },
-        (None, None) if size.is_some() => {
-            return Err("--size goes with --count or --ping".into());
+        (None, None) if size.is_some() || cpus.is_some() => {
+            return Err("--size and --cpus go with --count or --ping".into());
         }
         (None, None) => Workload::Messages(messages.clone()),
     };
@@ -190,6 +210,26 @@ fn number(flag: &str, value: Option<String>) -> Result<u64, String> {
     match value.parse::<u64>() {
         Ok(n) if n >= 1 => Ok(n),
         _ => Err(format!("{flag} {value}: not a whole number of at least 1")),
+    }
+}
+
+/// Parses `W,R`, two CPU numbers this machine has.
+fn cpu_pair(value: Option<String>) -> Result<Cpus, String> {
+    let value = value.ok_or("--cpus needs a value, like 0,1")?;
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpu = |s: &str| match s.parse::<usize>() {
+        Ok(c) if c < cpus => Ok(c),
+        _ => Err(format!(
+            "--cpus {value}: CPU numbers go from 0 to {}",
+            cpus - 1
+        )),
+    };
+    match value.split_once(',') {
+        Some((w, r)) => Ok(Cpus {
+            writer: cpu(w)?,
+            reader: cpu(r)?,
+        }),
+        None => Err(format!("--cpus {value}: expected WRITER,READER, like 0,1")),
     }
 }
 
@@ -224,7 +264,11 @@ mod tests {
 
     #[test]
     fn workloads_and_their_mistakes() {
-        let bulk = Workload::Bulk { count: 3, size: 7 };
+        let bulk = Workload::Bulk {
+            count: 3,
+            size: 7,
+            cpus: None,
+        };
         assert_eq!(
             parse("--count 3 --size 7"),
             Ok(Request::Run(Flavour::Oneway, bulk))
@@ -232,13 +276,30 @@ mod tests {
         let ping = Workload::Ping {
             count: 5,
             size: 100,
+            cpus: None,
         };
         assert_eq!(
             parse("duplex --ping 5"),
             Ok(Request::Run(Flavour::Duplex, ping))
         );
+        let cpus = Some(Cpus {
+            writer: 0,
+            reader: 0,
+        });
+        let pinned = Workload::Ping {
+            count: 5,
+            size: 100,
+            cpus,
+        };
+        assert_eq!(
+            parse("--ping 5 --cpus 0,0"),
+            Ok(Request::Run(Flavour::Oneway, pinned))
+        );
         for bad in [
             "--count 3",
+            "--cpus 0,0",
+            "--ping 3 --cpus 0",
+            "--ping 3 --cpus 0,99999",
             "--count x --size 1",
             "--count 0 --size 1",
             "--ping 1 --count 1 --size 1",

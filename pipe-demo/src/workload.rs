@@ -19,22 +19,25 @@ use nix::unistd::pipe2;
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
-use crate::family::{Side, exit_child, fork, reap};
+use crate::Cpus;
+use crate::family::{Side, exit_child, fork, reap, run_on_cpu};
 use crate::say;
 use crate::stream::{read_exact, write_all};
 
 const WRITER: &str = "writer";
 const READER: &str = "reader";
 
-pub fn bulk(count: u64, size: usize) -> Result<()> {
+pub fn bulk(count: u64, size: usize, cpus: Option<Cpus>) -> Result<()> {
     let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC).context("pipe2")?;
     match fork()? {
         Side::Child => {
             drop(write_end); // or EOF would never come
-            exit_child(receive_and_check(read_end, count, size))
+            let pinned = run_on_cpu(cpus.map(|c| c.reader));
+            exit_child(pinned.and_then(|()| receive_and_check(read_end, count, size)))
         }
         Side::Parent { child } => {
             drop(read_end);
+            run_on_cpu(cpus.map(|c| c.writer))?;
             say!(
                 WRITER,
                 "sending {count} messages of {size} bytes to reader {child}"
@@ -91,18 +94,20 @@ fn receive_and_check(read_end: OwnedFd, count: u64, size: usize) -> Result<()> {
     Ok(())
 }
 
-pub fn ping(count: u64, size: usize) -> Result<()> {
+pub fn ping(count: u64, size: usize, cpus: Option<Cpus>) -> Result<()> {
     let (down_r, down_w) = pipe2(OFlag::O_CLOEXEC).context("pipe2 (down)")?;
     let (up_r, up_w) = pipe2(OFlag::O_CLOEXEC).context("pipe2 (up)")?;
     match fork()? {
         Side::Child => {
             drop(down_w);
             drop(up_r);
-            exit_child(echo(down_r, up_w, count, size))
+            let pinned = run_on_cpu(cpus.map(|c| c.reader));
+            exit_child(pinned.and_then(|()| echo(down_r, up_w, count, size)))
         }
         Side::Parent { child } => {
             drop(down_r);
             drop(up_w);
+            run_on_cpu(cpus.map(|c| c.writer))?;
             say!(
                 WRITER,
                 "{count} round trips of {size} bytes with reader {child}, over two pipes"
@@ -231,7 +236,9 @@ mod tests {
     fn check_accepts_the_right_message_and_names_each_kind_of_damage() {
         let expected = pattern(300);
         assert!(check(&message(7, 300), &expected, 7).is_ok());
-        let skipped = check(&message(8, 300), &expected, 7).unwrap_err().to_string();
+        let skipped = check(&message(8, 300), &expected, 7)
+            .unwrap_err()
+            .to_string();
         assert!(skipped.contains("sequence number 8"), "{skipped}");
         let mut corrupted = message(7, 300);
         corrupted[123] ^= 1;
