@@ -1,0 +1,167 @@
+//! The default run, narrated. This process (`main`) makes a private directory, starts a
+//! reader and then a writer as two separate programs that meet at a FIFO in it, and
+//! waits for both.
+//!
+//! - Act 1: the reader sleeps in open(2) until the writer opens the FIFO; the messages
+//!   (or the `--count`/`--ping` workload) go through; the reader gets EOF and removes it.
+//! - Act 2, PIPE_BUF: two writers at once into one reader, the "well-known FIFO" server
+//!   of the classic texts. Each line is one write(2) of at most PIPE_BUF bytes, so each
+//!   arrives whole, never mixed with the other writer's.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use nix::fcntl::OFlag;
+
+use crate::args::{Cpus, Workload};
+use crate::children::Children;
+use crate::fifo::{self, PrivateDir};
+use crate::signals;
+use crate::wire;
+
+const ROLE: &str = "main";
+
+const MESSAGES: [&str; 3] = [
+    "hello",
+    "from an unrelated process",
+    "through a file of type p",
+];
+
+pub fn run(workload: &Workload, cpus: Option<Cpus>) -> Result<()> {
+    let dir = PrivateDir::create()?;
+    let shown = dir.path().display().to_string();
+    say!(
+        ROLE,
+        "private directory {shown} (mode 0700, from mkdtemp): only this user can reach a FIFO in it"
+    );
+
+    let result = act_one(dir.path(), workload, cpus).and_then(|()| match workload {
+        Workload::Text(_) => act_two(dir.path()),
+        _ => Ok(()),
+    });
+
+    let removed = dir.remove();
+    match result {
+        Ok(()) => {
+            removed?;
+            say!(ROLE, "removed {shown}: no FIFO is left, in it or anywhere");
+            Ok(())
+        }
+        Err(e) => {
+            if let Some(sig) = signals::caught() {
+                say!(
+                    ROLE,
+                    "interrupted by {sig}: stopped the children, removed {shown}"
+                );
+            }
+            Err(e)
+        }
+    }
+}
+
+/// One reader, one writer: the rendezvous in open(2), then the data, then EOF.
+fn act_one(dir: &Path, workload: &Workload, cpus: Option<Cpus>) -> Result<()> {
+    let fifo = dir.join("fifo");
+    let path = fifo.display().to_string();
+    let mut children = Children::new();
+
+    let mut args = vec!["--path".to_string(), path.clone()];
+    args.extend(workload_options(workload));
+    let reader = children.spawn("reader", &args)?;
+    pin(reader, cpus.map(|c| c.reader))?;
+    let wchan = children.wait_until_opening(reader, &fifo)?;
+    say!(
+        ROLE,
+        "reader {reader} is asleep in open(2) (wchan {wchan}): a FIFO's open blocks until the other side opens"
+    );
+
+    if let Workload::Text(messages) = workload {
+        args.push("--".into()); // a message may start with '-'
+        if messages.is_empty() {
+            args.extend(MESSAGES.map(String::from));
+        } else {
+            args.extend(messages.iter().cloned());
+        }
+    }
+    let writer = children.spawn("writer", &args)?;
+    pin(writer, cpus.map(|c| c.writer))?;
+    children.wait_for(|_| true)
+}
+
+/// Pins a child to one CPU (`sched_setaffinity` on its pid), if `--cpus` asked. The
+/// reader is pinned while it waits in open(2); the writer within moments of its start,
+/// so at most its first few exchanges of thousands run elsewhere.
+fn pin(pid: u32, cpu: Option<usize>) -> Result<()> {
+    let Some(cpu) = cpu else { return Ok(()) };
+    let mut set = nix::sched::CpuSet::new();
+    set.set(cpu).with_context(|| format!("CPU {cpu}"))?;
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(pid as i32), &set)
+        .with_context(|| format!("sched_setaffinity({pid}) to CPU {cpu}"))
+}
+
+/// A new reader, and two writers at once.
+fn act_two(dir: &Path) -> Result<()> {
+    let fifo = dir.join("server");
+    let path = fifo.display().to_string();
+    say!(
+        ROLE,
+        "act 2: PIPE_BUF. Two writers at once into one reader, like the clients of a server's well-known FIFO"
+    );
+    let mut children = Children::new();
+    let reader = children.spawn("reader", &["--path".into(), path.clone()])?;
+    children.wait_until_opening(reader, &fifo)?;
+
+    // A reader is waiting in open, so a non-blocking open for writing succeeds at once.
+    let held = wire::open(&fifo, OFlag::O_WRONLY | OFlag::O_NONBLOCK)?
+        .with_context(|| format!("open {path} for writing"))?;
+    let pipe_buf = fifo::pipe_buf(&held)?;
+    say!(
+        ROLE,
+        "main opened {path} for writing too, and keeps it open: the reader sees EOF only once every write end is closed, so it cannot stop between two writers"
+    );
+    say!(
+        ROLE,
+        "PIPE_BUF is {pipe_buf} bytes (fpathconf): a write(2) of at most that many bytes goes into the FIFO in one piece"
+    );
+
+    for name in ["A", "B"] {
+        let mut args = vec!["--path".into(), path.clone(), "--".into()];
+        args.extend((1..=3).map(|i| format!("{name}{i} {}", name.repeat(40))));
+        children.spawn("writer", &args)?;
+    }
+    children.wait_for(|role| role == "writer")?;
+    drop(held);
+    say!(
+        ROLE,
+        "both writers are done and main has closed its write end: the reader gets EOF"
+    );
+    children.wait_for(|_| true)?;
+    say!(
+        ROLE,
+        "each line arrived whole: a write(2) of at most PIPE_BUF bytes is never split or mixed with another writer's, however their turns fall"
+    );
+    Ok(())
+}
+
+/// The workload options, passed on unchanged to both children.
+fn workload_options(workload: &Workload) -> Vec<String> {
+    match *workload {
+        Workload::Text(_) => Vec::new(),
+        Workload::Bulk { count, size } => {
+            vec![
+                "--count".into(),
+                count.to_string(),
+                "--size".into(),
+                size.to_string(),
+            ]
+        }
+        Workload::Ping { count, size } => {
+            vec![
+                "--ping".into(),
+                count.to_string(),
+                "--size".into(),
+                size.to_string(),
+            ]
+        }
+    }
+}

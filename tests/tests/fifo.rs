@@ -1,0 +1,704 @@
+//! End-to-end tests of fifo-demo: the reader and the writer run as real, unrelated
+//! processes (and sometimes `sh`, `cat` or this test itself takes one side), meeting at
+//! a FIFO in each test's own scratch directory.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Instant;
+
+use ipc_tests::*;
+use nix::sys::signal::kill;
+use nix::unistd::Pid;
+
+const DEMO: &str = "fifo-demo";
+
+// ---------- helpers ----------
+
+/// The texts of the `[ROLE PID] LABEL "text" (N bytes)` lines of one process, in order.
+/// The test texts hold no quote or backslash, so `{:?}` printed them as they are.
+fn texts(stdout: &str, role: &str, pid: i32, label: &str) -> Vec<String> {
+    let prefix = format!("[{role} {pid}] {label} \"");
+    stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .map(|rest| {
+            let end = rest
+                .rfind("\" (")
+                .expect("a text line ends with \" (N bytes)");
+            rest[..end].to_string()
+        })
+        .collect()
+}
+
+fn received(stdout: &str, pid: i32) -> Vec<String> {
+    texts(stdout, "reader", pid, "received")
+}
+
+fn sent(stdout: &str, pid: i32) -> Vec<String> {
+    texts(stdout, "writer", pid, "sent")
+}
+
+/// Every pid that narrated as `role`, in order of its first line.
+fn pids_of(stdout: &str, role: &str) -> Vec<i32> {
+    let prefix = format!("[{role} ");
+    let mut pids = Vec::new();
+    for line in stdout.lines() {
+        if let Some(pid) = line
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.split(']').next()?.parse().ok())
+        {
+            if !pids.contains(&pid) {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
+}
+
+/// The private directory the default run announced.
+fn private_dir(stdout: &str) -> String {
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("] private directory "))
+        .unwrap_or_else(|| panic!("no private directory line:\n{stdout}"));
+    let rest = line.split("] private directory ").nth(1).unwrap();
+    rest.split_whitespace().next().unwrap().to_string()
+}
+
+/// `mkfifo PATH` with the system tool: a FIFO nobody in this suite made.
+fn mkfifo(path: &str) {
+    let status = Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("run mkfifo");
+    assert!(status.success(), "mkfifo {path}: {status}");
+}
+
+/// Starts a reader on `fifo` and waits until it sleeps in open(2), so a writer opening
+/// the FIFO next (even a blocking open in this test) meets it at once.
+fn start_reader(fifo: &str, extra: &[&str]) -> Demo {
+    let mut args = vec!["reader", "--path", fifo];
+    args.extend_from_slice(extra);
+    let mut reader = Demo::start(DEMO, &args);
+    reader.wait_for_line("opening");
+    wait_until_asleep_in(reader.pid(), "wait_for_partner");
+    reader
+}
+
+/// The test itself takes the writer's side: open the FIFO for writing. Call only once
+/// a reader is asleep in open, or this would block.
+fn open_for_writing(fifo: &str) -> File {
+    OpenOptions::new()
+        .write(true)
+        .open(fifo)
+        .unwrap_or_else(|e| panic!("open {fifo} for writing: {e}"))
+}
+
+/// Waits for a helper process (sh, cat) with the harness's deadline; kills its group
+/// if it overstays.
+fn wait_child(mut child: Child, what: &str) -> ExitStatus {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = nix::sys::signal::killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+            let _ = child.wait();
+            panic!("{what} did not exit within {DEADLINE:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+// ---------- the default run ----------
+
+#[test]
+fn default_run_narrates_the_rendezvous_and_pipe_buf() {
+    let run = run(DEMO, &[]);
+    run.assert_success();
+    let out = &run.stdout;
+
+    let dir = private_dir(out);
+    assert!(is_gone(&dir), "the default run left {dir} behind");
+    run.assert_stdout_contains("prw------- st_mode=010600 size=0");
+    let readers = pids_of(out, "reader");
+    let writers = pids_of(out, "writer");
+    assert_eq!(readers.len(), 2, "one reader per act:\n{out}");
+    assert_eq!(
+        writers.len(),
+        3,
+        "one writer in act 1, two in act 2:\n{out}"
+    );
+    run.assert_stdout_contains(&format!(
+        "reader {} is asleep in open(2) (wchan wait_for_partner)",
+        readers[0]
+    ));
+    let children = readers.iter().map(|p| ("reader", p));
+    for (role, pid) in children.chain(writers.iter().map(|p| ("writer", p))) {
+        let reaped = format!(
+            "[main {}] reaped {role} {pid}: exited with status 0",
+            run.pid
+        );
+        assert_eq!(
+            run.lines_with(&reaped).len(),
+            1,
+            "main reaps {role} {pid} once:\n{out}"
+        );
+    }
+
+    // Act 1: what the writer sent, the reader received, in the same order.
+    let act1 = sent(out, writers[0]);
+    assert_eq!(act1.len(), 3, "{out}");
+    assert_eq!(received(out, readers[0]), act1);
+    assert!(
+        run.line_index(&format!("[writer {}] sent", writers[0]))
+            > run.line_index("is asleep in open(2)")
+    );
+
+    // Act 2: two writers at once; every line arrives whole, each writer's in its order.
+    run.assert_stdout_contains("PIPE_BUF is 4096 bytes");
+    let got = received(out, readers[1]);
+    assert_eq!(got.len(), 6, "{out}");
+    for &w in &writers[1..] {
+        let mine = sent(out, w);
+        assert_eq!(mine.len(), 3, "{out}");
+        let arrived: Vec<String> = got.iter().filter(|l| mine.contains(l)).cloned().collect();
+        assert_eq!(arrived, mine, "writer {w}'s lines, whole and in order");
+    }
+    assert!(run.summary("reader").ok);
+}
+
+#[test]
+fn default_run_sends_the_given_messages_in_order() {
+    let run = run(DEMO, &["first", "two words", "--", "-third"]);
+    run.assert_success();
+    let out = &run.stdout;
+    let reader = pids_of(out, "reader")[0];
+    assert_eq!(received(out, reader), ["first", "two words", "-third"]);
+    let summary = run.summary("reader");
+    assert_eq!(summary.num("messages"), 3.0);
+    assert_eq!(summary.num("bytes"), 20.0);
+    assert!(is_gone(&private_dir(out)));
+}
+
+// ---------- two processes, and the shell on either side ----------
+
+#[test]
+fn separate_reader_and_writer_meet_at_the_path() {
+    let scratch = ScratchDir::new("fifo-pair");
+    let fifo = scratch.join("f");
+    let reader = start_reader(&fifo, &[]);
+    assert!(is_fifo(&fifo), "the reader creates the FIFO");
+
+    let writer = run(DEMO, &["writer", "--path", &fifo, "alpha", "beta gamma"]);
+    writer.assert_success();
+    let reader = reader.finish();
+    reader.assert_success();
+    reader.assert_stdout_contains("prw-------");
+    reader.assert_stdout_contains("EOF: every writer has closed its end");
+    assert_eq!(
+        received(&reader.stdout, reader.pid),
+        ["alpha", "beta gamma"]
+    );
+    assert_eq!(sent(&writer.stdout, writer.pid), ["alpha", "beta gamma"]);
+    assert_eq!(writer.summary("writer").num("messages"), 2.0);
+    assert!(is_gone(&fifo), "the reader removes its FIFO");
+    assert!(scratch.entries().is_empty());
+}
+
+#[test]
+fn writer_sends_each_line_of_stdin() {
+    let scratch = ScratchDir::new("fifo-stdin");
+    let fifo = scratch.join("f");
+    let reader = start_reader(&fifo, &[]);
+    let writer = run_with_stdin(
+        DEMO,
+        &["writer", "--path", &fifo],
+        b"one\ntwo words\n\nlast",
+    );
+    writer.assert_success();
+    let reader = reader.finish();
+    reader.assert_success();
+    assert_eq!(
+        received(&reader.stdout, reader.pid),
+        ["one", "two words", "", "last"]
+    );
+    assert!(is_gone(&fifo));
+}
+
+#[test]
+fn shell_echo_writes_into_our_reader() {
+    let scratch = ScratchDir::new("fifo-echo");
+    let fifo = scratch.join("f");
+    let reader = start_reader(&fifo, &[]);
+    let sh = Command::new("sh")
+        .arg("-c")
+        .arg(format!("echo hi > '{fifo}'"))
+        .process_group(0)
+        .spawn()
+        .expect("spawn sh");
+    assert!(wait_child(sh, "sh -c 'echo hi > P'").success());
+    let reader = reader.finish();
+    reader.assert_success();
+    reader.assert_stdout_contains("received \"hi\" (2 bytes)");
+    assert!(is_gone(&fifo));
+}
+
+#[test]
+fn shell_cat_reads_from_our_writer() {
+    let scratch = ScratchDir::new("fifo-cat");
+    let fifo = scratch.join("f");
+    mkfifo(&fifo);
+    let mut cat = Command::new("cat")
+        .arg(&fifo)
+        .stdout(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .expect("spawn cat");
+    let mut cat_out = cat.stdout.take().unwrap();
+    let writer = run(
+        DEMO,
+        &["writer", "--path", &fifo, "hello", "from fifo-demo"],
+    );
+    writer.assert_success();
+    assert!(wait_child(cat, "cat P").success());
+    let mut text = String::new();
+    cat_out.read_to_string(&mut text).unwrap();
+    assert_eq!(
+        text, "hello\nfrom fifo-demo\n",
+        "the wire format is plain lines"
+    );
+    assert!(
+        is_fifo(&fifo),
+        "the writer never removes a FIFO it did not make"
+    );
+}
+
+/// Line `i` of writer `w`: about 4000 bytes, so with its newline within PIPE_BUF, and
+/// self-describing, so a line mixed from two writes cannot pass.
+fn many_writers_line(w: usize, i: usize) -> String {
+    let head = format!("w{w}-{i:04}-");
+    let fill = (b'a' + ((w * 7 + i) % 26) as u8) as char;
+    let mut line = head.clone();
+    line.extend(std::iter::repeat_n(fill, 4000 - head.len()));
+    line
+}
+
+#[test]
+fn many_writers_at_once_every_line_arrives_whole() {
+    // Enough lines that the writers take turns hundreds of times: a writer that split a
+    // line into two writes was caught in every one of 6 runs (with 300 lines, in 3 of 5).
+    const WRITERS: usize = 4;
+    const LINES: usize = 1000;
+    let scratch = ScratchDir::new("fifo-many");
+    let fifo = scratch.join("f");
+    let reader = start_reader(&fifo, &[]);
+    // Hold a write end, as a well-known-FIFO server does, so the reader cannot see
+    // EOF between one writer closing and the next opening.
+    let held = open_for_writing(&fifo);
+
+    let writers: Vec<Demo> = (0..WRITERS)
+        .map(|w| {
+            let input: String = (0..LINES).map(|i| many_writers_line(w, i) + "\n").collect();
+            Demo::start_with_stdin(DEMO, &["writer", "--path", &fifo], input.into_bytes())
+        })
+        .collect();
+    for writer in writers {
+        let writer = writer.finish();
+        writer.assert_success();
+        assert!(
+            !writer.stdout.contains("warning"),
+            "every line fits in PIPE_BUF: {}",
+            writer.stdout
+        );
+    }
+    drop(held);
+    let reader = reader.finish();
+    reader.assert_success();
+
+    let got = received(&reader.stdout, reader.pid);
+    assert_eq!(got.len(), WRITERS * LINES, "every line arrives");
+    let mut next = [0usize; WRITERS];
+    for line in &got {
+        let w: usize = line[1..2].parse().expect("a writer number");
+        assert!(w < WRITERS, "line from an unknown writer: {}", &line[..12]);
+        let expected = many_writers_line(w, next[w]);
+        assert!(
+            *line == expected,
+            "line {} of writer {w} arrived mixed or out of order: starts {:?}",
+            next[w],
+            &line[..12]
+        );
+        next[w] += 1;
+    }
+    assert_eq!(next, [LINES; WRITERS]);
+    // How often the writers actually took turns varies from run to run: shown, not asserted.
+    let turns = got.windows(2).filter(|p| p[0][..2] != p[1][..2]).count();
+    println!("{turns} changes of writer in {} lines", got.len());
+    assert!(is_gone(&fifo));
+}
+
+// ---------- bulk and ping ----------
+
+fn assert_bulk_summaries(run: &Finished, count: u64, size: u64) {
+    for role in ["reader", "writer"] {
+        let s = run.summary(role);
+        assert!(s.ok, "{}", s.line);
+        assert_eq!(s.num("messages"), count as f64, "{}", s.line);
+        assert_eq!(s.num("bytes"), (count * size) as f64, "{}", s.line);
+        assert!(s.num("mib_per_s") > 0.0, "{}", s.line);
+        assert!(s.num("elapsed_us") >= 0.0, "{}", s.line);
+    }
+}
+
+#[test]
+fn bulk_in_the_default_run_checks_every_byte() {
+    let run = run(DEMO, &["--count", "64", "--size", "65536"]);
+    run.assert_success();
+    assert_bulk_summaries(&run, 64, 65536);
+    assert!(is_gone(&private_dir(&run.stdout)));
+}
+
+#[test]
+fn bulk_between_separate_processes() {
+    let scratch = ScratchDir::new("fifo-bulk");
+    let fifo = scratch.join("f");
+    // An odd size, so messages straddle the pipe's pages; then one shorter than the header.
+    for (count, size) in [("1000", "4099"), ("300", "3")] {
+        let reader = start_reader(&fifo, &["--count", count, "--size", size]);
+        let writer = run(
+            DEMO,
+            &["writer", "--path", &fifo, "--count", count, "--size", size],
+        );
+        writer.assert_success();
+        let reader = reader.finish();
+        reader.assert_success();
+        let (n, s): (u64, u64) = (count.parse().unwrap(), size.parse().unwrap());
+        for summary in [reader.summary("reader"), writer.summary("writer")] {
+            assert!(summary.ok);
+            assert_eq!(summary.num("messages"), n as f64, "{}", summary.line);
+            assert_eq!(summary.num("bytes"), (n * s) as f64, "{}", summary.line);
+        }
+        assert!(is_gone(&fifo));
+    }
+}
+
+/// Feeds `stream` to a bulk reader of `count` messages of `size` bytes, the test
+/// itself being the writer; returns how the reader ended.
+fn feed_bulk_reader(tag: &str, count: u64, size: usize, stream: &[u8]) -> Finished {
+    let scratch = ScratchDir::new(tag);
+    let fifo = scratch.join("f");
+    let reader = start_reader(
+        &fifo,
+        &["--count", &count.to_string(), "--size", &size.to_string()],
+    );
+    let mut writer = open_for_writing(&fifo);
+    // The reader may stop before taking it all: then this write fails with EPIPE.
+    let _ = writer.write_all(stream);
+    drop(writer);
+    let reader = reader.finish();
+    assert!(
+        is_gone(&fifo),
+        "the reader removes its FIFO on the way out, error or not"
+    );
+    reader
+}
+
+#[test]
+fn bulk_check_catches_a_changed_byte() {
+    let mut stream = bulk_stream(64, 4096);
+    stream[37 * 4096 + 1000] ^= 0x01;
+    let reader = feed_bulk_reader("fifo-corrupt", 64, 4096, &stream);
+    reader.assert_exit_code(1);
+    reader.assert_stderr_contains("message 37 of 64 is wrong at byte 1000");
+
+    // The control: the same stream unchanged passes.
+    let reader = feed_bulk_reader("fifo-intact", 64, 4096, &bulk_stream(64, 4096));
+    reader.assert_success();
+}
+
+#[test]
+fn bulk_check_catches_a_missing_message() {
+    let mut stream = bulk_stream(64, 4096);
+    stream.drain(20 * 4096..21 * 4096);
+    let reader = feed_bulk_reader("fifo-lost", 64, 4096, &stream);
+    reader.assert_exit_code(1);
+    reader.assert_stderr_contains("message 20 of 64 is wrong at byte 0");
+
+    let stream = bulk_stream(63, 4096);
+    let reader = feed_bulk_reader("fifo-short", 64, 4096, &stream);
+    reader.assert_exit_code(1);
+    reader.assert_stderr_contains("the writer closed the FIFO after 63 of 64 messages");
+
+    let stream = bulk_stream(65, 4096);
+    let reader = feed_bulk_reader("fifo-extra", 64, 4096, &stream);
+    reader.assert_exit_code(1);
+    reader.assert_stderr_contains("more than 64 messages");
+}
+
+#[test]
+fn ping_through_two_fifos() {
+    let run = run(DEMO, &["--ping", "200"]);
+    run.assert_success();
+    let writer = run.summary("writer");
+    assert!(writer.ok, "{}", writer.line);
+    assert_eq!(writer.num("messages"), 200.0);
+    assert_eq!(writer.num("bytes"), 20000.0);
+    let (p50, p99) = (writer.num("rtt_p50_us"), writer.num("rtt_p99_us"));
+    assert!(p50 > 0.0 && p50 <= p99, "{}", writer.line);
+    assert_eq!(run.summary("reader").num("messages"), 200.0);
+    run.assert_stdout_contains(".reply for writing");
+    assert!(is_gone(&private_dir(&run.stdout)));
+}
+
+// ---------- mistakes ----------
+
+#[test]
+fn bad_usage_exits_2_and_creates_nothing() {
+    let scratch = ScratchDir::new("fifo-usage");
+    let p = scratch.join("f");
+    let cases: &[(&[&str], &str)] = &[
+        (&["--bogus"], "unknown option --bogus"),
+        (
+            &["reader", "--path", &p, "--count"],
+            "--count needs a value",
+        ),
+        (&["reader", "--path"], "--path needs a value"),
+        (
+            &["reader", "--path", &p, "--count", "ten"],
+            "--count \"ten\" is not a number",
+        ),
+        (
+            &["reader", "--path", &p, "--ping", "0"],
+            "--ping must be at least 1",
+        ),
+        (
+            &["reader", "--path", &p, "--count", "1", "--size", "0"],
+            "--size 0 is out of range",
+        ),
+        (
+            &["reader", "--path", &p, "--count", "1", "--size", "67108865"],
+            "out of range",
+        ),
+        (&["--count", "5", "--ping", "5"], "--count and --ping"),
+        (
+            &["reader", "--path", &p, "--size", "100"],
+            "--size needs a workload",
+        ),
+        (&["writer", "hello"], "the writer needs --path"),
+        (
+            &["writer", "--path", &p, "a\nb"],
+            "newline separates messages",
+        ),
+        (
+            &["writer", "--path", &p, "--count", "2", "hello"],
+            "a workload sends its own data",
+        ),
+        (
+            &["reader", "--path", &p, "hello"],
+            "the reader takes no messages",
+        ),
+        (&["--path", &p], "--path is for"),
+        (
+            &["reader", "--path", &p, "--count", "1", "--count", "2"],
+            "--count given twice",
+        ),
+    ];
+    for (args, what) in cases {
+        let run = run(DEMO, args);
+        run.assert_exit_code(2);
+        let first = run.stderr.lines().next().unwrap_or_default();
+        assert!(
+            first.starts_with("error: ") && first.contains(what),
+            "{args:?}: the first line should say {what:?}:\n{}",
+            run.stderr
+        );
+        run.assert_stderr_contains("\n\nusage: fifo-demo");
+        assert!(
+            run.stdout.is_empty(),
+            "{args:?}: nothing narrated: {}",
+            run.stdout
+        );
+        assert!(
+            scratch.entries().is_empty(),
+            "{args:?} created {:?}",
+            scratch.entries()
+        );
+    }
+
+    let help = run(DEMO, &["--help"]);
+    help.assert_success();
+    assert!(
+        help.stdout.starts_with("usage: fifo-demo"),
+        "{}",
+        help.stdout
+    );
+}
+
+#[test]
+fn writer_without_a_fifo_says_start_the_reader_first() {
+    let scratch = ScratchDir::new("fifo-nofifo");
+    let fifo = scratch.join("f");
+    let nofifo = run(DEMO, &["writer", "--path", &fifo, "hi"]);
+    nofifo.assert_exit_code(1);
+    nofifo.assert_stderr_contains(&format!(
+        "error: open {fifo} for writing: no FIFO at {fifo}: start the reader first (fifo-demo reader --path {fifo})"
+    ));
+    assert!(is_gone(&fifo), "the writer never creates the FIFO");
+
+    // A regular file is not a FIFO: refused, and left as it was.
+    std::fs::write(&fifo, b"keep").unwrap();
+    let regular = run(DEMO, &["writer", "--path", &fifo, "hi"]);
+    regular.assert_exit_code(1);
+    regular.assert_stderr_contains("is not a FIFO");
+    assert_eq!(std::fs::read(&fifo).unwrap(), b"keep");
+}
+
+#[test]
+fn reader_refuses_a_stale_fifo() {
+    let scratch = ScratchDir::new("fifo-stale");
+    let fifo = scratch.join("f");
+    mkfifo(&fifo);
+    let run = run(DEMO, &["reader", "--path", &fifo]);
+    run.assert_exit_code(1);
+    run.assert_stderr_contains(&format!("{fifo} already exists"));
+    run.assert_stderr_contains(&format!("rm {fifo}"));
+    assert!(
+        is_fifo(&fifo),
+        "a FIFO the reader did not make is not its to remove"
+    );
+}
+
+// ---------- signals ----------
+
+#[test]
+fn sigint_stops_a_reader_asleep_in_open() {
+    let scratch = ScratchDir::new("fifo-int-open");
+    let fifo = scratch.join("f");
+    let reader = start_reader(&fifo, &[]); // asleep in wait_for_partner
+    reader.signal_group(Signal::SIGINT);
+    let reader = reader.finish();
+    reader.assert_killed_by(Signal::SIGINT);
+    reader.assert_stdout_contains(&format!("interrupted by SIGINT: removed {fifo}"));
+    assert!(is_gone(&fifo));
+}
+
+#[test]
+fn sigint_stops_a_reader_asleep_in_read() {
+    let scratch = ScratchDir::new("fifo-int-read");
+    let fifo = scratch.join("f");
+    let mut reader = start_reader(&fifo, &[]);
+    let idle_writer = open_for_writing(&fifo); // connected, but never writes
+    reader.wait_for_line("a writer opened");
+    wait_until_asleep_in(reader.pid(), "pipe_read");
+    reader.signal_group(Signal::SIGINT);
+    let reader = reader.finish();
+    reader.assert_killed_by(Signal::SIGINT);
+    reader.assert_stdout_contains("interrupted by SIGINT: removed");
+    assert!(is_gone(&fifo));
+    drop(idle_writer);
+}
+
+#[test]
+fn sigterm_stops_a_reader_and_removes_its_own_directory() {
+    let mut reader = Demo::start(DEMO, &["reader"]);
+    let line = reader.wait_for_line("made the private directory");
+    let dir = line
+        .split("made the private directory ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    reader.wait_for_line("opening");
+    wait_until_asleep_in(reader.pid(), "wait_for_partner");
+    reader.signal_group(Signal::SIGTERM);
+    let reader = reader.finish();
+    reader.assert_killed_by(Signal::SIGTERM);
+    assert!(is_gone(&dir), "{dir} left behind");
+}
+
+#[test]
+fn sigint_stops_the_whole_default_run() {
+    let mut run = Demo::start(DEMO, &["--ping", "100000000"]);
+    run.wait_for_line("timing 100000000 round trips");
+    let reader = pid_of_role(&run.stdout_so_far(), "reader").unwrap();
+    wait_until_asleep_in(reader, "pipe_read");
+    run.signal_group(Signal::SIGINT); // Ctrl+C: main and both children
+    let run = run.finish();
+    run.assert_killed_by(Signal::SIGINT); // and no process of the group is left
+    run.assert_stdout_contains("[reader");
+    run.assert_stdout_contains("interrupted by SIGINT: removed");
+    assert!(
+        run.lines_with("] interrupted by SIGINT").len() >= 3,
+        "{}",
+        run.stdout
+    );
+    assert!(is_gone(&private_dir(&run.stdout)));
+}
+
+// ---------- a peer dies ----------
+
+const ENDLESS: &[&str] = &["--count", "100000000", "--size", "65536"];
+
+/// A reader and a writer in the middle of an endless bulk transfer.
+fn mid_bulk(fifo: &str) -> (Demo, Demo) {
+    let mut reader = start_reader(fifo, ENDLESS);
+    let mut args = vec!["writer", "--path", fifo];
+    args.extend_from_slice(ENDLESS);
+    let mut writer = Demo::start(DEMO, &args);
+    reader.wait_for_line("checking 100000000 messages");
+    writer.wait_for_line("sending 100000000 messages");
+    (reader, writer)
+}
+
+#[test]
+fn writer_gets_epipe_when_the_reader_is_killed() {
+    let scratch = ScratchDir::new("fifo-kill-reader");
+    let fifo = scratch.join("f");
+    let (reader, writer) = mid_bulk(&fifo);
+    kill(Pid::from_raw(reader.pid()), Signal::SIGKILL).unwrap();
+    reader.finish().assert_killed_by(Signal::SIGKILL);
+    let writer = writer.finish();
+    writer.assert_exit_code(1);
+    writer.assert_stderr_contains("the reader is gone (EPIPE)");
+    // SIGKILL leaves no chance to clean up: the FIFO stays (the scratch dir goes).
+    assert!(is_fifo(&fifo));
+}
+
+#[test]
+fn reader_sees_early_eof_when_the_writer_is_killed() {
+    let scratch = ScratchDir::new("fifo-kill-writer");
+    let fifo = scratch.join("f");
+    let (reader, writer) = mid_bulk(&fifo);
+    kill(Pid::from_raw(writer.pid()), Signal::SIGKILL).unwrap();
+    writer.finish().assert_killed_by(Signal::SIGKILL);
+    let reader = reader.finish();
+    reader.assert_exit_code(1);
+    reader.assert_stderr_contains("the writer closed the FIFO after");
+    reader.assert_stderr_contains("of 100000000 messages");
+    assert!(is_gone(&fifo));
+}
+
+#[test]
+fn default_run_stops_the_writer_when_the_reader_dies() {
+    let mut run = Demo::start(DEMO, ENDLESS);
+    run.wait_for_line("sending 100000000 messages");
+    let reader = pid_of_role(&run.stdout_so_far(), "reader").unwrap();
+    kill(Pid::from_raw(reader), Signal::SIGKILL).unwrap();
+    let run = run.finish();
+    run.assert_exit_code(1); // and no process of the group is left
+    run.assert_stdout_contains(&format!("reaped reader {reader}: killed by SIGKILL"));
+    // Main names whichever failure it saw first: the killed reader, or the writer that
+    // got EPIPE from it. Either way it stopped the rest.
+    let main_error = run.stderr.lines().last().unwrap_or_default();
+    assert!(
+        main_error.starts_with("error: the ") && main_error.contains(" failed: "),
+        "{}",
+        run.stderr
+    );
+    // The killed reader could not remove its FIFO; main's directory guard did.
+    assert!(is_gone(&private_dir(&run.stdout)));
+}
