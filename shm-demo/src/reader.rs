@@ -1,0 +1,297 @@
+//! The reader: it creates the segment and its semaphores, waits for the writer, takes
+//! what arrives where it lies, and removes everything on the way out (success, error,
+//! a writer that died, Ctrl+C).
+//!
+//! Steps: reserve a guard page; create and map the segment (the flavour's part);
+//! publish the layout in the header with a ready mark; wait on `filled` (or `ping`)
+//! for the writer; read each slot in place and post `free` (or `pong`) back.
+
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use nix::unistd::{Pid, getpid};
+
+use crate::memory::{GuardPage, hex, show_mapping};
+use crate::segment::{END, Header, Kind, Layout, Ring, Segment};
+use crate::signals::Interrupted;
+use crate::sync::{Peer, Sem, Semaphores, spin_until, wait};
+use crate::workload::{Tally, check, pattern, throughput};
+use crate::{Meeting, Workload, posix, sysv};
+
+pub const ROLE: &str = "reader";
+
+/// Runs the reader. `writer`: the default run's writer, if this process started it;
+/// `ready` is called once the segment is set up (the default run tells its writer to
+/// go). Returns the tally, for the caller to print last.
+pub fn run(
+    meeting: &Meeting,
+    workload: &Workload,
+    writer: Option<Pid>,
+    ready: impl FnOnce() -> Result<()>,
+) -> Result<Tally> {
+    let layout = Layout::for_workload(workload);
+    let guard = GuardPage::reserve()?;
+    say!(
+        ROLE,
+        "mapped an inaccessible guard page at {:#x} first: it takes the address a process \
+         laid out like me would give the segment, so the writer's address and mine differ \
+         by construction, not by the luck of ASLR",
+        guard.addr()
+    );
+    let (outcome, removed) = match meeting {
+        Meeting::Posix(name) => {
+            let shm = posix::create(name, &layout)?;
+            let served = serve(
+                shm.segment(),
+                &shm.sems(),
+                &layout,
+                meeting,
+                workload,
+                writer,
+                ready,
+            );
+            (served, shm.describe())
+        } // `shm` drops here: semaphores destroyed, segment unmapped, name unlinked
+        Meeting::Sysv(key) => {
+            let shm = sysv::create(*key, &layout)?;
+            let served = serve(
+                shm.segment(),
+                shm.sems(),
+                &layout,
+                meeting,
+                workload,
+                writer,
+                ready,
+            );
+            (served, shm.describe())
+        } // `shm` drops here: set removed, segment marked, then detached
+    };
+    drop(guard);
+    if let Err(e) = &outcome {
+        if let Some(Interrupted(sig)) = e.downcast_ref::<Interrupted>() {
+            say!(ROLE, "interrupted by {sig}: removed {removed}");
+        }
+    }
+    outcome
+}
+
+/// Everything between creating the segment and removing it.
+fn serve(
+    segment: Segment,
+    sems: &impl Semaphores,
+    layout: &Layout,
+    meeting: &Meeting,
+    workload: &Workload,
+    writer: Option<Pid>,
+    ready: impl FnOnce() -> Result<()>,
+) -> Result<Tally> {
+    segment.publish(layout, getpid().as_raw());
+    // Whatever way we leave, a writer still waiting must learn it (see `LeaveMark`).
+    let header = segment.header();
+    let _leave_mark = LeaveMark(header);
+    show_mapping(ROLE, &segment);
+    if writer.is_none() {
+        let messages = if matches!(workload, Workload::Text(_)) {
+            " hello   (no message: it sends each line you type)"
+        } else {
+            ""
+        };
+        say!(
+            ROLE,
+            "ready. In another terminal: shm-demo writer {}{}{messages}",
+            meeting.args(),
+            workload.args()
+        );
+    }
+    ready()?;
+    let peer = Peer::writer(header, writer);
+    let ring = segment.ring(layout);
+    match layout.kind {
+        Kind::Text => receive_text(&ring, sems, &peer),
+        Kind::Bulk => check_bulk(&ring, sems, &peer, layout.count, layout.size),
+        Kind::Ping => echo(&ring, sems, &peer, layout.count, layout.size),
+        Kind::Spin => spin_echo(header, &ring, sems, &peer, layout.count, layout.size),
+    }
+}
+
+/// Sets the header's "reader left" flag when dropped, on every way out of `serve`: a
+/// writer asleep on a semaphore sees it at its next timeout and stops waiting for a
+/// reader that will never post again (in the default run, the reader then waits for
+/// that writer to exit: without the flag, each would wait for the other).
+struct LeaveMark<'a>(&'a Header);
+
+impl Drop for LeaveMark<'_> {
+    fn drop(&mut self) {
+        self.0.mark_reader_left();
+    }
+}
+
+/// Text: print each message, found in place in its slot, until the end mark.
+fn receive_text(ring: &Ring, sems: &impl Semaphores, peer: &Peer) -> Result<Tally> {
+    say!(
+        ROLE,
+        "waiting for the writer: asleep in {}(filled) until it posts (no polling, no sleep)",
+        sems.wait_call()
+    );
+    let (mut messages, mut bytes) = (0, 0);
+    let mut started = None;
+    loop {
+        let slot = messages as usize % ring.slots();
+        wait(sems, Sem::Filled, peer)
+            .with_context(|| format!("waiting for message {}", messages + 1))?;
+        started.get_or_insert_with(Instant::now);
+        if ring.len(slot) == END {
+            say!(ROLE, "slot {slot} holds the end mark: the writer is done");
+            break;
+        }
+        let text = ring.bytes(slot)?;
+        say!(
+            ROLE,
+            "{}(filled) returned: slot {slot} at {:#x} holds {}: read in place, \
+             no read(2), no copy",
+            sems.wait_call(),
+            ring.data_addr(slot),
+            hex(text)
+        );
+        say!(
+            ROLE,
+            "received {:?} ({} bytes)",
+            String::from_utf8_lossy(text),
+            text.len()
+        );
+        messages += 1;
+        bytes += text.len() as u64;
+        sems.post(Sem::Free)?; // the slot may be reused
+    }
+    Ok(Tally {
+        messages,
+        bytes,
+        elapsed: started.map(|t| t.elapsed()).unwrap_or_default(),
+        extra: String::new(),
+    })
+}
+
+/// Bulk: check every message in its slot against the pattern, then the end mark.
+fn check_bulk(
+    ring: &Ring,
+    sems: &impl Semaphores,
+    peer: &Peer,
+    count: u64,
+    size: usize,
+) -> Result<Tally> {
+    let expected = pattern(size);
+    let slots = ring.slots() as u64;
+    say!(
+        ROLE,
+        "expecting {count} messages of {size} bytes through a ring of {slots} slots; \
+         each is checked where the writer put it"
+    );
+    let mut started = None;
+    for k in 0..count {
+        wait(sems, Sem::Filled, peer)
+            .with_context(|| format!("waiting for message {k} of {count}"))?;
+        started.get_or_insert_with(Instant::now); // from the first byte to the last
+        let slot = (k % slots) as usize;
+        if ring.len(slot) == END {
+            bail!("the writer ended after {k} of {count} messages: messages are missing");
+        }
+        check(ring.bytes(slot)?, &expected, k)?;
+        sems.post(Sem::Free)?;
+    }
+    let elapsed = started.map(|t| t.elapsed()).unwrap_or_default();
+    wait(sems, Sem::Filled, peer).context("waiting for the writer's end mark")?;
+    if ring.len((count % slots) as usize) != END {
+        bail!("more data came after the {count} messages expected");
+    }
+    Ok(Tally {
+        messages: count,
+        bytes: count * size as u64,
+        elapsed,
+        extra: throughput(count, size, elapsed),
+    })
+}
+
+/// Ping on semaphores: wait on `ping`, copy slot 0 into slot 1, post `pong`.
+fn echo(
+    ring: &Ring,
+    sems: &impl Semaphores,
+    peer: &Peer,
+    count: u64,
+    size: usize,
+) -> Result<Tally> {
+    say!(
+        ROLE,
+        "answering {count} round trips: P(ping), slot 0 copied to slot 1, V(pong)"
+    );
+    let mut started = None;
+    let mut echoed = 0;
+    loop {
+        wait(sems, Sem::Ping, peer)
+            .with_context(|| format!("waiting for ping {echoed} of {count}"))?;
+        started.get_or_insert_with(Instant::now);
+        if ring.len(0) == END {
+            break;
+        }
+        if echoed == count {
+            bail!("more than the {count} round trips expected");
+        }
+        ring.copy(0, 1)?;
+        sems.post(Sem::Pong)?;
+        echoed += 1;
+    }
+    if echoed != count {
+        bail!("the writer ended after {echoed} of {count} round trips");
+    }
+    Ok(Tally {
+        messages: count,
+        bytes: count * size as u64,
+        elapsed: started.map(|t| t.elapsed()).unwrap_or_default(),
+        extra: String::new(),
+    })
+}
+
+/// `--spin`: one semaphore wait to meet the writer, then no system call at all: spin
+/// until the writer's counter says a request is in slot 0, answer in slot 1, bump ours.
+fn spin_echo(
+    header: &Header,
+    ring: &Ring,
+    sems: &impl Semaphores,
+    peer: &Peer,
+    count: u64,
+    size: usize,
+) -> Result<Tally> {
+    say!(
+        ROLE,
+        "--spin: waiting on ping once, for the writer to arrive; then both sides spin on \
+         two counters in the segment (Acquire/Release atomics), no system call per round trip"
+    );
+    wait(sems, Sem::Ping, peer).context("waiting for the writer to arrive")?;
+    let started = Instant::now();
+    let mut echoed: u64 = 0;
+    loop {
+        let seen = spin_until(&header.ping_seq, echoed + 1, END, peer)
+            .with_context(|| format!("spinning for ping {echoed} of {count}"))?;
+        if seen == END {
+            break;
+        }
+        if echoed == count {
+            bail!("more than the {count} round trips expected");
+        }
+        ring.copy(0, 1)?;
+        // Release: the answer in slot 1 is visible to whoever sees the new value.
+        header
+            .pong_seq
+            .0
+            .store(echoed + 1, std::sync::atomic::Ordering::Release);
+        echoed += 1;
+    }
+    if echoed != count {
+        bail!("the writer ended after {echoed} of {count} round trips");
+    }
+    Ok(Tally {
+        messages: count,
+        bytes: count * size as u64,
+        elapsed: started.elapsed(),
+        extra: String::new(),
+    })
+}

@@ -1,0 +1,358 @@
+//! The writer: it opens the segment the reader made (never creates one), maps it at an
+//! address of its own, and stores into it. Each message costs plain stores into memory
+//! plus a semaphore post; no system call carries the bytes.
+//!
+//! Steps: open and map (the flavour's part); read the layout the reader published and
+//! check it matches our workload; claim the segment; then for each message P(free),
+//! fill the slot, V(filled) (or, for ping: fill slot 0, V(ping), P(pong), check slot 1).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use nix::errno::Errno;
+use nix::unistd::getpid;
+
+use crate::memory::{hex, show_mapping};
+use crate::segment::{END, Header, Kind, Layout, Ring, Segment};
+use crate::signals::{self, Interrupted};
+use crate::sync::{Peer, PeerGone, Sem, Semaphores, spin_until, wait};
+use crate::workload::{Tally, pattern, percentiles, stamp, throughput};
+use crate::{Meeting, Workload, posix, sysv};
+
+pub const ROLE: &str = "writer";
+
+/// Runs the writer. A text workload with no messages sends the lines of stdin.
+/// Returns the tally, for the caller to print last.
+pub fn run(meeting: &Meeting, workload: &Workload) -> Result<Tally> {
+    let outcome = match meeting {
+        Meeting::Posix(name) => {
+            let shm = posix::open(name)?;
+            session(shm.segment(), &shm.sems(), workload)
+        } // unmapped here
+        Meeting::Sysv(key) => {
+            let shm = sysv::open(*key)?;
+            session(shm.segment(), shm.sems(), workload)
+        } // detached here
+    };
+    if let Err(e) = &outcome {
+        if let Some(Interrupted(sig)) = e.downcast_ref::<Interrupted>() {
+            say!(
+                ROLE,
+                "interrupted by {sig}: my mapping is gone; the segment is the reader's to remove"
+            );
+        }
+        if let Some(gone) = e.downcast_ref::<PeerGone>() {
+            if gone.died {
+                // A killed reader never ran its cleanup: its objects would stay in the
+                // kernel until reboot. We know their names, so we remove them.
+                let removed = match meeting {
+                    Meeting::Posix(name) => posix::remove_leftovers(name),
+                    Meeting::Sysv(key) => sysv::remove_leftovers(*key),
+                };
+                match removed {
+                    Ok(removed) => say!(
+                        ROLE,
+                        "the reader (pid {}) died without cleaning up: I removed {removed}",
+                        gone.pid
+                    ),
+                    Err(e) => say!(ROLE, "could not remove what the reader left: {e:#}"),
+                }
+            }
+        }
+    }
+    outcome
+}
+
+/// Everything between opening the segment and unmapping it.
+fn session(segment: Segment, sems: &impl Semaphores, workload: &Workload) -> Result<Tally> {
+    let layout = segment.published_layout()?;
+    check_same_workload(&layout, workload)?;
+    let header = segment.header();
+    if let Err(other) = header.claim_for_writer(getpid().as_raw()) {
+        bail!("another writer (pid {other}) already uses this segment: one writer at a time");
+    }
+    let peer = Peer::reader(header);
+    peer.check()?; // a reader killed earlier leaves its segment behind: say so now
+    show_mapping(ROLE, &segment);
+    say!(
+        ROLE,
+        "the reader mapped the segment at {:#x} (it wrote that in the header), I at {:#x}: \
+         two virtual addresses, one memory",
+        header.reader_addr(),
+        segment.addr()
+    );
+    let ring = segment.ring(&layout);
+    match workload {
+        Workload::Text(messages) if messages.is_empty() => {
+            let mut stdin = StdinLines::default();
+            send_text(header, &ring, sems, &peer, |line| stdin.next(line))
+        }
+        Workload::Text(messages) => {
+            let mut given = messages.iter();
+            send_text(header, &ring, sems, &peer, |line| {
+                line.clear();
+                Ok(given
+                    .next()
+                    .map(|m| line.extend_from_slice(m.as_bytes()))
+                    .is_some())
+            })
+        }
+        Workload::Bulk { count, size } => send_bulk(header, &ring, sems, &peer, *count, *size),
+        Workload::Ping {
+            count,
+            size,
+            spin: false,
+        } => ping(header, &ring, sems, &peer, *count, *size),
+        Workload::Ping {
+            count,
+            size,
+            spin: true,
+        } => spin_ping(header, &ring, sems, &peer, *count, *size),
+    }
+}
+
+/// The reader chose the segment's shape from its workload; ours must be the same.
+fn check_same_workload(theirs: &Layout, workload: &Workload) -> Result<()> {
+    let mine = Layout::for_workload(workload);
+    let describe = |l: &Layout| match l.kind {
+        Kind::Text => "text messages".to_string(),
+        Kind::Bulk => format!("--count {} --size {}", l.count, l.size),
+        Kind::Ping => format!("--ping {} --size {}", l.count, l.size),
+        Kind::Spin => format!("--ping {} --size {} --spin", l.count, l.size),
+    };
+    if (mine.kind, mine.count, mine.size) != (theirs.kind, theirs.count, theirs.size) {
+        bail!(
+            "the reader set this segment up for {}, and this writer was started for {}: \
+             start both sides with the same workload options",
+            describe(theirs),
+            describe(&mine)
+        );
+    }
+    Ok(())
+}
+
+/// Text: each message into the next free slot, then the end mark.
+fn send_text(
+    header: &Header,
+    ring: &Ring,
+    sems: &impl Semaphores,
+    peer: &Peer,
+    mut next: impl FnMut(&mut Vec<u8>) -> Result<bool>,
+) -> Result<Tally> {
+    let started = Instant::now();
+    let (mut messages, mut bytes) = (0, 0);
+    let mut text = Vec::new();
+    while next(&mut text)? {
+        if text.len() > ring.capacity() {
+            bail!(
+                "a line of {} bytes: a slot holds at most {} bytes",
+                text.len(),
+                ring.capacity()
+            );
+        }
+        let slot = messages as usize % ring.slots();
+        wait(sems, Sem::Free, peer).context("waiting for a free slot")?;
+        ring.store(slot, &text);
+        say!(
+            ROLE,
+            "stored {} at {:#x} (slot {slot}): plain stores into the mapping, no system call",
+            hex(&text),
+            ring.data_addr(slot)
+        );
+        sems.post(Sem::Filled)?;
+        say!(
+            ROLE,
+            "sent {:?} ({} bytes): {}(filled) wakes the reader",
+            String::from_utf8_lossy(&text),
+            text.len(),
+            sems.post_call()
+        );
+        messages += 1;
+        bytes += text.len() as u64;
+    }
+    send_end_mark(header, ring, sems, peer, messages)?;
+    say!(
+        ROLE,
+        "sent the end mark (a slot whose length is END): nothing more is coming"
+    );
+    Ok(Tally {
+        messages,
+        bytes,
+        elapsed: started.elapsed(),
+        extra: String::new(),
+    })
+}
+
+/// The slot after the last message says "that was all". After this post the writer
+/// never waits again, so the reader may destroy the semaphores.
+fn send_end_mark(
+    header: &Header,
+    ring: &Ring,
+    sems: &impl Semaphores,
+    peer: &Peer,
+    sent: u64,
+) -> Result<()> {
+    wait(sems, Sem::Free, peer).context("waiting for a slot for the end mark")?;
+    ring.store_end((sent % ring.slots() as u64) as usize);
+    header.mark_writer_done();
+    sems.post(Sem::Filled)
+}
+
+/// Bulk: one buffer built once; per message, the sequence number, one copy into the
+/// slot (the only copy: into the reader's memory), one post.
+fn send_bulk(
+    header: &Header,
+    ring: &Ring,
+    sems: &impl Semaphores,
+    peer: &Peer,
+    count: u64,
+    size: usize,
+) -> Result<Tally> {
+    let mut message = pattern(size);
+    let slots = ring.slots() as u64;
+    say!(
+        ROLE,
+        "sending {count} messages of {size} bytes through a ring of {slots} slots: \
+         P(free), one memcpy into the slot, V(filled)"
+    );
+    let started = Instant::now();
+    for k in 0..count {
+        stamp(&mut message, k);
+        wait(sems, Sem::Free, peer)
+            .with_context(|| format!("waiting for a free slot for message {k} of {count}"))?;
+        ring.store((k % slots) as usize, &message);
+        sems.post(Sem::Filled)?;
+    }
+    let elapsed = started.elapsed();
+    send_end_mark(header, ring, sems, peer, count)?;
+    Ok(Tally {
+        messages: count,
+        bytes: count * size as u64,
+        elapsed,
+        extra: throughput(count, size, elapsed),
+    })
+}
+
+/// Ping on semaphores: request in slot 0, V(ping), P(pong), answer in slot 1.
+fn ping(
+    header: &Header,
+    ring: &Ring,
+    sems: &impl Semaphores,
+    peer: &Peer,
+    count: u64,
+    size: usize,
+) -> Result<Tally> {
+    say!(
+        ROLE,
+        "{count} round trips of {size} bytes: slot 0, V(ping), P(pong), slot 1"
+    );
+    let mut message = pattern(size);
+    let mut rtts: Vec<Duration> = Vec::with_capacity(count as usize);
+    let started = Instant::now();
+    for k in 0..count {
+        stamp(&mut message, k);
+        let sent_at = Instant::now();
+        ring.store(0, &message);
+        sems.post(Sem::Ping)?;
+        wait(sems, Sem::Pong, peer).with_context(|| format!("waiting for answer {k}"))?;
+        rtts.push(sent_at.elapsed());
+        same_answer(ring, &message, k)?;
+    }
+    let elapsed = started.elapsed();
+    ring.store_end(0);
+    header.mark_writer_done();
+    sems.post(Sem::Ping)?;
+    Ok(Tally {
+        messages: count,
+        bytes: count * size as u64,
+        elapsed,
+        extra: percentiles(&mut rtts),
+    })
+}
+
+/// `--spin`: one V(ping) to say "I am here", then requests and answers are numbered
+/// by two counters in the segment; each side spins until the other's counter moves.
+fn spin_ping(
+    header: &Header,
+    ring: &Ring,
+    sems: &impl Semaphores,
+    peer: &Peer,
+    count: u64,
+    size: usize,
+) -> Result<Tally> {
+    say!(
+        ROLE,
+        "--spin: {count} round trips of {size} bytes; one V(ping) to say I am here, then \
+         only atomics: ping_seq = k (Release), spin until pong_seq = k (Acquire)"
+    );
+    let mut message = pattern(size);
+    let mut rtts: Vec<Duration> = Vec::with_capacity(count as usize);
+    sems.post(Sem::Ping)?;
+    let started = Instant::now();
+    for k in 0..count {
+        stamp(&mut message, k);
+        let sent_at = Instant::now();
+        ring.store(0, &message);
+        // Release: the request in slot 0 is visible to whoever sees the new value.
+        header
+            .ping_seq
+            .0
+            .store(k + 1, std::sync::atomic::Ordering::Release);
+        spin_until(&header.pong_seq, k + 1, END, peer)
+            .with_context(|| format!("spinning for answer {k}"))?;
+        rtts.push(sent_at.elapsed());
+        same_answer(ring, &message, k)?;
+    }
+    let elapsed = started.elapsed();
+    header.mark_writer_done();
+    header
+        .ping_seq
+        .0
+        .store(END, std::sync::atomic::Ordering::Release);
+    Ok(Tally {
+        messages: count,
+        bytes: count * size as u64,
+        elapsed,
+        extra: percentiles(&mut rtts),
+    })
+}
+
+fn same_answer(ring: &Ring, message: &[u8], k: u64) -> Result<()> {
+    if ring.bytes(1)? != message {
+        return Err(anyhow!("answer {k} differs from what was sent"));
+    }
+    Ok(())
+}
+
+/// Lines of standard input, read with read(2) so that Ctrl+C can stop the wait for the
+/// next line (std's `read_line` retries EINTR by itself and would keep waiting).
+#[derive(Default)]
+struct StdinLines {
+    pending: Vec<u8>,
+    eof: bool,
+}
+
+impl StdinLines {
+    /// The next line, without its '\n', into `line`; false at the end of input.
+    fn next(&mut self, line: &mut Vec<u8>) -> Result<bool> {
+        loop {
+            if let Some(nl) = self.pending.iter().position(|&b| b == b'\n') {
+                line.clear();
+                line.extend(self.pending.drain(..=nl).take(nl));
+                return Ok(true);
+            }
+            if self.eof {
+                line.clear();
+                line.append(&mut self.pending);
+                return Ok(!line.is_empty());
+            }
+            let mut chunk = [0u8; 4096];
+            match nix::unistd::read(std::io::stdin(), &mut chunk) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.pending.extend_from_slice(&chunk[..n]),
+                Err(Errno::EINTR) => signals::check()?,
+                Err(e) => return Err(e).context("reading standard input"),
+            }
+        }
+    }
+}

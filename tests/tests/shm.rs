@@ -1,0 +1,699 @@
+//! End-to-end tests of shm-demo: both flavours (posix, sysv), the default run, reader
+//! and writer as separate processes, bulk through the ring (and a corruption injected
+//! into the segment), ping on semaphores and with --spin, bad usage, Ctrl+C while
+//! blocked, a writer with nothing to open, and a peer killed with SIGKILL.
+//!
+//! After every run: nothing of ours left in the kernel. POSIX: no /dev/shm entry of
+//! ours (the object, or a `sem.` named semaphore). System V: no line with our key in
+//! /proc/sysvipc/shm or /proc/sysvipc/sem. Each test meets at its own name or key,
+//! made of this test process's pid and a tag, so the tests run in parallel.
+
+use ipc_tests::*;
+use nix::sys::signal::kill;
+use nix::unistd::Pid;
+
+const DEMO: &str = "shm-demo";
+/// Long enough that it is still running when a test kills one side.
+const ENDLESS: [&str; 4] = ["--count", "100000000", "--size", "4096"];
+
+/// Where a test's two sides meet.
+#[derive(Clone)]
+enum Meet {
+    Posix(String),
+    Sysv(i32),
+}
+
+impl Meet {
+    fn posix(tag: &str) -> Meet {
+        Meet::Posix(format!("/shm-test-{}-{tag}", std::process::id()))
+    }
+
+    /// A key of this test process: 0x6PPPPPTT (pid's low 20 bits, tag).
+    fn sysv(tag: u8) -> Meet {
+        let pid = (std::process::id() & 0xf_ffff) as i32;
+        Meet::Sysv(0x6000_0000 | pid << 8 | tag as i32)
+    }
+
+    /// The meeting point the default run picks by itself: from the reader's pid.
+    fn default_of(flavour: &str, reader_pid: i32) -> Meet {
+        match flavour {
+            "posix" => Meet::Posix(format!("/shm-demo-{reader_pid}")),
+            _ => Meet::Sysv(0x5300_0000 | reader_pid),
+        }
+    }
+
+    /// The flavour word and its option: `posix --name /x` or `sysv --key 0x...`.
+    fn args(&self) -> Vec<String> {
+        match self {
+            Meet::Posix(name) => vec!["posix".into(), "--name".into(), name.clone()],
+            Meet::Sysv(key) => vec!["sysv".into(), "--key".into(), format!("{key:#x}")],
+        }
+    }
+
+    /// Asserts the kernel keeps nothing of ours.
+    fn assert_nothing_left(&self) {
+        match self {
+            Meet::Posix(name) => {
+                let file = &name[1..];
+                for entry in [format!("/dev/shm/{file}"), format!("/dev/shm/sem.{file}")] {
+                    assert!(is_gone(&entry), "{entry} was left behind");
+                }
+            }
+            Meet::Sysv(key) => {
+                for table in ["shm", "sem"] {
+                    assert!(
+                        !sysv_keys(table).contains(key),
+                        "/proc/sysvipc/{table} still has key {key:#x}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The keys in /proc/sysvipc/shm or /sem (first column, signed decimal).
+fn sysv_keys(table: &str) -> Vec<i32> {
+    let text = std::fs::read_to_string(format!("/proc/sysvipc/{table}")).expect("sysvipc");
+    text.lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+/// `role` followed by the meeting point and `rest`, as one argument list.
+fn command(role: &str, meet: &Meet, rest: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = Vec::new();
+    if !role.is_empty() {
+        args.push(role.into());
+    }
+    args.extend(meet.args());
+    args.extend(rest.iter().map(|s| s.to_string()));
+    args
+}
+
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+/// The hex number right after `key` in `line`.
+fn hex_after(line: &str, key: &str) -> u64 {
+    let at = line
+        .find(key)
+        .unwrap_or_else(|| panic!("{key:?} not in {line:?}"))
+        + key.len();
+    let digits: String = line[at..]
+        .trim_start_matches("0x")
+        .chars()
+        .take_while(|c| c.is_ascii_hexdigit())
+        .collect();
+    u64::from_str_radix(&digits, 16).unwrap_or_else(|_| panic!("no hex after {key:?}: {line}"))
+}
+
+/// The text between `start` and `end` in `line`.
+fn between<'a>(line: &'a str, start: &str, end: &str) -> &'a str {
+    let from = line
+        .find(start)
+        .unwrap_or_else(|| panic!("{start:?} not in {line:?}"))
+        + start.len();
+    let len = line[from..]
+        .find(end)
+        .unwrap_or_else(|| panic!("{end:?} not after {start:?} in {line:?}"));
+    &line[from..from + len]
+}
+
+/// How one side saw the segment: its address, the inode in its /proc/PID/maps line,
+/// and the physical frame of page 0 if the kernel showed it.
+#[derive(Debug)]
+struct View {
+    addr: u64,
+    inode: String,
+    frame: Option<u64>,
+}
+
+fn view(stdout: &str, role: &str) -> View {
+    let mine = |needle: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("[{role} ")) && l.contains(needle))
+            .unwrap_or_else(|| panic!("no {role} line with {needle:?}:\n{stdout}"))
+            .to_string()
+    };
+    let line = mine("my view: the segment at ");
+    let page = mine("page 0 at ");
+    View {
+        addr: hex_after(&line, "the segment at "),
+        inode: between(&line, "(inode ", ")").to_string(),
+        frame: page
+            .contains("physical frame")
+            .then(|| hex_after(&page, "physical frame ")),
+    }
+}
+
+/// One physical memory, two virtual addresses: the addresses differ, the inode (and
+/// the frame, where both sides could read it) is the same.
+fn assert_two_addresses_one_memory(reader: &View, writer: &View) {
+    assert_ne!(reader.addr, writer.addr, "the two mappings should differ");
+    assert_eq!(reader.inode, writer.inode, "both map the same object");
+    if let (Some(r), Some(w)) = (reader.frame, writer.frame) {
+        assert_eq!(r, w, "both see the same physical page");
+    }
+}
+
+/// The bytes the writer stored and the bytes the reader found, message by message.
+fn stored_and_seen(writer_out: &str, reader_out: &str) -> (Vec<String>, Vec<String>) {
+    let stored = writer_out
+        .lines()
+        .filter(|l| l.starts_with("[writer ") && l.contains("] stored "))
+        .map(|l| between(l, "] stored ", " at 0x").to_string())
+        .collect();
+    let seen = reader_out
+        .lines()
+        .filter(|l| l.starts_with("[reader ") && l.contains(": read in place"))
+        .map(|l| between(l, " holds ", ": read in place").to_string())
+        .collect();
+    (stored, seen)
+}
+
+fn received(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .filter(|l| l.starts_with("[reader ") && l.contains("] received "))
+        .map(|l| between(l, "] received ", " (").to_string())
+        .collect()
+}
+
+// ---------------------------------------------------------------- default runs
+
+fn default_run_shows_one_memory_at_two_addresses(flavour: &str) {
+    let out = run(DEMO, &[flavour]);
+    out.assert_success();
+    let reader_pid = out.pid_of("reader");
+    assert_eq!(reader_pid, out.pid, "the reader is the process we started");
+    let writer_pid = out.pid_of("writer");
+    assert_ne!(writer_pid, reader_pid, "two processes");
+
+    assert_two_addresses_one_memory(&view(&out.stdout, "reader"), &view(&out.stdout, "writer"));
+    let (stored, seen) = stored_and_seen(&out.stdout, &out.stdout);
+    assert_eq!(stored.len(), 3, "{}", out.stdout);
+    assert_eq!(stored, seen, "the reader sees the bytes the writer stored");
+    assert_eq!(
+        received(&out.stdout),
+        [
+            r#""hello""#,
+            r#""from the writer's stores""#,
+            r#""read in place by the reader""#
+        ]
+    );
+    for role in ["reader", "writer"] {
+        let summary = out.summary(role);
+        assert!(summary.ok, "{}", summary.line);
+        assert_eq!(summary.num("messages"), 3.0);
+        assert_eq!(summary.num("bytes"), 56.0);
+    }
+    // The reader's summary is its last line, after the writer was reaped.
+    let last = out.stdout.lines().last().unwrap();
+    assert!(
+        last.starts_with(&format!("[reader {reader_pid}] summary: ")),
+        "{last}"
+    );
+    out.assert_stdout_contains(&format!("reaped writer {writer_pid}: exited with status 0"));
+    Meet::default_of(flavour, reader_pid).assert_nothing_left();
+}
+
+#[test]
+fn posix_default_run_shows_one_memory_at_two_addresses() {
+    default_run_shows_one_memory_at_two_addresses("posix");
+}
+
+#[test]
+fn sysv_default_run_shows_one_memory_at_two_addresses() {
+    default_run_shows_one_memory_at_two_addresses("sysv");
+}
+
+#[test]
+fn posix_keeps_its_semaphores_inside_the_segment() {
+    let out = run(DEMO, &["hi"]); // posix is the default flavour
+    out.assert_success()
+        .assert_stdout_contains("sem_init(pshared=1) x4 inside the segment")
+        .assert_stdout_contains("sem_destroy x4");
+    // The semaphores lie in the segment: the reader's at a fixed offset from its
+    // mapping, the writer's at the same offset from its own.
+    let sems = |role: &str, needle: &str| {
+        let line = out.lines_with(needle)[0];
+        assert!(line.starts_with(&format!("[{role} ")), "{line}");
+        hex_after(line, needle) - view(&out.stdout, role).addr
+    };
+    assert_eq!(
+        sems("reader", "inside the segment at "),
+        sems("writer", "for me at ")
+    );
+    Meet::default_of("posix", out.pid).assert_nothing_left();
+}
+
+#[test]
+fn sysv_rmid_only_marks_a_segment_still_attached() {
+    let meet = Meet::sysv(1);
+    let out = run(DEMO, &strs(&command("", &meet, &["one"])));
+    out.assert_success();
+    let marked = out.line_index("IPC_RMID): only MARKED for removal");
+    let freed = out.line_index("the kernel freed it");
+    assert!(marked < freed, "{}", out.stdout);
+    meet.assert_nothing_left();
+}
+
+// ---------------------------------------------------------------- two processes
+
+/// Starts the reader alone and returns it once it waits for a writer.
+fn start_reader(meet: &Meet, workload: &[&str]) -> Demo {
+    let mut reader = Demo::start(DEMO, &strs(&command("reader", meet, workload)));
+    reader.wait_for_line("ready. In another terminal: shm-demo writer");
+    reader
+}
+
+fn separate_processes(meet: Meet, writer_stdin: Option<&[u8]>, messages: &[&str]) {
+    let reader = start_reader(&meet, &[]);
+    let args = command("writer", &meet, messages);
+    let writer = match writer_stdin {
+        Some(input) => run_with_stdin(DEMO, &strs(&args), input),
+        None => run(DEMO, &strs(&args)),
+    };
+    writer.assert_success();
+    let reader = reader.finish();
+    reader.assert_success();
+
+    let (r, w) = (
+        view(&reader.stdout, "reader"),
+        view(&writer.stdout, "writer"),
+    );
+    assert_two_addresses_one_memory(&r, &w);
+    // The writer read the reader's address from the header: the one it printed.
+    let claimed = hex_after(
+        writer.lines_with("the reader mapped the segment at ")[0],
+        "the reader mapped the segment at ",
+    );
+    assert_eq!(claimed, r.addr);
+    let (stored, seen) = stored_and_seen(&writer.stdout, &reader.stdout);
+    assert_eq!(stored, seen);
+    let expected: Vec<String> = ["first", "", "ünïcode ✓"]
+        .iter()
+        .map(|m| format!("{m:?}"))
+        .collect();
+    assert_eq!(received(&reader.stdout), expected);
+    assert_eq!(reader.summary("reader").num("messages"), 3.0);
+    assert_eq!(writer.summary("writer").num("messages"), 3.0);
+    meet.assert_nothing_left();
+}
+
+#[test]
+fn posix_reader_and_writer_as_separate_processes() {
+    separate_processes(Meet::posix("two"), None, &["first", "", "ünïcode ✓"]);
+}
+
+#[test]
+fn sysv_writer_sends_the_lines_of_its_stdin() {
+    separate_processes(Meet::sysv(2), Some("first\n\nünïcode ✓\n".as_bytes()), &[]);
+}
+
+#[test]
+fn writer_with_another_workload_is_refused_and_the_reader_goes_on() {
+    let meet = Meet::posix("mismatch");
+    let reader = start_reader(&meet, &["--ping", "20"]);
+    let wrong = run(DEMO, &strs(&command("writer", &meet, &["--ping", "21"])));
+    wrong
+        .assert_exit_code(1)
+        .assert_stderr_contains("start both sides with the same workload options");
+    let right = run(DEMO, &strs(&command("writer", &meet, &["--ping", "20"])));
+    right.assert_success();
+    assert_eq!(right.summary("writer").num("messages"), 20.0);
+    reader.finish().assert_success();
+    meet.assert_nothing_left();
+}
+
+// ---------------------------------------------------------------- workloads
+
+fn bulk(meet: Meet, count: u64, size: usize) {
+    let (c, s) = (count.to_string(), size.to_string());
+    let out = run(
+        DEMO,
+        &strs(&command("", &meet, &["--count", &c, "--size", &s])),
+    );
+    out.assert_success();
+    for role in ["reader", "writer"] {
+        let summary = out.summary(role);
+        assert!(summary.ok, "{}", summary.line);
+        assert_eq!(summary.num("messages"), count as f64);
+        assert_eq!(summary.num("bytes"), (count * size as u64) as f64);
+        assert!(summary.num("mib_per_s") > 0.0, "{}", summary.line);
+    }
+    meet.assert_nothing_left();
+}
+
+#[test]
+fn posix_bulk_moves_tens_of_mib_intact() {
+    bulk(Meet::posix("bulk64k"), 640, 65536); // 40 MiB through a 16-slot ring
+    bulk(Meet::posix("bulk3"), 5000, 3); // a sequence number cut to 3 bytes
+    bulk(Meet::posix("bulk1m"), 20, 1 << 20); // a ring of 2 slots
+}
+
+#[test]
+fn sysv_bulk_moves_tens_of_mib_intact() {
+    bulk(Meet::sysv(3), 640, 65536);
+    bulk(Meet::sysv(4), 5000, 3);
+}
+
+#[test]
+fn bulk_between_separate_processes() {
+    let meet = Meet::sysv(5);
+    let workload = ["--count", "320", "--size", "65536"];
+    let reader = start_reader(&meet, &workload);
+    let writer = run(DEMO, &strs(&command("writer", &meet, &workload)));
+    writer.assert_success();
+    let reader = reader.finish();
+    reader.assert_success();
+    assert_eq!(reader.summary("reader").num("bytes"), 320.0 * 65536.0);
+    meet.assert_nothing_left();
+}
+
+/// A third process writes a damaged message into the ring and posts `filled` itself,
+/// as any process that maps the segment can: the reader must name the damage.
+#[test]
+fn posix_bulk_catches_a_corrupted_byte_in_the_segment() {
+    let meet = Meet::posix("corrupt");
+    let Meet::Posix(name) = &meet else {
+        unreachable!()
+    };
+    let mut reader = Demo::start(
+        DEMO,
+        &strs(&command(
+            "reader",
+            &meet,
+            &["--count", "2", "--size", "100"],
+        )),
+    );
+    let sems_line = reader.wait_for_line("sem_init(pshared=1) x4 inside the segment at ");
+    let view_line = reader.wait_for_line("my view: the segment at ");
+    reader.wait_for_line("expecting 2 messages");
+    let sems_offset =
+        hex_after(&sems_line, "inside the segment at ") - hex_after(&view_line, "the segment at ");
+
+    // Message 0 as the writer would store it, with byte 50 changed.
+    let mut message = bulk_message(0, 100);
+    message[50] ^= 0xff;
+    inject_into_slot_0(&format!("/dev/shm{name}"), &message, sems_offset as usize);
+
+    let out = reader.finish();
+    out.assert_exit_code(1)
+        .assert_stderr_contains("message 0, byte 50")
+        .assert_stderr_contains("corrupted");
+    meet.assert_nothing_left();
+}
+
+/// Maps the POSIX object at `path`, stores `message` in slot 0 (offset 4096: a u64
+/// length, then the bytes; see shm-demo/src/segment.rs) and posts the `filled`
+/// semaphore (the second sem_t at `sems_offset`).
+fn inject_into_slot_0(path: &str, message: &[u8], sems_offset: usize) {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .expect("open the segment");
+    let len = 8192;
+    // SAFETY: a new shared mapping of the first two pages of the object (which has at
+    // least that many), at an address the kernel picks; unmapped below.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        )
+    };
+    assert_ne!(base, libc::MAP_FAILED, "mmap the segment");
+    let base = base.cast::<u8>();
+    // SAFETY: slot 0 and the semaphores lie inside the two pages just mapped; the
+    // reader only looks at slot 0 after the post; sem_post on a pshared semaphore in
+    // shared memory is what it is for.
+    unsafe {
+        let slot = base.add(4096);
+        std::ptr::copy_nonoverlapping((message.len() as u64).to_le_bytes().as_ptr(), slot, 8);
+        std::ptr::copy_nonoverlapping(message.as_ptr(), slot.add(8), message.len());
+        let filled = base.add(sems_offset + size_of::<libc::sem_t>()).cast();
+        assert_eq!(libc::sem_post(filled), 0, "sem_post");
+        libc::munmap(base.cast(), len);
+    }
+}
+
+fn ping(meet: Meet, spin: bool) {
+    let mut args = vec!["--ping", "500", "--size", "64"];
+    if spin {
+        args.push("--spin");
+    }
+    let out = run(DEMO, &strs(&command("", &meet, &args)));
+    out.assert_success();
+    let summary = out.summary("writer");
+    assert_eq!(summary.num("messages"), 500.0);
+    assert_eq!(summary.num("bytes"), 500.0 * 64.0);
+    let (p50, p99) = (summary.num("rtt_p50_us"), summary.num("rtt_p99_us"));
+    assert!(p50 > 0.0 && p50 <= p99, "{}", summary.line);
+    assert_eq!(out.summary("reader").num("messages"), 500.0);
+    if spin {
+        out.assert_stdout_contains("no system call per round trip");
+    }
+    meet.assert_nothing_left();
+}
+
+#[test]
+fn posix_ping_on_semaphores_and_spinning() {
+    ping(Meet::posix("ping"), false);
+    ping(Meet::posix("spin"), true);
+}
+
+#[test]
+fn sysv_ping_on_semaphores_and_spinning() {
+    ping(Meet::sysv(6), false);
+    ping(Meet::sysv(7), true);
+}
+
+#[test]
+fn spin_ping_between_separate_processes() {
+    let meet = Meet::posix("spin2");
+    let workload = ["--ping", "300", "--spin"];
+    let reader = start_reader(&meet, &workload);
+    let writer = run(DEMO, &strs(&command("writer", &meet, &workload)));
+    writer.assert_success();
+    assert!(writer.summary("writer").num("rtt_p99_us") > 0.0);
+    reader.finish().assert_success();
+    meet.assert_nothing_left();
+}
+
+// ---------------------------------------------------------------- usage
+
+#[test]
+fn bad_usage_exits_2_names_the_problem_and_creates_nothing() {
+    let name = Meet::posix("bad");
+    let Meet::Posix(n) = &name else {
+        unreachable!()
+    };
+    let key = Meet::sysv(8);
+    for (args, needle) in [
+        (vec!["--bogus"], "--bogus"),
+        (vec!["--count"], "--count needs a value"),
+        (vec!["--count", "ten", "--size", "1"], "ten"),
+        (vec!["--count", "3"], "--size"),
+        (
+            vec!["--ping", "3", "--count", "3", "--size", "1"],
+            "pick one",
+        ),
+        (vec!["--ping", "3", "--size", "999999999999"], "--size"),
+        (vec!["--spin"], "--spin goes with --ping"),
+        (vec!["--ping", "2", "hello"], "workload sends its own data"),
+        (vec!["reader", "hello"], "the reader takes no messages"),
+        (vec!["writer", "hello"], "the writer needs --name"),
+        (vec!["writer", "sysv", "hello"], "the writer needs --key"),
+        (vec!["posix", "--key", "5"], "--key is for the sysv flavour"),
+        (
+            vec!["sysv", "--name", n.as_str()],
+            "--name is for the posix flavour",
+        ),
+        (vec!["--name", "no-slash"], "a POSIX name is a slash"),
+        (vec!["sysv", "--key", "0"], "IPC_PRIVATE"),
+        (vec!["sysv", "--key", "0x1g"], "not a number"),
+    ] {
+        let out = run(DEMO, &args);
+        out.assert_exit_code(2)
+            .assert_stderr_contains(needle)
+            .assert_stderr_contains("usage:");
+        assert!(
+            out.stdout.is_empty(),
+            "bad usage must do nothing: {}",
+            out.stdout
+        );
+        Meet::default_of("posix", out.pid).assert_nothing_left();
+        Meet::default_of("sysv", out.pid).assert_nothing_left();
+    }
+    // With a meeting point given: still nothing made under it.
+    let long = "x".repeat(5000);
+    for (meet, extra) in [(&name, "--spin"), (&key, long.as_str())] {
+        let out = run(DEMO, &strs(&command("reader", meet, &[extra])));
+        out.assert_exit_code(2);
+        meet.assert_nothing_left();
+    }
+}
+
+#[test]
+fn help_prints_the_usage() {
+    run(DEMO, &["--help"])
+        .assert_success()
+        .assert_stdout_contains("usage: shm-demo");
+}
+
+#[test]
+fn writer_with_nothing_to_open_says_start_the_reader_first() {
+    for meet in [Meet::posix("nothing"), Meet::sysv(9)] {
+        let out = run(DEMO, &strs(&command("writer", &meet, &["hi"])));
+        out.assert_exit_code(1)
+            .assert_stderr_contains("start the reader first (shm-demo reader ");
+        meet.assert_nothing_left();
+    }
+}
+
+#[test]
+fn a_second_reader_is_refused_with_the_command_that_cleans_up() {
+    for (meet, remedy) in [
+        (Meet::posix("twice"), "rm /dev/shm/"),
+        (Meet::sysv(10), "ipcrm -M 0x"),
+    ] {
+        let first = start_reader(&meet, &[]);
+        let second = run(DEMO, &strs(&command("reader", &meet, &[])));
+        second
+            .assert_exit_code(1)
+            .assert_stderr_contains("already exists")
+            .assert_stderr_contains(remedy);
+        first.signal_group(Signal::SIGINT);
+        first.finish().assert_killed_by(Signal::SIGINT);
+        meet.assert_nothing_left();
+    }
+}
+
+// ---------------------------------------------------------------- signals and deaths
+
+fn ctrl_c_while_the_reader_waits(meet: Meet, wchan: &str) {
+    let reader = start_reader(&meet, &[]);
+    // It sleeps in the semaphore wait (timed: it wakes every 100 ms to look around).
+    wait_until_asleep_in(reader.pid(), wchan);
+    reader.signal_group(Signal::SIGINT);
+    let out = reader.finish();
+    out.assert_killed_by(Signal::SIGINT)
+        .assert_stdout_contains("interrupted by SIGINT: removed ");
+    meet.assert_nothing_left();
+}
+
+#[test]
+fn posix_ctrl_c_while_blocked_in_sem_timedwait() {
+    ctrl_c_while_the_reader_waits(Meet::posix("sigint"), "futex");
+}
+
+#[test]
+fn sysv_ctrl_c_while_blocked_in_semtimedop() {
+    ctrl_c_while_the_reader_waits(Meet::sysv(11), "semtimedop");
+}
+
+/// Reader and writer as separate processes, in the middle of an endless bulk.
+fn start_endless_pair(meet: &Meet) -> (Demo, Demo) {
+    let mut reader = Demo::start(DEMO, &strs(&command("reader", meet, &ENDLESS)));
+    reader.wait_for_line("expecting 100000000 messages");
+    let mut writer = Demo::start(DEMO, &strs(&command("writer", meet, &ENDLESS)));
+    writer.wait_for_line("sending 100000000 messages");
+    (reader, writer)
+}
+
+fn sigkill(pid: i32) {
+    kill(Pid::from_raw(pid), Signal::SIGKILL).expect("kill");
+}
+
+fn killed_writer(meet: Meet) {
+    let (reader, writer) = start_endless_pair(&meet);
+    let w = writer.pid();
+    sigkill(w);
+    writer.finish().assert_killed_by(Signal::SIGKILL);
+    reader
+        .finish()
+        .assert_exit_code(1)
+        .assert_stderr_contains(&format!("the writer (pid {w}) is gone"));
+    meet.assert_nothing_left();
+}
+
+fn killed_reader(meet: Meet) {
+    let (reader, writer) = start_endless_pair(&meet);
+    let r = reader.pid();
+    sigkill(r);
+    reader.finish().assert_killed_by(Signal::SIGKILL);
+    // The writer notices, and removes what the dead reader could not.
+    writer
+        .finish()
+        .assert_exit_code(1)
+        .assert_stderr_contains(&format!("the reader (pid {r}) is gone"))
+        .assert_stdout_contains("died without cleaning up: I removed");
+    meet.assert_nothing_left();
+}
+
+#[test]
+fn posix_reader_survives_a_killed_writer() {
+    killed_writer(Meet::posix("killw"));
+}
+
+#[test]
+fn sysv_reader_survives_a_killed_writer() {
+    killed_writer(Meet::sysv(12));
+}
+
+#[test]
+fn posix_writer_cleans_up_after_a_killed_reader() {
+    killed_reader(Meet::posix("killr"));
+}
+
+#[test]
+fn sysv_writer_cleans_up_after_a_killed_reader() {
+    killed_reader(Meet::sysv(13));
+}
+
+#[test]
+fn default_run_reaps_a_killed_writer_and_exits_1() {
+    let meet = Meet::sysv(14);
+    let mut demo = Demo::start(DEMO, &strs(&command("", &meet, &ENDLESS)));
+    let line = demo.wait_for_line("sending 100000000 messages");
+    let writer = pid_of_role(&line, "writer").expect("writer pid");
+    sigkill(writer);
+    let out = demo.finish();
+    out.assert_exit_code(1)
+        .assert_stderr_contains(&format!("the writer (pid {writer}) is gone"))
+        .assert_stdout_contains(&format!("reaped writer {writer}: killed by SIGKILL"));
+    meet.assert_nothing_left();
+}
+
+#[test]
+fn default_run_writer_outlives_its_killed_reader_and_cleans_up() {
+    let meet = Meet::posix("orphan");
+    let mut demo = Demo::start(DEMO, &strs(&command("", &meet, &ENDLESS)));
+    let line = demo.wait_for_line("sending 100000000 messages");
+    let writer = pid_of_role(&line, "writer").expect("writer pid");
+    let pgid = demo.pid();
+    sigkill(pgid);
+    let out = demo.finish();
+    out.assert_killed_by(Signal::SIGKILL);
+    // The orphaned writer exits by itself (assert_killed_by reaped it) and says why.
+    assert!(
+        !process_exists(writer),
+        "writer {writer} outlived its reader"
+    );
+    assert!(
+        out.stderr
+            .contains(&format!("the reader (pid {pgid}) is gone")),
+        "{}",
+        out.stderr
+    );
+    meet.assert_nothing_left();
+}
