@@ -1,0 +1,367 @@
+//! The command line (DESIGN §3), checked in full before any signal is sent, so bad
+//! usage (exit 2) never reaches a process.
+
+use std::ffi::{OsString, c_int};
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+use crate::ffi;
+
+pub const USAGE: &str = "\
+usage: signal-demo [--ping N [--cpus W,R]]        both sides, narrated: the parent signals its forked child
+       signal-demo reader [--ping N]              print my pid, report each signal until SIGINT/SIGTERM
+       signal-demo writer --pid PID [SIGNAL...]   send each SIGNAL to PID (default SIGUSR1)
+       signal-demo writer --pid PID --ping N      N round trips with a `signal-demo reader --ping N`
+
+  SIGNAL        a name, with or without SIG, any case: SIGUSR1, USR1, term, RTMIN, RTMIN+3,
+                RTMAX-1. Standard signals go with kill(2), real-time ones with sigqueue(3)
+                carrying a value (the SIGNAL's position in the list, from 0)
+  --pid PID     the process to signal (the reader prints its pid)
+  --ping N      N round trips: SIGUSR1 there and back, blocked and taken with sigtimedwait(2)
+  --size BYTES  taken with --ping like every demo's, and ignored: a signal carries no bytes
+  --cpus W,R    with the default run's --ping: the writer on CPU W, the reader on CPU R
+  -h, --help    this text
+
+A signal carries no bytes: there is no bulk workload (--count).
+
+two terminals:
+  signal-demo reader            then: signal-demo writer --pid PID USR1 USR2 RTMIN
+                                or:   kill -USR1 PID
+  and in the reader's terminal: Ctrl+Z stops it, fg resumes it, Ctrl+C ends it.
+";
+
+/// The most round trips `--ping` takes: the round-trip times are kept in memory.
+const MAX_PING: u64 = 1_000_000;
+
+#[derive(Debug, PartialEq)]
+pub enum Request {
+    /// The narrated default run.
+    Demo,
+    /// The default run's ping: parent and forked child.
+    Ping(Ping),
+    Reader,
+    ReaderPing(Ping),
+    /// Signals by number, since real-time ones have no `Signal` in nix.
+    Writer {
+        pid: Pid,
+        signals: Vec<c_int>,
+    },
+    WriterPing {
+        pid: Pid,
+        ping: Ping,
+    },
+}
+
+/// The ping workload's options.
+#[derive(Debug, PartialEq)]
+pub struct Ping {
+    pub count: u64,
+    /// The message size every demo's ping takes; a signal has none to give it.
+    pub size: Option<u64>,
+    pub cpus: Option<Cpus>,
+}
+
+/// `--cpus W,R`: the CPU for the writer and the CPU for the reader. Where the two
+/// sides run changes what a wake-up costs; the benchmark measures both placements.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cpus {
+    pub writer: usize,
+    pub reader: usize,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum Parsed {
+    Help,
+    Run(Request),
+}
+
+#[derive(PartialEq)]
+enum Role {
+    Both,
+    Reader,
+    Writer,
+}
+
+/// Reads the command line. An `Err` is one line saying what is wrong.
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, String> {
+    let mut args = args
+        .into_iter()
+        .map(|a| {
+            a.into_string()
+                .map_err(|a| format!("{}: not valid UTF-8", a.to_string_lossy()))
+        })
+        .collect::<Result<Vec<String>, String>>()?
+        .into_iter()
+        .peekable();
+    let role = match args.peek().map(String::as_str) {
+        Some("reader") => Role::Reader,
+        Some("writer") => Role::Writer,
+        _ => Role::Both,
+    };
+    if role != Role::Both {
+        args.next();
+    }
+    let (mut pid, mut count, mut size, mut cpus) = (None, None, None, None);
+    let mut words = Vec::new();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "-h" | "--help" => return Ok(Parsed::Help),
+            "--pid" => pid = Some(process_id(args.next())?),
+            "--ping" => count = Some(ping_count(args.next())?),
+            "--size" => size = Some(message_size(args.next())?),
+            "--cpus" => cpus = Some(cpu_pair(args.next())?),
+            "--count" => {
+                return Err("--count: a signal carries no bytes, so there is no bulk \
+                            workload (--ping N measures the round trip)"
+                    .into());
+            }
+            flag if flag.starts_with('-') => return Err(format!("unknown option {flag}")),
+            word => words.push(word.to_string()),
+        }
+    }
+    let ping = match count {
+        Some(count) => Some(Ping { count, size, cpus }),
+        None if size.is_some() || cpus.is_some() => {
+            return Err("--size and --cpus go with --ping".into());
+        }
+        None => None,
+    };
+    if cpus.is_some() && role != Role::Both {
+        return Err(
+            "--cpus places both sides of the default run's --ping; for one side, use taskset"
+                .into(),
+        );
+    }
+
+    let request = match role {
+        Role::Both | Role::Reader => {
+            if pid.is_some() {
+                return Err("--pid is for the writer: the reader is the one signalled".into());
+            }
+            if let Some(word) = words.first() {
+                return Err(format!(
+                    "unexpected {word:?}: signals are sent by `signal-demo writer --pid PID {word}`"
+                ));
+            }
+            match (role, ping) {
+                (Role::Reader, Some(ping)) => Request::ReaderPing(ping),
+                (Role::Reader, None) => Request::Reader,
+                (_, Some(ping)) => Request::Ping(ping),
+                (_, None) => Request::Demo,
+            }
+        }
+        Role::Writer => {
+            let pid = pid.ok_or("the writer needs --pid PID: the process to signal")?;
+            match ping {
+                Some(_) if !words.is_empty() => {
+                    return Err("--ping sends SIGUSR1 only: give it no SIGNAL".into());
+                }
+                Some(ping) => Request::WriterPing { pid, ping },
+                None => Request::Writer {
+                    pid,
+                    signals: words
+                        .iter()
+                        .map(|w| signal_number(w))
+                        .collect::<Result<_, _>>()?,
+                },
+            }
+        }
+    };
+    Ok(Parsed::Run(request))
+}
+
+/// A process id for kill(2): at least 1, since 0 would mean "my process group" and
+/// -1 "every process I may signal".
+fn process_id(value: Option<String>) -> Result<Pid, String> {
+    let value = value.ok_or("--pid needs a value")?;
+    match value.parse::<i32>() {
+        Ok(pid) if pid >= 1 => Ok(Pid::from_raw(pid)),
+        Ok(_) => Err(format!(
+            "--pid {value}: a process id is at least 1 (kill(2) reads 0 as \"my process \
+             group\" and -1 as \"every process\")"
+        )),
+        Err(_) => Err(format!("--pid {value}: not a process id")),
+    }
+}
+
+fn ping_count(value: Option<String>) -> Result<u64, String> {
+    let value = value.ok_or("--ping needs a value")?;
+    match value.parse::<u64>() {
+        Ok(n) if (1..=MAX_PING).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "--ping {value}: not a whole number from 1 to {MAX_PING}"
+        )),
+    }
+}
+
+/// `--size`: a whole number of at least 1, as in every demo; unused here.
+fn message_size(value: Option<String>) -> Result<u64, String> {
+    let value = value.ok_or("--size needs a value")?;
+    match value.parse::<u64>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("--size {value}: not a whole number of at least 1")),
+    }
+}
+
+/// Parses `W,R`, two CPU numbers this machine has.
+fn cpu_pair(value: Option<String>) -> Result<Cpus, String> {
+    let value = value.ok_or("--cpus needs a value, like 0,1")?;
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpu = |s: &str| match s.parse::<usize>() {
+        Ok(c) if c < cpus => Ok(c),
+        _ => Err(format!(
+            "--cpus {value}: CPU numbers go from 0 to {}",
+            cpus - 1
+        )),
+    };
+    match value.split_once(',') {
+        Some((w, r)) => Ok(Cpus {
+            writer: cpu(w)?,
+            reader: cpu(r)?,
+        }),
+        None => Err(format!("--cpus {value}: expected WRITER,READER, like 0,1")),
+    }
+}
+
+/// A signal's number from its name: `SIGUSR1`, `USR1`, `usr1`, `RTMIN+2`, `SIGRTMAX-1`.
+pub fn signal_number(word: &str) -> Result<c_int, String> {
+    let upper = word.to_ascii_uppercase();
+    let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+    if let Some(found) = realtime_number(bare) {
+        return found.map_err(|why| format!("{word}: {why}"));
+    }
+    format!("SIG{bare}")
+        .parse::<Signal>()
+        .map(|sig| sig as c_int)
+        .map_err(|_| {
+            format!(
+                "{word}: not a signal name (try USR1, SIGUSR2, TERM, RTMIN+1; `kill -l` lists them)"
+            )
+        })
+}
+
+/// `RTMIN`, `RTMIN+N`, `RTMAX`, `RTMAX-N`: None if `bare` is not of that shape.
+fn realtime_number(bare: &str) -> Option<Result<c_int, String>> {
+    let (min, max) = (ffi::rtmin(), ffi::rtmax());
+    let (base, sign, rest) = if let Some(rest) = bare.strip_prefix("RTMIN") {
+        (min, 1, rest)
+    } else if let Some(rest) = bare.strip_prefix("RTMAX") {
+        (max, -1, rest)
+    } else {
+        return None;
+    };
+    let offset = match rest {
+        "" => 0,
+        _ => {
+            let digits = rest.strip_prefix(if sign > 0 { '+' } else { '-' });
+            match digits.and_then(|d| d.parse::<c_int>().ok()) {
+                Some(n) => n,
+                None => return Some(Err("not a signal name (RTMIN+N or RTMAX-N)".into())),
+            }
+        }
+    };
+    let number = base + sign * offset;
+    Some(if (min..=max).contains(&number) {
+        Ok(number)
+    } else {
+        Err(format!(
+            "out of range: real-time signals here are RTMIN ({min}) to RTMAX ({max})"
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_line(line: &str) -> Result<Parsed, String> {
+        parse(line.split_whitespace().map(OsString::from))
+    }
+
+    #[test]
+    fn names_with_and_without_sig_in_any_case() {
+        for name in ["SIGUSR1", "USR1", "usr1", "SigUsr1"] {
+            assert_eq!(signal_number(name), Ok(libc::SIGUSR1), "{name}");
+        }
+        assert_eq!(signal_number("RTMIN"), Ok(ffi::rtmin()));
+        assert_eq!(signal_number("SIGRTMIN+2"), Ok(ffi::rtmin() + 2));
+        assert_eq!(signal_number("rtmax-1"), Ok(ffi::rtmax() - 1));
+        for bad in [
+            "USR3", "SIG", "", "RTMIN+99", "RTMIN-1", "RTMAX+1", "RTMINx", "10",
+        ] {
+            assert!(signal_number(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn roles_and_workloads() {
+        assert_eq!(parse_line(""), Ok(Parsed::Run(Request::Demo)));
+        let ping = |count, size, cpus| Ping { count, size, cpus };
+        assert_eq!(
+            parse_line("--ping 5"),
+            Ok(Parsed::Run(Request::Ping(ping(5, None, None))))
+        );
+        let cpus = Some(Cpus {
+            writer: 0,
+            reader: 0,
+        });
+        assert_eq!(
+            parse_line("--ping 5 --size 100 --cpus 0,0"),
+            Ok(Parsed::Run(Request::Ping(ping(5, Some(100), cpus))))
+        );
+        assert_eq!(parse_line("reader"), Ok(Parsed::Run(Request::Reader)));
+        let pid = Pid::from_raw(42);
+        assert_eq!(
+            parse_line("writer --pid 42"),
+            Ok(Parsed::Run(Request::Writer {
+                pid,
+                signals: vec![]
+            }))
+        );
+        assert_eq!(
+            parse_line("writer usr2 --pid 42 SIGHUP"),
+            Ok(Parsed::Run(Request::Writer {
+                pid,
+                signals: vec![libc::SIGUSR2, libc::SIGHUP]
+            }))
+        );
+        assert_eq!(
+            parse_line("writer --pid 42 --ping 3"),
+            Ok(Parsed::Run(Request::WriterPing {
+                pid,
+                ping: ping(3, None, None)
+            }))
+        );
+        assert_eq!(parse_line("reader --help"), Ok(Parsed::Help));
+    }
+
+    #[test]
+    fn mistakes_are_bad_usage() {
+        for bad in [
+            "writer",
+            "writer --pid",
+            "writer --pid abc",
+            "writer --pid 0",
+            "writer --pid -1",
+            "writer --pid 42 NOPE",
+            "writer --pid 42 --ping 3 USR1",
+            "reader --pid 42",
+            "reader USR1",
+            "hello",
+            "--bogus",
+            "--ping 0",
+            "--ping x",
+            "--ping 99999999",
+            "--count 3 --size 10",
+            "--size 10",
+            "--ping 3 --size 0",
+            "--cpus 0,0",
+            "--ping 3 --cpus 0",
+            "--ping 3 --cpus 0,999",
+            "reader --ping 3 --cpus 0,0",
+        ] {
+            assert!(parse_line(bad).is_err(), "{bad:?} should be bad usage");
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! signal-demo: signals, the one asynchronous way to tell a process something.
+//!
+//! A signal is a number the kernel marks as pending on a process. The next time that
+//! process returns from the kernel to its own code, whatever it was doing, the kernel
+//! runs its handler for that number, or the default action (end it, stop it, ignore
+//! the signal). A signal carries nothing else: no bytes, and no count of repeats.
+//!
+//! Notes, section 信号:
+//! - 对于异常情况下的工作模式，就需要用「信号」的方式来通知进程 (for the exceptional case,
+//!   a process is notified with a signal): `signal-demo reader` reports each signal it
+//!   gets, who sent it and how (kill(2), sigqueue(3), or the kernel for a terminal key).
+//! - Ctrl+C 产生 SIGINT 信号，表示终止该进程；Ctrl+Z 产生 SIGTSTP 信号，表示停止该进程，
+//!   但还未结束 (Ctrl+C ends the process; Ctrl+Z stops it without ending it): in a
+//!   terminal the reader reports Ctrl+C and ends; it reports Ctrl+Z and really stops (a
+//!   shell job, state T), and `fg` resumes it.
+//! - 信号是进程间通信机制中唯一的异步通信机制 (the only asynchronous mechanism): the default
+//!   run signals a child blocked in read(2); the call returns EINTR, the handler's note is
+//!   seen, and the work goes on.
+//!
+//! What the notes leave out, shown by the default run: a signal is not a data channel.
+//! 1000 SIGUSR1 sent as fast as possible run the handler fewer times (standard signals
+//! coalesce: pending is one bit), exactly once if blocked while sent; 1000 real-time
+//! signals sent with sigqueue(3) all arrive, in order, each with its value.
+//!
+//! Run:
+//!   cargo run -p signal-demo                      both sides, narrated (fork: parent writes, child reads)
+//!   cargo run -p signal-demo -- reader            terminal 1: prints its pid, reports every signal
+//!   cargo run -p signal-demo -- writer --pid PID USR1 USR2 RTMIN+1     terminal 2 (or kill -USR1 PID)
+//!   then, in terminal 1: Ctrl+Z (stops), fg (resumes), Ctrl+C (ends)
+//!   cargo run -p signal-demo -- --ping 10000      round trips of SIGUSR1, p50 and p99
+//!   strace -f -e trace=kill,rt_sigqueueinfo,rt_sigprocmask,ppoll,read,rt_sigtimedwait cargo run -q -p signal-demo
+//!
+//! Watch for: "read(2) returned EINTR"; the child in state T between Ctrl+Z and fg;
+//! how many of the 1000 SIGUSR1 ran the handler; `grep Sig /proc/PID/status` on the
+//! reader (SigBlk, SigCgt, and ShdPnd while a signal waits).
+//!
+//! In production: the `signal-hook` crate (flags set by a handler, an iterator of
+//! signals, async adapters), or a signalfd in your poll loop; and never signals for
+//! data: a pipe, a socket or a queue carries bytes, in order, without loss.
+//!
+//! This file: the command line and which role runs. The lesson lives in `catch.rs`
+//! (handlers and masks), `demo.rs` (the narrated run), `reader.rs`, `writer.rs` and
+//! `ping.rs`.
+
+mod args;
+mod catch;
+mod demo;
+mod family;
+mod ffi;
+mod ping;
+mod reader;
+mod writer;
+
+use std::process::ExitCode;
+
+/// Narrates one event on stdout as `[ROLE PID] ...` (DESIGN §4).
+///
+/// Not `println!`: that panics when stdout is closed (`signal-demo reader | head -1`).
+/// A narrator with no audience just goes on.
+macro_rules! say {
+    ($role:expr, $($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stdout().lock(),
+            "[{} {}] {}",
+            $role,
+            std::process::id(),
+            format_args!($($arg)*)
+        );
+    }};
+}
+pub(crate) use say;
+
+fn main() -> ExitCode {
+    let request = match args::parse(std::env::args_os().skip(1)) {
+        Ok(args::Parsed::Help) => {
+            print!("{}", args::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Ok(args::Parsed::Run(request)) => request,
+        Err(problem) => {
+            eprint!("error: {problem}\n\n{}", args::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    let result = match request {
+        args::Request::Demo => demo::run(),
+        args::Request::Ping(options) => ping::both(&options),
+        args::Request::Reader => reader::run(),
+        args::Request::ReaderPing(options) => ping::reader(&options),
+        args::Request::Writer { pid, signals } => writer::run(pid, &signals),
+        args::Request::WriterPing { pid, ping } => ping::writer(pid, &ping),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => match e.downcast_ref::<catch::Stopped>() {
+            // Asked to stop (SIGINT, SIGTERM): the role has said so. Die of that signal,
+            // so the shell sees why we ended, as it would without a handler.
+            Some(catch::Stopped(sig)) => catch::die_of(*sig),
+            None => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}

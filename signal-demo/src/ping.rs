@@ -1,0 +1,279 @@
+//! The --ping workload: how long a signal takes to go there and back.
+//!
+//! The writer sends SIGUSR1 with sigqueue(3), carrying the round's number k; the
+//! reader answers with SIGUSR1 carrying k back. Neither runs a handler: both keep
+//! SIGUSR1 blocked and take it with sigtimedwait(2), reading the signal like a
+//! message from a queue of one. Blocked before anything is sent, so an answer that
+//! comes before its receiver waits stays pending instead of being lost. Every wait has
+//! a timeout, so a peer that died is noticed; the number carried back shows that no
+//! round was lost or repeated.
+//!
+//! A round trip is two sigqueue calls and two wake-ups, the least any IPC needs:
+//! compare with pipe-demo's ping. The summary says bytes=0: a signal carries no data
+//! (`--size`, which every demo's ping takes, is accepted and changes nothing).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use nix::errno::Errno;
+use nix::sys::signal::{SigSet, Signal, kill};
+use nix::unistd::{Pid, getpid, getppid};
+
+use crate::args::Ping;
+use crate::catch::{Caught, Stopped};
+use crate::family::{Kid, Side, describe, exit_child, fork, run_on_cpu};
+use crate::{ffi, say};
+
+const WRITER: &str = "writer";
+const READER: &str = "reader";
+/// How long a side waits for the other's next signal before it gives up on it.
+const PATIENCE: Duration = Duration::from_secs(10);
+/// How often a waiting side checks that its peer still exists.
+const SLICE: Duration = Duration::from_millis(200);
+
+/// The other side, and how to tell that it is gone.
+enum Peer<'a> {
+    /// Our parent: gone once we are re-parented.
+    Parent(Pid),
+    /// Our child: gone once waitpid says it ended.
+    Child(&'a mut Kid),
+    /// An unrelated process: gone once kill(pid, 0) says ESRCH.
+    Other(Pid),
+}
+
+impl Peer<'_> {
+    fn pid(&self) -> Pid {
+        match self {
+            Peer::Parent(pid) | Peer::Other(pid) => *pid,
+            Peer::Child(kid) => kid.pid(),
+        }
+    }
+
+    /// Why the peer is gone, or None while it is there.
+    fn gone(&mut self) -> Result<Option<String>> {
+        Ok(match self {
+            Peer::Parent(pid) => (getppid() != *pid).then(|| "is gone: I was re-parented".into()),
+            Peer::Child(kid) => kid
+                .has_ended()?
+                .map(|status| format!("ended: {}", describe(status))),
+            Peer::Other(pid) => matches!(kill(*pid, None), Err(Errno::ESRCH))
+                .then(|| "is gone (kill(2) says ESRCH)".into()),
+        })
+    }
+}
+
+/// The default run's ping: the parent times, the child it forks answers.
+pub fn both(ping: &Ping) -> Result<()> {
+    let count = ping.count;
+    // Before fork, so the child starts with SIGUSR1 blocked too: a ping sent before
+    // it waits stays pending.
+    SigSet::from(Signal::SIGUSR1)
+        .thread_block()
+        .context("sigprocmask SIGUSR1")?;
+    let writer_pid = getpid();
+    match fork()? {
+        Side::Child => {
+            let pinned = run_on_cpu(ping.cpus.map(|c| c.reader));
+            exit_child(pinned.and_then(|()| echo(&mut Peer::Parent(writer_pid), None, count)))
+        }
+        Side::Parent(mut kid) => {
+            if let Err(e) = run_on_cpu(ping.cpus.map(|c| c.writer)) {
+                kid.kill_and_reap(WRITER, PATIENCE);
+                return Err(e);
+            }
+            say!(
+                WRITER,
+                "{count} round trips of SIGUSR1 with reader {}, blocked both ways and taken \
+                 with sigtimedwait(2)",
+                kid.pid()
+            );
+            match time_round_trips(&mut Peer::Child(&mut kid), ping) {
+                Ok(()) => kid.reap(WRITER, PATIENCE),
+                Err(e) => {
+                    kid.kill_and_reap(WRITER, PATIENCE);
+                    Err(e)
+                }
+            }
+        }
+    }
+}
+
+/// `signal-demo reader --ping N`: answers the first process that pings it, N times.
+pub fn reader(ping: &Ping) -> Result<()> {
+    let count = ping.count;
+    // SIGINT and SIGTERM are taken the same way, so Ctrl+C ends the wait cleanly.
+    let set = SigSet::from(Signal::SIGUSR1) | Signal::SIGINT | Signal::SIGTERM;
+    set.thread_block().context("sigprocmask")?;
+    let me = getpid();
+    say!(
+        READER,
+        "pid {me}: waiting for {count} pings: signal-demo writer --pid {me} --ping {count}"
+    );
+    // Like a server, wait as long as it takes for the first one: it names the writer.
+    let first = loop {
+        if let Some(c) = ffi::sigtimedwait(&set, SLICE).context("sigtimedwait")? {
+            break c;
+        }
+    };
+    stop_if_asked(&first)?;
+    say!(READER, "first ping {}: answering each one", first.origin());
+    echo(
+        &mut Peer::Other(Pid::from_raw(first.pid)),
+        Some(first),
+        count,
+    )
+}
+
+/// `signal-demo writer --pid PID --ping N`.
+pub fn writer(pid: Pid, ping: &Ping) -> Result<()> {
+    SigSet::from(Signal::SIGUSR1)
+        .thread_block()
+        .context("sigprocmask SIGUSR1")?;
+    say!(
+        WRITER,
+        "{} round trips of SIGUSR1 with pid {pid}, blocked both ways and taken with \
+         sigtimedwait(2)",
+        ping.count
+    );
+    time_round_trips(&mut Peer::Other(pid), ping)
+}
+
+/// The timing side: send k, wait for k back, `count` times.
+fn time_round_trips(peer: &mut Peer, ping: &Ping) -> Result<()> {
+    let count = ping.count;
+    if let Some(size) = ping.size {
+        say!(
+            WRITER,
+            "--size {size}: ignored, a signal carries no bytes (only its number, and the \
+             one int sigqueue adds): bytes=0"
+        );
+    }
+    let set = SigSet::from(Signal::SIGUSR1);
+    let mut rtts = Vec::with_capacity(count as usize);
+    let started = Instant::now();
+    for k in 0..count {
+        let sent_at = Instant::now();
+        send(peer, k)?;
+        let reply = next_from(&set, peer)?;
+        rtts.push(sent_at.elapsed());
+        check(&reply, k, peer)?;
+    }
+    let elapsed = started.elapsed();
+    rtts.sort_unstable();
+    say!(
+        WRITER,
+        "summary: messages={count} bytes=0 elapsed_us={} rtt_p50_us={:.1} rtt_p99_us={:.1} ok",
+        elapsed.as_micros(),
+        percentile_us(&rtts, 50),
+        percentile_us(&rtts, 99)
+    );
+    Ok(())
+}
+
+/// The answering side: wait for k, send k back, `count` times. `first` is a ping
+/// already taken.
+fn echo(peer: &mut Peer, mut first: Option<Caught>, count: u64) -> Result<()> {
+    let set = SigSet::from(Signal::SIGUSR1) | Signal::SIGINT | Signal::SIGTERM;
+    let mut started = None;
+    for k in 0..count {
+        let ping = match first.take() {
+            Some(ping) => ping,
+            None => next_from(&set, peer)?,
+        };
+        stop_if_asked(&ping)?;
+        let started = *started.get_or_insert_with(Instant::now);
+        check(&ping, k, peer)?;
+        send(peer, k)?;
+        if k + 1 == count {
+            say!(
+                READER,
+                "summary: messages={count} bytes=0 elapsed_us={} ok",
+                started.elapsed().as_micros()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Sends round k's SIGUSR1. ESRCH on the very first one means the pid was wrong;
+/// later, that the peer died.
+fn send(peer: &Peer, k: u64) -> Result<()> {
+    let pid = peer.pid();
+    match ffi::sigqueue(pid, libc::SIGUSR1, k as i32) {
+        Ok(()) => Ok(()),
+        Err(Errno::ESRCH) if k == 0 && matches!(peer, Peer::Other(_)) => bail!(
+            "no process {pid}: sigqueue(3) failed with ESRCH (no such process): start \
+             `signal-demo reader --ping N` and pass the pid it prints"
+        ),
+        Err(Errno::ESRCH) => {
+            bail!("the other side (pid {pid}) is gone: sigqueue(3) failed with ESRCH, round {k}")
+        }
+        Err(e) => bail!("sigqueue SIGUSR1 to {pid}: {e}"),
+    }
+}
+
+/// Takes the next signal of `set`, checking every SLICE that the peer is still
+/// there, and giving up after PATIENCE of silence.
+fn next_from(set: &SigSet, peer: &mut Peer) -> Result<Caught> {
+    let since = Instant::now();
+    loop {
+        if let Some(c) = ffi::sigtimedwait(set, SLICE).context("sigtimedwait")? {
+            return Ok(c);
+        }
+        if let Some(why) = peer.gone()? {
+            bail!("the other side (pid {}) {why}", peer.pid());
+        }
+        if since.elapsed() > PATIENCE {
+            bail!(
+                "no SIGUSR1 from pid {} for {PATIENCE:?}: is it a `signal-demo reader --ping N` \
+                 (or writer) with the same N?",
+                peer.pid()
+            );
+        }
+    }
+}
+
+/// Round k must bring SIGUSR1 from the peer, sent with sigqueue, carrying k.
+fn check(got: &Caught, k: u64, peer: &Peer) -> Result<()> {
+    let from_peer = got.pid == peer.pid().as_raw() && got.code == libc::SI_QUEUE;
+    if !got.is(Signal::SIGUSR1) || !from_peer || got.value != k as i32 {
+        bail!(
+            "round {k}: got {} {}, expected SIGUSR1 from pid {} with value {k}: a round was \
+             lost or repeated, or another process joined in",
+            got.name(),
+            got.origin(),
+            peer.pid()
+        );
+    }
+    Ok(())
+}
+
+/// SIGINT or SIGTERM taken while waiting: say so and stop (main dies of it).
+fn stop_if_asked(got: &Caught) -> Result<()> {
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+        if got.is(sig) {
+            say!(READER, "interrupted by {sig} {}: exiting", got.origin());
+            return Err(Stopped(sig).into());
+        }
+    }
+    Ok(())
+}
+
+/// The nearest-rank percentile of sorted round-trip times, in microseconds.
+fn percentile_us(sorted: &[Duration], p: usize) -> f64 {
+    let rank = (sorted.len() * p).div_ceil(100).max(1);
+    sorted[rank - 1].as_secs_f64() * 1e6
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_the_nearest_rank() {
+        let rtts: Vec<Duration> = (1..=100).map(Duration::from_micros).collect();
+        assert_eq!(percentile_us(&rtts, 50), 50.0);
+        assert_eq!(percentile_us(&rtts, 99), 99.0);
+        assert_eq!(percentile_us(&rtts[..1], 99), 1.0);
+    }
+}

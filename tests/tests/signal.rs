@@ -1,0 +1,600 @@
+//! End-to-end tests of signal-demo: the narrated default run (EINTR, stop and resume,
+//! coalescing, real-time queueing, the child reaped), reader and writer as separate
+//! processes, Ctrl+C / Ctrl+Z / fg with `kill` and with real keys in a terminal
+//! (tmux), the ping workload, bad usage and a peer that dies. Signals leave no kernel
+//! object behind; the leak check is that no process of a run is left, alive or zombie.
+
+use ipc_tests::*;
+use nix::sys::signal::kill;
+use nix::unistd::Pid;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const DEMO: &str = "signal-demo";
+/// A pid no process can have: above the kernel's largest pid_max (2^22).
+const NO_SUCH_PID: &str = "2147483646";
+
+/// The number that follows `key` in `line`.
+fn number_after(line: &str, key: &str) -> u64 {
+    let at = line
+        .find(key)
+        .unwrap_or_else(|| panic!("{key:?} not in {line:?}"));
+    let digits: String = line[at + key.len()..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("no number after {key:?} in {line:?}"))
+}
+
+fn send(pid: i32, sig: Signal) {
+    kill(Pid::from_raw(pid), sig).unwrap_or_else(|e| panic!("kill {sig} {pid}: {e}"));
+}
+
+/// The state letter of `pid` (S asleep, T stopped...), '-' once it is gone.
+fn state(pid: i32) -> char {
+    proc_state(pid).map_or('-', |(s, _)| s)
+}
+
+/// Waits until some stdout line of `demo` contains every one of `parts`, whatever
+/// lines came before or after (signals pending together are delivered lowest number
+/// first, not in the order sent). Returns that line.
+fn wait_for_line_with(demo: &Demo, parts: &[&str]) -> String {
+    let mut found = None;
+    let what = format!("a line with {parts:?}");
+    wait_until(&what, || {
+        found = demo
+            .stdout_so_far()
+            .lines()
+            .find(|l| parts.iter().all(|p| l.contains(p)))
+            .map(str::to_string);
+        found.is_some()
+    });
+    found.unwrap()
+}
+
+/// Starts `signal-demo reader ARGS` and returns it with its pid, once it waits.
+fn start_reader(args: &[&str], ready: &str) -> (Demo, i32) {
+    let mut all = vec!["reader"];
+    all.extend_from_slice(args);
+    let mut reader = Demo::start(DEMO, &all);
+    let line = reader.wait_for_line(ready);
+    let pid = pid_of_role(&line, "reader").expect("a [reader PID] line");
+    assert_eq!(pid, reader.pid());
+    (reader, pid)
+}
+
+// ---- the default run --------------------------------------------------------------
+
+#[test]
+fn default_run_interrupts_a_blocked_read_and_the_work_resumes() {
+    let out = run(DEMO, &[]);
+    out.assert_success();
+    let writer = out.pid_of("writer");
+
+    // The writer saw the reader asleep in the pipe's read before it signalled.
+    let asleep = out.line_index("it sleeps in the kernel; sending SIGUSR1");
+    assert!(out.lines_with("/wchan says")[0].contains("pipe_read"));
+    let eintr = out.line_index("read(2) returned EINTR");
+    let eintr_line = out.lines_with("read(2) returned EINTR")[0];
+    assert!(
+        eintr_line.contains(&format!(
+            "SIGUSR1 from pid {writer} (signal-demo) with kill(2)"
+        )),
+        "{eintr_line}"
+    );
+    let noted = out.line_index("I find SIGUSR1 in the handler's notes");
+    let resumed = out.line_index(r#"read(2) resumed and returned "back to work" (12 bytes)"#);
+    assert!(
+        asleep < eintr && eintr < noted && noted < resumed,
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn default_run_stops_the_reader_like_a_shell_job_and_resumes_it() {
+    let out = run(DEMO, &[]);
+    out.assert_success();
+    let stopping = out.line_index("received SIGTSTP from pid");
+    let stopped = out.line_index("waitpid: the reader was stopped by SIGTSTP");
+    assert!(
+        out.lines_with("was stopped by SIGTSTP")[0].contains("says state T"),
+        "{}",
+        out.stdout
+    );
+    let cont_sent = out.line_index("sending SIGCONT");
+    let continued = out.line_index("waitpid(WCONTINUED): the reader runs again");
+    let resumed = out.line_index("received SIGCONT from pid");
+    assert!(out.lines_with("received SIGCONT from pid")[0].contains("resumed after"));
+    assert!(
+        stopping < stopped && stopped < cont_sent && cont_sent < continued,
+        "{}",
+        out.stdout
+    );
+    assert!(cont_sent < resumed, "{}", out.stdout);
+}
+
+#[test]
+fn standard_signals_coalesce_and_real_time_signals_queue_in_order() {
+    let out = run(DEMO, &[]);
+    out.assert_success();
+
+    // As fast as possible: fewer, how many varies, so it is printed, not asserted.
+    let ran = number_after(out.lines_with("for the 1000 SIGUSR1 sent")[0], "ran ");
+    assert!((1..=1000).contains(&ran), "{}", out.stdout);
+    println!("coalescing: the handler ran {ran} times for 1000 SIGUSR1 sent");
+
+    // Blocked while the 1000 were sent: one pending bit, exactly one delivery.
+    assert!(
+        out.lines_with("ShdPnd")[0].contains("SIGUSR1's bit is set"),
+        "{}",
+        out.stdout
+    );
+    let blocked = out.lines_with("sent while it was blocked")[0];
+    assert_eq!(number_after(blocked, "ran exactly "), 1, "{blocked}");
+
+    // Real-time: every one, in order, with its value (the reader checks each).
+    out.assert_stdout_contains(
+        "all 1000 SIGRTMIN arrived, in order, each with its value: 0, 1, 2 ... 999",
+    );
+    out.assert_stdout_contains("queued 1000 SIGRTMIN");
+}
+
+#[test]
+fn default_run_reaps_its_child_and_leaves_no_zombie() {
+    let out = run(DEMO, &[]);
+    out.assert_success(); // also: nothing of its process group left, not even a zombie
+    let reader = out.pid_of("reader");
+    assert_ne!(reader, out.pid);
+    let reaped = out.lines_with(&format!("reaped reader {reader}"));
+    assert_eq!(reaped.len(), 1, "{}", out.stdout);
+    assert!(reaped[0].contains("exited with status 0"), "{}", reaped[0]);
+    assert!(reaped[0].contains("no zombie left"), "{}", reaped[0]);
+    assert!(out.line_index("done: exiting with status 0") < out.line_index("reaped reader"));
+    assert!(!process_exists(reader));
+}
+
+// ---- reader and writer as two processes -------------------------------------------
+
+#[test]
+fn reader_reports_each_signal_a_separate_writer_sends() {
+    let (reader, pid) = start_reader(&[], "waiting for signals");
+    let pid_text = pid.to_string();
+    let out = run(
+        DEMO,
+        &[
+            "writer", "--pid", &pid_text, "USR1", "sigusr2", "WINCH", "RTMIN", "RTMIN+1",
+            "SIGRTMIN",
+        ],
+    );
+    out.assert_success();
+    let writer = out.pid;
+    for name in ["SIGUSR1", "SIGUSR2", "SIGWINCH"] {
+        out.assert_stdout_contains(&format!("sent {name} to {pid} with kill(2)"));
+    }
+    out.assert_stdout_contains(&format!(
+        "sent SIGRTMIN+1 to {pid} with sigqueue(3), value 4"
+    ));
+
+    // The kernel tells the reader who sent each one, and how (the writer may be
+    // gone by then, so its command name is not checked).
+    let from = format!("from pid {writer} (");
+    for name in ["SIGUSR1", "SIGUSR2", "SIGWINCH"] {
+        wait_for_line_with(
+            &reader,
+            &[&format!("received {name} "), &from, "with kill(2)"],
+        );
+    }
+    let rtmin_3 = wait_for_line_with(
+        &reader,
+        &["received SIGRTMIN ", &from, "sigqueue(3), value 3"],
+    );
+    let rtmin_5 = wait_for_line_with(
+        &reader,
+        &["received SIGRTMIN ", &from, "sigqueue(3), value 5"],
+    );
+    wait_for_line_with(
+        &reader,
+        &["received SIGRTMIN+1 ", &from, "sigqueue(3), value 4"],
+    );
+    let seen = reader.stdout_so_far();
+    assert!(
+        seen.find(&rtmin_3) < seen.find(&rtmin_5),
+        "two SIGRTMIN came out of order:\n{seen}"
+    );
+
+    reader.signal_group(Signal::SIGINT);
+    let done = reader.finish();
+    done.assert_killed_by(Signal::SIGINT);
+    done.assert_stdout_contains("received SIGINT from pid")
+        .assert_stdout_contains("exiting cleanly (7 signals received in all)");
+}
+
+#[test]
+fn ctrl_c_or_sigterm_while_waiting_ends_the_reader_cleanly() {
+    for (sig, name) in [(Signal::SIGINT, "SIGINT"), (Signal::SIGTERM, "SIGTERM")] {
+        let (reader, pid) = start_reader(&[], "waiting for signals");
+        wait_until_asleep_in(pid, "poll"); // blocked in ppoll(2)
+        reader.signal_group(sig);
+        let out = reader.finish();
+        out.assert_killed_by(sig); // died of it, as the shell expects
+        let line = out.lines_with(&format!("received {name} "));
+        assert_eq!(line.len(), 1, "{}", out.stdout);
+        assert!(line[0].contains("exiting cleanly"), "{}", line[0]);
+        assert!(out.stderr.is_empty(), "{}", out.stderr);
+    }
+}
+
+#[test]
+fn sigtstp_stops_the_reader_and_sigcont_resumes_it() {
+    let (mut reader, pid) = start_reader(&[], "waiting for signals");
+    send(pid, Signal::SIGTSTP);
+    reader.wait_for_line("received SIGTSTP from pid");
+    wait_until("the reader is stopped (state T)", || state(pid) == 'T');
+
+    send(pid, Signal::SIGCONT);
+    let line = reader.wait_for_line("received SIGCONT");
+    assert!(line.contains("resumed after"), "{line}");
+    wait_until("the reader sleeps again (state S)", || state(pid) == 'S');
+
+    // Stopped and resumed once more: the handler was put back after the first time.
+    send(pid, Signal::SIGTSTP);
+    wait_until("the reader is stopped again", || state(pid) == 'T');
+    send(pid, Signal::SIGCONT);
+    reader.wait_for_line("resumed after");
+
+    reader.signal_group(Signal::SIGTERM);
+    let out = reader.finish();
+    out.assert_killed_by(Signal::SIGTERM);
+    assert_eq!(
+        out.lines_with("received SIGTSTP").len(),
+        2,
+        "{}",
+        out.stdout
+    );
+}
+
+// ---- real keys in a real terminal -------------------------------------------------
+
+/// A tmux server on a private socket running one interactive bash, driven with
+/// send-keys and read with capture-pane. Dropped: the server is killed and its
+/// processes reaped.
+struct Tmux {
+    socket: String,
+    /// tmux's directory for its socket (TMUX_TMPDIR), removed with all it holds.
+    dir: ScratchDir,
+    /// tmux's server, its bash, and the processes a test started there.
+    pids: Vec<i32>,
+}
+
+/// A detached session "t" running bash with none of the machine's set-up: a known
+/// prompt, no history file, a screen wide enough for the reader's longest line.
+#[rustfmt::skip]
+const NEW_SESSION: &[&str] = &[
+    "-f", "/dev/null", "new-session", "-d", "-s", "t", "-x", "250", "-y", "50",
+    "env", "-i", "PATH=/usr/bin:/bin", "TERM=xterm", "PS1=$ ", "HISTFILE=/dev/null",
+    "bash", "--norc", "--noprofile",
+];
+
+impl Tmux {
+    fn start(tag: &str) -> Tmux {
+        // tmux's server detaches from its client: orphaned, it would go to PID 1,
+        // which never reaps here. As a subreaper, we get it and reap it ourselves.
+        nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
+        let mut tmux = Tmux {
+            socket: format!("signal-demo-{}-{tag}", std::process::id()),
+            dir: ScratchDir::new("tmux"),
+            pids: Vec::new(),
+        };
+        tmux.run(NEW_SESSION);
+        let pids = tmux.run(&["display-message", "-p", "-t", "t", "#{pid} #{pane_pid}"]);
+        tmux.pids = pids
+            .split_whitespace()
+            .map(|p| p.parse().expect("a pid from tmux"))
+            .collect();
+        tmux
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .env("TMUX_TMPDIR", self.dir.path())
+            .env_remove("TMUX")
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("running tmux: {e} (tmux is needed here: .ci/run installs it)")
+            });
+        assert!(out.status.success(), "tmux {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Presses keys: "C-z", "Enter"...
+    fn keys(&self, keys: &str) {
+        self.run(&["send-keys", "-t", "t", keys]);
+    }
+
+    /// Types `text` and presses Enter.
+    fn type_line(&self, text: &str) {
+        self.run(&["send-keys", "-t", "t", "-l", text]);
+        self.keys("Enter");
+    }
+
+    /// What the terminal shows, wrapped lines joined, history included.
+    fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p", "-J", "-S", "-", "-t", "t"])
+    }
+
+    /// Waits until the screen shows `needle`; returns the screen.
+    fn wait_for(&self, needle: &str) -> String {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let screen = self.screen();
+            if screen.contains(needle) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the terminal never showed {needle:?}; it shows:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(20)); // one tmux call per look
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .arg("kill-server")
+            .env("TMUX_TMPDIR", self.dir.path())
+            .output();
+        let me = std::process::id() as i32;
+        for &pid in &self.pids {
+            // Each ends (bash on the hangup, a job with it) and, orphaned, comes to us.
+            wait_until(&format!("tmux's process {pid} is gone"), || {
+                let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                    return true;
+                };
+                let mut fields = stat.rsplit_once(')').map_or("", |s| s.1).split_whitespace();
+                let (st, ppid) = (fields.next(), fields.next().and_then(|p| p.parse().ok()));
+                if st == Some("Z") && ppid == Some(me) {
+                    let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
+                }
+                false
+            });
+        }
+    }
+}
+
+#[test]
+fn terminal_keys_stop_resume_and_end_the_reader() {
+    let mut tmux = Tmux::start("keys");
+    let bash = tmux.pids[1];
+    let demo = demo_bin(DEMO);
+    tmux.type_line(&format!("'{}' reader", demo.display()));
+    let screen = tmux.wait_for("waiting for signals");
+    let pid = pid_of_role(&screen, "reader").expect("the reader's pid on screen");
+    tmux.pids.push(pid);
+
+    // Ctrl+Z: the terminal sends SIGTSTP; the reader says so and really stops, and
+    // the shell sees its job stopped.
+    tmux.keys("C-z");
+    tmux.wait_for("received SIGTSTP from the kernel (the terminal: Ctrl+Z): stopping for real");
+    wait_until("the reader is stopped (state T)", || state(pid) == 'T');
+    tmux.wait_for("Stopped");
+
+    // fg: the shell sends SIGCONT; the reader says it resumed and waits again.
+    tmux.type_line("fg");
+    let screen = tmux.wait_for("resumed after");
+    assert!(
+        screen.contains(&format!(
+            "received SIGCONT from pid {bash} (bash) with kill(2): resumed"
+        )),
+        "{screen}"
+    );
+    wait_until("the reader sleeps again (state S)", || state(pid) == 'S');
+
+    // Ctrl+C: SIGINT; the reader says so and dies of it, as the shell expects.
+    tmux.keys("C-c");
+    tmux.wait_for("received SIGINT from the kernel (the terminal: Ctrl+C): exiting cleanly");
+    tmux.type_line("echo status=$?");
+    tmux.wait_for("status=130"); // 128 + 2: killed by SIGINT
+    assert_eq!(
+        state(pid),
+        '-',
+        "the reader should be gone (bash reaped it)"
+    );
+}
+
+// ---- the ping workload ------------------------------------------------------------
+
+#[test]
+fn ping_measures_the_signal_round_trip() {
+    let out = run(DEMO, &["--ping", "500"]);
+    out.assert_success();
+    let writer = out.summary("writer");
+    assert!(writer.ok, "{}", writer.line);
+    assert_eq!(writer.num("messages"), 500.0);
+    assert_eq!(writer.num("bytes"), 0.0);
+    let (p50, p99) = (writer.num("rtt_p50_us"), writer.num("rtt_p99_us"));
+    assert!(p50 > 0.0 && p50 <= p99, "{}", writer.line);
+    assert_eq!(out.summary("reader").num("messages"), 500.0);
+    assert!(out.lines_with("reaped reader")[0].contains("exited with status 0"));
+}
+
+#[test]
+fn ping_takes_the_common_size_and_cpu_options() {
+    // The benchmark runs every demo's ping with --size and --cpus.
+    let out = run(DEMO, &["--ping", "100", "--size", "1000", "--cpus", "0,0"]);
+    out.assert_success()
+        .assert_stdout_contains("--size 1000: ignored, a signal carries no bytes");
+    let writer = out.summary("writer");
+    assert_eq!(writer.num("messages"), 100.0);
+    assert_eq!(writer.num("bytes"), 0.0);
+    assert!(writer.num("rtt_p50_us") <= writer.num("rtt_p99_us"));
+}
+
+#[test]
+fn ping_between_a_separate_reader_and_writer() {
+    let (reader, pid) = start_reader(&["--ping", "200"], "waiting for 200 pings");
+    let out = run(
+        DEMO,
+        &["writer", "--pid", &pid.to_string(), "--ping", "200"],
+    );
+    out.assert_success();
+    let summary = out.summary("writer");
+    assert_eq!(summary.num("messages"), 200.0);
+    assert!(summary.num("rtt_p50_us") <= summary.num("rtt_p99_us"));
+    let done = reader.finish();
+    done.assert_success();
+    assert_eq!(done.summary("reader").num("messages"), 200.0);
+    done.assert_stdout_contains(&format!("first ping from pid {} ", out.pid));
+}
+
+#[test]
+fn ctrl_c_ends_a_reader_waiting_for_pings() {
+    let (reader, pid) = start_reader(&["--ping", "5"], "waiting for 5 pings");
+    wait_until_asleep_in(pid, "sigtimedwait");
+    reader.signal_group(Signal::SIGINT);
+    let out = reader.finish();
+    out.assert_killed_by(Signal::SIGINT)
+        .assert_stdout_contains("interrupted by SIGINT");
+}
+
+/// A ping too long to end during the test; returns it with the reader's pid.
+fn start_endless_ping() -> (Demo, i32) {
+    let mut demo = Demo::start(DEMO, &["--ping", "1000000"]);
+    let line = demo.wait_for_line("round trips of SIGUSR1 with reader ");
+    (demo, number_after(&line, "with reader ") as i32)
+}
+
+#[test]
+fn ping_writer_notices_a_killed_reader() {
+    let (demo, reader) = start_endless_ping();
+    send(reader, Signal::SIGKILL);
+    let out = demo.finish();
+    out.assert_exit_code(1)
+        .assert_stderr_contains(&format!("the other side (pid {reader}) ended"))
+        .assert_stdout_contains(&format!("reaped reader {reader}: killed by SIGKILL"));
+}
+
+#[test]
+fn ping_reader_notices_a_killed_writer() {
+    let (demo, reader) = start_endless_ping();
+    let pgid = demo.pid();
+    send(pgid, Signal::SIGKILL);
+    let out = demo.finish();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&out.status),
+        Some(Signal::SIGKILL as i32)
+    );
+    // Orphaned, the reader notices (it was re-parented) and exits by itself.
+    assert_eq!(
+        reap_orphans(pgid),
+        vec![reader],
+        "the reader should exit by itself"
+    );
+    // It finds out from getppid() or from sigqueue's ESRCH, whichever comes first.
+    assert!(
+        out.stderr
+            .contains(&format!("the other side (pid {pgid}) is gone")),
+        "the reader's message is missing: {}",
+        out.stderr
+    );
+}
+
+// ---- bad usage and runtime errors -------------------------------------------------
+
+#[test]
+fn bad_usage_exits_2_and_names_the_problem() {
+    for (args, needle) in [
+        (
+            &["writer", "--pid", NO_SUCH_PID, "NOPE"][..],
+            "NOPE: not a signal name",
+        ),
+        (
+            &["writer", "--pid", NO_SUCH_PID, "RTMIN+99"],
+            "out of range",
+        ),
+        (&["writer", "--pid", "12ab"], "--pid 12ab: not a process id"),
+        (&["writer", "--pid", "0"], "at least 1"),
+        (&["writer", "--pid"], "--pid needs a value"),
+        (&["writer", "USR1"], "needs --pid"),
+        (&["--bogus"], "unknown option --bogus"),
+        (&["reader", "--frobnicate"], "unknown option --frobnicate"),
+        (&["reader", "--pid", "5"], "--pid is for the writer"),
+        (&["hello"], "unexpected \"hello\""),
+        (&["--count", "3", "--size", "10"], "no bulk workload"),
+        (&["--size", "10"], "--size and --cpus go with --ping"),
+        (&["--ping", "3", "--size", "0"], "--size 0"),
+        (&["--ping", "3", "--cpus", "0"], "expected WRITER,READER"),
+        (
+            &["--ping", "3", "--cpus", "0,4096"],
+            "CPU numbers go from 0",
+        ),
+        (&["reader", "--ping", "3", "--cpus", "0,0"], "use taskset"),
+        (&["--ping", "0"], "--ping 0"),
+        (&["--ping", "many"], "--ping many"),
+        (
+            &["writer", "--pid", NO_SUCH_PID, "--ping", "3", "USR1"],
+            "no SIGNAL",
+        ),
+    ] {
+        let out = run(DEMO, args);
+        out.assert_exit_code(2)
+            .assert_stderr_contains(needle)
+            .assert_stderr_contains("usage:");
+        assert!(
+            out.stdout.is_empty(),
+            "bad usage must do nothing: {}",
+            out.stdout
+        );
+    }
+}
+
+#[test]
+fn bad_usage_sends_nothing() {
+    let (reader, pid) = start_reader(&[], "waiting for signals");
+    let pid_text = pid.to_string();
+    // USR1 is valid, NOPE is not: the whole line is refused before anything is sent.
+    run(DEMO, &["writer", "--pid", &pid_text, "USR1", "NOPE"]).assert_exit_code(2);
+    run(DEMO, &["writer", "--pid", &pid_text, "USR2"]).assert_success();
+    // A SIGUSR1 sent before this SIGUSR2 would have been reported no later than it.
+    wait_for_line_with(&reader, &["received SIGUSR2 "]);
+    reader.signal_group(Signal::SIGINT);
+    let out = reader.finish();
+    out.assert_killed_by(Signal::SIGINT);
+    assert!(
+        out.lines_with("received SIGUSR1").is_empty(),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn writer_to_a_pid_that_does_not_exist_fails_clearly() {
+    for args in [
+        &["writer", "--pid", NO_SUCH_PID][..],
+        &["writer", "--pid", NO_SUCH_PID, "RTMIN"],
+        &["writer", "--pid", NO_SUCH_PID, "--ping", "3"],
+    ] {
+        let out = run(DEMO, args);
+        out.assert_exit_code(1)
+            .assert_stderr_contains(&format!("no process {NO_SUCH_PID}"))
+            .assert_stderr_contains("ESRCH (no such process)")
+            .assert_stderr_contains("signal-demo reader");
+    }
+}
+
+#[test]
+fn help_prints_the_usage() {
+    let out = run(DEMO, &["--help"]);
+    out.assert_success()
+        .assert_stdout_contains("usage: signal-demo")
+        .assert_stdout_contains("writer --pid PID");
+}
