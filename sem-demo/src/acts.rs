@@ -1,0 +1,507 @@
+//! The default run: five acts on the notes' section 信号量, for either flavour.
+//!
+//! 1. P and V, as the notes define them (quoted on screen), with both views after
+//!    each step: the notes' count, which goes to -1 when B blocks, and Linux's
+//!    value, which stays at 0 while the kernel counts B among the sleepers.
+//! 2. A race without a semaphore: A and B each add 1 to a counter in shared memory
+//!    N times; updates get lost (printed, never assumed: it depends on the timing).
+//! 3. A mutex semaphore, value 1 (互斥信号量): the same counting, each increment
+//!    between P and V: the total is exact.
+//! 4. A sync semaphore, value 0 (同步信号量): B sleeps in P until A has done its step
+//!    and V, so A's step always comes first; timestamps show it.
+//! 5. A holder that dies: B takes the mutex and is killed. System V's SEM_UNDO
+//!    gives its unit back and C goes on; a POSIX semaphore stays taken, and C's
+//!    timed wait gives up.
+//!
+//! A is the parent; it forks B (and C) for each act and reaps them. Every wait has
+//! a time limit, so a process whose peer died says so instead of hanging.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use nix::sched::CpuSet;
+use nix::sys::wait::WaitStatus;
+use nix::unistd::Pid;
+
+use crate::family::{Side, exit_child, fork};
+use crate::say;
+use crate::semaphore::{PEER_TIMEOUT, Semaphore, Took, View, p, p_from, wait_until_asleep};
+use crate::shared::SharedPage;
+use crate::signals;
+
+pub const A: &str = "A";
+const B: &str = "B";
+const C: &str = "C";
+/// Act 5, POSIX: how long C waits for a mutex whose holder is dead.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(2);
+
+/// The semaphores of the run, created by the flavour.
+pub struct Stage<'a> {
+    /// Value 1 at the start of acts 1, 3 and 5.
+    pub mutex: &'a dyn Semaphore,
+    /// Value 0 at the start of act 4.
+    pub sync: &'a dyn Semaphore,
+    /// Increments per process in acts 2 and 3.
+    pub loops: u64,
+}
+
+pub fn run(stage: &Stage) -> Result<()> {
+    let page = SharedPage::map()?;
+    let clock = Instant::now();
+    p_and_v(stage.mutex)?;
+    let unprotected = race(&page, stage.loops)?;
+    mutex(&page, stage.mutex, stage.loops, unprotected)?;
+    sync(&page, stage.sync, clock)?;
+    dead_holder(stage.mutex, stage.sync)
+}
+
+/// The notes' count, kept by the notes' rules: P subtracts 1 and blocks below 0,
+/// V adds 1 and wakes a sleeper at 0 or below. A wishes to show it beside Linux's.
+struct NotesCount(i32);
+
+impl NotesCount {
+    fn p(&mut self) -> String {
+        let before = self.0;
+        self.0 -= 1;
+        if self.0 < 0 {
+            format!(
+                "{before}-1={} < 0: 资源已被占用，进程需阻塞等待 (taken: block)",
+                self.0
+            )
+        } else {
+            format!("{before}-1={} >= 0: 还有资源可使用 (free: go on)", self.0)
+        }
+    }
+
+    fn v(&mut self) -> String {
+        let before = self.0;
+        self.0 += 1;
+        if self.0 <= 0 {
+            format!(
+                "{before}+1={} <= 0: 有阻塞中的进程，唤醒 (someone blocked: wake it)",
+                self.0
+            )
+        } else {
+            format!(
+                "{before}+1={} > 0: 没有阻塞中的进程 (nobody blocked)",
+                self.0
+            )
+        }
+    }
+}
+
+/// Act 1: A takes the mutex, B blocks on it, A's V wakes B, B's V frees it.
+fn p_and_v(mutex: &dyn Semaphore) -> Result<()> {
+    say!(
+        A,
+        "--- act 1: P and V, as the notes define them and as Linux does them ---"
+    );
+    say!(
+        A,
+        "notes: P 操作，这个操作会把信号量减去 1，相减后如果信号量 < 0，则表明资源已被占用，进程需阻塞等待"
+    );
+    say!(
+        A,
+        "notes: V 操作，这个操作会把信号量加上 1，相加后如果信号量 <= 0，则表明当前有阻塞中的进程，于是会将该进程唤醒运行"
+    );
+    say!(
+        A,
+        "Linux never lets the value go below 0: a P that finds 0 sleeps and the kernel counts the sleepers apart, so notes' count = value - asleep_in_P"
+    );
+    let mut notes = NotesCount(mutex.value()?);
+    say!(
+        A,
+        "{} at the start: {}",
+        mutex.label(),
+        View::of(mutex, 0)?.both()
+    );
+    p_from(mutex, PEER_TIMEOUT, "a holder")?;
+    let rule = notes.p();
+    say!(
+        A,
+        "P: took the mutex | {} | notes: {rule}",
+        View::of(mutex, 0)?
+    );
+
+    let b = match fork(B)? {
+        Side::Child => exit_child(b_waits_for_the_mutex(mutex)),
+        Side::Parent(b) => b,
+    };
+    let wchan = wait_until_asleep(b.pid(), mutex.sleeps_in(), PEER_TIMEOUT)?;
+    let rule = notes.p();
+    say!(
+        A,
+        "B is asleep in the kernel (/proc/{}/wchan: {wchan}) | {} | notes: {rule}",
+        b.pid(),
+        View::of(mutex, 1)?
+    );
+    mutex.v()?;
+    let rule = notes.v();
+    let view = View::of(mutex, 0)?;
+    let in_flight = if view.value - view.sleepers != notes.0 {
+        " (B, woken, has yet to take the unit)"
+    } else {
+        ""
+    };
+    say!(
+        A,
+        "V: the kernel wakes B | {view}{in_flight} | notes: {rule}"
+    );
+    b.reap_ok(A)?;
+    let rule = notes.v(); // B's V, seen from here once B is done
+    say!(A, "after B's V | {} | notes: {rule}", View::of(mutex, 0)?);
+    Ok(())
+}
+
+/// Act 1, B's part: P sleeps while A holds the mutex, then V.
+fn b_waits_for_the_mutex(mutex: &dyn Semaphore) -> Result<()> {
+    say!(
+        B,
+        "P on {}: value {}, A holds it, so I sleep",
+        mutex.label(),
+        mutex.value()?
+    );
+    p_from(mutex, PEER_TIMEOUT, "A")?;
+    say!(B, "woke up holding the mutex (value {})", mutex.value()?);
+    mutex.v()?;
+    say!(B, "V: value {}", mutex.value()?);
+    Ok(())
+}
+
+/// Act 2: both count with nothing protecting the counter. Returns what one
+/// unprotected increment cost, for act 3 to compare with.
+fn race(page: &SharedPage, loops: u64) -> Result<Duration> {
+    say!(
+        A,
+        "--- act 2: no semaphore: A and B each add 1 to one shared counter {loops} times ---"
+    );
+    say!(
+        A,
+        "the counter is in a page mapped MAP_SHARED before fork: one physical page for both; \
+         an increment is a read, a moment's work, then a write"
+    );
+    let (total, took) = count_in_two(page, loops, None)?;
+    let expected = 2 * loops;
+    say!(
+        A,
+        "race: expected={expected} actual={total} lost={}",
+        expected - total
+    );
+    if total < expected {
+        say!(
+            A,
+            "each lost update: A and B read the same value and both wrote it back plus 1 \
+             (如果多个进程同时修改同一个共享内存，很有可能就冲突了)"
+        );
+    } else {
+        say!(
+            A,
+            "nothing lost this time: A and B did not overlap (a busy machine?); try again, \
+             or a larger --loops"
+        );
+    }
+    Ok(took.div_f64(expected as f64))
+}
+
+/// Act 3: the same counting, each increment inside P and V on the mutex.
+fn mutex(
+    page: &SharedPage,
+    mutex: &dyn Semaphore,
+    loops: u64,
+    unprotected: Duration,
+) -> Result<()> {
+    say!(
+        A,
+        "--- act 3: a mutex semaphore, value 1 (互斥信号量): the same counting, each \
+         increment between P and V on {} ---",
+        mutex.label()
+    );
+    let (total, took) = count_in_two(page, loops, Some(mutex))?;
+    let expected = 2 * loops;
+    say!(
+        A,
+        "mutex: expected={expected} actual={total} lost={}",
+        expected.saturating_sub(total)
+    );
+    if total != expected {
+        bail!("the mutex let a race through: expected {expected}, counted {total}");
+    }
+    say!(
+        A,
+        "exact: one process at a time between P and V (它可以保证共享内存在任何时刻只有一个进程\
+         在访问); the price: {:.3} us per increment, against {:.3} us without the semaphore",
+        took.as_secs_f64() * 1e6 / expected as f64,
+        unprotected.as_secs_f64() * 1e6
+    );
+    Ok(())
+}
+
+/// Acts 2 and 3: A and B each add 1 `loops` times, inside P/V on `mutex` if
+/// given, each on a CPU of its own when there are two. Returns the counter at the
+/// end and how long the counting took.
+fn count_in_two(
+    page: &SharedPage,
+    loops: u64,
+    mutex: Option<&dyn Semaphore>,
+) -> Result<(u64, Duration)> {
+    page.reset();
+    let cpus = two_cpus()?;
+    match cpus {
+        Some((a, b)) => say!(
+            A,
+            "A counts on CPU {a}, B on CPU {b} (sched_setaffinity): truly at the same time"
+        ),
+        None => say!(
+            A,
+            "one CPU only: A and B take turns on it, and only a switch in mid-increment can \
+             lose an update"
+        ),
+    }
+    let started = Instant::now();
+    let b = match fork(B)? {
+        Side::Child => {
+            exit_child(run_on(cpus.map(|(_, b)| b)).and_then(|()| count(B, page, loops, mutex)))
+        }
+        Side::Parent(b) => b,
+    };
+    let mask = nix::sched::sched_getaffinity(Pid::from_raw(0)).context("sched_getaffinity")?;
+    let counted = run_on(cpus.map(|(a, _)| a)).and_then(|()| count(A, page, loops, mutex));
+    let reaped = match counted {
+        Ok(()) => b.reap_ok(A),
+        Err(_) => {
+            drop(b); // B would wait for us in vain: the guard kills and reaps it
+            Ok(())
+        }
+    };
+    let took = started.elapsed();
+    nix::sched::sched_setaffinity(Pid::from_raw(0), &mask).context("sched_setaffinity")?;
+    counted?;
+    reaped?;
+    Ok((page.counter(), took))
+}
+
+/// The first two CPUs this process may run on, if it may run on two.
+fn two_cpus() -> Result<Option<(usize, usize)>> {
+    let mask = nix::sched::sched_getaffinity(Pid::from_raw(0)).context("sched_getaffinity")?;
+    let mut allowed = (0..CpuSet::count()).filter(|&cpu| mask.is_set(cpu).unwrap_or(false));
+    Ok(allowed.next().zip(allowed.next()))
+}
+
+/// Keeps this process on `cpu` from now on (`None`: leaves it where it is).
+pub fn run_on(cpu: Option<usize>) -> Result<()> {
+    let Some(cpu) = cpu else { return Ok(()) };
+    let mut only = CpuSet::new();
+    only.set(cpu).context("CpuSet::set")?;
+    nix::sched::sched_setaffinity(Pid::from_raw(0), &only)
+        .with_context(|| format!("sched_setaffinity CPU {cpu}"))
+}
+
+/// One process's share of the counting.
+fn count(role: &str, page: &SharedPage, loops: u64, mutex: Option<&dyn Semaphore>) -> Result<()> {
+    page.start_together(2, PEER_TIMEOUT)?;
+    let started = Instant::now();
+    match mutex {
+        None => {
+            for _ in 0..loops {
+                page.add_one();
+            }
+        }
+        Some(mutex) => {
+            for _ in 0..loops {
+                p_from(mutex, PEER_TIMEOUT, "the other process")?;
+                page.add_one();
+                mutex.v()?;
+            }
+        }
+    }
+    say!(
+        role,
+        "added 1 {loops} times in {:.1} ms",
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    Ok(())
+}
+
+/// Milliseconds since the run began, the same clock in every process (monotonic,
+/// and `clock` was copied into the children by fork).
+fn t(clock: Instant) -> String {
+    format!("t=+{:.3}ms", clock.elapsed().as_secs_f64() * 1e3)
+}
+
+/// Act 4: B waits on the sync semaphore; A does its step, then V.
+fn sync(page: &SharedPage, sync: &dyn Semaphore, clock: Instant) -> Result<()> {
+    say!(
+        A,
+        "--- act 4: a sync semaphore, value 0 (同步信号量): B is started first, yet A's step comes first ---"
+    );
+    page.set_note(0);
+    let b = match fork(B)? {
+        Side::Child => exit_child(b_waits_for_a(page, sync, clock)),
+        Side::Parent(b) => b,
+    };
+    // Wait until B really sleeps in P, to show that even a B that is ready first
+    // cannot go before A's V.
+    let wchan = wait_until_asleep(b.pid(), sync.sleeps_in(), PEER_TIMEOUT)?;
+    say!(
+        A,
+        "{} B is asleep in P on {} ({wchan}) | {}",
+        t(clock),
+        sync.label(),
+        View::of(sync, 1)?.both()
+    );
+    page.set_note(42);
+    say!(A, "{} A's step: wrote 42 into the shared page", t(clock));
+    sync.v()?;
+    say!(
+        A,
+        "{} V on {}: A's step is done, B may go",
+        t(clock),
+        sync.label()
+    );
+    b.reap_ok(A)?;
+    say!(
+        A,
+        "B ran after A, whatever the scheduler preferred (它可以保证进程 A 应在进程 B 之前执行)"
+    );
+    Ok(())
+}
+
+/// Act 4, B's part.
+fn b_waits_for_a(page: &SharedPage, sync: &dyn Semaphore, clock: Instant) -> Result<()> {
+    say!(
+        B,
+        "{} P on {}: value {}, so I sleep until A does V",
+        t(clock),
+        sync.label(),
+        sync.value()?
+    );
+    p_from(sync, PEER_TIMEOUT, "A")?;
+    say!(
+        B,
+        "{} woke up. B's step: read {} from the shared page, written by A before its V",
+        t(clock),
+        page.note()
+    );
+    Ok(())
+}
+
+/// Act 5: B takes the mutex and is killed holding it; C waits for it.
+fn dead_holder(mutex: &dyn Semaphore, sync: &dyn Semaphore) -> Result<()> {
+    say!(
+        A,
+        "--- act 5: the holder dies: B takes the mutex and is killed before its V ---"
+    );
+    let b = match fork(B)? {
+        Side::Child => exit_child(hold_until_killed(mutex, sync)),
+        Side::Parent(b) => b,
+    };
+    // B says "I hold it" with a V on the sync semaphore: act 4's tool again.
+    p_from(sync, PEER_TIMEOUT, "B")?;
+    say!(A, "B holds the mutex | {}", View::of(mutex, 0)?.both());
+    let c = match fork(C)? {
+        Side::Child => exit_child(c_waits_for_the_mutex(mutex)),
+        Side::Parent(c) => c,
+    };
+    let wchan = wait_until_asleep(c.pid(), mutex.sleeps_in(), PEER_TIMEOUT)?;
+    say!(
+        A,
+        "C is asleep in P ({wchan}) | {}",
+        View::of(mutex, 1)?.both()
+    );
+    say!(
+        A,
+        "kill -KILL {}: B dies holding the mutex, running no code of its own, so no V",
+        b.pid()
+    );
+    b.kill()?;
+    match b.reap(A)? {
+        WaitStatus::Signaled(..) => {}
+        other => bail!("B should have been killed, it ended: {other:?}"),
+    }
+    c.reap_ok(A)?;
+    if mutex.undone_at_exit() {
+        say!(
+            A,
+            "the kernel released a dead holder's mutex (SEM_UNDO), and C went on | {}",
+            View::of(mutex, 0)?.both()
+        );
+    } else {
+        say!(
+            A,
+            "nothing released it: {} stays taken by a dead process for good | {}",
+            mutex.label(),
+            View::of(mutex, 0)?.both()
+        );
+        say!(
+            A,
+            "a POSIX semaphore is a counter, not an owner: no one knows B took a unit. For a \
+             lock that survives its holder: a robust pthread mutex (EOWNERDEAD), or flock(2)"
+        );
+    }
+    Ok(())
+}
+
+/// Act 5, B's part: P, tell A, then wait to be killed.
+fn hold_until_killed(mutex: &dyn Semaphore, sync: &dyn Semaphore) -> Result<()> {
+    p_from(mutex, PEER_TIMEOUT, "the previous holder")?;
+    let undo = if mutex.undone_at_exit() {
+        " (with SEM_UNDO: the kernel notes it must give this unit back if I die)"
+    } else {
+        ""
+    };
+    say!(
+        B,
+        "P on {}: took it, value {}{undo}; I will never do V",
+        mutex.label(),
+        mutex.value()?
+    );
+    sync.v()?;
+    let deadline = Instant::now() + PEER_TIMEOUT;
+    while Instant::now() < deadline {
+        signals::check()?;
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    bail!("nobody killed me within {PEER_TIMEOUT:?}: is A gone?")
+}
+
+/// Act 5, C's part: P on the mutex a dead process holds.
+fn c_waits_for_the_mutex(mutex: &dyn Semaphore) -> Result<()> {
+    let limit = if mutex.undone_at_exit() {
+        PEER_TIMEOUT
+    } else {
+        GIVE_UP_AFTER
+    };
+    say!(
+        C,
+        "P on {}: value {}, B holds it, so I sleep (for at most {limit:?})",
+        mutex.label(),
+        mutex.value()?
+    );
+    let started = Instant::now();
+    match p(mutex, Some(limit))? {
+        Took::Yes => {
+            say!(
+                C,
+                "woke up holding the mutex after {:.1} ms: B's death gave its unit back",
+                started.elapsed().as_secs_f64() * 1e3
+            );
+            mutex.v()?;
+            say!(C, "V: value {}", mutex.value()?);
+            Ok(())
+        }
+        Took::TimedOut if !mutex.undone_at_exit() => {
+            say!(
+                C,
+                "gave up: the timed wait on {} ran out after {limit:?} (ETIMEDOUT), value still {}: \
+                 B died holding it and nothing releases a POSIX semaphore when its holder dies",
+                mutex.label(),
+                mutex.value()?
+            );
+            Ok(())
+        }
+        Took::TimedOut => bail!(
+            "P on {}: still taken {limit:?} after its holder died: SEM_UNDO did not release it",
+            mutex.label()
+        ),
+    }
+}

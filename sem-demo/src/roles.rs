@@ -1,0 +1,257 @@
+//! The reader and the writer, and the ping workload, for either flavour.
+//!
+//! Reader and writer meet at a sync semaphore of value 0 (同步信号量): the reader's
+//! P finds 0 and sleeps; the writer's V wakes it. So the reader goes on only after
+//! the writer has run, whichever was started first, which is the notes' "A before
+//! B" between two unrelated programs.
+//!
+//! Ping: the writer does V on `ping` and P on `pong`; the reader P on `ping`, V on
+//! `pong`; N times, then one last V on `ping` says "done". Two semaphores, because
+//! each says one thing ("your turn"), and no data moves, so this times the bare
+//! cost of a sleep and a wake-up through the kernel, twice per round trip. The
+//! summary says messages=N bytes=0.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+
+use crate::acts::run_on;
+use crate::family::{Side, exit_child, fork};
+use crate::say;
+use nix::unistd::{Pid, getpid};
+
+use crate::semaphore::{PEER_TIMEOUT, Semaphore, Took, is_alive, p, p_watching};
+
+pub const WRITER: &str = "writer";
+pub const READER: &str = "reader";
+
+/// A side's last line (DESIGN §4), printed once its semaphores are removed.
+pub struct Summary {
+    role: &'static str,
+    messages: u64,
+    elapsed: Duration,
+    /// The ping side's round-trip times, sorted.
+    rtts: Option<Vec<Duration>>,
+}
+
+impl Summary {
+    pub fn print(&self) {
+        let extra = match &self.rtts {
+            Some(rtts) => format!(
+                " rtt_p50_us={:.1} rtt_p99_us={:.1}",
+                percentile_us(rtts, 50),
+                percentile_us(rtts, 99)
+            ),
+            None => String::new(),
+        };
+        say!(
+            self.role,
+            "summary: messages={} bytes=0 elapsed_us={}{extra} ok",
+            self.messages,
+            self.elapsed.as_micros()
+        );
+    }
+}
+
+/// The reader's one P: sleeps until a writer does V, or Ctrl+C.
+pub fn wait_for_writer(sync: &dyn Semaphore) -> Result<Summary> {
+    say!(
+        READER,
+        "P on {}: value {}, so I sleep in the kernel until a writer does V (Ctrl+C stops me)",
+        sync.label(),
+        sync.value()?
+    );
+    let started = Instant::now();
+    p(sync, None)?; // no time limit: a writer may come in an hour
+    let elapsed = started.elapsed();
+    say!(
+        READER,
+        "woke up after {:.1} ms: a writer did V and its unit is mine (value now {})",
+        elapsed.as_secs_f64() * 1e3,
+        sync.value()?
+    );
+    Ok(Summary {
+        role: READER,
+        messages: 1,
+        elapsed,
+        rtts: None,
+    })
+}
+
+/// The writer's one V.
+pub fn post_to_reader(sync: &dyn Semaphore) -> Result<Summary> {
+    let started = Instant::now();
+    let before = sync.value()?;
+    let sleepers = sync.sleepers()?;
+    let counted = match sleepers {
+        Some(n) => format!("{n} asleep in P (GETNCNT)"),
+        None => "POSIX cannot say how many sleep in P".to_string(),
+    };
+    say!(WRITER, "opened {}: value {before}, {counted}", sync.label());
+    sync.v()?;
+    let outcome = match sleepers {
+        Some(0) => "nobody sleeps in P yet, so the unit waits in the semaphore for the reader's P",
+        Some(_) => "the kernel wakes the reader asleep in P, which takes the unit",
+        None => {
+            "a reader asleep in P wakes and takes the unit (one not asleep yet finds it waiting)"
+        }
+    };
+    say!(WRITER, "V on {}: {outcome}", sync.label());
+    Ok(Summary {
+        role: WRITER,
+        messages: 1,
+        elapsed: started.elapsed(),
+        rtts: None,
+    })
+}
+
+/// `--ping N` in one run: forks the answering reader, pings from the parent, and
+/// returns the parent's summary (the child prints its own).
+pub fn ping_both(
+    ping: &dyn Semaphore,
+    pong: &dyn Semaphore,
+    count: u64,
+    cpus: Option<(usize, usize)>,
+) -> Result<Summary> {
+    // Taken before fork: the child's getppid() would name whoever adopted it if we
+    // were already dead by the time it runs.
+    let writer = getpid();
+    match fork("reader")? {
+        Side::Child => {
+            let answered = run_on(cpus.map(|(_, r)| r))
+                .and_then(|()| answer_pings(ping, pong, count, Some((writer, "the writer"))));
+            if answered.is_err() && !is_alive(writer) {
+                remove_for_dead_writer(&[ping, pong]);
+            }
+            exit_child(answered.map(|s| s.print()))
+        }
+        Side::Parent(reader) => {
+            say!(
+                WRITER,
+                "{count} round trips of V then P with reader {} over {} and {}",
+                reader.pid(),
+                ping.label(),
+                pong.label()
+            );
+            let timed = run_on(cpus.map(|(w, _)| w)).and_then(|()| {
+                time_round_trips(ping, pong, count, Some((reader.pid(), "the reader")))
+            });
+            let reaped = reader.reap_ok(WRITER);
+            let summary = timed?;
+            reaped?;
+            Ok(summary)
+        }
+    }
+}
+
+/// The writer that created the semaphores was killed (SIGKILL leaves a process no
+/// chance to clean up): the survivor removes them, so the run leaves nothing.
+fn remove_for_dead_writer(sems: &[&dyn Semaphore]) {
+    for sem in sems {
+        match sem.remove_for_dead_creator() {
+            Ok(()) => say!(
+                READER,
+                "the writer died without cleaning up: removed {}",
+                sem.label()
+            ),
+            Err(e) => say!(READER, "could not remove {}: {e:#}", sem.label()),
+        }
+    }
+}
+
+/// The ping side: V on `ping`, then P on `pong`, timed, `count` times. `peer`: the
+/// answering process, if we know it, so that its death ends the wait at once.
+pub fn time_round_trips(
+    ping: &dyn Semaphore,
+    pong: &dyn Semaphore,
+    count: u64,
+    peer: Option<(Pid, &str)>,
+) -> Result<Summary> {
+    let mut rtts = Vec::with_capacity(count as usize);
+    let started = Instant::now();
+    for k in 0..count {
+        let sent_at = Instant::now();
+        ping.v()?;
+        if p_watching(pong, Some(PEER_TIMEOUT), peer)? == Took::TimedOut {
+            bail!(
+                "round trip {k} of {count}: no V on {} within {PEER_TIMEOUT:?}: is the reader \
+                 gone, or waiting for fewer pings?",
+                pong.label()
+            );
+        }
+        rtts.push(sent_at.elapsed());
+    }
+    let elapsed = started.elapsed();
+    // One more V says "done": the reader removes the semaphores only after it,
+    // when we no longer use them (a System V set vanishes even under a user).
+    ping.v()?;
+    rtts.sort_unstable();
+    Ok(Summary {
+        role: WRITER,
+        messages: count,
+        elapsed,
+        rtts: Some(rtts),
+    })
+}
+
+/// The answering side: P on `ping`, then V on `pong`, `count` times. `peer`: the
+/// pinging process, when we know it (our parent); then all waits watch it and
+/// have a time limit. Without it (a writer started by hand, maybe later), the
+/// first P waits as long as it takes.
+pub fn answer_pings(
+    ping: &dyn Semaphore,
+    pong: &dyn Semaphore,
+    count: u64,
+    peer: Option<(Pid, &str)>,
+) -> Result<Summary> {
+    let first_limit = peer.map(|_| PEER_TIMEOUT);
+    if p_watching(ping, first_limit, peer)? == Took::TimedOut {
+        bail!(
+            "no ping came on {} within {PEER_TIMEOUT:?}: is the writer gone?",
+            ping.label()
+        );
+    }
+    let started = Instant::now();
+    pong.v()?;
+    for k in 1..count {
+        if p_watching(ping, Some(PEER_TIMEOUT), peer)? == Took::TimedOut {
+            bail!(
+                "ping {k} of {count}: no V on {} within {PEER_TIMEOUT:?}: is the writer gone?",
+                ping.label()
+            );
+        }
+        pong.v()?;
+    }
+    let elapsed = started.elapsed();
+    if p_watching(ping, Some(PEER_TIMEOUT), peer)? == Took::TimedOut {
+        bail!(
+            "the writer did not say it was done within {PEER_TIMEOUT:?}: did it send more \
+             pings than the {count} expected, or is it gone?"
+        );
+    }
+    Ok(Summary {
+        role: READER,
+        messages: count,
+        elapsed,
+        rtts: None,
+    })
+}
+
+/// The nearest-rank percentile of sorted durations, in microseconds.
+fn percentile_us(sorted: &[Duration], p: usize) -> f64 {
+    let rank = (sorted.len() * p).div_ceil(100).max(1);
+    sorted[rank - 1].as_secs_f64() * 1e6
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_the_nearest_rank() {
+        let rtts: Vec<Duration> = (1..=100).map(Duration::from_micros).collect();
+        assert_eq!(percentile_us(&rtts, 50), 50.0);
+        assert_eq!(percentile_us(&rtts, 99), 99.0);
+        assert_eq!(percentile_us(&rtts[..1], 99), 1.0);
+    }
+}

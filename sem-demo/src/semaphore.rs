@@ -1,0 +1,209 @@
+//! What both flavours share: the P and V operations, and two ways to look at a
+//! semaphore's count.
+//!
+//! The notes define the operations on a count that may go negative:
+//! - P 操作，这个操作会把信号量减去 1，相减后如果信号量 < 0，则表明资源已被占用，进程需
+//!   阻塞等待 (P subtracts 1; below 0, the resource is taken and the process blocks);
+//! - V 操作，这个操作会把信号量加上 1，相加后如果信号量 <= 0，则表明当前有阻塞中的进程，
+//!   于是会将该进程唤醒运行 (V adds 1; at 0 or below, a process is blocked: wake it).
+//!
+//! Linux does not store that count. Its value never goes below 0: a P that finds 0
+//! does not subtract, it puts the process to sleep, and the kernel keeps the
+//! sleepers apart (System V reports how many with GETNCNT; POSIX has no call for it,
+//! but /proc/PID/wchan shows each sleeper). The two views agree through one line:
+//! the notes' count = Linux's value − the processes asleep in P. `View` prints both.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use nix::errno::Errno;
+use nix::unistd::Pid;
+
+use crate::signals;
+
+/// The longest one sleep lasts before the wait loop re-checks for Ctrl+C.
+const SLICE: Duration = Duration::from_millis(200);
+/// How long a process waits for a V its peer should do: far longer than a busy
+/// machine pauses, so running out means the peer is gone.
+pub const PEER_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A semaphore of either flavour.
+pub trait Semaphore {
+    /// How the narration names it: `/sem-demo-42-mutex`, `set 3 #0`.
+    fn label(&self) -> &str;
+    /// One P that sleeps at most `slice`: `Ok(true)` if it took a unit,
+    /// `Ok(false)` if the time ran out, `Err(EINTR)` if a signal woke it.
+    fn p_within(&self, slice: Duration) -> nix::Result<bool>;
+    /// V: give one unit back, waking a sleeper if there is one.
+    fn v(&self) -> Result<()>;
+    /// The value as Linux keeps it: never below 0.
+    fn value(&self) -> Result<i32>;
+    /// The processes asleep in P as the kernel counts them, where the API can tell
+    /// (System V's GETNCNT); `None` for POSIX.
+    fn sleepers(&self) -> Result<Option<i32>>;
+    /// Part of the kernel function a process asleep in P shows in /proc/PID/wchan.
+    fn sleeps_in(&self) -> &'static str;
+    /// True if the kernel gives back the units a process took when it dies
+    /// (System V's SEM_UNDO); a POSIX semaphore has no such thing.
+    fn undone_at_exit(&self) -> bool;
+    /// Removes the semaphore from the kernel on behalf of its creator, which died
+    /// without a chance to (SIGKILL). Already gone is fine.
+    fn remove_for_dead_creator(&self) -> Result<()>;
+}
+
+/// How a P ended: with the unit, or without it once the time limit ran out.
+#[derive(Debug, PartialEq)]
+pub enum Took {
+    Yes,
+    TimedOut,
+}
+
+/// P: takes one unit, sleeping while there is none, for at most `limit` (`None`:
+/// until a V comes). Ctrl+C stops the wait with `Interrupted`.
+pub fn p(sem: &dyn Semaphore, limit: Option<Duration>) -> Result<Took> {
+    p_watching(sem, limit, None)
+}
+
+/// P, as `p`, that also gives up with an error once `peer`, the process that
+/// should do the V, has died: a semaphore has no EOF, so we look at the process
+/// (in /proc) whenever a slice of the wait passes with no V.
+pub fn p_watching(
+    sem: &dyn Semaphore,
+    limit: Option<Duration>,
+    peer: Option<(Pid, &str)>,
+) -> Result<Took> {
+    let deadline = limit.map(|l| Instant::now() + l);
+    loop {
+        signals::check()?;
+        let slice = match deadline {
+            Some(d) => d.saturating_duration_since(Instant::now()).min(SLICE),
+            None => SLICE,
+        };
+        match sem.p_within(slice) {
+            Ok(true) => return Ok(Took::Yes),
+            Ok(false) if deadline.is_some_and(|d| Instant::now() >= d) => {
+                return Ok(Took::TimedOut);
+            }
+            Ok(false) => match peer {
+                Some((pid, who)) if !is_alive(pid) => bail!(
+                    "P on {}: {who} (pid {pid}) is gone, so no V will come",
+                    sem.label()
+                ),
+                _ => continue,
+            },
+            Err(Errno::EINTR) => continue, // the loop re-checks the flag
+            Err(Errno::EIDRM) | Err(Errno::EINVAL) => bail!(
+                "P on {}: the semaphore was removed while I waited (its creator ended)",
+                sem.label()
+            ),
+            Err(e) => bail!("P on {}: {e}", sem.label()),
+        }
+    }
+}
+
+/// True while `pid` runs: it has a /proc entry and is not a zombie (dead, waiting
+/// for its parent to reap it).
+pub fn is_alive(pid: Pid) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
+            .is_some_and(|state| state != 'Z' && state != 'X')
+    })
+}
+
+/// P that must succeed within `limit`: a timeout means the peer that should have
+/// done V is gone, which is an error saying who.
+pub fn p_from(sem: &dyn Semaphore, limit: Duration, peer: &str) -> Result<()> {
+    match p(sem, Some(limit))? {
+        Took::Yes => Ok(()),
+        Took::TimedOut => bail!(
+            "P on {}: no V came within {limit:?}: is {peer} gone?",
+            sem.label()
+        ),
+    }
+}
+
+/// Both views of a semaphore at one moment.
+pub struct View {
+    pub value: i32,
+    pub sleepers: i32,
+    /// Where the sleepers count comes from: GETNCNT, or the processes we saw
+    /// asleep in /proc.
+    pub source: &'static str,
+}
+
+impl View {
+    /// Looks at `sem`. `known_asleep` is how many processes we saw asleep in P
+    /// (through /proc), used when the API cannot count them.
+    pub fn of(sem: &dyn Semaphore, known_asleep: i32) -> Result<View> {
+        let value = sem.value()?;
+        Ok(match sem.sleepers()? {
+            Some(n) => View {
+                value,
+                sleepers: n,
+                source: "GETNCNT",
+            },
+            None => View {
+                value,
+                sleepers: known_asleep,
+                source: "/proc: POSIX keeps no count",
+            },
+        })
+    }
+
+    /// The count as the notes keep it.
+    pub fn notes_count(&self) -> i32 {
+        self.value - self.sleepers
+    }
+}
+
+impl View {
+    /// Both views, for the moments when nothing is in flight between them.
+    pub fn both(&self) -> String {
+        format!("{self} | notes: count={}", self.notes_count())
+    }
+}
+
+/// Linux's view: `Linux: value=0 asleep_in_P=1 (GETNCNT)`.
+impl std::fmt::Display for View {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Linux: value={} asleep_in_P={} ({})",
+            self.value, self.sleepers, self.source
+        )
+    }
+}
+
+/// Waits until `pid` sleeps in the kernel in a function containing `wchan` (the
+/// kernel's own word that it is blocked: `ps` shows state S, and
+/// `cat /proc/PID/wchan` the function). Returns that function's name.
+pub fn wait_until_asleep(pid: Pid, wchan: &str, limit: Duration) -> Result<String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        signals::check()?;
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            bail!("process {pid} is gone: it should be asleep in P");
+        };
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next());
+        let sleeping_in = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+        if state == Some('S') && sleeping_in.contains(wchan) {
+            return Ok(sleeping_in);
+        }
+        if state == Some('Z') {
+            bail!("process {pid} exited: it should be asleep in P");
+        }
+        if Instant::now() >= deadline {
+            bail!("process {pid} did not fall asleep in P within {limit:?}");
+        }
+        nap();
+    }
+}
+
+/// The pause between two looks in a polling loop: short, so that a Ctrl+C (seen
+/// at the next look) and the event we wait for are noticed at once.
+pub fn nap() {
+    std::thread::sleep(Duration::from_millis(1));
+}

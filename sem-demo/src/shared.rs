@@ -1,0 +1,137 @@
+//! The shared memory the semaphores protect: one page that A and B both see.
+//!
+//! The page is mapped MAP_SHARED | MAP_ANONYMOUS *before* fork, so parent and
+//! child hold the same physical page (what shm-demo shows in detail); a store by
+//! one is seen by the other with no system call. That is the notes' starting point
+//! for this section: 如果多个进程同时修改同一个共享内存，很有可能就冲突了 (processes
+//! changing the same shared memory at once are likely to collide).
+//!
+//! The counter is changed with a plain read, then a plain write: a volatile load
+//! and a volatile store, so the compiler emits both for every increment and cannot
+//! fuse a loop of them into one `add`. Between the two, the other process may store
+//! its own increment, which this store then overwrites: a lost update. (With no
+//! semaphore around it, this is a data race: the very bug the act is about. Two
+//! aligned 8-byte accesses cannot tear on the CPUs Linux runs on; they only lose.)
+
+use std::num::NonZeroUsize;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use nix::sys::mman::{MapFlags, ProtFlags, mmap_anonymous, munmap};
+
+use crate::signals;
+
+/// What lives in the page.
+#[repr(C)]
+struct Page {
+    /// Acts 2 and 3: the counter both processes increment.
+    counter: u64,
+    /// Act 4: what A leaves for B to read.
+    note: u64,
+    /// Processes at the starting line, so both start counting at once.
+    at_the_start: AtomicU32,
+}
+
+/// One shared page; unmapped on drop (each process unmaps its own mapping).
+pub struct SharedPage {
+    page: NonNull<Page>,
+}
+
+impl SharedPage {
+    pub fn map() -> Result<SharedPage> {
+        let len = NonZeroUsize::new(4096).expect("4096 is not zero");
+        // SAFETY: an anonymous mapping touches no existing memory; the kernel picks
+        // the address and fills the page with zeros, a valid `Page`.
+        let addr = unsafe {
+            mmap_anonymous(
+                None,
+                len,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_SHARED,
+            )
+        }
+        .context("mmap MAP_SHARED|MAP_ANONYMOUS")?;
+        Ok(SharedPage { page: addr.cast() })
+    }
+
+    /// The counter's current value.
+    pub fn counter(&self) -> u64 {
+        // SAFETY: `page` is mapped, aligned and lives as long as `self`; a volatile
+        // read of a u64 is one load, which another process's store cannot tear.
+        unsafe { (&raw const (*self.page.as_ptr()).counter).read_volatile() }
+    }
+
+    pub fn set_counter(&self, value: u64) {
+        // SAFETY: as in `counter`: one aligned store into our mapping.
+        unsafe { (&raw mut (*self.page.as_ptr()).counter).write_volatile(value) }
+    }
+
+    /// counter = counter + 1, as two separate steps: read, then write.
+    pub fn add_one(&self) {
+        let seen = self.counter();
+        think();
+        // The other process may have stored in between: this write erases it.
+        self.set_counter(seen + 1);
+    }
+
+    pub fn note(&self) -> u64 {
+        // SAFETY: as in `counter`.
+        unsafe { (&raw const (*self.page.as_ptr()).note).read_volatile() }
+    }
+
+    pub fn set_note(&self, value: u64) {
+        // SAFETY: as in `set_counter`.
+        unsafe { (&raw mut (*self.page.as_ptr()).note).write_volatile(value) }
+    }
+
+    fn at_the_start(&self) -> &AtomicU32 {
+        // SAFETY: the field is in our mapping for as long as `self` lives, and every
+        // process touches it only through atomic operations.
+        unsafe { &(*self.page.as_ptr()).at_the_start }
+    }
+
+    /// Resets the counter and the starting line, before forking the counters.
+    pub fn reset(&self) {
+        self.set_counter(0);
+        self.at_the_start().store(0, Ordering::SeqCst);
+    }
+
+    /// Waits (spinning, a few microseconds) until `processes` have arrived here, so
+    /// they count at the same time: without it, a fresh child may start only after
+    /// its parent has finished, and nothing would collide.
+    pub fn start_together(&self, processes: u32, limit: Duration) -> Result<()> {
+        let start = self.at_the_start();
+        start.fetch_add(1, Ordering::SeqCst);
+        let deadline = Instant::now() + limit;
+        while start.load(Ordering::SeqCst) < processes {
+            if Instant::now() >= deadline {
+                bail!("the other process never reached the starting line: is it gone?");
+            }
+            signals::check()?;
+            std::hint::spin_loop();
+        }
+        Ok(())
+    }
+}
+
+/// A moment's work between reading the counter and writing it back, standing for
+/// the computation real code does there. It widens the window in which the other
+/// process's increment gets lost, so the race shows on every run, not only when
+/// the two loops of a few microseconds happen to overlap.
+fn think() {
+    for _ in 0..THINK_SPINS {
+        std::hint::spin_loop();
+    }
+}
+
+/// How long `think` lasts: a few hundred nanoseconds on current CPUs.
+const THINK_SPINS: u32 = 20;
+
+impl Drop for SharedPage {
+    fn drop(&mut self) {
+        // SAFETY: the mapping is ours, 4096 bytes, and nothing borrows it any more.
+        let _ = unsafe { munmap(self.page.cast(), 4096) };
+    }
+}

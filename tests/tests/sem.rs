@@ -1,0 +1,538 @@
+//! End-to-end tests of sem-demo: both flavours' narrated runs (P/V, the race, the
+//! mutex, the sync order, a dying holder), reader and writer as separate
+//! processes, ping, bad usage, Ctrl+C while asleep in P, and peers killed. After
+//! every run: no `/dev/shm/sem.*` entry of ours and no System V set with our key.
+
+use ipc_tests::*;
+
+const DEMO: &str = "sem-demo";
+
+/// A POSIX name no other test (or test run) uses: our pid and a tag.
+fn name(tag: &str) -> String {
+    format!("/semtest-{}-{tag}", std::process::id())
+}
+
+/// A System V key no other test uses: our pid (22 bits at most) and a tag < 32.
+fn key(tag: u32) -> String {
+    assert!(tag < 32);
+    let key = 0x4000_0000 | ((std::process::id() & 0x3f_ffff) << 5) | tag;
+    format!("{key:#x}")
+}
+
+/// The /dev/shm entries of named semaphores whose name starts with `prefix`
+/// (`/x` → `sem.x`, `sem.x-pong`...).
+fn posix_entries(prefix: &str) -> Vec<String> {
+    let file = format!("sem.{}", prefix.trim_start_matches('/'));
+    std::fs::read_dir("/dev/shm")
+        .expect("read /dev/shm")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|f| f.starts_with(&file))
+        .collect()
+}
+
+fn assert_no_posix_leftovers(prefix: &str) {
+    let left = posix_entries(prefix);
+    assert!(left.is_empty(), "left in /dev/shm: {left:?}");
+}
+
+/// True if /proc/sysvipc/sem lists a set with `key` (0x hex or decimal).
+fn sysv_set_exists(key: &str) -> bool {
+    let wanted = parse_key(key);
+    std::fs::read_to_string("/proc/sysvipc/sem")
+        .expect("read /proc/sysvipc/sem")
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next()?.parse::<i32>().ok())
+        .any(|k| k == wanted)
+}
+
+fn parse_key(key: &str) -> i32 {
+    match key.strip_prefix("0x") {
+        Some(hex) => u32::from_str_radix(hex, 16).expect("hex key") as i32,
+        None => key.parse::<u32>().expect("decimal key") as i32,
+    }
+}
+
+fn assert_no_sysv_leftovers(key: &str) {
+    assert!(
+        !sysv_set_exists(key),
+        "a semaphore set with key {key} is left in /proc/sysvipc/sem"
+    );
+}
+
+/// The number after `key=` in `line` (`"mutex: expected=40000 actual=..."`).
+fn field(line: &str, key: &str) -> u64 {
+    let needle = format!("{key}=");
+    let start = line
+        .find(&needle)
+        .unwrap_or_else(|| panic!("no {needle} in {line:?}"))
+        + needle.len();
+    line[start..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no number after {needle} in {line:?}"))
+}
+
+/// The milliseconds of a `t=+12.345ms` timestamp in `line`.
+fn timestamp_ms(line: &str) -> f64 {
+    let start = line
+        .find("t=+")
+        .unwrap_or_else(|| panic!("no t=+ in {line:?}"))
+        + 3;
+    let end = start + line[start..].find("ms").expect("ms after t=+");
+    line[start..end].parse().expect("a timestamp")
+}
+
+/// The one line containing `needle`.
+fn only_line<'a>(out: &'a Finished, needle: &str) -> &'a str {
+    let lines = out.lines_with(needle);
+    assert_eq!(
+        lines.len(),
+        1,
+        "expected one line with {needle:?}:\n{}",
+        out.stdout
+    );
+    lines[0]
+}
+
+/// Acts 1 to 4, the same for both flavours: fails on any broken claim.
+fn check_acts_1_to_4(out: &Finished, sleepers_source: &str) {
+    // Act 1: the notes' definitions are quoted, and B asleep shows both views:
+    // Linux's value 0 with one sleeper, the notes' count -1.
+    out.assert_stdout_contains("notes: P 操作，这个操作会把信号量减去 1");
+    out.assert_stdout_contains("notes: V 操作，这个操作会把信号量加上 1");
+    let asleep = only_line(out, "B is asleep in the kernel");
+    assert!(asleep.contains("value=0 asleep_in_P=1"), "{asleep}");
+    assert!(asleep.contains(sleepers_source), "{asleep}");
+    assert!(asleep.contains("notes: 0-1=-1 < 0"), "{asleep}");
+    assert!(only_line(out, "after B's V").contains("value=1 asleep_in_P=0"));
+
+    // Act 2: the race is printed, never asserted (it depends on the scheduler).
+    let race = only_line(out, "race: expected=");
+    let (expected, actual) = (field(race, "expected"), field(race, "actual"));
+    assert!(actual <= expected, "{race}");
+    println!("{}: {race}", out.name);
+
+    let header = only_line(out, "--- act 2:");
+    let loops: u64 = header
+        .split("counter ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no loop count in {header:?}"));
+    assert_eq!(expected, 2 * loops, "{race}");
+
+    // Act 3: with the mutex the total is exact.
+    let mutex = only_line(out, "mutex: expected=");
+    assert_eq!(field(mutex, "expected"), expected, "{mutex}");
+    assert_eq!(
+        field(mutex, "actual"),
+        expected,
+        "the mutex lost updates: {mutex}"
+    );
+    assert_eq!(field(mutex, "lost"), 0);
+
+    // Act 4: A's step comes before B's, in the output and on the clock, and B
+    // reads what A wrote.
+    let a_step = out.line_index("A's step: wrote 42");
+    let b_step = out.line_index("B's step: read 42");
+    assert!(a_step < b_step, "B ran before A:\n{}", out.stdout);
+    let a_time = timestamp_ms(only_line(out, "A's step: wrote"));
+    let b_time = timestamp_ms(only_line(out, "B's step: read"));
+    assert!(a_time <= b_time, "A at {a_time} ms, B at {b_time} ms");
+    assert!(only_line(out, "B is asleep in P on").contains("asleep_in_P=1"));
+}
+
+#[test]
+fn posix_default_run_shows_p_v_race_mutex_sync_and_a_holder_nothing_releases() {
+    let out = run(DEMO, &[]);
+    out.assert_success();
+    let a = out.pid_of("A");
+    out.assert_stdout_contains(&format!(
+        "/dev/shm/sem.sem-demo-{a}-mutex (rw-------, 32 bytes)"
+    ));
+    check_acts_1_to_4(&out, "/proc: POSIX keeps no count");
+
+    // Act 5: B is killed holding the mutex; C's timed wait gives up, clearly.
+    assert!(
+        out.lines_with("reaped B")
+            .iter()
+            .any(|l| l.contains("killed by SIGKILL")),
+        "{}",
+        out.stdout
+    );
+    let gave_up = only_line(&out, "gave up");
+    assert!(gave_up.starts_with("[C "), "{gave_up}");
+    assert!(
+        gave_up.contains("(ETIMEDOUT)")
+            && gave_up.contains("nothing releases a POSIX semaphore when its holder dies"),
+        "{gave_up}"
+    );
+    assert!(only_line(&out, "nothing released it").contains("value=0"));
+    assert!(
+        out.lines_with("reaped C")[0].contains("exited with status 0"),
+        "{}",
+        out.stdout
+    );
+    out.assert_stdout_contains(&format!("removed semaphore /sem-demo-{a}-sync"));
+    assert_no_posix_leftovers(&format!("/sem-demo-{a}-"));
+}
+
+#[test]
+fn sysv_default_run_shows_getncnt_and_sem_undo_releasing_a_dead_holder() {
+    let out = run(DEMO, &["sysv"]);
+    out.assert_success();
+    let a = out.pid_of("A");
+    out.assert_stdout_contains("perms=600 nsems=2");
+    check_acts_1_to_4(&out, "GETNCNT");
+
+    // Act 5: C wakes holding the mutex only after B was killed: the kernel undid
+    // B's P (SEM_UNDO).
+    let kill = out.line_index("kill -KILL");
+    let woke = out.line_index("woke up holding the mutex after");
+    assert!(kill < woke, "C woke before B was killed:\n{}", out.stdout);
+    assert!(out.lines_with("woke up holding the mutex after")[0].starts_with("[C "));
+    assert!(
+        out.lines_with("reaped B")
+            .iter()
+            .any(|l| l.contains("killed by SIGKILL"))
+    );
+    assert!(
+        only_line(&out, "the kernel released a dead holder's mutex (SEM_UNDO)")
+            .contains("value=1 asleep_in_P=0")
+    );
+    assert!(out.lines_with("gave up").is_empty());
+    let fresh_key = format!("{:#x}", 0x5300_0000 | a);
+    out.assert_stdout_contains(&format!("key {fresh_key} is free again"));
+    assert_no_sysv_leftovers(&fresh_key);
+}
+
+#[test]
+fn the_mutex_total_is_exact_at_a_given_meeting_point() {
+    let n = name("mutex");
+    let out = run(DEMO, &["posix", "--name", &n, "--loops", "3000"]);
+    out.assert_success();
+    let mutex = only_line(&out, "mutex: expected=");
+    assert_eq!(
+        (field(mutex, "expected"), field(mutex, "actual")),
+        (6000, 6000)
+    );
+    out.assert_stdout_contains(&format!("created semaphore {n}-mutex, value 1"));
+    assert_no_posix_leftovers(&n);
+
+    let k = key(1);
+    let out = run(DEMO, &["sysv", "--key", &k, "--loops", "3000"]);
+    out.assert_success();
+    let mutex = only_line(&out, "mutex: expected=");
+    assert_eq!(
+        (field(mutex, "expected"), field(mutex, "actual")),
+        (6000, 6000)
+    );
+    out.assert_stdout_contains(&format!("at key {k}"));
+    assert_no_sysv_leftovers(&k);
+}
+
+/// Starts a reader and waits until it sleeps in P.
+fn start_reader(args: &[&str], wchan: &str) -> Demo {
+    let mut reader = Demo::start(DEMO, args);
+    reader.wait_for_line("so I sleep in the kernel until a writer does V");
+    wait_until_asleep_in(reader.pid(), wchan);
+    reader
+}
+
+#[test]
+fn reader_and_writer_as_separate_processes() {
+    for (flavour, option, meeting, wchan) in [
+        ("posix", "--name", name("pair"), "futex"),
+        ("sysv", "--key", key(2), "semtimedop"),
+    ] {
+        let reader = start_reader(&["reader", flavour, option, &meeting], wchan);
+        let writer = run(DEMO, &["writer", flavour, option, &meeting]);
+        writer.assert_success();
+        let out = reader.finish();
+        out.assert_success();
+        out.assert_stdout_contains("woke up after");
+        for (side, role) in [(&writer, "writer"), (&out, "reader")] {
+            let summary = side.summary(role);
+            assert!(summary.ok, "{}", summary.line);
+            assert_eq!(summary.num("messages"), 1.0);
+            assert_eq!(summary.num("bytes"), 0.0);
+        }
+        if flavour == "sysv" {
+            // The kernel counted the reader asleep in P before the V.
+            writer.assert_stdout_contains("1 asleep in P (GETNCNT)");
+            assert_no_sysv_leftovers(&meeting);
+        } else {
+            assert_no_posix_leftovers(&meeting);
+        }
+    }
+}
+
+#[test]
+fn writer_with_nothing_to_open_says_start_the_reader_first() {
+    let n = name("nobody");
+    run(DEMO, &["writer", "--name", &n])
+        .assert_exit_code(1)
+        .assert_stderr_contains(&format!("no semaphore {n}: start the reader first"));
+    let k = key(3);
+    run(DEMO, &["writer", "sysv", "--key", &k])
+        .assert_exit_code(1)
+        .assert_stderr_contains("start the reader first (sem-demo reader sysv --key");
+    assert_no_posix_leftovers(&n);
+    assert_no_sysv_leftovers(&k);
+}
+
+#[test]
+fn a_meeting_point_already_taken_is_named_with_the_command_that_frees_it() {
+    for (flavour, option, meeting, wchan, remedy) in [
+        (
+            "posix",
+            "--name",
+            name("taken"),
+            "futex",
+            "rm /dev/shm/sem.",
+        ),
+        ("sysv", "--key", key(4), "semtimedop", "ipcrm -s "),
+    ] {
+        let first = start_reader(&["reader", flavour, option, &meeting], wchan);
+        run(DEMO, &["reader", flavour, option, &meeting])
+            .assert_exit_code(1)
+            .assert_stderr_contains("already exists")
+            .assert_stderr_contains(remedy);
+        // The second reader must not have removed the first one's semaphore.
+        run(DEMO, &["writer", flavour, option, &meeting]).assert_success();
+        first.finish().assert_success();
+    }
+    assert_no_posix_leftovers(&name("taken"));
+    assert_no_sysv_leftovers(&key(4));
+}
+
+fn check_ping(out: &Finished, count: f64) {
+    let summary = out.summary("writer");
+    assert!(summary.ok, "{}", summary.line);
+    assert_eq!(summary.num("messages"), count);
+    assert_eq!(summary.num("bytes"), 0.0, "a semaphore carries no data");
+    let (p50, p99) = (summary.num("rtt_p50_us"), summary.num("rtt_p99_us"));
+    assert!(p50 > 0.0 && p50 <= p99, "{}", summary.line);
+    assert_eq!(out.summary("reader").num("messages"), count);
+}
+
+#[test]
+fn ping_times_p_v_round_trips_in_both_flavours() {
+    let n = name("ping");
+    let out = run(DEMO, &["--ping", "500", "--name", &n]);
+    out.assert_success();
+    check_ping(&out, 500.0);
+    assert!(out.lines_with("reaped reader")[0].contains("exited with status 0"));
+    assert_no_posix_leftovers(&n);
+
+    let k = key(5);
+    let out = run(DEMO, &["sysv", "--ping", "500", "--key", &k]);
+    out.assert_success();
+    check_ping(&out, 500.0);
+    assert_no_sysv_leftovers(&k);
+}
+
+#[test]
+fn ping_between_a_separate_reader_and_writer() {
+    for (flavour, option, meeting, wchan) in [
+        ("posix", "--name", name("ping2"), "futex"),
+        ("sysv", "--key", key(6), "semtimedop"),
+    ] {
+        let mut reader = Demo::start(
+            DEMO,
+            &["reader", flavour, option, &meeting, "--ping", "200"],
+        );
+        reader.wait_for_line("in another terminal");
+        wait_until_asleep_in(reader.pid(), wchan);
+        let writer = run(
+            DEMO,
+            &["writer", flavour, option, &meeting, "--ping", "200"],
+        );
+        writer.assert_success();
+        let out = reader.finish();
+        out.assert_success();
+        let summary = writer.summary("writer");
+        assert_eq!(summary.num("messages"), 200.0);
+        assert!(summary.num("rtt_p50_us") > 0.0);
+        assert_eq!(out.summary("reader").num("messages"), 200.0);
+    }
+    assert_no_posix_leftovers(&name("ping2"));
+    assert_no_sysv_leftovers(&key(6));
+}
+
+#[test]
+fn a_ping_writer_without_a_ping_reader_says_how_to_start_it() {
+    let n = name("noping");
+    let reader = start_reader(&["reader", "--name", &n], "futex");
+    run(DEMO, &["writer", "--name", &n, "--ping", "5"])
+        .assert_exit_code(1)
+        .assert_stderr_contains("--ping 5");
+    run(DEMO, &["writer", "--name", &n]).assert_success();
+    reader.finish().assert_success();
+    assert_no_posix_leftovers(&n);
+}
+
+#[test]
+fn bad_usage_exits_2_names_the_problem_and_creates_nothing() {
+    let n = name("bad");
+    let k = key(7);
+    for (args, needle) in [
+        (
+            vec!["--count", "3", "--size", "8", "--name", &n],
+            "a semaphore carries no data",
+        ),
+        (
+            vec!["--ping", "3", "--size", "100", "--name", &n],
+            "a semaphore carries no data",
+        ),
+        (vec!["reader", "--name", &n, "hello"], "carries no messages"),
+        (vec!["writer", "--name", &n, "hello"], "carries no messages"),
+        (
+            vec!["reader", "sysv", "--key", &k, "--count", "2"],
+            "carries no data",
+        ),
+        (vec!["--bogus"], "unknown option --bogus"),
+        (vec!["--ping"], "--ping needs a value"),
+        (vec!["--ping", "zero", "--name", &n], "not a whole number"),
+        (vec!["--loops", "0", "--name", &n], "--loops 0"),
+        (
+            vec!["reader", "--loops", "5", "--name", &n],
+            "--loops goes with",
+        ),
+        (vec!["writer"], "the writer needs --name /NAME"),
+        (vec!["writer", "sysv"], "the writer needs --key KEY"),
+        (vec!["reader", "--name", "no-slash"], "starts with '/'"),
+        (vec!["reader", "--name", "/a/b"], "without '/'"),
+        (vec!["reader", "sysv", "--key", "0"], "IPC_PRIVATE"),
+        (
+            vec!["reader", "sysv", "--key", "0x1zz"],
+            "not a 32-bit number",
+        ),
+        (vec!["reader", "--key", &k], "--key is for System V"),
+        (vec!["reader", "sysv", "--name", &n], "--name is for POSIX"),
+    ] {
+        let out = run(DEMO, &args);
+        out.assert_exit_code(2)
+            .assert_stderr_contains(needle)
+            .assert_stderr_contains("usage:");
+        assert!(
+            out.stdout.is_empty(),
+            "bad usage must do nothing: {}",
+            out.stdout
+        );
+        assert_no_posix_leftovers(&n);
+        assert_no_sysv_leftovers(&k);
+    }
+}
+
+#[test]
+fn help_prints_the_usage() {
+    run(DEMO, &["--help"])
+        .assert_success()
+        .assert_stdout_contains("usage: sem-demo");
+}
+
+#[test]
+fn ctrl_c_while_the_reader_sleeps_in_p_removes_its_semaphore() {
+    for (flavour, option, meeting, wchan) in [
+        ("posix", "--name", name("sigint"), "futex"),
+        ("sysv", "--key", key(8), "semtimedop"),
+    ] {
+        let reader = start_reader(&["reader", flavour, option, &meeting], wchan);
+        reader.signal_group(Signal::SIGINT);
+        let out = reader.finish();
+        out.assert_killed_by(Signal::SIGINT);
+        out.assert_stdout_contains("interrupted by SIGINT: removed");
+    }
+    assert_no_posix_leftovers(&name("sigint"));
+    assert_no_sysv_leftovers(&key(8));
+}
+
+#[test]
+fn ctrl_c_during_the_default_run_stops_every_process_and_removes_everything() {
+    let n = name("sigint-run");
+    let mut demo = Demo::start(DEMO, &["posix", "--name", &n]);
+    // Act 5: C sleeps (up to 2 s) on the mutex a killed B still holds.
+    let line = demo.wait_for_line("B holds it, so I sleep");
+    let c = pid_of_role(&line, "C").expect("C's pid");
+    wait_until_asleep_in(c, "futex");
+    demo.signal_group(Signal::SIGINT);
+    let out = demo.finish();
+    out.assert_killed_by(Signal::SIGINT);
+    out.assert_stdout_contains(&format!(
+        "interrupted by SIGINT: removed {n}-mutex and {n}-sync"
+    ));
+    assert!(!process_exists(c), "C outlived Ctrl+C");
+    assert_no_posix_leftovers(&n);
+}
+
+/// Starts a ping too long to finish during the test; returns it and the reader's
+/// pid once the round trips have begun.
+fn start_endless_ping(args: &[&str]) -> (Demo, i32) {
+    let mut demo = Demo::start(DEMO, args);
+    let line = demo.wait_for_line("round trips of V then P with reader");
+    let rest = line.split("with reader ").nth(1).expect("reader pid");
+    let reader = rest
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .expect("a pid");
+    (demo, reader)
+}
+
+#[test]
+fn a_killed_ping_reader_is_noticed_and_nothing_is_left() {
+    for (flavour, option, meeting) in [
+        ("posix", "--name", name("kill-r")),
+        ("sysv", "--key", key(9)),
+    ] {
+        let (demo, reader) =
+            start_endless_ping(&[flavour, "--ping", "1000000000", option, &meeting]);
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(reader), Signal::SIGKILL).unwrap();
+        let out = demo.finish();
+        out.assert_exit_code(1)
+            .assert_stderr_contains(&format!(
+                "the reader (pid {reader}) is gone, so no V will come"
+            ))
+            .assert_stdout_contains(&format!("reaped reader {reader}: killed by SIGKILL"));
+    }
+    assert_no_posix_leftovers(&name("kill-r"));
+    assert_no_sysv_leftovers(&key(9));
+}
+
+#[test]
+fn a_killed_ping_writer_is_noticed_by_the_reader_which_cleans_up() {
+    for (flavour, option, meeting) in [
+        ("posix", "--name", name("kill-w")),
+        ("sysv", "--key", key(10)),
+    ] {
+        let (demo, reader) =
+            start_endless_ping(&[flavour, "--ping", "1000000000", option, &meeting]);
+        let pgid = demo.pid();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pgid), Signal::SIGKILL).unwrap();
+        let out = demo.finish();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&out.status),
+            Some(Signal::SIGKILL as i32)
+        );
+        assert_eq!(
+            reap_orphans(pgid),
+            vec![reader],
+            "the reader should exit by itself"
+        );
+        assert!(
+            out.stderr
+                .contains(&format!("the writer (pid {pgid}) is gone")),
+            "the reader's message is missing: {}",
+            out.stderr
+        );
+        assert!(
+            out.stdout
+                .contains("the writer died without cleaning up: removed")
+        );
+    }
+    assert_no_posix_leftovers(&name("kill-w"));
+    assert_no_sysv_leftovers(&key(10));
+}
