@@ -1,0 +1,133 @@
+//! What both kinds of queue offer the sides, and the text conversation over them.
+//!
+//! A `Channel` is one direction of a queue: a POSIX queue, or the messages of one type
+//! in a System V queue. Sending puts one whole message in the kernel; receiving takes
+//! the next one out, and the kernel deletes it (读取了消息体，内核就会把这个消息体删除).
+//!
+//! The wire format (DESIGN §3), so a program in another language can be either side:
+//! a message is the text's bytes, nothing added (System V: `mtype` 1), and the writer
+//! says it is done with one zero-length message, the end marker.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use crate::say;
+
+pub trait Channel {
+    /// Sends one message, sleeping while the queue is full.
+    fn send(&mut self, message: &[u8]) -> Result<()>;
+    /// Takes the next message out of the queue into this side's buffer, sleeping while
+    /// there is none.
+    fn receive(&mut self) -> Result<&[u8]>;
+    /// How many messages wait in the queue now, as the kernel counts them.
+    fn count(&self) -> Result<u64>;
+}
+
+/// The end marker: a message with no bytes at all.
+pub const END: &[u8] = b"";
+
+/// Sends each text as one message, then the end marker, saying how full the queue is
+/// after each. Returns (messages, bytes) of text sent.
+pub fn send_texts(
+    queue: &mut impl Channel,
+    role: &str,
+    texts: impl Iterator<Item = std::io::Result<String>>,
+) -> Result<(u64, u64)> {
+    let (mut count, mut bytes) = (0, 0);
+    for text in texts {
+        let text = text.context("reading standard input")?;
+        let text = text.strip_suffix('\n').unwrap_or(&text);
+        if text.is_empty() {
+            say!(
+                role,
+                "skipped an empty line: a zero-length message would mean \"the end\""
+            );
+            continue;
+        }
+        queue
+            .send(text.as_bytes())
+            .with_context(|| format!("sending {text:?}"))?;
+        count += 1;
+        bytes += text.len() as u64;
+        say!(
+            role,
+            "sent {text:?} ({} bytes): {} in the queue",
+            text.len(),
+            queue.count()?
+        );
+    }
+    queue.send(END).context("sending the end marker")?;
+    say!(
+        role,
+        "sent the end marker (a zero-length message): {} in the queue",
+        queue.count()?
+    );
+    Ok((count, bytes))
+}
+
+/// Receives and prints messages until the end marker. Returns (messages, bytes).
+pub fn receive_texts(queue: &mut impl Channel, role: &str) -> Result<(u64, u64)> {
+    let mut lengths = Vec::new();
+    loop {
+        let message = queue.receive()?;
+        if message.is_empty() {
+            say!(
+                role,
+                "received the end marker (0 bytes): the writer is done; {} in the queue",
+                queue.count()?
+            );
+            break;
+        }
+        let (text, len) = (String::from_utf8_lossy(message).into_owned(), message.len());
+        lengths.push(len);
+        say!(
+            role,
+            "received {text:?} ({len} bytes): the kernel deleted it from the queue, {} left",
+            queue.count()?
+        );
+    }
+    if !lengths.is_empty() {
+        say!(
+            role,
+            "{n} sends came out as {n} receives of exactly {lengths:?} bytes: the queue keeps \
+             each message whole (through a pipe they could run together)",
+            n = lengths.len()
+        );
+    }
+    Ok((lengths.len() as u64, lengths.iter().sum::<usize>() as u64))
+}
+
+/// The text writer, start to end: what `writer` does, and the default run's writer.
+pub fn writer(
+    queue: &mut impl Channel,
+    role: &str,
+    texts: impl Iterator<Item = std::io::Result<String>>,
+) -> Result<()> {
+    let started = Instant::now();
+    let (count, bytes) = send_texts(queue, role, texts)?;
+    say!(
+        role,
+        "done, without waiting for any reader: what is not read yet waits in the kernel"
+    );
+    summary(role, count, bytes, started.elapsed(), "");
+    Ok(())
+}
+
+/// The last line of a side that moved data (DESIGN §4); `extra` carries the
+/// workload's own figures.
+pub fn summary(role: &str, messages: u64, bytes: u64, elapsed: Duration, extra: &str) {
+    say!(
+        role,
+        "summary: messages={messages} bytes={bytes} elapsed_us={}{extra} ok",
+        elapsed.as_micros()
+    );
+}
+
+/// Reads one of the kernel's limits, a number in a file under /proc/sys.
+pub fn kernel_limit(path: &str) -> Result<u64> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+    text.trim()
+        .parse()
+        .with_context(|| format!("{path} holds {:?}, not a number", text.trim()))
+}

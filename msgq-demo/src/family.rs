@@ -1,0 +1,185 @@
+//! Parent and children in the default run: fork a side, let it finish, reap it.
+//!
+//! `spawn` forks a child that runs one side (writer or reader) and exits, never
+//! returning into the parent's code; `reap` and `reap_both` wait for children so none
+//! lingers as a zombie, say how each ended, and stop a survivor whose partner died (it
+//! could otherwise wait forever on a queue nobody will touch again).
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid, getpid, getppid};
+
+use crate::{say, signals};
+
+/// Forks a child that runs `work` as `role`, then exits with its outcome. Returns the
+/// child's pid to the parent.
+pub fn spawn(role: &'static str, work: impl FnOnce() -> Result<()>) -> Result<Pid> {
+    let parent = getpid();
+    // A line still in our stdout buffer would be copied into the child and printed twice.
+    let _ = std::io::stdout().flush();
+    // SAFETY: this program is single-threaded, so the child cannot inherit a lock
+    // (stdout's, the allocator's) that some other thread held at the moment of fork.
+    match unsafe { nix::unistd::fork() }.context("fork")? {
+        ForkResult::Child => {
+            let outcome = die_with_parent(parent).and_then(|()| work());
+            exit_child(role, outcome)
+        }
+        ForkResult::Parent { child } => Ok(child),
+    }
+}
+
+/// Asks the kernel to send us SIGTERM if the parent dies (prctl PR_SET_PDEATHSIG): a
+/// parent killed with SIGKILL cannot stop us itself, and a writer asleep on a full
+/// queue would otherwise sleep forever.
+fn die_with_parent(parent: Pid) -> Result<()> {
+    nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).context("prctl PR_SET_PDEATHSIG")?;
+    if getppid() != parent {
+        bail!("the parent {parent} died before I could start"); // too late for the signal
+    }
+    Ok(())
+}
+
+/// Ends a child: status 0, or 1 after saying what failed, or death by the signal that
+/// stopped it. The child must not return into `main`: the rest of `main` is the
+/// parent's, and so is the queue.
+fn exit_child(role: &str, outcome: Result<()>) -> ! {
+    let code = match (outcome, signals::caught()) {
+        (Ok(()), _) => 0,
+        (Err(_), Some(sig)) => {
+            say!(
+                role,
+                "interrupted by {sig}: the queue is the parent's to remove, not mine"
+            );
+            let _ = std::io::stdout().flush();
+            let _ = signals::die_of(sig);
+            128 + sig as i32
+        }
+        (Err(e), None) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    };
+    let _ = std::io::stdout().flush();
+    std::process::exit(code)
+}
+
+/// Waits for `child` (so it leaves no zombie) and narrates how it ended. An `Err` if it
+/// did not exit with status 0, or if we were interrupted meanwhile.
+pub fn reap(role: &str, child: Pid, what: &str) -> Result<()> {
+    let mut forwarded = false;
+    let status = loop {
+        match waitpid(child, None) {
+            Ok(status) => break status,
+            Err(Errno::EINTR) => {
+                // Ctrl+C reaches the whole process group, but `kill -INT PARENT` only
+                // us: pass it on once, so the child stops too and we can reap it.
+                if let (Some(sig), false) = (signals::caught(), forwarded) {
+                    let _ = kill(child, sig);
+                    forwarded = true;
+                }
+            }
+            Err(e) => bail!("waitpid {what} {child}: {e}"),
+        }
+    };
+    let ended = report(role, child, what, status);
+    signals::check()?;
+    ended
+}
+
+/// Waits for two children running at the same time, in whatever order they end. If
+/// one fails, the other is stopped with SIGTERM: its partner is gone, so it might wait
+/// forever (a reader for messages, a writer for room in the queue).
+pub fn reap_both(role: &str, first: (Pid, &str), second: (Pid, &str)) -> Result<()> {
+    let mut running = vec![first, second];
+    let mut outcome = Ok(());
+    let mut forwarded = false;
+    while !running.is_empty() {
+        let status = match waitpid(None::<Pid>, None) {
+            Ok(status) => status,
+            Err(Errno::EINTR) => {
+                if let (Some(sig), false) = (signals::caught(), forwarded) {
+                    for &(pid, _) in &running {
+                        let _ = kill(pid, sig);
+                    }
+                    forwarded = true;
+                }
+                continue;
+            }
+            Err(e) => bail!("waitpid: {e}"),
+        };
+        let Some(pid) = status.pid() else { continue };
+        let Some(at) = running.iter().position(|&(p, _)| p == pid) else {
+            continue; // not one of these two (cannot happen: we have no other child)
+        };
+        let (_, what) = running.remove(at);
+        let ended = report(role, pid, what, status);
+        if ended.is_err() && outcome.is_ok() {
+            for &(other, other_what) in &running {
+                say!(
+                    role,
+                    "stopping the {other_what} {other} with SIGTERM: its partner is gone"
+                );
+                let _ = kill(other, Signal::SIGTERM);
+            }
+            outcome = ended;
+        }
+    }
+    signals::check()?;
+    outcome
+}
+
+/// Narrates how `child` ended; `Err` unless it exited with status 0.
+fn report(role: &str, child: Pid, what: &str, status: WaitStatus) -> Result<()> {
+    match status {
+        WaitStatus::Exited(_, 0) => {
+            say!(role, "reaped {what} {child}: exited with status 0");
+            Ok(())
+        }
+        WaitStatus::Exited(_, code) => {
+            say!(role, "reaped {what} {child}: exited with status {code}");
+            bail!("the {what} (pid {child}) failed with exit status {code}")
+        }
+        WaitStatus::Signaled(_, signal, _) => {
+            say!(role, "reaped {what} {child}: killed by {signal}");
+            bail!("the {what} (pid {child}) was killed by {signal}")
+        }
+        other => bail!("the {what} (pid {child}) ended oddly: {other:?}"),
+    }
+}
+
+/// Polls /proc until `pid` sleeps in a kernel function whose name contains `wchan` and
+/// `also()` holds, giving up after `limit`. This is the kernel's own view of
+/// "blocked": `ps` shows the same state letter S, `cat /proc/PID/wchan` the same name.
+pub fn wait_until_asleep(
+    pid: Pid,
+    wchan: &str,
+    limit: Duration,
+    mut also: impl FnMut() -> bool,
+) -> Option<String> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if signals::caught().is_some() {
+            return None; // the caller's next blocking call reports it
+        }
+        // `also()` first: what it sees has happened before the sleep we then look at.
+        if also() {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let state = stat.rsplit_once(')')?.1.trim_start().chars().next()?;
+            let sleeping_in =
+                std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+            if state == 'S' && sleeping_in.contains(wchan) {
+                return Some(sleeping_in);
+            }
+            if state == 'Z' {
+                return None; // it died: it will never sleep there
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    None
+}

@@ -1,0 +1,983 @@
+//! End-to-end tests of msgq-demo, POSIX and System V: the narrated runs, reader and
+//! writer as separate processes (the writer gone before the reader reads), boundaries,
+//! order, limits, a full queue, bulk and ping, corruption, bad usage, Ctrl+C and killed
+//! peers. After every run the queue must be gone: a POSIX name no longer opens, and
+//! /proc/sysvipc/msg has no entry with our key.
+//!
+//! Helpers here that the harness lacks: opening, counting, feeding and removing queues
+//! directly (libc, since ipc-tests has no nix `mqueue` feature), so a test can look at
+//! the kernel's side of things and inject a message of its own.
+
+use ipc_tests::*;
+use nix::unistd::Pid;
+use std::ffi::{CString, c_int, c_long};
+
+const DEMO: &str = "msgq-demo";
+
+// ---------------------------------------------------------------------------------
+// The meeting points, and looking at them from outside the demo.
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Flavour {
+    Posix,
+    Sysv,
+}
+
+const BOTH: [Flavour; 2] = [Flavour::Posix, Flavour::Sysv];
+
+/// A queue a test names for the demo: a POSIX name or a System V key, unique to this
+/// test process and to the test (`tag`), so tests run in parallel without colliding.
+struct Queue {
+    flavour: Flavour,
+    name: String,
+    key: i32,
+}
+
+impl Queue {
+    fn new(flavour: Flavour, tag: u8) -> Queue {
+        let pid = std::process::id();
+        Queue {
+            flavour,
+            name: format!("/msgq-test-{pid}-{tag}"),
+            key: (0x7e00_0000 | ((pid & 0xffff) << 8) | u32::from(tag)) as i32,
+        }
+    }
+
+    /// The queue the narrated run of process `pid` makes.
+    fn of_default_run(flavour: Flavour, pid: i32) -> Queue {
+        Queue {
+            flavour,
+            name: format!("/msgq-demo-{pid}"),
+            key: 0x6d00_0000 | pid,
+        }
+    }
+
+    /// The flavour and meeting point, as command-line arguments.
+    fn args(&self) -> Vec<String> {
+        match self.flavour {
+            Flavour::Posix => vec!["posix".into(), "--name".into(), self.name.clone()],
+            Flavour::Sysv => vec!["sysv".into(), "--key".into(), format!("{:#x}", self.key)],
+        }
+    }
+
+    /// Where a receiver / a sender sleeps in the kernel (checked with /proc/PID/wchan).
+    fn receive_wchan(&self) -> &'static str {
+        match self.flavour {
+            Flavour::Posix => "wq_sleep",
+            Flavour::Sysv => "do_msgrcv",
+        }
+    }
+
+    fn send_wchan(&self) -> &'static str {
+        match self.flavour {
+            Flavour::Posix => "wq_sleep",
+            Flavour::Sysv => "do_msgsnd",
+        }
+    }
+
+    /// The number of messages in the queue, or None if there is no queue.
+    fn count(&self) -> Option<u64> {
+        match self.flavour {
+            Flavour::Posix => posix_count(&self.name),
+            Flavour::Sysv => sysv_entry(self.key).map(|(_, qnum)| qnum),
+        }
+    }
+
+    fn exists(&self) -> bool {
+        self.count().is_some()
+    }
+
+    /// The leak check: nothing of ours is left in the kernel.
+    fn assert_gone(&self) {
+        assert!(
+            !self.exists(),
+            "{:?} queue {} / key {:#x} was left behind",
+            self.flavour,
+            self.name,
+            self.key
+        );
+    }
+
+    /// Puts one message in the queue, as any other program could (System V: type 1).
+    fn inject(&self, message: &[u8]) {
+        match self.flavour {
+            Flavour::Posix => posix_send(&self.name, message),
+            Flavour::Sysv => {
+                let (id, _) = sysv_entry(self.key).expect("no queue to inject into");
+                sysv_send(id, 1, message);
+            }
+        }
+    }
+
+    /// Removes the queue from outside (for tests that leave one behind on purpose).
+    fn remove(&self) {
+        match self.flavour {
+            Flavour::Posix => {
+                // Ping's second queue too.
+                for name in [self.name.clone(), format!("{}-reply", self.name)] {
+                    let name = CString::new(name).unwrap();
+                    // SAFETY: a valid NUL-terminated name, read during the call only.
+                    unsafe { libc::mq_unlink(name.as_ptr()) };
+                }
+            }
+            Flavour::Sysv => {
+                if let Some((id, _)) = sysv_entry(self.key) {
+                    // SAFETY: IPC_RMID reads no buffer, so null is allowed.
+                    unsafe { libc::msgctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Queue {
+    /// A test that fails half-way has its demos killed (SIGKILL), which cannot remove
+    /// their queue: remove it here, so a failure leaves nothing in the kernel either.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.remove();
+        }
+    }
+}
+
+/// Opens an existing POSIX queue; None if there is none.
+fn posix_open(name: &str, flags: c_int) -> Option<libc::mqd_t> {
+    let name = CString::new(name).unwrap();
+    // SAFETY: a valid NUL-terminated name; without O_CREAT, mq_open reads no more
+    // arguments.
+    let mqd = unsafe { libc::mq_open(name.as_ptr(), flags) };
+    (mqd >= 0).then_some(mqd)
+}
+
+fn posix_count(name: &str) -> Option<u64> {
+    let mqd = posix_open(name, libc::O_RDONLY)?;
+    // SAFETY: mq_attr is plain integers, for which all zeroes is a valid value.
+    let mut attr: libc::mq_attr = unsafe { std::mem::zeroed() };
+    // SAFETY: `mqd` is open and `attr` is a whole mq_attr for the kernel to fill; the
+    // descriptor is closed right after, once.
+    let ok = unsafe { libc::mq_getattr(mqd, &mut attr) } == 0;
+    // SAFETY: see above.
+    unsafe { libc::mq_close(mqd) };
+    assert!(ok, "mq_getattr {name}");
+    Some(attr.mq_curmsgs as u64)
+}
+
+fn posix_send(name: &str, message: &[u8]) {
+    let mqd = posix_open(name, libc::O_WRONLY).expect("no queue to send to");
+    // SAFETY: `message` is valid for its length, read during the call only; the
+    // descriptor is open, and closed right after, once.
+    let rc = unsafe { libc::mq_send(mqd, message.as_ptr().cast(), message.len(), 0) };
+    // SAFETY: see above.
+    unsafe { libc::mq_close(mqd) };
+    assert_eq!(rc, 0, "mq_send to {name}");
+}
+
+/// The (id, message count) of the System V queue with `key`, from /proc/sysvipc/msg,
+/// which exists on every Linux with System V IPC (ipcs may not be installed).
+fn sysv_entry(key: i32) -> Option<(c_int, u64)> {
+    let table = std::fs::read_to_string("/proc/sysvipc/msg").expect("/proc/sysvipc/msg");
+    table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        // key msqid perms cbytes qnum ...; the key is printed as a signed decimal.
+        (f.first()?.parse::<i64>().ok()? == i64::from(key))
+            .then(|| Some((f.get(1)?.parse().ok()?, f.get(4)?.parse().ok()?)))?
+    })
+}
+
+#[repr(C)]
+struct MsgBuf {
+    mtype: c_long,
+    mtext: [u8; 8192],
+}
+
+fn sysv_send(id: c_int, mtype: c_long, message: &[u8]) {
+    let mut buf = Box::new(MsgBuf {
+        mtype,
+        mtext: [0; 8192],
+    });
+    buf.mtext[..message.len()].copy_from_slice(message);
+    // SAFETY: `buf` is a msgbuf whose text holds `message.len()` bytes, read during
+    // the call only.
+    let rc = unsafe { libc::msgsnd(id, (&*buf as *const MsgBuf).cast(), message.len(), 0) };
+    assert_eq!(rc, 0, "msgsnd to queue {id}");
+}
+
+/// A kernel limit from /proc/sys, so the tests hold on a machine tuned otherwise.
+fn kernel_limit(path: &str) -> usize {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn largest_message(flavour: Flavour) -> usize {
+    match flavour {
+        Flavour::Posix => kernel_limit("/proc/sys/fs/mqueue/msgsize_max"),
+        Flavour::Sysv => kernel_limit("/proc/sys/kernel/msgmax"),
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Small helpers for running the demo.
+
+fn start(args: &[String]) -> Demo {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Demo::start(DEMO, &args)
+}
+
+fn start_with_stdin(args: &[String], input: &[u8]) -> Demo {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Demo::start_with_stdin(DEMO, &args, input.to_vec())
+}
+
+/// `role` (reader / writer), the flavour and meeting point, then `rest`.
+fn command(role: &str, queue: &Queue, rest: &[&str]) -> Vec<String> {
+    let mut args = vec![role.to_string()];
+    args.extend(queue.args());
+    args.extend(rest.iter().map(|s| s.to_string()));
+    args
+}
+
+fn flavour_word(flavour: Flavour) -> &'static str {
+    match flavour {
+        Flavour::Posix => "posix",
+        Flavour::Sysv => "sysv",
+    }
+}
+
+/// The number that follows `key` in `line`.
+fn number_after(line: &str, key: &str) -> i32 {
+    let at = line
+        .find(key)
+        .unwrap_or_else(|| panic!("{key:?} not in {line:?}"));
+    let digits: String = line[at + key.len()..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("no number after {key:?} in {line:?}"))
+}
+
+fn signal(pid: i32, sig: Signal) {
+    nix::sys::signal::kill(Pid::from_raw(pid), sig).expect("kill");
+}
+
+/// Stops `pid` (SIGSTOP) and waits until it is stopped: until then it may still be on
+/// the queue's list of waiting receivers, and the kernel hands a new message straight
+/// to a waiting receiver.
+fn freeze(pid: i32) {
+    signal(pid, Signal::SIGSTOP);
+    wait_until(&format!("pid {pid} is stopped"), || {
+        matches!(proc_state(pid), Some(('T', _)))
+    });
+}
+
+/// Fails unless the first stdout lines containing each needle come in this order.
+fn assert_in_order(out: &Finished, needles: &[&str]) {
+    let at: Vec<usize> = needles.iter().map(|n| out.line_index(n)).collect();
+    assert!(
+        at.windows(2).all(|w| w[0] < w[1]),
+        "expected {needles:?} in this order:\n{}",
+        out.stdout
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// The narrated runs.
+
+#[test]
+fn posix_narrated_run_shows_every_claim() {
+    let out = run(DEMO, &[]);
+    let ours = Queue::of_default_run(Flavour::Posix, out.pid); // removed if we fail
+    out.assert_success();
+    ours.assert_gone();
+
+    // Act 1: the writer sends, exits and is reaped before the reader is even forked;
+    // meanwhile the kernel holds the messages, counted up and down.
+    let writer = out.pid_of("writer");
+    let reader = out.pid_of("reader");
+    assert_in_order(
+        &out,
+        &[
+            r#"sent "hello" (5 bytes): 1 in the queue"#,
+            "(36 bytes): 2 in the queue",
+            r#"sent "bye!" (4 bytes): 3 in the queue"#,
+            "sent the end marker (a zero-length message): 4 in the queue",
+            &format!("reaped writer {writer}: exited with status 0"),
+            "no reader exists yet, but the queue holds 4 messages",
+            &format!("[reader {reader}] forked only now"),
+            r#"received "hello" (5 bytes): the kernel deleted it from the queue, 3 left"#,
+            "(36 bytes): the kernel deleted it from the queue, 2 left",
+            r#"received "bye!" (4 bytes): the kernel deleted it from the queue, 1 left"#,
+            "received the end marker (0 bytes): the writer is done; 0 in the queue",
+            "receives of exactly [5, 36, 4] bytes",
+        ],
+    );
+    for role in ["writer", "reader"] {
+        let summary = out.summary(role);
+        assert!(summary.ok);
+        assert_eq!(summary.num("messages"), 3.0);
+        assert_eq!(summary.num("bytes"), 45.0);
+    }
+
+    // Act 2: highest priority first; one byte over mq_msgsize refused.
+    assert_in_order(
+        &out,
+        &[
+            r#"received "priority 9, sent second" (priority 9)"#,
+            r#"received "priority 5, sent last" (priority 5)"#,
+            r#"received "priority 1, sent first" (priority 1)"#,
+        ],
+    );
+    let too_big = largest_message(Flavour::Posix) + 1;
+    let refused = out.lines_with("failed with EMSGSIZE");
+    assert!(
+        refused.len() == 1 && refused[0].contains(&format!("a message of {too_big} bytes")),
+        "{}",
+        out.stdout
+    );
+    assert!(refused[0].contains("nothing was queued (3 in the queue)"));
+
+    // Act 3: the 11th message waits; the reader saw the writer asleep before it woke.
+    let msg_max = kernel_limit("/proc/sys/fs/mqueue/msg_max");
+    out.assert_stdout_contains(&format!("the queue is full ({msg_max} of {msg_max})"));
+    let asleep = out.lines_with("is asleep in the kernel");
+    assert!(
+        asleep.len() == 1 && asleep[0].contains("wq_sleep"),
+        "{}",
+        out.stdout
+    );
+    assert_in_order(
+        &out,
+        &[
+            "the queue is full",
+            "is asleep in the kernel",
+            "woke up: message",
+        ],
+    );
+    out.assert_stdout_contains(&format!(
+        "received the other {msg_max} messages: 0 in the queue"
+    ));
+
+    // Act 4: two announcements by SIGUSR1, re-armed in between.
+    assert_eq!(out.lines_with("SIGUSR1: a message arrived").len(), 2);
+    // The reader's own story, in its order...
+    assert_in_order(
+        &out,
+        &[
+            "registered with mq_notify",
+            "SIGUSR1: a message arrived",
+            "re-armed mq_notify before reading",
+            r#"received "you have mail" without waiting"#,
+            r#"received "and more mail" without waiting"#,
+            "not re-arming",
+        ],
+    );
+    // ...and the writer sent each message only once the reader waited, registered,
+    // with the queue empty. (Its "sent" lines may come before or after the reader's
+    // wake-up: both run at once from then on.)
+    let waits = out.lines_with("waits in sigsuspend, not in the queue");
+    assert_eq!(waits.len(), 2, "{}", out.stdout);
+    assert_in_order(
+        &out,
+        &[
+            "registered with mq_notify",
+            "waits in sigsuspend",
+            r#"sent "you have mail""#,
+        ],
+    );
+    let second_wait = out
+        .stdout
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.contains("waits in sigsuspend"))
+        .nth(1)
+        .unwrap()
+        .0;
+    assert!(out.line_index(r#"received "you have mail""#) < second_wait);
+    assert!(second_wait < out.line_index(r#"sent "and more mail""#));
+    assert!(
+        out.stdout
+            .lines()
+            .last()
+            .unwrap()
+            .contains("removed queue /msgq-demo-")
+    );
+}
+
+#[test]
+fn sysv_narrated_run_shows_every_claim() {
+    let out = run(DEMO, &["sysv"]);
+    let ours = Queue::of_default_run(Flavour::Sysv, out.pid); // removed if we fail
+    out.assert_success();
+    ours.assert_gone();
+
+    let writer = out.pid_of("writer");
+    assert_in_order(
+        &out,
+        &[
+            r#"sent "hello" (5 bytes): 1 in the queue"#,
+            "sent the end marker (a zero-length message): 4 in the queue",
+            &format!("reaped writer {writer}: exited with status 0"),
+            "no reader exists yet, but the queue holds 4 messages",
+            "forked only now",
+            r#"received "hello" (5 bytes): the kernel deleted it from the queue, 3 left"#,
+            "received the end marker (0 bytes)",
+            "receives of exactly [5, 36, 4] bytes",
+        ],
+    );
+    assert_eq!(out.summary("reader").num("bytes"), 45.0);
+
+    // Act 2: type 2 asked for by number, then the lowest types first.
+    assert_in_order(
+        &out,
+        &[
+            r#"sent "type 1, sent first" as type 1"#,
+            r#"sent "type 2, sent last" as type 2"#,
+            r#"msgrcv(msgtyp 2) took "type 2, sent last""#,
+            r#"msgrcv(msgtyp -3) took "type 1, sent first""#,
+            r#"msgrcv(msgtyp -3) took "type 3, sent second""#,
+        ],
+    );
+    let too_big = largest_message(Flavour::Sysv) + 1;
+    let refused = out.lines_with("failed with EINVAL");
+    assert!(
+        refused.len() == 1 && refused[0].contains(&format!("a message of {too_big} bytes")),
+        "{}",
+        out.stdout
+    );
+
+    // Act 3: msgmnb bytes fill the queue; the writer sleeps in do_msgsnd.
+    let asleep = out.lines_with("is asleep in the kernel");
+    assert!(
+        asleep.len() == 1 && asleep[0].contains("do_msgsnd"),
+        "{}",
+        out.stdout
+    );
+    assert_in_order(
+        &out,
+        &["the queue is full", "is asleep in the kernel", "woke up"],
+    );
+
+    // Act 4: no notification, but a receive that does not wait.
+    out.assert_stdout_contains("IPC_NOWAIT on the empty queue: ENOMSG");
+    assert!(
+        out.stdout
+            .lines()
+            .last()
+            .unwrap()
+            .contains("with msgctl(IPC_RMID)")
+    );
+}
+
+#[test]
+fn narrated_runs_carry_your_messages_whole() {
+    for flavour in BOTH {
+        let out = run(
+            DEMO,
+            &[flavour_word(flavour), "first one", "two\nlines", "ünï ✓"],
+        );
+        let ours = Queue::of_default_run(flavour, out.pid); // removed if we fail
+        out.assert_success();
+        ours.assert_gone();
+        let received: Vec<&str> = out
+            .lines_with("[reader ")
+            .into_iter()
+            .filter(|l| l.contains("] received \""))
+            .take(3)
+            .collect();
+        assert!(
+            received[0].contains(r#"received "first one" (9 bytes)"#),
+            "{received:?}"
+        );
+        // A newline is just a byte inside a message: no line framing here.
+        assert!(
+            received[1].contains(r#"received "two\nlines" (9 bytes)"#),
+            "{received:?}"
+        );
+        assert!(received[2].contains("ünï ✓"), "{received:?}");
+        assert_eq!(out.summary("writer").num("messages"), 3.0);
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Reader and writer as two processes.
+
+/// Starts `reader` for `queue` with `rest`, and waits until its queue exists.
+fn start_reader(queue: &Queue, rest: &[&str]) -> Demo {
+    let mut reader = start(&command("reader", queue, rest));
+    reader.wait_for_line("waiting for");
+    assert!(
+        queue.exists(),
+        "the reader said it waits, but there is no queue"
+    );
+    reader
+}
+
+#[test]
+fn the_writer_exits_before_the_reader_reads_a_thing() {
+    for (tag, flavour) in [(10, Flavour::Posix), (11, Flavour::Sysv)] {
+        let queue = Queue::new(flavour, tag);
+        let reader = start_reader(&queue, &[]);
+        // Freeze the reader: now only the kernel can keep the messages.
+        freeze(reader.pid());
+        let writer = if flavour == Flavour::Posix {
+            start(&command("writer", &queue, &["one", "two three", "4"])).finish()
+        } else {
+            // The writer sends each line of its standard input; empty lines are skipped
+            // (a zero-length message means the end).
+            start_with_stdin(&command("writer", &queue, &[]), b"one\n\ntwo three\n4\n").finish()
+        };
+        writer.assert_success();
+        assert_eq!(writer.summary("writer").num("messages"), 3.0);
+        assert_eq!(
+            queue.count(),
+            Some(4),
+            "3 messages and the end marker should wait in the kernel"
+        );
+        signal(reader.pid(), Signal::SIGCONT);
+        let out = reader.finish();
+        out.assert_success();
+        queue.assert_gone();
+        assert_in_order(
+            &out,
+            &[
+                r#"received "one" (3 bytes)"#,
+                r#"received "two three" (9 bytes)"#,
+                r#"received "4" (1 bytes)"#,
+                "received the end marker",
+                "receives of exactly [3, 9, 1] bytes",
+            ],
+        );
+        let summary = out.summary("reader");
+        assert_eq!((summary.num("messages"), summary.num("bytes")), (3.0, 13.0));
+        assert!(out.stdout.lines().last().unwrap().contains("summary:"));
+    }
+}
+
+/// Starts a reader expecting `count` messages, stops it (SIGSTOP), and starts a writer
+/// that fills the queue and falls asleep on it. Returns both, and how many messages
+/// the queue holds now.
+fn writer_asleep_on_a_full_queue(queue: &Queue, count: u64) -> (Demo, Demo, u64) {
+    let (size, capacity) = match queue.flavour {
+        Flavour::Posix => (100, kernel_limit("/proc/sys/fs/mqueue/msg_max") as u64),
+        Flavour::Sysv => {
+            let msgmax = largest_message(Flavour::Sysv) as u64;
+            (
+                msgmax,
+                kernel_limit("/proc/sys/kernel/msgmnb") as u64 / msgmax,
+            )
+        }
+    };
+    assert!(count > capacity);
+    let (count, size) = (count.to_string(), size.to_string());
+    let workload = ["--count", count.as_str(), "--size", size.as_str()];
+    let reader = start_reader(queue, &workload);
+    freeze(reader.pid()); // no reader at work
+    let writer = start(&command("writer", queue, &workload));
+    wait_until_asleep_in(writer.pid(), queue.send_wchan());
+    assert_eq!(
+        queue.count(),
+        Some(capacity),
+        "the writer sleeps on a full queue"
+    );
+    (reader, writer, capacity)
+}
+
+#[test]
+fn a_full_queue_puts_the_writer_to_sleep_until_the_reader_takes_one() {
+    for (tag, flavour) in [(20, Flavour::Posix), (21, Flavour::Sysv)] {
+        let queue = Queue::new(flavour, tag);
+        let count = match flavour {
+            Flavour::Posix => 12,
+            Flavour::Sysv => 4,
+        };
+        let (reader, writer, _) = writer_asleep_on_a_full_queue(&queue, count);
+        signal(reader.pid(), Signal::SIGCONT);
+        writer.finish().assert_success();
+        let out = reader.finish();
+        out.assert_success();
+        queue.assert_gone();
+        assert_eq!(out.summary("reader").num("messages"), count as f64);
+    }
+}
+
+#[test]
+fn a_writer_asleep_on_a_full_queue_notices_when_the_reader_removes_it() {
+    for (tag, flavour) in [(22, Flavour::Posix), (23, Flavour::Sysv)] {
+        let queue = Queue::new(flavour, tag);
+        let (reader, writer, _) = writer_asleep_on_a_full_queue(&queue, 1000);
+        // Ctrl+C for the reader, delivered as soon as it runs again.
+        signal(reader.pid(), Signal::SIGINT);
+        signal(reader.pid(), Signal::SIGCONT);
+        reader
+            .finish()
+            .assert_killed_by(Signal::SIGINT)
+            .assert_stdout_contains("interrupted by SIGINT: removed queue");
+        writer
+            .finish()
+            .assert_exit_code(1)
+            .assert_stderr_contains("was removed while I waited: its reader is gone");
+        queue.assert_gone();
+    }
+}
+
+#[test]
+fn bulk_moves_every_byte_of_8_kib_messages_in_order() {
+    for flavour in BOTH {
+        let size = largest_message(flavour).min(8192).to_string();
+        let out = run(
+            DEMO,
+            &[flavour_word(flavour), "--count", "2000", "--size", &size],
+        );
+        let ours = Queue::of_default_run(flavour, out.pid); // removed if we fail
+        out.assert_success();
+        ours.assert_gone();
+        for role in ["writer", "reader"] {
+            let summary = out.summary(role);
+            assert!(summary.ok, "{}", summary.line);
+            assert_eq!(summary.num("messages"), 2000.0);
+            assert_eq!(summary.num("bytes"), 2000.0 * size.parse::<f64>().unwrap());
+            assert!(summary.num("mib_per_s") > 0.0);
+        }
+    }
+}
+
+#[test]
+fn bulk_between_two_processes_checks_every_message() {
+    for (tag, flavour) in [(30, Flavour::Posix), (31, Flavour::Sysv)] {
+        let queue = Queue::new(flavour, tag);
+        let workload = ["--count", "300", "--size", "8192"];
+        let reader = start_reader(&queue, &workload);
+        let writer = start(&command("writer", &queue, &workload)).finish();
+        writer.assert_success();
+        let out = reader.finish();
+        out.assert_success();
+        queue.assert_gone();
+        assert_eq!(out.summary("reader").num("bytes"), 300.0 * 8192.0);
+    }
+}
+
+#[test]
+fn a_corrupted_missing_or_wrong_sized_message_fails_the_reader() {
+    let good = bulk_message(0, 8192);
+    let mut corrupted = good.clone();
+    corrupted[5000] ^= 0x40;
+    let cases: [(u8, Flavour, Vec<u8>, &str); 4] = [
+        (
+            40,
+            Flavour::Posix,
+            corrupted.clone(),
+            "message 0, byte 5000",
+        ),
+        (41, Flavour::Sysv, corrupted, "message 0, byte 5000"),
+        (
+            42,
+            Flavour::Posix,
+            bulk_message(1, 8192),
+            "sequence number 1",
+        ),
+        (
+            43,
+            Flavour::Sysv,
+            bulk_message(0, 100),
+            "message 0 is 100 bytes, expected 8192",
+        ),
+    ];
+    for (tag, flavour, bad, complaint) in cases {
+        let queue = Queue::new(flavour, tag);
+        let reader = start_reader(&queue, &["--count", "3", "--size", "8192"]);
+        queue.inject(&bad);
+        let out = reader.finish();
+        out.assert_exit_code(1).assert_stderr_contains(complaint);
+        queue.assert_gone();
+    }
+    // And the good message passes the same check, so the failures above are the data's.
+    let queue = Queue::new(Flavour::Posix, 44);
+    let reader = start_reader(&queue, &["--count", "1", "--size", "8192"]);
+    queue.inject(&good);
+    queue.inject(b"");
+    reader.finish().assert_success();
+    queue.assert_gone();
+}
+
+#[test]
+fn ping_reports_round_trip_percentiles() {
+    for flavour in BOTH {
+        let out = run(
+            DEMO,
+            &[flavour_word(flavour), "--ping", "300", "--size", "64"],
+        );
+        let ours = Queue::of_default_run(flavour, out.pid); // removed if we fail
+        out.assert_success();
+        ours.assert_gone();
+        if flavour == Flavour::Posix {
+            assert!(posix_count(&format!("/msgq-demo-{}-reply", out.pid)).is_none());
+        }
+        let summary = out.summary("writer");
+        assert_eq!(summary.num("messages"), 300.0);
+        assert_eq!(summary.num("bytes"), 300.0 * 64.0);
+        let (p50, p99) = (summary.num("rtt_p50_us"), summary.num("rtt_p99_us"));
+        assert!(p50 > 0.0 && p50 <= p99, "{}", summary.line);
+        assert_eq!(out.summary("reader").num("messages"), 300.0);
+    }
+}
+
+#[test]
+fn ping_between_two_processes() {
+    for (tag, flavour) in [(50, Flavour::Posix), (51, Flavour::Sysv)] {
+        let queue = Queue::new(flavour, tag);
+        let reader = start_reader(&queue, &["--ping", "200"]);
+        let writer = start(&command("writer", &queue, &["--ping", "200"])).finish();
+        writer.assert_success();
+        assert!(writer.summary("writer").num("rtt_p99_us") > 0.0);
+        let out = reader.finish();
+        out.assert_success();
+        queue.assert_gone();
+        if flavour == Flavour::Posix {
+            assert!(posix_count(&format!("{}-reply", queue.name)).is_none());
+        }
+        assert_eq!(out.summary("reader").num("bytes"), 200.0 * 100.0);
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Mistakes, limits and failures.
+
+#[test]
+fn bad_usage_exits_2_names_the_problem_and_creates_nothing() {
+    let queue = Queue::new(Flavour::Posix, 60);
+    let name = queue.name.as_str();
+    let sysv = Queue::new(Flavour::Sysv, 61);
+    let key = format!("{:#x}", sysv.key);
+    let cases: &[(&[&str], &str)] = &[
+        (&["--bogus"], "--bogus"),
+        (&["--count"], "--count needs a value"),
+        (&["--count", "ten", "--size", "1"], "ten"),
+        (&["--count", "3"], "--size"),
+        (&["--size", "3"], "--size goes with"),
+        (&["--ping", "3", "--count", "3", "--size", "1"], "pick one"),
+        (&["hello", "--ping", "3"], "do not mix"),
+        (
+            &["reader", "--name", name, "hello"],
+            "the reader takes no messages",
+        ),
+        (&["writer", "hello"], "the writer needs --name"),
+        (&["writer", "sysv", "hello"], "the writer needs --key"),
+        (
+            &["reader", "sysv", "--name", name],
+            "--name names a POSIX queue",
+        ),
+        (&["reader", "--key", &key], "--key finds a System V queue"),
+        (&["reader", "sysv", "--key", "0"], "IPC_PRIVATE"),
+        (
+            &["reader", "--name", "no-slash"],
+            "a POSIX queue name is '/'",
+        ),
+        (&["writer", "--name", name, ""], "end marker"),
+        (
+            &["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k"],
+            "send fewer",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = run(DEMO, args);
+        out.assert_exit_code(2)
+            .assert_stderr_contains(needle)
+            .assert_stderr_contains("usage:");
+        assert!(
+            out.stdout.is_empty(),
+            "bad usage must do nothing: {}",
+            out.stdout
+        );
+        Queue::of_default_run(Flavour::Posix, out.pid).assert_gone();
+    }
+    queue.assert_gone();
+    sysv.assert_gone();
+}
+
+#[test]
+fn a_message_one_byte_over_the_limit_is_bad_usage_and_creates_nothing() {
+    for (tag, flavour) in [(62, Flavour::Posix), (63, Flavour::Sysv)] {
+        let queue = Queue::new(flavour, tag);
+        let limit = largest_message(flavour);
+        let over = (limit + 1).to_string();
+        let long = "x".repeat(limit + 1);
+        let word = flavour_word(flavour);
+        let runs: [Vec<String>; 4] = [
+            vec![
+                word.into(),
+                "--count".into(),
+                "2".into(),
+                "--size".into(),
+                over.clone(),
+            ],
+            command("reader", &queue, &["--count", "1", "--size", &over]),
+            command("reader", &queue, &["--ping", "1", "--size", &over]),
+            vec![word.into(), long],
+        ];
+        for args in runs {
+            let out = start(&args).finish();
+            out.assert_exit_code(2)
+                .assert_stderr_contains(&format!("at most {limit} bytes"));
+            assert!(out.stdout.is_empty());
+            queue.assert_gone();
+            Queue::of_default_run(flavour, out.pid).assert_gone();
+        }
+    }
+}
+
+#[test]
+fn help_prints_the_usage() {
+    run(DEMO, &["--help"])
+        .assert_success()
+        .assert_stdout_contains("usage: msgq-demo");
+}
+
+#[test]
+fn a_writer_with_no_queue_says_to_start_the_reader_first() {
+    for (tag, flavour) in [(70, Flavour::Posix), (71, Flavour::Sysv)] {
+        let queue = Queue::new(flavour, tag);
+        let out = start(&command("writer", &queue, &["hello"])).finish();
+        out.assert_exit_code(1)
+            .assert_stderr_contains("no queue")
+            .assert_stderr_contains("start the reader first (msgq-demo reader");
+        queue.assert_gone();
+    }
+}
+
+#[test]
+fn ctrl_c_while_the_reader_waits_removes_the_queue() {
+    for (tag, flavour) in [(80, Flavour::Posix), (81, Flavour::Sysv)] {
+        let queue = Queue::new(flavour, tag);
+        let reader = start_reader(&queue, &[]);
+        wait_until_asleep_in(reader.pid(), queue.receive_wchan());
+        reader.signal_group(Signal::SIGINT);
+        let out = reader.finish();
+        out.assert_killed_by(Signal::SIGINT)
+            .assert_stdout_contains("interrupted by SIGINT: removed queue");
+        queue.assert_gone();
+    }
+}
+
+/// Starts a narrated bulk run too long to finish by itself; returns it with the
+/// reader's and the writer's pids once both run, and its queue.
+fn start_endless_bulk(flavour: Flavour) -> (Demo, i32, i32, Queue) {
+    let mut demo = Demo::start(
+        DEMO,
+        &[
+            flavour_word(flavour),
+            "--count",
+            "100000000",
+            "--size",
+            "1000",
+        ],
+    );
+    let line = demo.wait_for_line("forked reader");
+    let (reader, writer) = (
+        number_after(&line, "reader "),
+        number_after(&line, "writer "),
+    );
+    let queue = Queue::of_default_run(flavour, demo.pid());
+    (demo, reader, writer, queue)
+}
+
+#[test]
+fn ctrl_c_during_a_narrated_run_stops_everyone_and_removes_the_queue() {
+    for flavour in BOTH {
+        let (demo, reader, writer, queue) = start_endless_bulk(flavour);
+        demo.signal_group(Signal::SIGINT);
+        let out = demo.finish();
+        out.assert_killed_by(Signal::SIGINT)
+            .assert_stdout_contains("interrupted by SIGINT: removed queue");
+        assert!(!process_exists(reader) && !process_exists(writer));
+        queue.assert_gone();
+    }
+}
+
+#[test]
+fn a_killed_child_is_noticed_and_its_partner_stopped() {
+    for (flavour, victim) in [
+        (Flavour::Posix, "reader"),
+        (Flavour::Sysv, "reader"),
+        (Flavour::Posix, "writer"),
+        (Flavour::Sysv, "writer"),
+    ] {
+        let (demo, reader, writer, queue) = start_endless_bulk(flavour);
+        let (dead, partner, partner_role) = match victim {
+            "reader" => (reader, writer, "writer"),
+            _ => (writer, reader, "reader"),
+        };
+        signal(dead, Signal::SIGKILL);
+        let out = demo.finish();
+        out.assert_exit_code(1)
+            .assert_stderr_contains(&format!("the {victim} (pid {dead}) was killed by SIGKILL"))
+            .assert_stdout_contains(&format!(
+                "stopping the {partner_role} {partner} with SIGTERM"
+            ))
+            .assert_stdout_contains(&format!(
+                "reaped {partner_role} {partner}: killed by SIGTERM"
+            ));
+        queue.assert_gone();
+    }
+}
+
+#[test]
+fn children_of_a_killed_parent_exit_by_themselves() {
+    let (demo, reader, writer, queue) = start_endless_bulk(Flavour::Posix);
+    let parent = demo.pid();
+    signal(parent, Signal::SIGKILL);
+    let out = demo.finish();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&out.status),
+        Some(Signal::SIGKILL as i32)
+    );
+    // The kernel sends them SIGTERM when the parent dies (PR_SET_PDEATHSIG).
+    let mut orphans = reap_orphans(parent);
+    orphans.sort_unstable();
+    let mut children = vec![reader, writer];
+    children.sort_unstable();
+    assert_eq!(orphans, children, "both children should have exited");
+    // SIGKILL gave the owner no chance to remove its queue: it is the leftover the next
+    // test is about. Clean it up here.
+    assert!(queue.exists(), "a SIGKILLed owner cannot remove its queue");
+    queue.remove();
+    queue.assert_gone();
+}
+
+#[test]
+fn a_queue_left_by_a_killed_reader_is_named_with_the_command_that_removes_it() {
+    for (tag, flavour) in [(90, Flavour::Posix), (91, Flavour::Sysv)] {
+        let queue = Queue::new(flavour, tag);
+        let reader = start_reader(&queue, &[]);
+        reader.signal_group(Signal::SIGKILL);
+        reader.finish().assert_killed_by(Signal::SIGKILL);
+        assert!(queue.exists(), "SIGKILL leaves the queue behind");
+
+        let out = start(&command("reader", &queue, &[])).finish();
+        out.assert_exit_code(1)
+            .assert_stderr_contains("already exists");
+        match flavour {
+            Flavour::Posix => {
+                out.assert_stderr_contains(&format!("rm /dev/mqueue{}", queue.name));
+                queue.remove();
+            }
+            Flavour::Sysv => {
+                let (id, _) = sysv_entry(queue.key).unwrap();
+                let command = format!("ipcrm -q {id}");
+                out.assert_stderr_contains(&format!("`{command}`"));
+                // Run the very command we were told, where the tool is installed.
+                let ran = std::process::Command::new("sh")
+                    .args(["-c", &command])
+                    .status()
+                    .is_ok_and(|s| s.success());
+                if !ran {
+                    queue.remove();
+                }
+            }
+        }
+        queue.assert_gone();
+    }
+}
