@@ -26,6 +26,7 @@ pub fn spawn(role: &'static str, work: impl FnOnce() -> Result<()>) -> Result<Pi
     // (stdout's, the allocator's) that some other thread held at the moment of fork.
     match unsafe { nix::unistd::fork() }.context("fork")? {
         ForkResult::Child => {
+            signals::forget_ticker_after_fork();
             let outcome = die_with_parent(parent).and_then(|()| work());
             exit_child(role, outcome)
         }

@@ -14,7 +14,7 @@
 //! `msgrcv`, gets a timer that sends SIGALRM every `TICK` (`tick_while_blocked`): either
 //! way the call returns and the loop looks at the flag again.
 
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -89,15 +89,17 @@ pub fn deadline() -> Result<TimeSpec> {
     Ok(now + TimeSpec::from_duration(TICK))
 }
 
+/// Whether this process has armed its ticker. A forked child starts without one (timers
+/// are not inherited across `fork`): `family::spawn` clears this in the child.
+static TICKING: AtomicBool = AtomicBool::new(false);
+
 /// Makes this process's blocked `msgsnd`/`msgrcv` return EINTR every `TICK`: System V
 /// has no timed receive, and this closes the race described at the top of this file.
-///
-/// Timers are not inherited across `fork`, so each process starts its own, once; the
-/// timer then lives as long as the process (the kernel deletes it at exit).
+/// Called before every blocking call; after the first, it costs one atomic load and no
+/// system call. The timer then lives as long as the process (the kernel deletes it at
+/// exit).
 pub fn tick_while_blocked() -> Result<()> {
-    static TICKING_IN: AtomicI32 = AtomicI32::new(0);
-    let me = std::process::id() as i32;
-    if TICKING_IN.load(Ordering::Relaxed) == me {
+    if TICKING.load(Ordering::Relaxed) {
         return Ok(());
     }
     set_handler(Signal::SIGALRM, SigHandler::Handler(wake_up))?;
@@ -113,8 +115,13 @@ pub fn tick_while_blocked() -> Result<()> {
         )
         .context("timer_settime")?;
     std::mem::forget(timer); // dropping it would delete it
-    TICKING_IN.store(me, Ordering::Relaxed);
+    TICKING.store(true, Ordering::Relaxed);
     Ok(())
+}
+
+/// In a child just forked: the parent's timer did not come along.
+pub fn forget_ticker_after_fork() {
+    TICKING.store(false, Ordering::Relaxed);
 }
 
 /// Dies of `sig` with its default action, as if no handler had ever been installed.
