@@ -1,0 +1,530 @@
+//! The command line (DESIGN §3), parsed and checked in full before anything is created,
+//! so bad usage (exit 2) never leaves a socket file or a directory behind.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use nix::unistd::{SysconfVar, sysconf};
+
+pub const USAGE: &str = "\
+usage: socket-demo [FLAVOUR] [OPTIONS] [MESSAGE...]            both sides, narrated
+       socket-demo reader [FLAVOUR] [OPTIONS]                  the server: bind, wait, print
+       socket-demo writer [FLAVOUR] [OPTIONS] [MESSAGE...]     the client (no MESSAGE: stdin lines)
+
+flavours:
+  unix        (default) Unix stream socket, a file of type s; the server sees the client's pid
+  unix-dgram  Unix datagram socket: each send is one message, the boundaries are kept
+  tcp         TCP on 127.0.0.1: a stream, like unix, reachable from other machines
+  udp         UDP on 127.0.0.1: datagrams with no connection and no flow control
+  pair        socketpair(2) between a parent and its child: one channel, both ways at once
+  fdpass      the writer sends an open file, then a memfd, over a Unix socket (SCM_RIGHTS)
+
+options:
+  --path PATH          the Unix socket file (unix, unix-dgram, fdpass): the reader creates it
+                       (default: in a private directory), the writer connects to it
+  --addr HOST:PORT     the TCP/UDP address (default 127.0.0.1:0, port 0: the kernel picks one)
+  --file PATH          fdpass: send this file's open fd instead of a file of the messages
+  --count N --size B   bulk: N messages of B bytes, every byte and the order checked
+  --ping N [--size B]  N round trips of B bytes (default 100)
+  --cpus W,R           with a workload: the writer on CPU W, the reader on CPU R
+  -h, --help           print this text
+  --                   everything after it is a message, even if it starts with '-'
+
+two terminals:
+  socket-demo reader tcp --addr 127.0.0.1:7000   then: socket-demo writer tcp --addr 127.0.0.1:7000 hi
+                                                 or:   nc -N 127.0.0.1 7000
+  socket-demo reader unix --path /tmp/s          then: socat - UNIX-CONNECT:/tmp/s
+  nc -lU /tmp/s                                  then: socket-demo writer unix --path /tmp/s hi
+";
+
+/// The most a stream workload message may be: each side keeps one buffer this big.
+const MAX_STREAM_SIZE: usize = 64 << 20;
+/// UDP over IPv4: 65535 bytes of IP packet, less 20 of IP header and 8 of UDP header.
+pub const MAX_UDP_SIZE: usize = 65507;
+/// A Unix datagram must fit the sender's send buffer (SO_SNDBUF), less 32 bytes the kernel
+/// keeps for itself. The send buffer starts at net.core.wmem_default.
+const WMEM_DEFAULT: &str = "/proc/sys/net/core/wmem_default";
+/// sun_path holds 108 bytes, the last one the terminating NUL.
+const MAX_SOCKET_PATH: usize = 107;
+const DEFAULT_PING_SIZE: usize = 100;
+/// pair: everything the parent sends before reading must fit the kernel's buffers.
+const MAX_PAIR_TEXT: usize = 64 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Flavour {
+    Unix,
+    UnixDgram,
+    Tcp,
+    Udp,
+    Pair,
+    Fdpass,
+}
+
+impl Flavour {
+    fn from_word(word: &str) -> Option<Flavour> {
+        Some(match word {
+            "unix" => Flavour::Unix,
+            "unix-dgram" => Flavour::UnixDgram,
+            "tcp" => Flavour::Tcp,
+            "udp" => Flavour::Udp,
+            "pair" => Flavour::Pair,
+            "fdpass" => Flavour::Fdpass,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Flavour::Unix => "unix",
+            Flavour::UnixDgram => "unix-dgram",
+            Flavour::Tcp => "tcp",
+            Flavour::Udp => "udp",
+            Flavour::Pair => "pair",
+            Flavour::Fdpass => "fdpass",
+        }
+    }
+
+    /// A byte stream: messages are lines, the end is EOF. Otherwise datagrams: each message
+    /// is one datagram, the end is one zero-length datagram (DESIGN §3, wire format).
+    pub fn is_stream(self) -> bool {
+        !matches!(self, Flavour::UnixDgram | Flavour::Udp)
+    }
+
+    fn uses_path(self) -> bool {
+        matches!(self, Flavour::Unix | Flavour::UnixDgram | Flavour::Fdpass)
+    }
+
+    fn uses_addr(self) -> bool {
+        matches!(self, Flavour::Tcp | Flavour::Udp)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Role {
+    /// The narrated default run: this process is the reader and starts the writer.
+    Both,
+    Reader,
+    Writer,
+}
+
+/// Where the two sides meet.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Meet {
+    Path(PathBuf),
+    Addr(SocketAddr),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Workload {
+    /// Text messages: the MESSAGE arguments (none: the writer reads stdin lines, the
+    /// default run uses a few of its own).
+    Text(Vec<String>),
+    Bulk {
+        count: u64,
+        size: usize,
+    },
+    Ping {
+        count: u64,
+        size: usize,
+    },
+}
+
+/// `--cpus W,R`: the CPU for the writer and the CPU for the reader. Where the two sides
+/// run changes what a wake-up costs; the benchmark measures both placements.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cpus {
+    pub writer: usize,
+    pub reader: usize,
+}
+
+#[derive(Debug, PartialEq)]
+pub struct Args {
+    pub role: Role,
+    pub flavour: Flavour,
+    pub meet: Option<Meet>,
+    pub workload: Workload,
+    /// fdpass: an existing file to send.
+    pub file: Option<PathBuf>,
+    pub cpus: Option<Cpus>,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum Parsed {
+    Help,
+    Run(Args),
+}
+
+/// The options as typed, before they are checked against each other.
+#[derive(Default)]
+struct Raw {
+    flavour: Option<Flavour>,
+    path: Option<PathBuf>,
+    addr: Option<String>,
+    file: Option<PathBuf>,
+    cpus: Option<Cpus>,
+    count: Option<u64>,
+    ping: Option<u64>,
+    size: Option<u64>,
+    messages: Vec<String>,
+}
+
+/// Parses the arguments after the program name. `Err` is one line saying what is wrong.
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, String> {
+    let mut words = Vec::new();
+    for arg in args {
+        words.push(
+            arg.into_string()
+                .map_err(|a| format!("argument {a:?} is not valid UTF-8"))?,
+        );
+    }
+    let mut words = words.into_iter().peekable();
+    let role = match words.peek().map(String::as_str) {
+        Some("reader") => Role::Reader,
+        Some("writer") => Role::Writer,
+        _ => Role::Both,
+    };
+    if role != Role::Both {
+        words.next();
+    }
+
+    let mut raw = Raw::default();
+    let mut positional_seen = false;
+    while let Some(word) = words.next() {
+        match word.as_str() {
+            "-h" | "--help" => return Ok(Parsed::Help),
+            "--" => raw.messages.extend(words.by_ref()),
+            "--path" => set(&mut raw.path, "--path", value(&mut words, "--path")?.into())?,
+            "--addr" => set(&mut raw.addr, "--addr", value(&mut words, "--addr")?)?,
+            "--file" => set(&mut raw.file, "--file", value(&mut words, "--file")?.into())?,
+            "--count" => set(&mut raw.count, "--count", number(&mut words, "--count")?)?,
+            "--ping" => set(&mut raw.ping, "--ping", number(&mut words, "--ping")?)?,
+            "--size" => set(&mut raw.size, "--size", number(&mut words, "--size")?)?,
+            "--cpus" => set(&mut raw.cpus, "--cpus", cpu_pair(&mut words)?)?,
+            flag if flag.starts_with('-') && flag.len() > 1 => {
+                return Err(format!("unknown option {flag}"));
+            }
+            _ => {
+                // The first positional word names the flavour, if it is one.
+                match Flavour::from_word(&word) {
+                    Some(flavour) if !positional_seen => raw.flavour = Some(flavour),
+                    _ => raw.messages.push(word),
+                }
+                positional_seen = true;
+            }
+        }
+    }
+    check(role, raw).map(Parsed::Run)
+}
+
+/// Checks the options against each other, the role and the flavour.
+fn check(role: Role, raw: Raw) -> Result<Args, String> {
+    let flavour = raw.flavour.unwrap_or(Flavour::Unix);
+    let name = flavour.name();
+    let workload = workload(flavour, &raw)?;
+
+    if flavour == Flavour::Pair && role != Role::Both {
+        return Err(
+            "pair has no reader or writer role: a socketpair has no name, it only joins a \
+             parent and the child it forks (for two terminals, use unix)"
+                .into(),
+        );
+    }
+    if matches!(flavour, Flavour::Pair | Flavour::Fdpass) && !matches!(workload, Workload::Text(_))
+    {
+        return Err(format!(
+            "{name} takes no workload: --count and --ping are for unix, unix-dgram, tcp and udp"
+        ));
+    }
+    if raw.path.is_some() && !flavour.uses_path() {
+        return Err(format!(
+            "--path is for unix, unix-dgram and fdpass; {name} uses --addr or nothing"
+        ));
+    }
+    if raw.addr.is_some() && !flavour.uses_addr() {
+        return Err(format!(
+            "--addr is for tcp and udp; {name} uses --path or nothing"
+        ));
+    }
+    if raw.file.is_some() && (flavour != Flavour::Fdpass || role == Role::Reader) {
+        return Err("--file is for the fdpass writer (or the fdpass default run)".into());
+    }
+    if raw.file.is_some() && !raw.messages.is_empty() {
+        return Err("--file sends an existing file: give no messages with it".into());
+    }
+    if role == Role::Reader {
+        if let Some(first) = raw.messages.first() {
+            return Err(format!(
+                "the reader takes no messages (got {first:?}): give them to the writer"
+            ));
+        }
+    }
+    check_messages(flavour, &raw.messages)?;
+    let total: usize = raw.messages.iter().map(String::len).sum();
+    if flavour == Flavour::Pair && total > MAX_PAIR_TEXT {
+        return Err(format!(
+            "the messages total {total} bytes, at most {MAX_PAIR_TEXT} for pair: the parent \
+             sends them all before it reads an answer, so they must fit the socket's buffers"
+        ));
+    }
+
+    let meet = match (raw.path, raw.addr) {
+        (Some(path), _) => Some(Meet::Path(checked_path(path)?)),
+        (None, Some(addr)) => Some(Meet::Addr(checked_addr(&addr, role)?)),
+        (None, None) => None,
+    };
+    if role == Role::Writer && meet.is_none() {
+        let option = if flavour.uses_addr() {
+            "--addr HOST:PORT"
+        } else {
+            "--path PATH"
+        };
+        return Err(format!(
+            "the writer needs {option}: where the reader listens (the reader prints it)"
+        ));
+    }
+    Ok(Args {
+        role,
+        flavour,
+        meet,
+        workload,
+        file: raw.file,
+        cpus: raw.cpus,
+    })
+}
+
+fn workload(flavour: Flavour, raw: &Raw) -> Result<Workload, String> {
+    let workload = match (raw.count, raw.ping) {
+        (Some(_), Some(_)) => {
+            return Err("--count and --ping are two different workloads: give one".into());
+        }
+        (Some(count), None) => {
+            let size = raw.size.ok_or("--count needs --size BYTES")?;
+            Workload::Bulk {
+                count,
+                size: checked_size(flavour, size)?,
+            }
+        }
+        (None, Some(count)) => Workload::Ping {
+            count,
+            size: checked_size(flavour, raw.size.unwrap_or(DEFAULT_PING_SIZE as u64))?,
+        },
+        (None, None) if raw.size.is_some() || raw.cpus.is_some() => {
+            return Err("--size and --cpus need a workload: --count N or --ping N".into());
+        }
+        (None, None) => Workload::Text(raw.messages.clone()),
+    };
+    if let (Some(first), false) = (raw.messages.first(), matches!(workload, Workload::Text(_))) {
+        return Err(format!(
+            "message {first:?} given with --count/--ping: a workload sends its own data"
+        ));
+    }
+    Ok(workload)
+}
+
+/// On a stream the newline ends a message; on a datagram socket a zero-length datagram
+/// ends the conversation. So each kind has one message it cannot carry.
+fn check_messages(flavour: Flavour, messages: &[String]) -> Result<(), String> {
+    if flavour.is_stream() {
+        if let Some(text) = messages.iter().find(|m| m.contains('\n')) {
+            return Err(format!(
+                "message {text:?} contains a newline: on a byte stream the newline separates messages"
+            ));
+        }
+    } else if messages.iter().any(String::is_empty) {
+        return Err(
+            "an empty message: on a datagram socket a zero-length datagram means \"the end\""
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// The largest message each kind of socket can carry in one piece.
+fn checked_size(flavour: Flavour, size: u64) -> Result<usize, String> {
+    let (max, why) = match flavour {
+        Flavour::Udp => (MAX_UDP_SIZE, "a UDP datagram carries at most".to_string()),
+        Flavour::UnixDgram => (
+            max_unix_datagram(),
+            format!("a Unix datagram must fit the send buffer ({WMEM_DEFAULT} - 32):"),
+        ),
+        _ => (MAX_STREAM_SIZE, "at most".to_string()),
+    };
+    match usize::try_from(size) {
+        Ok(s) if s <= max => Ok(s),
+        _ => Err(format!("--size {size}: {why} {max} bytes")),
+    }
+}
+
+pub fn max_unix_datagram() -> usize {
+    let wmem = std::fs::read_to_string(WMEM_DEFAULT)
+        .ok()
+        .and_then(|s| s.trim().parse::<usize>().ok())
+        .unwrap_or(212_992);
+    wmem.saturating_sub(32)
+}
+
+fn checked_path(path: PathBuf) -> Result<PathBuf, String> {
+    let len = path.as_os_str().len();
+    if len > MAX_SOCKET_PATH {
+        return Err(format!(
+            "--path is {len} bytes long: a Unix socket path holds at most {MAX_SOCKET_PATH}"
+        ));
+    }
+    if len == 0 {
+        return Err("--path is empty".into());
+    }
+    Ok(path)
+}
+
+fn checked_addr(text: &str, role: Role) -> Result<SocketAddr, String> {
+    let addr: SocketAddr = text
+        .parse()
+        .map_err(|_| format!("--addr {text}: not an IP address and port, like 127.0.0.1:7000"))?;
+    if role == Role::Writer && addr.port() == 0 {
+        return Err(format!(
+            "--addr {text}: the writer needs the reader's real port (the reader prints it)"
+        ));
+    }
+    Ok(addr)
+}
+
+/// Parses `W,R`, two CPU numbers this machine has.
+fn cpu_pair(words: &mut impl Iterator<Item = String>) -> Result<Cpus, String> {
+    let text = value(words, "--cpus")?;
+    // The machine's CPUs, not this process's share: the default run's writer is started
+    // already pinned to the reader's CPU.
+    let online = sysconf(SysconfVar::_NPROCESSORS_ONLN).ok().flatten();
+    let cpus = online.map_or(1, |n| n.max(1) as usize);
+    let cpu = |s: &str| match s.parse::<usize>() {
+        Ok(c) if c < cpus => Ok(c),
+        _ => Err(format!(
+            "--cpus {text}: CPU numbers go from 0 to {}",
+            cpus - 1
+        )),
+    };
+    match text.split_once(',') {
+        Some((w, r)) => Ok(Cpus {
+            writer: cpu(w)?,
+            reader: cpu(r)?,
+        }),
+        None => Err(format!("--cpus {text}: expected WRITER,READER, like 0,1")),
+    }
+}
+
+fn set<T>(slot: &mut Option<T>, flag: &str, value: T) -> Result<(), String> {
+    match slot.replace(value) {
+        Some(_) => Err(format!("{flag} given twice")),
+        None => Ok(()),
+    }
+}
+
+fn value(words: &mut impl Iterator<Item = String>, flag: &str) -> Result<String, String> {
+    match words.next() {
+        Some(v) if !v.starts_with("--") => Ok(v),
+        _ => Err(format!("{flag} needs a value")),
+    }
+}
+
+fn number(words: &mut impl Iterator<Item = String>, flag: &str) -> Result<u64, String> {
+    let text = value(words, flag)?;
+    match text.parse::<u64>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("{flag} {text}: not a whole number of at least 1")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_line(line: &str) -> Result<Parsed, String> {
+        parse(line.split_whitespace().map(OsString::from))
+    }
+
+    fn args(line: &str) -> Args {
+        match parse_line(line) {
+            Ok(Parsed::Run(args)) => args,
+            other => panic!("{line:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_first_positional_word_names_the_flavour() {
+        let a = args("writer tcp --addr 127.0.0.1:7000 hello tcp");
+        assert_eq!(a.role, Role::Writer);
+        assert_eq!(a.flavour, Flavour::Tcp);
+        assert_eq!(
+            a.workload,
+            Workload::Text(vec!["hello".into(), "tcp".into()])
+        );
+        let a = args("hello udp");
+        assert_eq!((a.role, a.flavour), (Role::Both, Flavour::Unix));
+        assert_eq!(
+            a.workload,
+            Workload::Text(vec!["hello".into(), "udp".into()])
+        );
+        let a = args("--count 3 --size 8 udp --cpus 0,0");
+        assert_eq!(a.flavour, Flavour::Udp);
+        assert_eq!(a.workload, Workload::Bulk { count: 3, size: 8 });
+        assert_eq!(
+            a.cpus,
+            Some(Cpus {
+                writer: 0,
+                reader: 0
+            })
+        );
+    }
+
+    #[test]
+    fn workloads_and_their_limits() {
+        assert_eq!(
+            args("unix-dgram --ping 5").workload,
+            Workload::Ping {
+                count: 5,
+                size: 100
+            }
+        );
+        assert!(parse_line("udp --count 1 --size 65507").is_ok());
+        assert!(parse_line("udp --count 1 --size 65508").is_err());
+        assert!(parse_line("tcp --count 1 --size 65508").is_ok());
+    }
+
+    #[test]
+    fn bad_usage_is_caught_before_anything_is_created() {
+        for bad in [
+            "--bogus",
+            "--count 3",
+            "--count 0 --size 1",
+            "--count x --size 1",
+            "--size 5",
+            "--ping 1 --count 1 --size 1",
+            "--ping 1 hello",
+            "reader hello",
+            "writer unix hello",
+            "writer tcp --addr 127.0.0.1:0 hi",
+            "reader tcp --addr localhost",
+            "reader tcp --path /tmp/x",
+            "reader unix --addr 127.0.0.1:0",
+            "reader pair",
+            "pair --ping 3",
+            "fdpass --count 1 --size 1",
+            "reader fdpass --file /etc/hostname",
+            "unix --file /etc/hostname",
+            "--path",
+            "--cpus 0,0",
+            "--ping 3 --cpus 0",
+            "--ping 3 --cpus 0,99999",
+        ] {
+            assert!(parse_line(bad).is_err(), "{bad:?} should be bad usage");
+        }
+        let long = format!("reader --path /{}", "x".repeat(107));
+        assert!(parse_line(&long).is_err());
+        let newline = parse(["tcp", "two\nlines"].map(OsString::from));
+        assert!(newline.is_err());
+        let newline = parse(["udp", "two\nlines"].map(OsString::from));
+        assert!(newline.is_ok(), "a datagram keeps its newlines");
+        let empty = parse(["unix-dgram", ""].map(OsString::from));
+        assert!(empty.is_err());
+    }
+}

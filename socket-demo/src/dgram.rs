@@ -1,0 +1,524 @@
+//! Datagrams (Unix datagram sockets, UDP): messages, bulk and ping.
+//!
+//! A datagram socket keeps message boundaries: one send(2) is one datagram, and one
+//! recv(2) returns exactly one whole datagram, however many wait in the queue. So a text
+//! message is the text's bytes, and the end is one zero-length datagram (DESIGN §3).
+//!
+//! There is no connection. The reader learns who sent a datagram from each recv (UDP: an
+//! address and port; Unix: the credentials the kernel stamps on it, SCM_CREDENTIALS), and
+//! nothing tells it when a writer dies. The two families differ in flow control:
+//! - Unix: the kernel queues at most `net.unix.max_dgram_qlen` (10) datagrams for a reader,
+//!   then puts the writer to sleep. Nothing is lost.
+//! - UDP: nothing makes the writer wait. When the reader's receive buffer is full, the
+//!   kernel drops the datagram, and nobody is told. So the UDP bulk writer waits for the
+//!   reader's acknowledgement every `window` datagrams (flow control of our own), and the
+//!   reader counts what is missing by the sequence numbers, and says so.
+//!
+//! Notes (消息队列): 在发送数据时，会分成一个一个独立的数据块 (the data is sent as separate
+//! blocks): a datagram socket does that too, with no queue object to create and remove.
+//! Run: `cargo run -p socket-demo -- unix-dgram` (or `udp`, `udp --count 1000 --size 1000`).
+//! Watch for: "3 datagrams, 3 recv(2) calls"; `lost=` and `reordered=` in the bulk summary.
+//! In production: reliability over UDP is a protocol to design (or take QUIC); for local
+//! messages, a SOCK_SEQPACKET Unix socket keeps boundaries and has a connection.
+
+use std::fmt;
+use std::io::{self, IoSliceMut};
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixDatagram;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use nix::sys::socket::{
+    ControlMessageOwned, MsgFlags, SockaddrLike, UnixAddr, UnixCredentials, recvmsg, setsockopt,
+    sockopt,
+};
+
+use crate::signals::{TICK, block, block_at_most};
+use crate::stream::each_message;
+use crate::workload::{Summary, check_body, pattern, sequence, stamp};
+
+const READER: &str = "reader";
+const WRITER: &str = "writer";
+
+/// How long a workload side waits for a datagram from a peer it knows is there, before it
+/// concludes the peer is gone or the datagram was lost.
+const QUIET: Duration = Duration::from_secs(5);
+/// How long the UDP bulk writer waits for an acknowledgement before it goes on without.
+const ACK_PATIENCE: Duration = Duration::from_secs(5);
+/// What the UDP bulk writer may have in flight: well inside the reader's receive buffer
+/// (net.core.rmem_default, 208 KiB), which counts each datagram at its "truesize": the
+/// kernel's buffer for it, headers and bookkeeping included, rounded up to a power of two.
+const WINDOW_BYTES: usize = 128 * 1024;
+const OVERHEAD: usize = 1024;
+
+/// A datagram socket of either family.
+pub enum Dgram {
+    Unix(UnixDatagram),
+    Udp(UdpSocket),
+}
+
+/// Who sent a datagram.
+pub enum Sender {
+    Unix {
+        cred: Option<UnixCredentials>,
+        path: Option<PathBuf>,
+    },
+    Inet(SocketAddr),
+}
+
+impl fmt::Display for Sender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Sender::Unix { cred, path } => {
+                match cred {
+                    Some(c) => write!(
+                        f,
+                        "pid {} uid {} gid {} (SCM_CREDENTIALS: stamped by the kernel, the \
+                         sender cannot fake them)",
+                        c.pid(),
+                        c.uid(),
+                        c.gid()
+                    )?,
+                    None => write!(f, "an unknown process")?,
+                }
+                match path {
+                    Some(p) => write!(f, ", bound to {}", p.display()),
+                    None => write!(f, ", unbound (no address to answer to)"),
+                }
+            }
+            Sender::Inet(addr) => {
+                write!(f, "{addr} (UDP tells an address and port, not a process)")
+            }
+        }
+    }
+}
+
+impl Dgram {
+    /// Every wait on this socket comes back after a `TICK` to look at the Ctrl+C flag.
+    pub fn set_timeouts(&self) -> Result<()> {
+        match self {
+            Dgram::Unix(s) => s
+                .set_read_timeout(Some(TICK))
+                .and_then(|()| s.set_write_timeout(Some(TICK))),
+            Dgram::Udp(s) => s
+                .set_read_timeout(Some(TICK))
+                .and_then(|()| s.set_write_timeout(Some(TICK))),
+        }
+        .context("setsockopt SO_RCVTIMEO/SO_SNDTIMEO")
+    }
+
+    /// The reader's side: ask the kernel to attach each Unix datagram's sender.
+    pub fn want_credentials(&self) -> Result<()> {
+        if let Dgram::Unix(s) = self {
+            setsockopt(s, sockopt::PassCred, &true).context("setsockopt SO_PASSCRED")?;
+        }
+        Ok(())
+    }
+
+    fn max_size(&self) -> usize {
+        match self {
+            Dgram::Unix(_) => crate::args::max_unix_datagram(),
+            Dgram::Udp(_) => crate::args::MAX_UDP_SIZE,
+        }
+    }
+
+    fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Dgram::Unix(s) => s.send(buf),
+            Dgram::Udp(s) => s.send(buf),
+        }
+    }
+
+    fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Dgram::Unix(s) => s.recv(buf),
+            Dgram::Udp(s) => s.recv(buf),
+        }
+    }
+
+    /// One datagram and who sent it. For Unix, recvmsg(2) with room for the
+    /// SCM_CREDENTIALS control message the kernel adds once SO_PASSCRED is on.
+    fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, Sender)> {
+        match self {
+            Dgram::Udp(s) => s.recv_from(buf).map(|(n, a)| (n, Sender::Inet(a))),
+            Dgram::Unix(s) => {
+                let mut iov = [IoSliceMut::new(buf)];
+                let mut space = nix::cmsg_space!(UnixCredentials);
+                let msg = recvmsg::<UnixAddr>(
+                    s.as_raw_fd(),
+                    &mut iov,
+                    Some(&mut space),
+                    MsgFlags::MSG_CMSG_CLOEXEC,
+                )?;
+                let cred = msg.cmsgs().ok().and_then(|mut all| {
+                    all.find_map(|c| match c {
+                        ControlMessageOwned::ScmCredentials(c) => Some(c),
+                        _ => None,
+                    })
+                });
+                // An unbound sender's address is empty: just the family, no path (nix's
+                // `path()` must not be asked about it).
+                let family = std::mem::size_of::<libc::sa_family_t>();
+                let path = msg
+                    .address
+                    .filter(|a| a.len() as usize > family)
+                    .and_then(|a| a.path().map(|p| p.to_path_buf()));
+                Ok((msg.bytes, Sender::Unix { cred, path }))
+            }
+        }
+    }
+
+    /// connect(2) on a datagram socket: from now on send(2) goes to `to`, and the kernel
+    /// delivers us datagrams from `to` only. This is how the reader takes one writer.
+    fn connect_to(&self, to: &Sender) -> Result<()> {
+        match (self, to) {
+            (Dgram::Udp(s), Sender::Inet(addr)) => s.connect(addr).context("connect"),
+            (Dgram::Unix(s), Sender::Unix { path: Some(p), .. }) => s
+                .connect(p)
+                .with_context(|| format!("connect {}", p.display())),
+            _ => bail!(
+                "the writer's socket is unbound: it has no address to answer to \
+                 (bind the writer's socket to a file first)"
+            ),
+        }
+    }
+
+    /// UDP: an ICMP "port unreachable" that came back for an earlier datagram.
+    fn pending_error(&self) -> io::Result<()> {
+        let pending = match self {
+            Dgram::Unix(s) => s.take_error()?,
+            Dgram::Udp(s) => s.take_error()?,
+        };
+        pending.map_or(Ok(()), Err)
+    }
+}
+
+/// Sends one datagram; `to` names the reader for the error messages.
+fn send_one(socket: &Dgram, buf: &[u8], to: &str) -> Result<()> {
+    match block(|| socket.send(buf))? {
+        Ok(_) => Ok(()),
+        Err(e) => Err(refused(socket, e, to)),
+    }
+}
+
+/// ECONNREFUSED on a datagram socket: nobody has the reader's address any more (Unix), or
+/// an ICMP "port unreachable" came back for an earlier datagram (UDP).
+fn refused(socket: &Dgram, e: io::Error, to: &str) -> anyhow::Error {
+    let (flavour, option) = match socket {
+        Dgram::Unix(_) => ("unix-dgram", "--path"),
+        Dgram::Udp(_) => ("udp", "--addr"),
+    };
+    if e.kind() == io::ErrorKind::ConnectionRefused {
+        anyhow::anyhow!(
+            "send to {to}: nobody is reading there (ECONNREFUSED): the reader is gone, or was \
+             never started (socket-demo reader {flavour} {option} {to})"
+        )
+    } else {
+        anyhow::Error::new(e).context(format!("send to {to}"))
+    }
+}
+
+/// The end of the conversation: one zero-length datagram.
+fn send_end(socket: &Dgram, to: &str) -> Result<()> {
+    send_one(socket, &[], to)?;
+    // A UDP writer learns that nobody listens only from an ICMP error, which the kernel
+    // keeps on the socket until asked: ask, before saying we are done.
+    socket.pending_error().map_err(|e| refused(socket, e, to))?;
+    say!(
+        WRITER,
+        "sent the end: one zero-length datagram (a datagram socket has no EOF)"
+    );
+    Ok(())
+}
+
+/// Writer, text: one send(2) per message, then the zero-length end.
+pub fn send_messages(socket: &Dgram, messages: &[String], to: &str) -> Result<Summary> {
+    let mut summary = Summary::start();
+    each_message(messages, |text| {
+        if text.is_empty() {
+            say!(
+                WRITER,
+                "skipped an empty line: a zero-length datagram would mean the end"
+            );
+            return Ok(());
+        }
+        send_one(socket, text.as_bytes(), to).with_context(|| format!("sending {text:?}"))?;
+        say!(
+            WRITER,
+            "sent {text:?} ({} bytes), one send(2), one datagram",
+            text.len()
+        );
+        summary.count(text.len());
+        Ok(())
+    })?;
+    send_end(socket, to)?;
+    Ok(summary)
+}
+
+/// Reader, text: prints each datagram, one recv(2) each, until the zero-length one.
+pub fn receive_messages(socket: &Dgram) -> Result<Summary> {
+    let mut buf = vec![0u8; socket.max_size() + 1];
+    let mut summary = Summary::start();
+    let mut last_sender = String::new();
+    loop {
+        let (n, sender) = block(|| socket.recv_from(&mut buf))?.context("recv")?;
+        let sender = sender.to_string();
+        if sender != last_sender {
+            say!(READER, "a datagram from {sender}");
+            last_sender = sender;
+        }
+        if n == 0 {
+            say!(
+                READER,
+                "recv(2) returned a zero-length datagram: the writer's end of messages"
+            );
+            break;
+        }
+        let text = String::from_utf8_lossy(&buf[..n]);
+        say!(READER, "recv(2) returned one datagram of {n} bytes");
+        say!(READER, "received {text:?} ({n} bytes)");
+        summary.count(n);
+    }
+    say!(
+        READER,
+        "{} datagrams, {} recv(2) calls: each returned exactly one whole datagram, the \
+         message boundaries are kept",
+        summary.messages,
+        summary.messages
+    );
+    Ok(summary)
+}
+
+/// UDP bulk: how many datagrams the writer sends before it waits for an acknowledgement.
+fn window(size: usize) -> u64 {
+    let truesize = (size + OVERHEAD).next_power_of_two();
+    (WINDOW_BYTES / truesize).max(1) as u64
+}
+
+/// True if datagram `k` is the last of its window (or of all): the one to acknowledge.
+fn ends_window(k: u64, window: u64, count: u64) -> bool {
+    (k + 1).is_multiple_of(window) || k + 1 == count
+}
+
+/// Writer, bulk. With `acks` (UDP) it waits for the reader's acknowledgement after each
+/// window; without (Unix) the kernel's own flow control makes it wait when the reader
+/// falls behind.
+pub fn send_bulk(socket: &Dgram, count: u64, size: usize, acks: bool, to: &str) -> Result<Summary> {
+    let window = window(size);
+    if acks {
+        say!(
+            WRITER,
+            "UDP has no flow control: I wait for the reader's acknowledgement every {window} \
+             datagrams, or its receive buffer would overflow and the kernel drop the rest"
+        );
+    } else {
+        say!(
+            WRITER,
+            "a Unix datagram socket has flow control: when the reader's queue is full, the \
+             kernel makes my send(2) sleep"
+        );
+    }
+    let mut message = pattern(size);
+    let mut ack = [0u8; 8];
+    let mut summary = Summary::start();
+    for k in 0..count {
+        stamp(&mut message, k);
+        send_one(socket, &message, to)
+            .with_context(|| format!("sending message {k} of {count}"))?;
+        summary.count(size);
+        if acks && ends_window(k, window, count) {
+            wait_for_ack(socket, &mut ack, k + 1, to)?;
+        }
+    }
+    send_end(socket, to)?;
+    Ok(summary.with_throughput())
+}
+
+/// Waits until the reader says it has datagram `upto - 1`. A lost datagram means no
+/// acknowledgement: after a while, go on, and let the reader count the loss.
+fn wait_for_ack(socket: &Dgram, ack: &mut [u8; 8], upto: u64, to: &str) -> Result<()> {
+    loop {
+        match block_at_most(ACK_PATIENCE, || socket.recv(ack))? {
+            Ok(8) if u64::from_le_bytes(*ack) >= upto => return Ok(()),
+            Ok(_) => continue, // a late acknowledgement of an earlier window
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                say!(
+                    WRITER,
+                    "no acknowledgement for the datagrams up to {upto} within {ACK_PATIENCE:?}: \
+                     some were lost, and UDP resends nothing; going on"
+                );
+                return Ok(());
+            }
+            Err(e) => return Err(refused(socket, e, to)),
+        }
+    }
+}
+
+/// Reader, bulk: checks every datagram's size, sequence number and bytes; counts the lost
+/// and the reordered ones. The order and completeness are ours to check: UDP promises
+/// neither.
+pub fn check_bulk(socket: &Dgram, count: u64, size: usize, acks: bool) -> Result<Summary> {
+    let window = window(size);
+    let expected = pattern(size);
+    let mut buf = vec![0u8; size + 1]; // one more byte: a longer datagram shows as such
+    let mut seen = vec![0u64; count.div_ceil(64) as usize]; // one bit per message
+    let (mut received, mut reordered, mut highest) = (0u64, 0u64, None::<u64>);
+    let mut ended = false; // the zero-length end came
+
+    // The first datagram, however long it takes to come: we do not know the writer yet.
+    let (mut n, sender) = block(|| socket.recv_from(&mut buf))?.context("recv")?;
+    let mut summary = Summary::start(); // the clock starts with the first datagram
+    if acks {
+        socket.connect_to(&sender)?; // acknowledgements go back to it, others are ignored
+    }
+    say!(READER, "the first datagram came from {sender}");
+    loop {
+        if n == 0 {
+            ended = true;
+            break;
+        }
+        if n != size {
+            bail!("a datagram of {n} bytes, expected {size}: not our writer's bulk data?");
+        }
+        let next = highest.map_or(0, |h| h + 1);
+        let k = full_sequence(sequence(&buf[..size]), size, next);
+        if k >= count {
+            bail!("a datagram with sequence number {k}, but only {count} were to come");
+        }
+        check_body(&buf[..size], &expected, k)?;
+        let (word, bit) = ((k / 64) as usize, 1u64 << (k % 64));
+        if seen[word] & bit != 0 {
+            bail!("message {k} arrived twice: a duplicated datagram");
+        }
+        seen[word] |= bit;
+        received += 1;
+        if highest.is_some_and(|h| k < h) {
+            reordered += 1; // it came after a later one
+        }
+        highest = highest.max(Some(k));
+        summary.count(size);
+        if acks && ends_window(k, window, count) {
+            block(|| socket.send(&(k + 1).to_le_bytes()))?.context("sending an acknowledgement")?;
+        }
+        n = match block_at_most(QUIET, || socket.recv(&mut buf))? {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => break,
+            Err(e) => return Err(e).context("recv"),
+        };
+    }
+    let lost = count - received;
+    summary.extra = format!(" lost={lost} reordered={reordered}");
+    let summary = summary.with_throughput();
+    if !ended {
+        summary.print_ending(READER, "failed");
+        bail!(
+            "nothing came for {QUIET:?} after {received} of {count} datagrams, and no end: the \
+             writer is gone, or the rest was lost (nothing tells a datagram socket which)"
+        );
+    }
+    if lost > 0 || reordered > 0 {
+        summary.print_ending(READER, "failed");
+        bail!(
+            "{lost} of {count} datagrams lost and {reordered} reordered: a datagram socket may \
+             drop and reorder them, and nothing told the writer"
+        );
+    }
+    Ok(summary)
+}
+
+/// The full sequence number from a header cut to `size` bytes: the one nearest `near`.
+fn full_sequence(seq: u64, size: usize, near: u64) -> u64 {
+    if size >= 8 {
+        return seq;
+    }
+    let modulus = 1u64 << (8 * size);
+    let ahead = seq.wrapping_sub(near) % modulus;
+    if ahead < modulus / 2 {
+        near + ahead
+    } else {
+        near.saturating_sub(modulus - ahead)
+    }
+}
+
+/// Writer, ping: a datagram out, the same datagram back, timed; then the end.
+pub fn ping(socket: &Dgram, count: u64, size: usize, to: &str) -> Result<Summary> {
+    let mut message = pattern(size);
+    let mut reply = vec![0u8; size + 1];
+    let mut rtts = Vec::with_capacity(count as usize); // no allocation while timing
+    let mut summary = Summary::start();
+    for k in 0..count {
+        stamp(&mut message, k);
+        let sent = Instant::now();
+        send_one(socket, &message, to).with_context(|| format!("sending ping {k}"))?;
+        loop {
+            let n = match block_at_most(QUIET, || socket.recv(&mut reply))? {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => bail!(
+                    "no answer to ping {k} within {QUIET:?}: the reader is gone or the datagram \
+                     was lost (a datagram socket has no connection to tell us which)"
+                ),
+                Err(e) => return Err(refused(socket, e, to)),
+            };
+            if n == size && reply[..size] == message[..] {
+                break;
+            }
+            // Anything else is a stale answer to an earlier ping: keep waiting.
+        }
+        rtts.push(sent.elapsed());
+        summary.count(size);
+    }
+    send_end(socket, to)?;
+    Ok(summary.with_round_trips(&mut rtts))
+}
+
+/// Reader, ping: answer each datagram with itself, to its sender, until the end.
+pub fn echo(socket: &Dgram, count: u64, size: usize) -> Result<Summary> {
+    let mut message = vec![0u8; size + 1];
+    let (mut n, sender) = block(|| socket.recv_from(&mut message))?.context("recv")?;
+    let mut summary = Summary::start(); // the clock starts with the first ping
+    socket.connect_to(&sender)?; // answers go back to it, and only it is heard from now on
+    say!(READER, "the first ping came from {sender}");
+    while n > 0 {
+        block(|| socket.send(&message[..n]))?.context("answering a ping")?;
+        summary.count(n);
+        n = match block_at_most(QUIET, || socket.recv(&mut message))? {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => bail!(
+                "no ping for {QUIET:?} after {} of {count}: the writer is gone, or its end was \
+                 lost",
+                summary.messages
+            ),
+            Err(e) => return Err(e).context("recv"),
+        };
+    }
+    if summary.messages != count || summary.bytes != count * size as u64 {
+        bail!(
+            "the writer ended after {} of {count} pings of {size} bytes",
+            summary.messages
+        );
+    }
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cut_sequence_number_is_read_near_the_expected_one() {
+        assert_eq!(full_sequence(5, 8, 1000), 5);
+        assert_eq!(full_sequence(0x02, 1, 0x101), 0x102);
+        assert_eq!(full_sequence(0xff, 1, 0x100), 0xff); // one behind: reordered
+        assert_eq!(full_sequence(0x10, 1, 0x1f0), 0x210);
+        assert_eq!(full_sequence(7, 2, 0), 7);
+    }
+
+    #[test]
+    fn the_window_fits_the_receive_buffer() {
+        assert_eq!(window(65507), 1);
+        assert_eq!(window(9000), 8); // 16 KiB each
+        assert_eq!(window(100), 64);
+    }
+}

@@ -1,0 +1,444 @@
+//! fdpass: sending an open file descriptor to an unrelated process (SCM_RIGHTS).
+//!
+//! A Unix socket can carry, beside bytes, "control messages" the kernel acts on. With
+//! SCM_RIGHTS the writer names some of its open fds, and the kernel installs new fds in
+//! the reader's table that refer to the same open files: same file, same offset, same
+//! mode, as if the reader had inherited them across fork. Nothing of the kind exists for
+//! pipes or TCP. Two acts:
+//!
+//! 1. A file: the writer writes the messages into a new file, opens it read-only, and
+//!    removes its name (and its private directory) before sending the fd. The reader reads
+//!    every line through the fd it received: a file nobody can open by name any more.
+//!    (`--file PATH` sends an existing file instead.)
+//! 2. Shared memory: the writer makes a memfd (memfd_create: a file that lives only in
+//!    memory, with no name in any directory), sends it the same way, and both map it
+//!    MAP_SHARED. What one writes into its mapping, the other reads in its own: no send(2)
+//!    carries those bytes. One byte on the socket says "look now", each way.
+//!
+//! Notes (共享内存): 拿出一块虚拟地址空间来，映射到相同的物理内存中 (a piece of each
+//! address space mapped to the same physical memory): act 2 does it between two unrelated
+//! processes, with no name anywhere, not even in /dev/shm.
+//! Run: `cargo run -p socket-demo -- fdpass`; two terminals: `socket-demo reader fdpass
+//! --path /tmp/f`, then `socket-demo writer fdpass --path /tmp/f --file /etc/hostname`.
+//! Watch for: `/proc/self/fd/N -> ... (deleted)` in the reader's lines.
+//! Who does this for real: systemd socket activation, Wayland buffers, Chrome's sandbox.
+//! In production: `ipc-channel` (fd passing and shared memory), `memmap2` for the mapping.
+
+use std::fs::File;
+use std::io::{IoSlice, IoSliceMut, Write};
+use std::num::NonZeroUsize;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::ptr::NonNull;
+
+use anyhow::{Context, Result, bail};
+use nix::fcntl::OFlag;
+use nix::sys::memfd::{MFdFlags, memfd_create};
+use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap};
+use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
+use nix::sys::stat::{Mode, fstat};
+use nix::unistd::ftruncate;
+
+use crate::args::{Flavour, Meet, Workload};
+use crate::demo::{WriterChild, start_writer};
+use crate::reader::{accept, finish, listening_at};
+use crate::signals::{TICK, block};
+use crate::stream::{LineReader, read_full, write_all};
+use crate::unix;
+use crate::workload::Summary;
+
+const READER: &str = "reader";
+const WRITER: &str = "writer";
+/// The one byte of data that goes with each fd (a control message needs at least one),
+/// and the "look now" bytes of act 2.
+const FILE_TAG: u8 = b'F';
+const MEMFD_TAG: u8 = b'M';
+const WRITTEN: u8 = b'W';
+const ANSWERED: u8 = b'A';
+/// The shared memory: one page.
+const PAGE: usize = 4096;
+
+/// The reader (the server). `start`: the default run, with the writer's messages or file.
+pub fn reader(path: Option<&Path>, start: Option<(&[String], Option<&Path>)>) -> Result<()> {
+    let (listener, file) = unix::listen(path)?;
+    listening_at(file.path(), "SOCK_STREAM", "listen(2)");
+    let writer = match start {
+        Some((messages, sent_file)) => Some(start_writer(
+            Flavour::Fdpass,
+            &Meet::Path(file.path().into()),
+            &Workload::Text(messages.to_vec()),
+            sent_file,
+            None,
+        )?),
+        None => None,
+    };
+    let served = receive(listener, writer.as_ref());
+    finish(served, writer, Some(file))
+}
+
+fn receive(listener: UnixListener, writer: Option<&WriterChild>) -> Result<Summary> {
+    let conn = UnixStream::from(accept(&listener)?);
+    drop(listener);
+    set_timeouts(&conn)?;
+    let cred = unix::peer_credentials(&conn)?;
+    let mine = match writer {
+        Some(w) if w.pid().as_raw() == cred.pid() => " (the writer I started)",
+        _ => "",
+    };
+    say!(
+        READER,
+        "accepted a connection; SO_PEERCRED: the writer is {}{mine}",
+        unix::describe(&cred)
+    );
+
+    // Act 1: a file, through its fd.
+    let file = receive_fd(&conn, FILE_TAG)?;
+    say!(
+        READER,
+        "recvmsg(2) brought fd {} with SCM_RIGHTS: the kernel put the writer's open file in \
+         my fd table; \
+         /proc/self/fd/{} -> {}",
+        file.as_raw_fd(),
+        file.as_raw_fd(),
+        fd_target(&file)
+    );
+    let summary = read_lines(file)?;
+
+    // Act 2: a memfd, mapped by both.
+    let memfd = receive_fd(&conn, MEMFD_TAG)?;
+    let size = fstat(&memfd).context("fstat")?.st_size as usize;
+    say!(
+        READER,
+        "recvmsg(2) brought fd {} with SCM_RIGHTS: {}, {size} bytes (fstat)",
+        memfd.as_raw_fd(),
+        fd_target(&memfd)
+    );
+    let mut page = SharedPage::map(&memfd, size)?;
+    say!(
+        READER,
+        "mmap(MAP_SHARED) at {:p}: the same physical memory as the writer's mapping, at an \
+         address of my own",
+        page.ptr
+    );
+    expect_byte(&conn, WRITTEN, "the writer's \"look now\"")?;
+    say!(
+        READER,
+        "the writer says look: my mapping holds {:?}, and no send(2) carried it",
+        page.read_text()
+    );
+    let answer = format!("and hello back from reader {}", std::process::id());
+    page.write_text(&answer);
+    write_all(&conn, &[ANSWERED], "writer")?;
+    say!(
+        READER,
+        "wrote {answer:?} into my mapping, and sent one byte to say so"
+    );
+    let mut end = [0u8; 1];
+    if read_full(&conn, &mut end)? != 0 {
+        bail!("the writer sent more than expected after act 2");
+    }
+    say!(READER, "EOF: the writer closed the connection");
+    Ok(summary)
+}
+
+/// Act 1, the reader's side: print each line of the file, read through the fd only.
+fn read_lines(file: OwnedFd) -> Result<Summary> {
+    let mut lines = LineReader::new(File::from(file));
+    let mut summary = Summary::start();
+    while let Some(line) = lines.next()? {
+        say!(
+            READER,
+            "received {:?} ({} bytes), read from the file through the passed fd",
+            String::from_utf8_lossy(line),
+            line.len()
+        );
+        summary.count(line.len());
+    }
+    say!(
+        READER,
+        "end of the file: {} lines, and I never opened it by name",
+        summary.messages
+    );
+    Ok(summary)
+}
+
+/// The writer (the client): send a file's fd, then a memfd's.
+pub fn writer(path: &Path, messages: &[String], existing: Option<&Path>) -> Result<()> {
+    let conn = unix::connect_stream(path, Flavour::Fdpass)?;
+    set_timeouts(&conn)?;
+    say!(WRITER, "connected to {}", path.display());
+
+    // Act 1.
+    let (file, summary) = match existing {
+        Some(existing) => open_existing(existing)?,
+        None => write_nameless_file(messages)?,
+    };
+    send_fd(&conn, file.as_fd(), FILE_TAG)?;
+    say!(
+        WRITER,
+        "sent my fd {} with SCM_RIGHTS (and one byte of data, {:?})",
+        file.as_raw_fd(),
+        FILE_TAG as char
+    );
+    drop(file);
+    say!(
+        WRITER,
+        "closed my fd: the file lives on, held by the one in flight and then by the reader's"
+    );
+
+    // Act 2.
+    share_memory(&conn)?;
+    drop(conn);
+    say!(WRITER, "closed the connection");
+    summary.print(WRITER);
+    Ok(())
+}
+
+/// Writes the messages into a new file in a private directory, opens it read-only, then
+/// removes its name: what is sent is an fd to a file no path leads to any more.
+fn write_nameless_file(messages: &[String]) -> Result<(OwnedFd, Summary)> {
+    let messages: Vec<String> = if messages.is_empty() {
+        read_stdin_lines()?
+    } else {
+        messages.to_vec()
+    };
+    let mut name = unix::private_file("messages.txt")?;
+    let mut summary = Summary::start();
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true) // O_EXCL: never someone else's file
+        .open(name.path())
+        .with_context(|| format!("create {}", name.path().display()))?;
+    name.made();
+    for text in &messages {
+        writeln!(out, "{text}").with_context(|| format!("write {}", name.path().display()))?;
+        summary.count(text.len());
+    }
+    drop(out);
+    // A fresh open file, at offset 0: the reader shares this offset with us.
+    let file = nix::fcntl::open(
+        name.path(),
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .with_context(|| format!("open {}", name.path().display()))?;
+    say!(
+        WRITER,
+        "wrote {} lines into {}, and opened it read-only: fd {}",
+        messages.len(),
+        name.path().display(),
+        file.as_raw_fd()
+    );
+    name.remove(WRITER);
+    say!(
+        WRITER,
+        "nobody can open that file by name any more; my fd still reads it: /proc/self/fd/{} -> {}",
+        file.as_raw_fd(),
+        fd_target(&file)
+    );
+    Ok((file, summary))
+}
+
+fn read_stdin_lines() -> Result<Vec<String>> {
+    let mut lines = Vec::new();
+    crate::stream::each_message(&[], |line| {
+        lines.push(line.to_string());
+        Ok(())
+    })?;
+    Ok(lines)
+}
+
+fn open_existing(path: &Path) -> Result<(OwnedFd, Summary)> {
+    let file = nix::fcntl::open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+        .with_context(|| format!("open {}", path.display()))?;
+    let size = fstat(&file).context("fstat")?.st_size;
+    say!(
+        WRITER,
+        "opened {} read-only: fd {}, {size} bytes",
+        path.display(),
+        file.as_raw_fd()
+    );
+    let mut summary = Summary::start();
+    summary.count(size as usize); // one file
+    Ok((file, summary))
+}
+
+/// Act 2, the writer's side.
+fn share_memory(conn: &UnixStream) -> Result<()> {
+    let memfd = memfd_create("socket-demo", MFdFlags::MFD_CLOEXEC).context("memfd_create")?;
+    ftruncate(&memfd, PAGE as i64).context("ftruncate")?;
+    say!(
+        WRITER,
+        "memfd_create: fd {}, {PAGE} bytes of memory that is a file with no name in any \
+         directory: /proc/self/fd/{} -> {}",
+        memfd.as_raw_fd(),
+        memfd.as_raw_fd(),
+        fd_target(&memfd)
+    );
+    let mut page = SharedPage::map(&memfd, PAGE)?;
+    send_fd(conn, memfd.as_fd(), MEMFD_TAG)?;
+    say!(
+        WRITER,
+        "sent the memfd with SCM_RIGHTS; my mapping is at {:p}",
+        page.ptr
+    );
+    let text = format!(
+        "hello from writer {}, through shared memory",
+        std::process::id()
+    );
+    page.write_text(&text);
+    write_all(conn, &[WRITTEN], "reader")?;
+    say!(
+        WRITER,
+        "wrote {text:?} into my mapping, and sent one byte to say \"look now\""
+    );
+    expect_byte(conn, ANSWERED, "the reader's answer")?;
+    say!(
+        WRITER,
+        "the reader says it answered: my mapping now holds {:?}",
+        page.read_text()
+    );
+    Ok(())
+}
+
+fn set_timeouts(conn: &UnixStream) -> Result<()> {
+    conn.set_read_timeout(Some(TICK))
+        .and_then(|()| conn.set_write_timeout(Some(TICK)))
+        .context("setsockopt SO_RCVTIMEO/SO_SNDTIMEO")
+}
+
+/// sendmsg(2) with one byte of data and an SCM_RIGHTS control message naming `fd`.
+fn send_fd(conn: &UnixStream, fd: BorrowedFd, tag: u8) -> Result<()> {
+    let fds = [fd.as_raw_fd()];
+    let control = [ControlMessage::ScmRights(&fds)];
+    let data = [tag];
+    let iov = [IoSlice::new(&data)];
+    let raw = conn.as_raw_fd();
+    block(|| sendmsg::<()>(raw, &iov, &control, MsgFlags::empty(), None).map_err(Into::into))?
+        .context("sendmsg SCM_RIGHTS")?;
+    Ok(())
+}
+
+/// recvmsg(2) for one byte of data, `tag`, and the one fd that comes with it.
+/// MSG_CMSG_CLOEXEC: the received fd is close-on-exec from its first moment.
+fn receive_fd(conn: &UnixStream, tag: u8) -> Result<OwnedFd> {
+    let raw = conn.as_raw_fd();
+    let mut data = [0u8; 1];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let (n, truncated, mut fds) = block(|| {
+        let mut iov = [IoSliceMut::new(&mut data)];
+        let msg = recvmsg::<()>(raw, &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)?;
+        let mut fds = Vec::new();
+        for control in msg.cmsgs()? {
+            if let ControlMessageOwned::ScmRights(received) = control {
+                for fd in received {
+                    // SAFETY: the kernel just installed this fd in our table for this
+                    // message; nothing else refers to it. Owning it at once means it is
+                    // closed on every way out, even if we then reject the message.
+                    fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
+                }
+            }
+        }
+        let truncated = msg.flags.contains(MsgFlags::MSG_CTRUNC);
+        Ok((msg.bytes, truncated, fds))
+    })?
+    .context("recvmsg")?;
+    if n == 0 {
+        bail!("the writer closed the connection before sending its fd: is it gone?");
+    }
+    if data[0] != tag || truncated || fds.len() != 1 {
+        bail!(
+            "expected one fd with the byte {:?}, got {} fds with {:?}{}",
+            tag as char,
+            fds.len(),
+            data[0] as char,
+            if truncated {
+                " (control data cut: MSG_CTRUNC)"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(fds.remove(0))
+}
+
+fn expect_byte(conn: &UnixStream, want: u8, what: &str) -> Result<()> {
+    let mut byte = [0u8; 1];
+    if read_full(conn, &mut byte)? == 0 {
+        bail!("the other side closed the connection before {what}: is it gone?");
+    }
+    if byte[0] != want {
+        bail!(
+            "expected {what} ({:?}), got {:?}",
+            want as char,
+            byte[0] as char
+        );
+    }
+    Ok(())
+}
+
+/// What an fd refers to, as the kernel shows it in /proc/self/fd.
+fn fd_target(fd: &impl AsRawFd) -> String {
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .map(|t| t.display().to_string())
+        .unwrap_or_else(|e| format!("? ({e})"))
+}
+
+/// A MAP_SHARED mapping of a memfd, holding one NUL-terminated text; unmapped on drop.
+/// The two processes take turns (one byte on the socket says whose turn it is), so they
+/// never touch the page at the same time.
+struct SharedPage {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+impl SharedPage {
+    fn map(fd: impl AsFd, len: usize) -> Result<SharedPage> {
+        let size = NonZeroUsize::new(len).context("the memfd is empty")?;
+        // SAFETY: a new mapping at an address the kernel picks, so no existing memory is
+        // affected; `len` is the file's size, so no page of it lies past the end (SIGBUS).
+        let ptr = unsafe {
+            mmap(
+                None,
+                size,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_SHARED,
+                fd,
+                0,
+            )
+        }
+        .context("mmap")?;
+        Ok(SharedPage {
+            ptr: ptr.cast(),
+            len,
+        })
+    }
+
+    fn bytes(&mut self) -> &mut [u8] {
+        // SAFETY: the mapping is `len` bytes, readable and writable, alive until drop; the
+        // other process does not touch it while it is our turn.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+
+    fn write_text(&mut self, text: &str) {
+        let page = self.bytes();
+        let n = text.len().min(page.len() - 1);
+        page[..n].copy_from_slice(&text.as_bytes()[..n]);
+        page[n] = 0;
+    }
+
+    fn read_text(&mut self) -> String {
+        let page = self.bytes();
+        let end = page.iter().position(|&b| b == 0).unwrap_or(page.len());
+        String::from_utf8_lossy(&page[..end]).into_owned()
+    }
+}
+
+impl Drop for SharedPage {
+    fn drop(&mut self) {
+        // SAFETY: this mapping was made by `map` with this length, and no slice of it
+        // outlives `self`.
+        let _ = unsafe { munmap(self.ptr.cast(), self.len) };
+    }
+}

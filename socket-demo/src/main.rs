@@ -1,0 +1,150 @@
+//! socket-demo: sockets, the one IPC mechanism that also crosses machines.
+//!
+//! A socket is an endpoint the kernel keeps for a process: a pair of buffers and a state
+//! machine, reached through an fd like a pipe. Two choices make the kinds: the family
+//! (AF_UNIX: meet at a file on this machine; AF_INET: meet at an IP address and port) and
+//! the type (SOCK_STREAM: a connection carrying bytes with no boundaries, like a pipe in
+//! both directions; SOCK_DGRAM: separate messages, boundaries kept, no connection).
+//!
+//! The notes' Socket section is empty. Their opening claim is what every flavour here
+//! shows: 每个进程的用户地址空间都是独立的 … 进程之间要通信必须通过内核 (each process's
+//! address space is its own, so processes must communicate through the kernel). What the
+//! notes leave out, shown here:
+//! - stream vs datagram: two writes can come out of one read on a stream; a datagram
+//!   socket hands out exactly one message per recv (`unix`, `unix-dgram`);
+//! - who is calling: on a Unix socket the kernel tells the server the client's pid, uid and
+//!   gid (SO_PEERCRED, SCM_CREDENTIALS), which a client cannot fake; TCP/UDP tell only an
+//!   address;
+//! - full duplex: one socketpair carries both directions at once, where a pipe is one-way
+//!   (`pair`);
+//! - passing open files, and with a memfd shared memory, to an unrelated process (`fdpass`);
+//! - flow control: Unix datagrams make a fast writer wait, UDP drops what does not fit.
+//!
+//! Run:
+//!   cargo run -p socket-demo                   unix: reader and writer, two processes
+//!   cargo run -p socket-demo -- unix-dgram     (or tcp, udp, pair, fdpass)
+//!   cargo run -p socket-demo -- tcp --count 1000 --size 65536   bulk, every byte checked
+//!   cargo run -p socket-demo -- udp --ping 10000                round trips
+//! Two terminals:
+//!   socket-demo reader tcp --addr 127.0.0.1:7000     then   nc -N 127.0.0.1 7000
+//!   socket-demo reader unix --path /tmp/s            then   socket-demo writer unix --path /tmp/s hi
+//!   socket-demo reader udp --addr 127.0.0.1:7001     then   socket-demo writer udp --addr 127.0.0.1:7001
+//!   nc -lU /tmp/t                                    then   socket-demo writer unix --path /tmp/t hi
+//!
+//! Watch for: `srw-------` (a socket file holds no data); the reader asleep in accept(2)
+//! (`cat /proc/PID/wchan`); "3 messages came out of that one read(2)" on a stream against
+//! one datagram per recv(2); SO_PEERCRED naming the writer's pid; the passed fd reading a
+//! file that has no name any more; `ss -xp` / `ss -tuanp` listing the sockets while a
+//! reader waits.
+//!
+//! In production: std's `UnixStream`/`TcpStream`/`UdpSocket` (or tokio's) for the sockets
+//! themselves, the `interprocess` crate for local sockets that also work on Windows, and
+//! `ipc-channel` for typed messages with fd passing and shared memory between processes.
+//!
+//! This file: the command line and which role runs. The lesson lives in `reader.rs` (the
+//! server), `writer.rs` (the client), `stream.rs` and `dgram.rs` (the two kinds), `unix.rs`
+//! and `inet.rs` (the two families), `pair.rs` and `fdpass.rs`.
+
+use std::process::ExitCode;
+
+/// Narrates one event on stdout as `[ROLE PID] ...`. Not `println!`: that panics when stdout
+/// is a closed pipe (`socket-demo | head -1`); a narrator with no audience just goes on.
+macro_rules! say {
+    ($role:expr, $($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stdout().lock(),
+            "[{} {}] {}",
+            $role,
+            std::process::id(),
+            format_args!($($arg)*)
+        );
+    }};
+}
+
+mod args;
+mod demo;
+mod dgram;
+mod fdpass;
+mod inet;
+mod pair;
+mod reader;
+mod signals;
+mod stream;
+mod unix;
+mod workload;
+mod writer;
+
+use args::{Args, Flavour, Meet, Parsed, Role, Workload};
+
+fn main() -> ExitCode {
+    let args = match args::parse(std::env::args_os().skip(1)) {
+        Ok(Parsed::Help) => {
+            print!("{}", args::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Ok(Parsed::Run(args)) => args,
+        Err(what) => {
+            eprint!("error: {what}\n\n{}", args::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    let role = match (args.flavour, args.role) {
+        (Flavour::Pair, _) => "parent",
+        (_, Role::Writer) => "writer",
+        _ => "reader",
+    };
+    match (
+        signals::install().and_then(|()| run(&args)),
+        signals::caught(),
+    ) {
+        (Ok(()), _) => ExitCode::SUCCESS,
+        // Whatever failed after a SIGINT/SIGTERM is its consequence; the guards have
+        // dropped by now. Say what they removed, then die of the signal, so the shell
+        // knows we were stopped.
+        (Err(_), Some(sig)) => {
+            let removed = unix::removed_so_far();
+            let removed = if removed.is_empty() {
+                "nothing of mine to remove".to_string()
+            } else {
+                format!("removed {}", removed.join(" and "))
+            };
+            say!(role, "interrupted by {sig}: {removed}");
+            signals::die_of(sig)
+        }
+        (Err(e), None) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args) -> anyhow::Result<()> {
+    // --cpus: each side pins itself. The default run's reader pins itself before it starts
+    // the writer, which inherits that CPU and then moves to its own.
+    workload::run_on_cpu(args.cpus.map(|c| match args.role {
+        Role::Writer => c.writer,
+        _ => c.reader,
+    }))?;
+    let messages = match &args.workload {
+        Workload::Text(messages) => messages.as_slice(),
+        _ => &[],
+    };
+    let path = match &args.meet {
+        Some(Meet::Path(path)) => Some(path.as_path()),
+        _ => None,
+    };
+    match (args.flavour, args.role, &args.meet) {
+        (Flavour::Pair, _, _) => pair::run(messages),
+        (Flavour::Fdpass, Role::Writer, Some(Meet::Path(path))) => {
+            fdpass::writer(path, messages, args.file.as_deref())
+        }
+        (Flavour::Fdpass, Role::Reader, _) => fdpass::reader(path, None),
+        (Flavour::Fdpass, _, _) => fdpass::reader(path, Some((messages, args.file.as_deref()))),
+        (flavour, Role::Writer, Some(meet)) => writer::run(flavour, meet, &args.workload),
+        (flavour, role, meet) => {
+            let start = (role == Role::Both).then_some(args.cpus);
+            reader::run(flavour, meet.as_ref(), &args.workload, start)
+        }
+    }
+}

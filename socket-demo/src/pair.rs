@@ -1,0 +1,209 @@
+//! pair: socketpair(2), two connected Unix stream sockets, between a parent and its child.
+//!
+//! Like a pipe, a socketpair has no name: only a child made by fork(2) can share it, since
+//! fork copies the parent's file descriptors. Unlike a pipe, each end reads AND writes: one
+//! socketpair is a channel both ways at once (full duplex), where pipe-demo's `duplex`
+//! needs two pipes. Each direction has its own kernel buffer, so both sides can write before
+//! either reads.
+//!
+//! The run: the child greets the parent while the parent sends its messages, neither having
+//! read anything yet; then the child answers each message in capitals on the same socket.
+//! The parent closes only its sending direction (shutdown(SHUT_WR), a half-close a pipe
+//! cannot express): the child sees EOF, and the parent still reads the answers.
+//!
+//! Notes (管道): 管道传输数据是单向的，如果想相互通信，我们需要创建两个管道才行 (a pipe is
+//! one-way: to talk both ways takes two pipes). One socketpair is enough.
+//! Run: `cargo run -p socket-demo -- pair [MESSAGE...]` (no reader or writer role: it has
+//! no name to meet at).
+//! In production: `std::os::unix::net::UnixStream::pair()`, e.g. to talk with a child.
+
+use std::net::Shutdown;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+
+use anyhow::{Context, Result, bail};
+use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid, getppid};
+
+use crate::signals::{self, TICK};
+use crate::stream::{LineReader, write_all};
+use crate::workload::Summary;
+
+const PARENT: &str = "parent";
+const CHILD: &str = "child";
+
+pub fn run(messages: &[String]) -> Result<()> {
+    let messages: Vec<String> = if messages.is_empty() {
+        crate::demo::DEFAULT_MESSAGES.map(String::from).to_vec()
+    } else {
+        messages.to_vec()
+    };
+    // SOCK_CLOEXEC: a program either side might exec later should not inherit them.
+    let (parent_end, child_end) = socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .context("socketpair")?;
+    let (parent_end, child_end) = (UnixStream::from(parent_end), UnixStream::from(child_end));
+    for end in [&parent_end, &child_end] {
+        end.set_read_timeout(Some(TICK))
+            .and_then(|()| end.set_write_timeout(Some(TICK)))
+            .context("setsockopt SO_RCVTIMEO/SO_SNDTIMEO")?;
+    }
+    say!(
+        PARENT,
+        "socketpair(2) gave two connected sockets, fd {} and fd {}: no name, no file, so only \
+         a child can share them",
+        parent_end.as_raw_fd(),
+        child_end.as_raw_fd()
+    );
+
+    let (mine, its) = (parent_end.as_raw_fd(), child_end.as_raw_fd());
+    // A line still in our stdout buffer would be copied into the child and printed twice.
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    // SAFETY: this program is single-threaded, so the child cannot inherit a lock (stdout's,
+    // the allocator's) that some other thread held at the moment of fork.
+    match unsafe { nix::unistd::fork() }.context("fork")? {
+        ForkResult::Child => {
+            drop(parent_end); // the parent's end is the parent's: keep only mine
+            exit_child(child(child_end, getppid()))
+        }
+        ForkResult::Parent { child } => {
+            drop(child_end);
+            say!(
+                PARENT,
+                "fork(2) made the child, pid {child}: it keeps fd {its} and closes its copy of \
+                 fd {mine}; I close my copy of fd {its}"
+            );
+            let talked = parent(parent_end, &messages);
+            // Whatever happened, wait for the child (our end is closed by now, so it is not
+            // waiting for us).
+            let reaped = reap(child);
+            let summary = talked?;
+            reaped?;
+            summary.print(PARENT);
+            Ok(())
+        }
+    }
+}
+
+/// The parent: every message out first, then every answer in.
+fn parent(socket: UnixStream, messages: &[String]) -> Result<Summary> {
+    let mut summary = Summary::start();
+    let mut line = Vec::new();
+    for text in messages {
+        line.clear();
+        line.extend_from_slice(text.as_bytes());
+        line.push(b'\n');
+        write_all(&socket, &line, "child").with_context(|| format!("sending {text:?}"))?;
+        say!(
+            PARENT,
+            "sent {text:?} ({} bytes), no answer read yet",
+            text.len()
+        );
+        summary.count(text.len());
+    }
+    socket.shutdown(Shutdown::Write).context("shutdown")?;
+    say!(
+        PARENT,
+        "shutdown(SHUT_WR): I send no more, the child will see EOF, and I can still read"
+    );
+    let mut answers = LineReader::new(&socket);
+    let mut heard = 0;
+    while let Some(answer) = answers.next()? {
+        say!(
+            PARENT,
+            "received {:?} ({} bytes) on the same fd I wrote to",
+            String::from_utf8_lossy(answer),
+            answer.len()
+        );
+        heard += 1;
+    }
+    // The child's greeting, and one answer per message.
+    if heard != messages.len() + 1 {
+        bail!(
+            "the child sent {heard} lines, expected {}: is it gone?",
+            messages.len() + 1
+        );
+    }
+    say!(PARENT, "EOF: the child has closed its end");
+    Ok(summary)
+}
+
+/// The child: greet the parent without waiting for it, then answer each line in capitals.
+fn child(socket: UnixStream, parent: Pid) -> Result<()> {
+    let mut summary = Summary::start();
+    let greeting = format!("hello parent {parent}, from your child");
+    write_all(&socket, format!("{greeting}\n").as_bytes(), "parent")?;
+    say!(
+        CHILD,
+        "sent {greeting:?} before reading anything: the parent is writing to me at the same \
+         time, on the same socket"
+    );
+    let mut requests = LineReader::new(&socket);
+    let mut answer = Vec::new();
+    while let Some(request) = requests.next()? {
+        let text = String::from_utf8_lossy(request).into_owned();
+        say!(CHILD, "received {text:?} ({} bytes)", request.len());
+        answer.clear();
+        answer.extend_from_slice(text.to_uppercase().as_bytes());
+        answer.push(b'\n');
+        write_all(&socket, &answer, "parent").context("answering")?;
+        say!(CHILD, "answered {:?} on the same fd", text.to_uppercase());
+        summary.count(text.len());
+    }
+    say!(
+        CHILD,
+        "EOF: the parent will send no more; exiting closes my end, the parent's EOF"
+    );
+    summary.print(CHILD);
+    Ok(())
+}
+
+/// Ends the child with the outcome of its work. It must not return into `main`: the rest of
+/// `main` is the parent's.
+fn exit_child(outcome: Result<()>) -> ! {
+    let code = match (outcome, signals::caught()) {
+        (Ok(()), _) => 0,
+        (Err(_), Some(sig)) => {
+            say!(CHILD, "interrupted by {sig}: nothing of mine to remove");
+            let _ = signals::die_of(sig);
+            1
+        }
+        (Err(e), None) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    };
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    std::process::exit(code)
+}
+
+/// Waits for the child (so it does not linger as a zombie), and says how it ended.
+fn reap(child: Pid) -> Result<()> {
+    loop {
+        let status = match waitpid(child, None) {
+            // Ctrl+C: the child got it too (same process group); keep waiting for it.
+            Err(nix::errno::Errno::EINTR) => continue,
+            other => other.context("waitpid")?,
+        };
+        match status {
+            WaitStatus::Exited(_, 0) => {
+                say!(PARENT, "reaped child {child}: exited with status 0");
+                return Ok(());
+            }
+            WaitStatus::Exited(_, code) => {
+                say!(PARENT, "reaped child {child}: exited with status {code}");
+                bail!("the child (pid {child}) failed with exit status {code}");
+            }
+            WaitStatus::Signaled(_, sig, _) => {
+                say!(PARENT, "reaped child {child}: killed by {sig}");
+                bail!("the child (pid {child}) was killed by {sig}");
+            }
+            _ => continue,
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! The reader is the server: it binds the meeting point, waits for one writer, prints
+//! what it sends, and removes what it created on every way out.
+//!
+//! Stream sockets (unix, tcp): socket → bind → listen → accept. accept(2) returns a new
+//! socket for this one writer; the listening socket only ever hands out connections, so
+//! once we have our writer we close it and the kernel refuses anyone else.
+//! Datagram sockets (unix-dgram, udp): socket → bind, then recv. No listen, no accept: any
+//! process may send to the address, and each datagram says who sent it.
+//!
+//! In the default run the reader also starts the writer (`demo.rs`), and in the text run
+//! it waits for the writer to finish before reading anything, so that every message waits
+//! in the kernel at once: then a stream hands them all out in one read(2), where a datagram
+//! socket still hands out one per recv(2).
+
+use std::net::TcpStream;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use nix::sys::socket::{SockFlag, accept4};
+
+use crate::args::{Cpus, Flavour, Meet, Workload};
+use crate::demo::{DEFAULT_MESSAGES, WriterChild, start_writer};
+use crate::dgram::{self, Dgram};
+use crate::signals::{TICK, block};
+use crate::workload::Summary;
+use crate::{inet, stream, unix};
+
+const READER: &str = "reader";
+/// How long the text run waits for its writer to finish: a writer that fits the kernel's
+/// queue takes milliseconds, so this only guards against a hang.
+const WRITER_DEADLINE: Duration = Duration::from_secs(30);
+/// What the kernel surely holds for us without making the writer wait: a Unix datagram
+/// socket queues at most 10 datagrams (net.unix.max_dgram_qlen), the end included; the
+/// socket buffers hold some 200 KiB.
+const PILE_UP_DATAGRAMS: usize = 9;
+const PILE_UP_BYTES: usize = 64 * 1024;
+
+/// `start` is set in the default run: start the writer (with these `--cpus`, if any) once
+/// the socket is bound.
+pub fn run(
+    flavour: Flavour,
+    meet: Option<&Meet>,
+    workload: &Workload,
+    start: Option<Option<Cpus>>,
+) -> Result<()> {
+    let path = match meet {
+        Some(Meet::Path(path)) => Some(path.as_path()),
+        _ => None,
+    };
+    let addr = match meet {
+        Some(Meet::Addr(addr)) => Some(*addr),
+        _ => None,
+    };
+    match flavour {
+        Flavour::Unix => {
+            let (listener, file) = unix::listen(path)?;
+            listening_at(file.path(), "SOCK_STREAM", "listen(2)");
+            let mut writer = start_if(start, flavour, &Meet::Path(file.path().into()), workload)?;
+            let served = serve_unix(listener, workload, writer.as_mut());
+            finish(served, writer, Some(file))
+        }
+        Flavour::UnixDgram => {
+            let (socket, file) = unix::bind_datagram(path)?;
+            let socket = Dgram::Unix(socket);
+            socket.want_credentials()?;
+            listening_at(file.path(), "SOCK_DGRAM", "no listen(2), no accept(2)");
+            let mut writer = start_if(start, flavour, &Meet::Path(file.path().into()), workload)?;
+            let served = serve_datagrams(socket, workload, writer.as_mut());
+            finish(served, writer, Some(file))
+        }
+        Flavour::Tcp => {
+            let listener = inet::listen(addr)?;
+            let local = listener.local_addr().context("getsockname")?;
+            say!(
+                READER,
+                "socket(AF_INET, SOCK_STREAM) bound to {local} and listening (TCP): connect \
+                 with `socket-demo writer tcp --addr {local}` or `nc -N {} {}`",
+                local.ip(),
+                local.port()
+            );
+            let mut writer = start_if(start, flavour, &Meet::Addr(local), workload)?;
+            let served = serve_tcp(listener.into(), workload, writer.as_mut());
+            finish(served, writer, None)
+        }
+        Flavour::Udp => {
+            let socket = inet::bind_udp(addr)?;
+            let local = socket.local_addr().context("getsockname")?;
+            say!(
+                READER,
+                "socket(AF_INET, SOCK_DGRAM) bound to {local}, no listen(2), no accept(2) \
+                 (UDP): send with `socket-demo writer udp --addr {local}` or `nc -u {} {}`",
+                local.ip(),
+                local.port()
+            );
+            let mut writer = start_if(start, flavour, &Meet::Addr(local), workload)?;
+            let served = serve_datagrams(Dgram::Udp(socket), workload, writer.as_mut());
+            finish(served, writer, None)
+        }
+        Flavour::Pair | Flavour::Fdpass => bail!("pair and fdpass have readers of their own"),
+    }
+}
+
+/// Where the reader waits, in a line of its own for people and tests to find.
+pub fn listening_at(path: &Path, kind: &str, how: &str) {
+    say!(
+        READER,
+        "socket(AF_UNIX, {kind}) bound to {} ({}, a file of type s: only a name to find the \
+         socket by; no data goes through the disk), {how}",
+        path.display(),
+        unix::mode_string(path)
+    );
+    let waits = if kind == "SOCK_STREAM" {
+        "listening"
+    } else {
+        "receiving"
+    };
+    say!(READER, "{waits} at {}", path.display());
+}
+
+fn start_if(
+    start: Option<Option<Cpus>>,
+    flavour: Flavour,
+    meet: &Meet,
+    workload: &Workload,
+) -> Result<Option<WriterChild>> {
+    start
+        .map(|cpus| start_writer(flavour, meet, workload, None, cpus))
+        .transpose()
+}
+
+/// The end of every reader: reap the writer we started (our sockets are closed by now, so
+/// it cannot be waiting for us), remove the socket file, then the summary, last.
+pub fn finish(
+    served: Result<Summary>,
+    writer: Option<WriterChild>,
+    file: Option<unix::OwnedFile>,
+) -> Result<()> {
+    let reaped = writer.map(WriterChild::reap).transpose();
+    if let Some(file) = file {
+        file.remove(READER);
+    }
+    let summary = served?;
+    reaped?;
+    summary.print(READER);
+    Ok(())
+}
+
+/// accept(2) that Ctrl+C can stop: nix's, since std's retries EINTR by itself. The
+/// listening socket has a receive timeout, so the wait comes back every TICK to look at
+/// the flag. SOCK_CLOEXEC: a program we start must not inherit the connection.
+pub fn accept(listener: impl AsFd) -> Result<OwnedFd> {
+    nix::sys::socket::setsockopt(
+        &listener,
+        nix::sys::socket::sockopt::ReceiveTimeout,
+        &nix::sys::time::TimeVal::new(0, TICK.as_micros() as _),
+    )
+    .context("setsockopt SO_RCVTIMEO")?;
+    say!(
+        READER,
+        "waiting in accept(2) for a writer to connect (the kernel queues connections until \
+         I accept them)"
+    );
+    let raw = listener.as_fd().as_raw_fd();
+    let fd =
+        block(|| accept4(raw, SockFlag::SOCK_CLOEXEC).map_err(Into::into))?.context("accept")?;
+    // SAFETY: accept4 just returned this descriptor: it is open, and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn closed_listener() {
+    say!(
+        READER,
+        "I take one writer: closed the listening socket, so the kernel refuses anyone else"
+    );
+}
+
+fn serve_unix(
+    listener: std::os::unix::net::UnixListener,
+    workload: &Workload,
+    writer: Option<&mut WriterChild>,
+) -> Result<Summary> {
+    let conn = UnixStream::from(accept(&listener)?);
+    drop(listener);
+    conn.set_read_timeout(Some(TICK))
+        .and_then(|()| conn.set_write_timeout(Some(TICK)))
+        .context("setsockopt SO_RCVTIMEO/SO_SNDTIMEO")?;
+    let cred = unix::peer_credentials(&conn)?;
+    say!(
+        READER,
+        "accepted a connection: a new socket, fd {}, for this writer alone",
+        conn.as_raw_fd()
+    );
+    let mine = match &writer {
+        Some(w) if w.pid().as_raw() == cred.pid() => " (the writer I started)",
+        _ => "",
+    };
+    say!(
+        READER,
+        "SO_PEERCRED: the kernel says the writer is {}{mine}: it recorded them at connect(2), \
+         the writer cannot fake them",
+        unix::describe(&cred)
+    );
+    closed_listener();
+    serve_connection(&conn, workload, writer)
+}
+
+fn serve_tcp(
+    listener: OwnedFd,
+    workload: &Workload,
+    writer: Option<&mut WriterChild>,
+) -> Result<Summary> {
+    let conn = TcpStream::from(accept(&listener)?);
+    drop(listener);
+    conn.set_read_timeout(Some(TICK))
+        .and_then(|()| conn.set_write_timeout(Some(TICK)))
+        .context("setsockopt SO_RCVTIMEO/SO_SNDTIMEO")?;
+    // Small messages go out at once, not held back by Nagle's algorithm: this is what a
+    // request/response protocol wants.
+    conn.set_nodelay(true).context("setsockopt TCP_NODELAY")?;
+    let peer = conn.peer_addr().context("getpeername")?;
+    say!(
+        READER,
+        "accepted a connection from {peer}: a new socket, fd {}, for this writer alone. TCP \
+         tells an address and port, not which process (no SO_PEERCRED)",
+        conn.as_raw_fd()
+    );
+    closed_listener();
+    serve_connection(&conn, workload, writer)
+}
+
+/// The conversation on an accepted stream connection.
+fn serve_connection(
+    conn: impl AsFd,
+    workload: &Workload,
+    writer: Option<&mut WriterChild>,
+) -> Result<Summary> {
+    match workload {
+        Workload::Text(messages) => {
+            if let Some(writer) = writer {
+                let_messages_pile_up(writer, messages, false)?;
+            }
+            stream::receive_lines(conn)
+        }
+        Workload::Bulk { count, size } => {
+            say!(READER, "checking {count} messages of {size} bytes");
+            stream::check_bulk(conn, *count, *size)
+        }
+        Workload::Ping { count, size } => {
+            say!(READER, "answering {count} pings of {size} bytes");
+            stream::echo(conn, *count, *size)
+        }
+    }
+}
+
+/// The default run: read nothing until the writer has sent everything and exited, if
+/// everything fits in the kernel's queue (or the writer would wait for us, and we for it).
+fn let_messages_pile_up(
+    writer: &mut WriterChild,
+    messages: &[String],
+    datagrams: bool,
+) -> Result<()> {
+    let defaults = DEFAULT_MESSAGES.map(String::from);
+    let messages = if messages.is_empty() {
+        &defaults[..]
+    } else {
+        messages
+    };
+    let bytes: usize = messages.iter().map(|m| m.len() + 1).sum();
+    if bytes > PILE_UP_BYTES || (datagrams && messages.len() > PILE_UP_DATAGRAMS) {
+        say!(
+            READER,
+            "too many messages to let them all wait in the kernel at once: reading them as \
+             they come"
+        );
+        return Ok(());
+    }
+    say!(
+        READER,
+        "not reading yet: I wait until the writer has sent everything and exited, so all its \
+         messages wait in the kernel's socket buffer at once"
+    );
+    if !writer.wait_until_exited(WRITER_DEADLINE)? {
+        say!(
+            READER,
+            "the writer has not finished within {WRITER_DEADLINE:?} (is the kernel's buffer \
+             full?): reading now"
+        );
+    }
+    Ok(())
+}
+
+fn serve_datagrams(
+    socket: Dgram,
+    workload: &Workload,
+    writer: Option<&mut WriterChild>,
+) -> Result<Summary> {
+    socket.set_timeouts()?;
+    let udp = matches!(socket, Dgram::Udp(_));
+    match workload {
+        Workload::Text(messages) => {
+            if let Some(writer) = writer {
+                let_messages_pile_up(writer, messages, true)?;
+            } else {
+                say!(READER, "waiting in recv(2) for a datagram");
+            }
+            dgram::receive_messages(&socket)
+        }
+        Workload::Bulk { count, size } => {
+            say!(READER, "checking {count} datagrams of {size} bytes");
+            dgram::check_bulk(&socket, *count, *size, udp)
+        }
+        Workload::Ping { count, size } => {
+            say!(READER, "answering {count} pings of {size} bytes");
+            dgram::echo(&socket, *count, *size)
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! Ctrl+C (SIGINT) and SIGTERM while blocked in accept(2), recv(2), send(2): stop, clean
+//! up, then die of the signal.
+//!
+//! The handler only stores the signal's number: about all a handler may safely do. It is
+//! installed without SA_RESTART, so a blocked call returns EINTR. Two traps remain:
+//! - std's `accept` retries EINTR by itself (and so do `read_exact`, `write_all`,
+//!   `read_line`): the demo calls nix's `accept4`, `read`, `write`, `recvmsg`, and std's
+//!   single-call `recv`/`send`, which all hand EINTR back to us.
+//! - A signal that lands after we looked at the flag but before the call enters the kernel
+//!   only sets the flag, and the call would sleep on. So every socket here has a receive and
+//!   a send timeout (SO_RCVTIMEO/SO_SNDTIMEO) of one `TICK`: a call that waited that long
+//!   returns EAGAIN, `block` looks at the flag again and goes back to waiting.
+//!
+//! Once `block` returns `Interrupted`, the error travels up like any other, every RAII
+//! guard on the way drops (socket files unlinked, directories removed), and `main` calls
+//! `die_of`, so the shell sees the process was killed by the signal.
+
+use std::io;
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use nix::poll::{PollFd, PollFlags, poll};
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, raise, sigaction};
+use nix::sys::wait::{Id, WaitPidFlag, waitid};
+use nix::unistd::Pid;
+
+/// How long a blocked socket call sleeps before it comes back to look at the flag.
+pub const TICK: Duration = Duration::from_millis(250);
+
+/// The last SIGINT/SIGTERM received, 0 for none.
+static CAUGHT: AtomicI32 = AtomicI32::new(0);
+/// The writer the default run started, 0 for none: if it has exited, waiting for it is
+/// pointless.
+static WATCHED: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn remember(signo: std::ffi::c_int) {
+    CAUGHT.store(signo, Ordering::SeqCst);
+}
+
+/// Installs the handler for SIGINT and SIGTERM, without SA_RESTART.
+pub fn install() -> Result<()> {
+    let action = SigAction::new(
+        SigHandler::Handler(remember),
+        SaFlags::empty(), // no SA_RESTART: a blocked call must come back with EINTR
+        SigSet::empty(),
+    );
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: `remember` only stores into an atomic, which is async-signal-safe, and
+        // nothing else in this program has a handler for these signals to replace.
+        unsafe { sigaction(sig, &action) }.with_context(|| format!("sigaction {sig}"))?;
+    }
+    Ok(())
+}
+
+/// The signal that asked us to stop, if one did.
+pub fn caught() -> Option<Signal> {
+    Signal::try_from(CAUGHT.load(Ordering::SeqCst)).ok()
+}
+
+/// Dies of `sig` with its default action, as if no handler had ever been installed.
+pub fn die_of(sig: Signal) -> std::process::ExitCode {
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    // SAFETY: SIG_DFL runs no code of ours, so no handler can race with anything.
+    let _ = unsafe { sigaction(sig, &default) };
+    let _ = raise(sig);
+    // Not reached for SIGINT/SIGTERM, whose default action ends the process.
+    std::process::ExitCode::from(128 + sig as u8)
+}
+
+/// A blocking call was stopped by SIGINT or SIGTERM.
+#[derive(Debug)]
+pub struct Interrupted(pub Signal);
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "interrupted by {}", self.0)
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// From now on, a wait that times out also checks whether `writer` (our child) is still
+/// alive: the default run must not wait forever for a writer that died.
+pub fn watch(writer: Pid) {
+    WATCHED.store(writer.as_raw(), Ordering::SeqCst);
+}
+
+/// True if the watched writer has exited. WNOWAIT leaves it a zombie, so the default run
+/// can still reap it and say how it ended; ECHILD means it was reaped already.
+fn watched_writer_gone() -> Option<i32> {
+    let pid = WATCHED.load(Ordering::SeqCst);
+    if pid == 0 {
+        return None;
+    }
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    match waitid(Id::Pid(Pid::from_raw(pid)), flags) {
+        Ok(nix::sys::wait::WaitStatus::StillAlive) => None,
+        _ => Some(pid),
+    }
+}
+
+/// Makes a blocking socket call that Ctrl+C can stop, on a socket whose timeouts are one
+/// `TICK`. Returns the call's own result, `Interrupted` if a signal of ours arrived, or an
+/// error if the default run's writer has died while we waited for it.
+pub fn block<T>(call: impl FnMut() -> io::Result<T>) -> Result<io::Result<T>> {
+    wait(None, call)
+}
+
+/// Like `block`, but gives up after `patience` with the call's result
+/// `Err(ErrorKind::TimedOut)`: for datagrams, where a lost one or a dead peer would
+/// otherwise leave us waiting forever (nothing tells a datagram socket its peer is gone).
+pub fn block_at_most<T>(
+    patience: Duration,
+    call: impl FnMut() -> io::Result<T>,
+) -> Result<io::Result<T>> {
+    wait(Some(patience), call)
+}
+
+fn wait<T>(
+    patience: Option<Duration>,
+    mut call: impl FnMut() -> io::Result<T>,
+) -> Result<io::Result<T>> {
+    let started = Instant::now();
+    let mut writer_gone = None;
+    loop {
+        if let Some(sig) = caught() {
+            return Err(Interrupted(sig).into());
+        }
+        match call() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            // The socket's timeout ran out: nothing happened for a TICK.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if patience.is_some_and(|p| started.elapsed() >= p) {
+                    return Ok(Err(io::ErrorKind::TimedOut.into()));
+                }
+                // Gone at the previous tick too: whatever it sent has long arrived.
+                if let Some(pid) = writer_gone {
+                    bail!("the writer (pid {pid}) has exited and nothing more came from it");
+                }
+                writer_gone = watched_writer_gone();
+            }
+            done => return Ok(done),
+        }
+    }
+}
+
+/// Waits until `fd` (standard input) has something to read, with poll(2) and a `TICK`
+/// timeout: a terminal has no SO_RCVTIMEO.
+pub fn wait_readable(fd: impl AsFd) -> Result<()> {
+    let tick = u16::try_from(TICK.as_millis()).unwrap_or(u16::MAX);
+    block(|| {
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, tick) {
+            Ok(0) => Err(io::ErrorKind::WouldBlock.into()),
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    })?
+    .context("poll")
+}

@@ -1,0 +1,126 @@
+//! The writer is the client: it finds the reader by its meeting point, connects, sends,
+//! and closes.
+//!
+//! Streams: connect(2) makes the connection (for TCP, the three-way handshake); closing it
+//! is the reader's EOF. Datagrams: connect(2) only sets where send(2) goes; the end is one
+//! zero-length datagram, since there is no connection to close.
+
+use std::os::fd::AsFd;
+
+use anyhow::{Context, Result, bail};
+
+use crate::args::{Flavour, Meet, Workload};
+use crate::dgram::{self, Dgram};
+use crate::signals::TICK;
+use crate::workload::Summary;
+use crate::{inet, stream, unix};
+
+const WRITER: &str = "writer";
+
+pub fn run(flavour: Flavour, meet: &Meet, workload: &Workload) -> Result<()> {
+    let summary = match (flavour, meet) {
+        (Flavour::Unix, Meet::Path(path)) => {
+            let conn = unix::connect_stream(path, flavour)?;
+            conn.set_read_timeout(Some(TICK))
+                .and_then(|()| conn.set_write_timeout(Some(TICK)))
+                .context("setsockopt SO_RCVTIMEO/SO_SNDTIMEO")?;
+            say!(
+                WRITER,
+                "connected to {}: the kernel found the reader's socket by its file",
+                path.display()
+            );
+            talk_stream(conn, workload)?
+        }
+        (Flavour::Tcp, Meet::Addr(addr)) => {
+            let conn = inet::connect(*addr)?;
+            conn.set_read_timeout(Some(TICK))
+                .and_then(|()| conn.set_write_timeout(Some(TICK)))
+                .context("setsockopt SO_RCVTIMEO/SO_SNDTIMEO")?;
+            conn.set_nodelay(true).context("setsockopt TCP_NODELAY")?;
+            let local = conn.local_addr().context("getsockname")?;
+            say!(
+                WRITER,
+                "connected to {addr} from {local} (the kernel picked my port): the handshake \
+                 is done, even before the reader calls accept(2)"
+            );
+            talk_stream(conn, workload)?
+        }
+        (Flavour::UnixDgram, Meet::Path(path)) => {
+            // A ping needs answers, and only a bound socket has an address to answer to.
+            let answers = matches!(workload, Workload::Ping { .. });
+            let (socket, own) = unix::connect_datagram(path, answers)?;
+            match &own {
+                Some(own) => say!(
+                    WRITER,
+                    "bound my own socket to {} so the reader can answer, and connected it \
+                     to {}",
+                    own.path().display(),
+                    path.display()
+                ),
+                None => say!(
+                    WRITER,
+                    "an unbound datagram socket, connected to {}: send(2) goes there",
+                    path.display()
+                ),
+            }
+            let summary = talk_datagrams(Dgram::Unix(socket), workload, &path.to_string_lossy());
+            if let Some(own) = own {
+                own.remove(WRITER);
+            }
+            summary?
+        }
+        (Flavour::Udp, Meet::Addr(addr)) => {
+            let socket = inet::connect_udp(*addr)?;
+            let local = socket.local_addr().context("getsockname")?;
+            say!(
+                WRITER,
+                "a UDP socket on {local}, connected to {addr}: nothing was sent, connect(2) \
+                 only sets where send(2) goes"
+            );
+            talk_datagrams(Dgram::Udp(socket), workload, &addr.to_string())?
+        }
+        _ => bail!("{} has no writer of this kind here", flavour.name()),
+    };
+    summary.print(WRITER);
+    Ok(())
+}
+
+/// Sends on a stream connection, then closes it: the reader's EOF.
+fn talk_stream(conn: impl AsFd, workload: &Workload) -> Result<Summary> {
+    let summary = match workload {
+        Workload::Text(messages) => stream::send_lines(&conn, messages)?,
+        Workload::Bulk { count, size } => {
+            say!(WRITER, "sending {count} messages of {size} bytes");
+            stream::send_bulk(&conn, *count, *size)?
+        }
+        Workload::Ping { count, size } => {
+            say!(
+                WRITER,
+                "{count} round trips of {size} bytes, both ways on one socket"
+            );
+            stream::ping(&conn, *count, *size)?
+        }
+    };
+    drop(conn);
+    say!(
+        WRITER,
+        "closed the connection: the reader gets EOF once it has read the rest"
+    );
+    Ok(summary)
+}
+
+fn talk_datagrams(socket: Dgram, workload: &Workload, to: &str) -> Result<Summary> {
+    socket.set_timeouts()?;
+    match workload {
+        Workload::Text(messages) => dgram::send_messages(&socket, messages, to),
+        Workload::Bulk { count, size } => {
+            say!(WRITER, "sending {count} datagrams of {size} bytes");
+            let acks = matches!(socket, Dgram::Udp(_));
+            dgram::send_bulk(&socket, *count, *size, acks, to)
+        }
+        Workload::Ping { count, size } => {
+            say!(WRITER, "{count} round trips of {size} bytes");
+            dgram::ping(&socket, *count, *size, to)
+        }
+    }
+}

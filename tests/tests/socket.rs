@@ -1,0 +1,1168 @@
+//! End-to-end tests of socket-demo: every flavour's default run, reader and writer as
+//! separate processes, stream against datagram boundaries, peer credentials, fd passing,
+//! bulk and ping on the four socket kinds, bad usage, Ctrl+C while blocked, a peer killed,
+//! a writer with no reader, a stale socket file, and socat/nc on the other end. After each
+//! run: no socket file, no private directory, no bound port and no process is left.
+//!
+//! Every test has its own paths (a `ScratchDir`) or port 0, so they run in parallel.
+//! socat and nc (netcat-openbsd) must be installed: `.ci/run` installs them.
+
+use ipc_tests::*;
+use std::io::Write;
+use std::net::{TcpListener, UdpSocket};
+use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const DEMO: &str = "socket-demo";
+const DEFAULT_MESSAGES: [&str; 3] = ["hello", "through a socket", "via the kernel"];
+
+// ---------------------------------------------------------------- helpers
+
+fn start(args: &[&str]) -> Demo {
+    Demo::start(DEMO, args)
+}
+
+/// The word after `key` in `line`, up to a space or a comma.
+fn word_after<'a>(line: &'a str, key: &str) -> &'a str {
+    let at = line
+        .find(key)
+        .unwrap_or_else(|| panic!("{key:?} not in {line:?}"));
+    line[at + key.len()..]
+        .split([' ', ','])
+        .next()
+        .unwrap_or_default()
+}
+
+/// The socket file a reader printed (`listening at PATH`, `receiving at PATH`).
+fn listening_path(stdout: &str) -> String {
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("] listening at ") || l.contains("] receiving at "))
+        .unwrap_or_else(|| panic!("no `listening at` line:\n{stdout}"));
+    word_after(line, " at ").to_string()
+}
+
+/// The TCP/UDP address a reader printed (`bound to 127.0.0.1:PORT`).
+fn bound_addr(stdout: &str) -> String {
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("socket(AF_INET"))
+        .unwrap_or_else(|| panic!("no AF_INET socket line:\n{stdout}"));
+    word_after(line, "bound to ").to_string()
+}
+
+fn port_of(addr: &str) -> u16 {
+    addr.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+/// The leak check for a Unix socket: the file is gone, and so is the private directory the
+/// demo made for it (when it made one).
+fn assert_socket_gone(path: &str, private_dir: bool) {
+    assert!(is_gone(path), "socket file {path} was left behind");
+    if private_dir {
+        let dir = Path::new(path).parent().unwrap();
+        assert!(
+            dir.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("socket-demo-"),
+            "{path} is not in a private socket-demo directory"
+        );
+        assert!(
+            is_gone(&dir.to_string_lossy()),
+            "{} was left behind",
+            dir.display()
+        );
+    }
+}
+
+/// True if a socket is bound to 127.0.0.1:`port` in /proc/net/{tcp,udp}. TIME_WAIT (06)
+/// does not count: that is the kernel finishing a closed TCP connection, held by no process.
+fn port_bound(proto: &str, port: u16) -> bool {
+    let table = std::fs::read_to_string(format!("/proc/net/{proto}")).unwrap();
+    let local = format!("0100007F:{port:04X}");
+    table.lines().skip(1).any(|l| {
+        let fields: Vec<&str> = l.split_whitespace().collect();
+        fields.get(1) == Some(&local.as_str()) && fields.get(3) != Some(&"06")
+    })
+}
+
+/// The leak check for TCP/UDP: the kernel has freed the reader's port.
+fn assert_port_free(proto: &str, addr: &str) {
+    let port = port_of(addr);
+    assert!(
+        !port_bound(proto, port),
+        "{proto} port {port} is still bound after the run"
+    );
+}
+
+/// True once a socket is listening at `path` (/proc/net/unix flag __SO_ACCEPTCON).
+fn unix_listening(path: &str) -> bool {
+    let table = std::fs::read_to_string("/proc/net/unix").unwrap();
+    table
+        .lines()
+        .any(|l| l.ends_with(&format!(" {path}")) && l.contains(" 00010000 "))
+}
+
+/// True once a TCP socket listens on 127.0.0.1:`port` (state 0A).
+fn tcp_listening(port: u16) -> bool {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let needle = format!("0100007F:{port:04X} 00000000:0000 0A");
+    table.lines().any(|l| l.contains(&needle))
+}
+
+/// A port nobody listens on: the kernel gives us a free one, and we let it go.
+fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The path of a tool the tests drive; .ci/run installs it on a fresh machine.
+fn tool(name: &str) -> String {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    });
+    found
+        .unwrap_or_else(|| {
+            panic!(
+                "{name} is not installed: .ci/run installs it (apt-get install socat netcat-openbsd)"
+            )
+        })
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// A socat/nc process, in its own process group, killed if the test gives up on it.
+struct Tool {
+    child: std::process::Child,
+    name: String,
+}
+
+impl Tool {
+    fn start(name: &str, args: &[&str], input: &[u8]) -> Tool {
+        let mut child = Command::new(tool(name))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input).unwrap();
+        drop(stdin); // EOF: the tool's input is done
+        Tool {
+            child,
+            name: name.to_string(),
+        }
+    }
+
+    /// Waits (with the harness's deadline) and returns (success, stdout, stderr).
+    fn finish(mut self) -> (bool, String, String) {
+        let deadline = Instant::now() + DEADLINE;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not exit within {DEADLINE:?}",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let mut out = String::new();
+        let mut err = String::new();
+        use std::io::Read;
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        (status.success(), out, err)
+    }
+}
+
+impl Drop for Tool {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The `received "..."` texts of `role`, in order.
+fn received(out: &Finished, role: &str) -> Vec<String> {
+    out.lines_with(&format!("[{role} "))
+        .into_iter()
+        .filter_map(|l| l.split_once("] received "))
+        .map(|(_, rest)| rest.to_string())
+        .collect()
+}
+
+fn expect_received(messages: &[&str]) -> Vec<String> {
+    messages
+        .iter()
+        .map(|m| format!("{m:?} ({} bytes)", m.len()))
+        .collect()
+}
+
+// ---------------------------------------------------------------- default runs
+
+#[test]
+fn unix_default_run_one_read_returns_all_three_writes() {
+    let out = run(DEMO, &[]);
+    out.assert_success();
+    let writer = out.pid_of("writer");
+
+    // The reader read nothing until the writer had exited: then one read(2) returned
+    // the three lines the writer sent with three write(2) calls.
+    let reaped = out.line_index(&format!("reaped writer {writer}: exited with status 0"));
+    let read = out.line_index("read(2) returned 38 bytes");
+    assert!(reaped < read, "{}", out.stdout);
+    assert_eq!(
+        out.lines_with("] read(2) returned").len(),
+        1,
+        "{}",
+        out.stdout
+    );
+    out.assert_stdout_contains("3 messages came out of that one read(2)");
+    assert_eq!(out.lines_with("one write(2)").len(), 3);
+    assert_eq!(received(&out, "reader"), expect_received(&DEFAULT_MESSAGES));
+
+    // Who is calling: the kernel names the writer's pid.
+    let cred = out.lines_with("SO_PEERCRED")[0];
+    assert!(
+        cred.contains(&format!("the writer is pid {writer} uid ")),
+        "{cred}"
+    );
+    assert!(cred.contains("(the writer I started)"), "{cred}");
+    out.assert_stdout_contains("srw-------");
+
+    for role in ["reader", "writer"] {
+        let summary = out.summary(role);
+        assert!(summary.ok, "{}", summary.line);
+        assert_eq!(summary.num("messages"), 3.0);
+        assert_eq!(summary.num("bytes"), 35.0);
+    }
+    assert_socket_gone(&listening_path(&out.stdout), true);
+}
+
+#[test]
+fn unix_dgram_default_run_keeps_each_datagram_whole() {
+    let out = run(DEMO, &["unix-dgram", "first", "two\nlines", "third"]);
+    out.assert_success();
+    let writer = out.pid_of("writer");
+    // The datagrams all waited in the kernel, yet each recv(2) returned exactly one.
+    let reaped = out.line_index(&format!("reaped writer {writer}: exited with status 0"));
+    assert!(reaped < out.line_index("recv(2) returned one datagram"));
+    let recvs = out.lines_with("] recv(2) returned one datagram of ");
+    assert_eq!(recvs.len(), 3, "{}", out.stdout);
+    assert!(
+        recvs[1].ends_with("of 9 bytes"),
+        "a newline is just a byte here"
+    );
+    assert_eq!(
+        received(&out, "reader"),
+        expect_received(&["first", "two\nlines", "third"])
+    );
+    out.assert_stdout_contains("a zero-length datagram: the writer's end of messages")
+        .assert_stdout_contains("3 datagrams, 3 recv(2) calls");
+    // SCM_CREDENTIALS: each datagram carries its sender, stamped by the kernel.
+    let from = out.lines_with("a datagram from ")[0];
+    assert!(from.contains(&format!("pid {writer} uid ")), "{from}");
+    assert_eq!(out.summary("reader").num("messages"), 3.0);
+    assert_eq!(out.summary("writer").num("bytes"), 5.0 + 9.0 + 5.0);
+    assert_socket_gone(&listening_path(&out.stdout), true);
+}
+
+#[test]
+fn tcp_default_run_one_read_returns_all_three_writes() {
+    let out = run(DEMO, &["tcp"]);
+    out.assert_success();
+    out.assert_stdout_contains("read(2) returned 38 bytes")
+        .assert_stdout_contains("3 messages came out of that one read(2)");
+    assert_eq!(received(&out, "reader"), expect_received(&DEFAULT_MESSAGES));
+    // TCP names an address, not a process: the writer's port, as the writer saw it.
+    let writer_line = out.lines_with("] connected to 127.0.0.1:")[0];
+    let from = word_after(writer_line, " from ");
+    let accepted = out.lines_with("accepted a connection from ")[0];
+    assert_eq!(word_after(accepted, "connection from "), format!("{from}:"));
+    assert_eq!(out.summary("reader").num("bytes"), 35.0);
+    assert_port_free("tcp", &bound_addr(&out.stdout));
+}
+
+#[test]
+fn udp_default_run_keeps_each_datagram_whole() {
+    let out = run(DEMO, &["udp"]);
+    out.assert_success();
+    assert_eq!(out.lines_with("] recv(2) returned one datagram").len(), 3);
+    assert_eq!(received(&out, "reader"), expect_received(&DEFAULT_MESSAGES));
+    out.assert_stdout_contains("3 datagrams, 3 recv(2) calls");
+    let writer_line = out.lines_with("a UDP socket on ")[0];
+    let writer_addr = word_after(writer_line, "a UDP socket on ");
+    out.assert_stdout_contains(&format!("a datagram from {writer_addr}"));
+    assert_eq!(out.summary("writer").num("messages"), 3.0);
+    assert_port_free("udp", &bound_addr(&out.stdout));
+}
+
+#[test]
+fn pair_default_run_talks_both_ways_on_one_socket() {
+    let out = run(DEMO, &["pair", "ping", "full duplex"]);
+    out.assert_success();
+    let parent = out.pid_of("parent");
+    let child = out.pid_of("child");
+    // Both wrote before either read: the parent's messages all went out before it read
+    // anything, and the child greeted before it read anything.
+    let parent_sent = out.line_index(r#"sent "full duplex" (11 bytes), no answer read yet"#);
+    let first_parent_receive = out
+        .stdout
+        .lines()
+        .position(|l| l.starts_with(&format!("[parent {parent}] received")))
+        .unwrap();
+    assert!(parent_sent < first_parent_receive, "{}", out.stdout);
+    let greeted = out.line_index("before reading anything");
+    let first_child_receive = out
+        .stdout
+        .lines()
+        .position(|l| l.starts_with(&format!("[child {child}] received")))
+        .unwrap();
+    assert!(greeted < first_child_receive);
+    let greeting = format!("hello parent {parent}, from your child");
+    assert_eq!(
+        received(&out, "parent"),
+        vec![
+            format!(
+                "{greeting:?} ({} bytes) on the same fd I wrote to",
+                greeting.len()
+            ),
+            r#""PING" (4 bytes) on the same fd I wrote to"#.to_string(),
+            r#""FULL DUPLEX" (11 bytes) on the same fd I wrote to"#.to_string(),
+        ]
+    );
+    assert_eq!(
+        received(&out, "child"),
+        expect_received(&["ping", "full duplex"])
+    );
+    out.assert_stdout_contains("shutdown(SHUT_WR)")
+        .assert_stdout_contains(&format!("reaped child {child}: exited with status 0"));
+    assert_eq!(out.summary("parent").num("messages"), 2.0);
+    assert_eq!(out.summary("child").num("bytes"), 15.0);
+}
+
+#[test]
+fn fdpass_default_run_reads_a_nameless_file_and_shares_a_memfd() {
+    let out = run(DEMO, &["fdpass", "line one", "line two"]);
+    out.assert_success();
+    let reader = out.pid_of("reader");
+    let writer = out.pid_of("writer");
+    // Act 1: the writer removed the file's name before sending its fd; the reader read
+    // every line through the fd it received.
+    let file_line = out.lines_with("] wrote 2 lines into ")[0];
+    let file = word_after(file_line, "wrote 2 lines into ");
+    assert!(
+        is_gone(file),
+        "the file {file} should have no name any more"
+    );
+    let removed = out.line_index(&format!("removed the file {file}"));
+    let sent = out.line_index("sent my fd ");
+    assert!(removed < sent, "{}", out.stdout);
+    let got_fd = out.lines_with("brought fd ")[0];
+    assert!(got_fd.contains(&format!("-> {file} (deleted)")), "{got_fd}");
+    let lines: Vec<String> = received(&out, "reader")
+        .into_iter()
+        .filter(|l| l.ends_with("through the passed fd"))
+        .collect();
+    assert_eq!(
+        lines,
+        vec![
+            r#""line one" (8 bytes), read from the file through the passed fd"#,
+            r#""line two" (8 bytes), read from the file through the passed fd"#
+        ]
+    );
+    // Act 2: a memfd mapped by both; each sees what the other wrote in its own mapping.
+    out.assert_stdout_contains("/memfd:socket-demo (deleted)")
+        .assert_stdout_contains(&format!(
+            "my mapping holds \"hello from writer {writer}, through shared memory\", and no send(2) carried it"
+        ))
+        .assert_stdout_contains(&format!(
+            "my mapping now holds \"and hello back from reader {reader}\""
+        ));
+    let cred = out.lines_with("SO_PEERCRED")[0];
+    assert!(cred.contains(&format!("pid {writer} ")), "{cred}");
+    assert_eq!(out.summary("reader").num("messages"), 2.0);
+    assert_eq!(out.summary("reader").num("bytes"), 16.0);
+    assert_socket_gone(&listening_path(&out.stdout), true);
+}
+
+#[test]
+fn fdpass_sends_an_existing_file_between_separate_processes() {
+    let dir = ScratchDir::new("sock-fdfile");
+    let content = dir.join("content.txt");
+    std::fs::write(&content, "alpha\nbeta\ngamma\n").unwrap();
+    let socket = dir.join("s");
+    let mut reader = start(&["reader", "fdpass", "--path", &socket]);
+    reader.wait_for_line("listening at");
+    let writer = run(
+        DEMO,
+        &["writer", "fdpass", "--path", &socket, "--file", &content],
+    );
+    writer.assert_success();
+    let out = reader.finish();
+    out.assert_success();
+    let got: Vec<String> = received(&out, "reader");
+    assert_eq!(got.len(), 3, "{}", out.stdout);
+    assert!(got[0].starts_with(r#""alpha" (5 bytes)"#));
+    assert!(got[2].starts_with(r#""gamma" (5 bytes)"#));
+    let fd_line = out.lines_with("brought fd ")[0];
+    assert!(fd_line.contains(&format!("-> {content}")), "{fd_line}");
+    assert!(
+        Path::new(&content).exists(),
+        "--file is the user's: not removed"
+    );
+    assert_socket_gone(&socket, false);
+    assert_eq!(dir.entries(), vec!["content.txt".to_string()]);
+}
+
+// ---------------------------------------------------------------- two processes
+
+/// Starts a reader in its own process and returns it with where it listens.
+fn start_reader(flavour: &str, dir: &ScratchDir, extra: &[&str]) -> (Demo, String) {
+    let mut args = vec!["reader", flavour];
+    let path = dir.join(&format!("{flavour}.sock"));
+    let inet = matches!(flavour, "tcp" | "udp");
+    if inet {
+        args.extend(["--addr", "127.0.0.1:0"]);
+    } else {
+        args.extend(["--path", path.as_str()]);
+    }
+    args.extend(extra);
+    let mut reader = start(&args);
+    let at = if inet {
+        let line = reader.wait_for_line("socket(AF_INET");
+        word_after(&line, "bound to ").to_string()
+    } else {
+        let waits = if flavour == "unix-dgram" {
+            "] receiving at "
+        } else {
+            "] listening at "
+        };
+        let line = reader.wait_for_line(waits);
+        word_after(&line, waits).to_string()
+    };
+    (reader, at)
+}
+
+fn meet_option(flavour: &str) -> &'static str {
+    if matches!(flavour, "tcp" | "udp") {
+        "--addr"
+    } else {
+        "--path"
+    }
+}
+
+fn assert_meeting_point_gone(flavour: &str, at: &str) {
+    match flavour {
+        "tcp" => assert_port_free("tcp", at),
+        "udp" => assert_port_free("udp", at),
+        _ => assert_socket_gone(at, false),
+    }
+}
+
+#[test]
+fn reader_and_writer_as_separate_processes() {
+    for flavour in ["unix", "unix-dgram", "tcp", "udp"] {
+        let dir = ScratchDir::new("sock-two");
+        let (reader, at) = start_reader(flavour, &dir, &[]);
+        let writer = run(
+            DEMO,
+            &[
+                "writer",
+                flavour,
+                meet_option(flavour),
+                &at,
+                "one",
+                "two words",
+            ],
+        );
+        writer.assert_success();
+        let out = reader.finish();
+        out.assert_success();
+        assert_eq!(
+            received(&out, "reader"),
+            expect_received(&["one", "two words"]),
+            "{flavour}"
+        );
+        assert_eq!(out.summary("reader").num("messages"), 2.0, "{flavour}");
+        assert_eq!(writer.summary("writer").num("bytes"), 12.0, "{flavour}");
+        // The peer credentials name the writer process, not anything the writer said.
+        match flavour {
+            "unix" => {
+                let cred = out.lines_with("SO_PEERCRED")[0];
+                assert!(
+                    cred.contains(&format!("the writer is pid {} uid ", writer.pid)),
+                    "{cred}"
+                );
+            }
+            "unix-dgram" => {
+                let from = out.lines_with("a datagram from ")[0];
+                assert!(from.contains(&format!("pid {} uid ", writer.pid)), "{from}");
+            }
+            _ => {}
+        }
+        assert_meeting_point_gone(flavour, &at);
+        assert!(dir.entries().is_empty(), "{flavour}: {:?}", dir.entries());
+    }
+}
+
+#[test]
+fn writer_sends_standard_input_lines() {
+    for flavour in ["unix", "unix-dgram"] {
+        let dir = ScratchDir::new("sock-stdin");
+        let (reader, at) = start_reader(flavour, &dir, &[]);
+        let writer = run_with_stdin(
+            DEMO,
+            &["writer", flavour, "--path", &at],
+            b"from stdin\n\nlast line without newline",
+        );
+        writer.assert_success();
+        let out = reader.finish();
+        out.assert_success();
+        let got = received(&out, "reader");
+        if flavour == "unix" {
+            // On a stream an empty line is an empty message.
+            assert_eq!(
+                got,
+                expect_received(&["from stdin", "", "last line without newline"])
+            );
+        } else {
+            // A zero-length datagram would mean the end: the writer skips it.
+            writer.assert_stdout_contains("skipped an empty line");
+            assert_eq!(
+                got,
+                expect_received(&["from stdin", "last line without newline"])
+            );
+        }
+        assert_socket_gone(&at, false);
+    }
+}
+
+// ---------------------------------------------------------------- workloads
+
+#[test]
+fn bulk_moves_every_byte_on_the_four_socket_kinds() {
+    for (flavour, count, size) in [
+        ("unix", 64u64, 65536usize),
+        ("unix", 2000, 3),
+        ("tcp", 64, 65536),
+        ("unix-dgram", 500, 65536),
+        ("unix-dgram", 2000, 3),
+        ("udp", 500, 65507),
+        ("udp", 3000, 100),
+    ] {
+        let out = run(
+            DEMO,
+            &[
+                flavour,
+                "--count",
+                &count.to_string(),
+                "--size",
+                &size.to_string(),
+            ],
+        );
+        out.assert_success();
+        for role in ["writer", "reader"] {
+            let summary = out.summary(role);
+            assert!(summary.ok, "{flavour}: {}", summary.line);
+            assert_eq!(summary.num("messages"), count as f64, "{flavour}");
+            assert_eq!(summary.num("bytes"), (count * size as u64) as f64);
+            assert!(summary.num("mib_per_s") > 0.0);
+        }
+        if matches!(flavour, "unix-dgram" | "udp") {
+            // Datagrams may be lost or reordered: the reader counts, and here none were.
+            let summary = out.summary("reader");
+            assert_eq!(summary.num("lost"), 0.0, "{}", summary.line);
+            assert_eq!(summary.num("reordered"), 0.0, "{}", summary.line);
+        }
+        if flavour == "udp" {
+            out.assert_stdout_contains("UDP has no flow control");
+        }
+    }
+}
+
+#[test]
+fn bulk_between_separate_processes() {
+    for flavour in ["tcp", "unix-dgram"] {
+        let dir = ScratchDir::new("sock-bulk2");
+        let workload = ["--count", "300", "--size", "5000"];
+        let (reader, at) = start_reader(flavour, &dir, &workload);
+        let mut args = vec!["writer", flavour, meet_option(flavour), &at];
+        args.extend(workload);
+        run(DEMO, &args).assert_success();
+        let out = reader.finish();
+        out.assert_success();
+        assert_eq!(out.summary("reader").num("bytes"), 1_500_000.0);
+        assert_meeting_point_gone(flavour, &at);
+    }
+}
+
+#[test]
+fn a_corrupted_byte_on_a_stream_is_caught() {
+    let dir = ScratchDir::new("sock-corrupt");
+    let (reader, at) = start_reader("unix", &dir, &["--count", "10", "--size", "1000"]);
+    let mut data = bulk_stream(10, 1000);
+    data[3 * 1000 + 100] ^= 0x40;
+    let mut conn = UnixStream::connect(&at).unwrap();
+    conn.write_all(&data).unwrap();
+    drop(conn);
+    let out = reader.finish();
+    out.assert_exit_code(1)
+        .assert_stderr_contains("message 3, byte 100");
+    assert_socket_gone(&at, false);
+}
+
+#[test]
+fn a_stream_that_ends_early_is_caught() {
+    let dir = ScratchDir::new("sock-short");
+    let (reader, at) = start_reader("unix", &dir, &["--count", "10", "--size", "1000"]);
+    let data = bulk_stream(10, 1000);
+    let mut conn = UnixStream::connect(&at).unwrap();
+    conn.write_all(&data[..9 * 1000 + 10]).unwrap();
+    drop(conn);
+    reader
+        .finish()
+        .assert_exit_code(1)
+        .assert_stderr_contains("after 9 of 10 messages (and 10 bytes of the next one)");
+}
+
+/// Sends bulk datagrams `order` (then the zero-length end) to a unix-dgram reader, as a
+/// writer that lost or reordered some would.
+fn datagrams_in_order(order: &[u64]) -> Finished {
+    let dir = ScratchDir::new("sock-lost");
+    let (reader, at) = start_reader("unix-dgram", &dir, &["--count", "5", "--size", "100"]);
+    let socket = UnixDatagram::unbound().unwrap();
+    for &k in order {
+        socket.send_to(&bulk_message(k, 100), &at).unwrap();
+    }
+    socket.send_to(&[], &at).unwrap();
+    let out = reader.finish();
+    assert_socket_gone(&at, false);
+    out
+}
+
+#[test]
+fn a_lost_datagram_is_counted_and_fails_the_run() {
+    let out = datagrams_in_order(&[0, 1, 3, 4]);
+    out.assert_exit_code(1)
+        .assert_stderr_contains("1 of 5 datagrams lost and 0 reordered");
+    let summary = out.summary("reader");
+    assert!(!summary.ok, "{}", summary.line);
+    assert_eq!(summary.num("lost"), 1.0);
+    assert_eq!(summary.num("messages"), 4.0);
+}
+
+#[test]
+fn a_reordered_datagram_is_counted_and_fails_the_run() {
+    let out = datagrams_in_order(&[0, 2, 1, 3, 4]);
+    out.assert_exit_code(1)
+        .assert_stderr_contains("0 of 5 datagrams lost and 1 reordered");
+    assert_eq!(out.summary("reader").num("reordered"), 1.0);
+}
+
+#[test]
+fn ping_on_the_four_socket_kinds() {
+    for flavour in ["unix", "unix-dgram", "tcp", "udp"] {
+        let out = run(DEMO, &[flavour, "--ping", "300", "--size", "64"]);
+        out.assert_success();
+        let summary = out.summary("writer");
+        assert_eq!(summary.num("messages"), 300.0, "{flavour}");
+        assert_eq!(summary.num("bytes"), 300.0 * 64.0);
+        let (p50, p99) = (summary.num("rtt_p50_us"), summary.num("rtt_p99_us"));
+        assert!(p50 > 0.0 && p50 <= p99, "{flavour}: {}", summary.line);
+        assert_eq!(out.summary("reader").num("messages"), 300.0, "{flavour}");
+        // --cpus W,R pins each side: the benchmark runs both on one CPU, then on two.
+        run(DEMO, &[flavour, "--ping", "50", "--cpus", "0,0"]).assert_success();
+        if flavour == "unix-dgram" {
+            // Only a bound socket can be answered: the writer made its own, and removed it.
+            let line = out.lines_with("bound my own socket to ")[0];
+            let own = word_after(line, "bound my own socket to ");
+            assert_socket_gone(own, true);
+        }
+    }
+}
+
+// ---------------------------------------------------------------- usage
+
+#[test]
+fn bad_usage_exits_2_and_creates_nothing() {
+    let dir = ScratchDir::new("sock-usage");
+    let path = dir.join("s");
+    let long_path = format!("/tmp/{}", "x".repeat(120));
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--bogus"], "unknown option --bogus"),
+        (vec!["--cpus", "0,0"], "--cpus need a workload"),
+        (vec!["--ping", "3", "--cpus", "0"], "expected WRITER,READER"),
+        (
+            vec!["--ping", "3", "--cpus", "0,4096"],
+            "CPU numbers go from 0 to",
+        ),
+        (
+            vec!["reader", "--path", &path, "--count"],
+            "--count needs a value",
+        ),
+        (
+            vec!["reader", "--path", &path, "--count", "0", "--size", "1"],
+            "at least 1",
+        ),
+        (vec!["reader", "--path", &path, "--count", "3"], "--size"),
+        (
+            vec!["reader", "--path", &path, "--size", "3"],
+            "--size and --cpus need a workload",
+        ),
+        (
+            vec!["--ping", "3", "--count", "3", "--size", "1"],
+            "give one",
+        ),
+        (vec!["udp", "--ping", "3", "--size", "65508"], "65507"),
+        (
+            vec![
+                "reader",
+                "unix-dgram",
+                "--path",
+                &path,
+                "--ping",
+                "1",
+                "--size",
+                "99999999",
+            ],
+            "send buffer",
+        ),
+        (vec!["reader", "tcp", "--path", &path], "--path is for"),
+        (
+            vec!["reader", "unix", "--addr", "127.0.0.1:0"],
+            "--addr is for",
+        ),
+        (
+            vec!["reader", "tcp", "--addr", "localhost:80"],
+            "not an IP address",
+        ),
+        (
+            vec!["writer", "tcp", "--addr", "127.0.0.1:0", "hi"],
+            "real port",
+        ),
+        (vec!["writer", "unix", "hi"], "the writer needs --path"),
+        (
+            vec!["reader", "--path", &path, "hello"],
+            "the reader takes no messages",
+        ),
+        (vec!["reader", "pair"], "pair has no reader"),
+        (vec!["pair", "--ping", "5"], "takes no workload"),
+        (vec!["unix", "two\nlines"], "newline"),
+        (vec!["unix-dgram", ""], "zero-length datagram"),
+        (
+            vec!["--count", "3", "--size", "3", "hello"],
+            "a workload sends its own data",
+        ),
+        (vec!["reader", "--path", &long_path], "at most 107"),
+        (
+            vec![
+                "reader",
+                "fdpass",
+                "--path",
+                &path,
+                "--file",
+                "/etc/hostname",
+            ],
+            "--file is for",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = run(DEMO, &args);
+        out.assert_exit_code(2)
+            .assert_stderr_contains(needle)
+            .assert_stderr_contains("usage:");
+        assert!(
+            out.stdout.is_empty(),
+            "{args:?} did something: {}",
+            out.stdout
+        );
+        assert!(
+            dir.entries().is_empty(),
+            "{args:?} created {:?}",
+            dir.entries()
+        );
+    }
+}
+
+#[test]
+fn help_prints_the_usage() {
+    run(DEMO, &["--help"])
+        .assert_success()
+        .assert_stdout_contains("usage: socket-demo");
+}
+
+// ---------------------------------------------------------------- Ctrl+C while blocked
+
+/// Starts `args`, waits for `ready`, then until the process sleeps in `wchan`, and sends
+/// SIGINT to its group, as Ctrl+C would. Returns what it printed.
+fn interrupt_when_asleep(args: &[&str], ready: &str, wchan: &str) -> Finished {
+    let mut demo = start(args);
+    demo.wait_for_line(ready);
+    wait_until_asleep_in(demo.pid(), wchan);
+    demo.signal_group(Signal::SIGINT);
+    let out = demo.finish();
+    out.assert_killed_by(Signal::SIGINT);
+    out
+}
+
+#[test]
+fn ctrl_c_in_accept_removes_the_socket_file_and_its_directory() {
+    // The Unix accept(2) sleeps in the kernel's datagram wait, whatever the type.
+    let out = interrupt_when_asleep(
+        &["reader"],
+        "waiting in accept(2)",
+        "__skb_wait_for_more_packets",
+    );
+    let path = listening_path(&out.stdout);
+    out.assert_stdout_contains(&format!(
+        "interrupted by SIGINT: removed the socket file {path} and its directory"
+    ));
+    assert_socket_gone(&path, true);
+}
+
+#[test]
+fn ctrl_c_in_tcp_accept_frees_the_port() {
+    let out = interrupt_when_asleep(
+        &["reader", "tcp"],
+        "waiting in accept(2)",
+        "inet_csk_accept",
+    );
+    out.assert_stdout_contains("interrupted by SIGINT");
+    assert_port_free("tcp", &bound_addr(&out.stdout));
+}
+
+#[test]
+fn ctrl_c_in_recv_on_datagram_sockets() {
+    let dir = ScratchDir::new("sock-int");
+    let path = dir.join("d.sock");
+    let out = interrupt_when_asleep(
+        &["reader", "unix-dgram", "--path", &path],
+        "waiting in recv(2)",
+        "__skb_wait_for_more_packets",
+    );
+    out.assert_stdout_contains(&format!(
+        "interrupted by SIGINT: removed the socket file {path}"
+    ));
+    assert_socket_gone(&path, false);
+
+    let out = interrupt_when_asleep(
+        &["reader", "udp"],
+        "waiting in recv(2)",
+        "__skb_wait_for_more_packets",
+    );
+    assert_port_free("udp", &bound_addr(&out.stdout));
+}
+
+#[test]
+fn ctrl_c_in_read_on_a_connection() {
+    let dir = ScratchDir::new("sock-intread");
+    let path = dir.join("s");
+    let mut reader = start(&["reader", "--path", &path]);
+    reader.wait_for_line("listening at");
+    // A writer that connects and says nothing: the reader sleeps in read(2).
+    let quiet_writer = UnixStream::connect(&path).unwrap();
+    reader.wait_for_line("I take one writer");
+    wait_until_asleep_in(reader.pid(), "unix_stream_read_generic");
+    reader.signal_group(Signal::SIGINT);
+    let out = reader.finish();
+    out.assert_killed_by(Signal::SIGINT)
+        .assert_stdout_contains("interrupted by SIGINT: removed the socket file");
+    drop(quiet_writer);
+    assert_socket_gone(&path, false);
+}
+
+#[test]
+fn ctrl_c_stops_both_processes_of_a_default_run() {
+    for (args, flowing) in [
+        (
+            ["unix", "--count", "100000000", "--size", "65536"],
+            "checking 100000000 messages",
+        ),
+        (
+            ["unix-dgram", "--ping", "100000000", "--size", "100"],
+            "the first ping came from",
+        ),
+    ] {
+        let mut demo = start(&args);
+        demo.wait_for_line(flowing);
+        demo.signal_group(Signal::SIGINT);
+        let out = demo.finish();
+        out.assert_killed_by(Signal::SIGINT);
+        let writer = out.pid_of("writer");
+        out.assert_stdout_contains(&format!("reaped writer {writer}: killed by SIGINT"))
+            .assert_stdout_contains(&format!("[writer {writer}] interrupted by SIGINT"));
+        assert!(!process_exists(writer));
+        assert_socket_gone(&listening_path(&out.stdout), true);
+        if args[0] == "unix-dgram" {
+            // The ping writer's own socket file, for the answers, is gone too.
+            let line = out.lines_with("bound my own socket to ")[0];
+            assert_socket_gone(word_after(line, "bound my own socket to "), true);
+        }
+    }
+}
+
+// ---------------------------------------------------------------- peers gone
+
+#[test]
+fn writer_with_no_reader_says_to_start_it_first() {
+    let dir = ScratchDir::new("sock-noserver");
+    let path = dir.join("nobody");
+    let tcp = format!("127.0.0.1:{}", free_tcp_port());
+    let udp = format!("127.0.0.1:{}", free_udp_port());
+    for (args, needle) in [
+        (
+            vec!["writer", "unix", "--path", &path, "hi"],
+            "start the reader first (socket-demo reader unix --path",
+        ),
+        (
+            vec!["writer", "unix-dgram", "--path", &path, "hi"],
+            "no socket file at",
+        ),
+        (
+            vec!["writer", "fdpass", "--path", &path, "hi"],
+            "start the reader first",
+        ),
+        (
+            vec!["writer", "tcp", "--addr", &tcp, "hi"],
+            "nobody is listening on",
+        ),
+        // UDP sends without asking: only the ICMP "port unreachable" that comes back
+        // tells the writer, as ECONNREFUSED on its next call.
+        (
+            vec!["writer", "udp", "--addr", &udp, "hi"],
+            "nobody is reading there (ECONNREFUSED)",
+        ),
+    ] {
+        run(DEMO, &args)
+            .assert_exit_code(1)
+            .assert_stderr_contains(needle);
+    }
+    assert!(dir.entries().is_empty());
+}
+
+/// Starts a reader and a writer doing an endless bulk transfer over `flavour`, and returns
+/// both once data flows.
+fn endless_bulk(flavour: &str, dir: &ScratchDir) -> (Demo, Demo, String) {
+    let workload = ["--count", "100000000", "--size", "1000"];
+    let (mut reader, at) = start_reader(flavour, dir, &workload);
+    let mut args = vec!["writer", flavour, meet_option(flavour), &at];
+    args.extend(workload);
+    let writer = start(&args);
+    if flavour == "unix-dgram" {
+        reader.wait_for_line("the first datagram came from");
+    } else {
+        reader.wait_for_line("checking 100000000 messages");
+    }
+    (reader, writer, at)
+}
+
+#[test]
+fn reader_notices_a_killed_writer() {
+    let dir = ScratchDir::new("sock-killw");
+    let (reader, writer, at) = endless_bulk("unix", &dir);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(writer.pid()), Signal::SIGKILL).unwrap();
+    writer.finish().assert_killed_by(Signal::SIGKILL);
+    reader
+        .finish()
+        .assert_exit_code(1)
+        .assert_stderr_contains("the writer closed the connection after");
+    assert_socket_gone(&at, false);
+}
+
+#[test]
+fn a_datagram_reader_can_only_guess_that_its_writer_died() {
+    let dir = ScratchDir::new("sock-killdw");
+    let (reader, writer, at) = endless_bulk("unix-dgram", &dir);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(writer.pid()), Signal::SIGKILL).unwrap();
+    writer.finish().assert_killed_by(Signal::SIGKILL);
+    // No connection, so no EOF: the reader gives up after a quiet spell and says why.
+    let out = reader.finish();
+    out.assert_exit_code(1)
+        .assert_stderr_contains("and no end: the writer is gone, or the rest was lost");
+    assert!(!out.summary("reader").ok);
+    assert_socket_gone(&at, false);
+}
+
+#[test]
+fn writer_notices_a_killed_reader_and_the_stale_file_is_reported() {
+    let dir = ScratchDir::new("sock-killr");
+    for flavour in ["unix", "tcp", "unix-dgram"] {
+        let (reader, writer, at) = endless_bulk(flavour, &dir);
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(reader.pid()), Signal::SIGKILL).unwrap();
+        reader.finish().assert_killed_by(Signal::SIGKILL);
+        let needle = if flavour == "unix-dgram" {
+            "nobody is reading there (ECONNREFUSED)"
+        } else {
+            "the reader is gone"
+        };
+        writer
+            .finish()
+            .assert_exit_code(1)
+            .assert_stderr_contains(needle);
+        if flavour == "tcp" {
+            continue;
+        }
+        // Killed, the reader could not remove its socket file: the next reader is told
+        // it is stale and how to remove it, and a writer that nobody listens there.
+        assert!(!is_gone(&at), "SIGKILL leaves the file");
+        run(DEMO, &["reader", flavour, "--path", &at])
+            .assert_exit_code(1)
+            .assert_stderr_contains("is a stale socket file")
+            .assert_stderr_contains(&format!("Remove it with: rm {at}"));
+        if flavour == "unix" {
+            run(DEMO, &["writer", flavour, "--path", &at, "hi"])
+                .assert_exit_code(1)
+                .assert_stderr_contains("nobody is listening at");
+        }
+        std::fs::remove_file(&at).unwrap();
+    }
+    assert!(dir.entries().is_empty(), "{:?}", dir.entries());
+}
+
+#[test]
+fn a_live_reader_is_not_mistaken_for_a_stale_file() {
+    let dir = ScratchDir::new("sock-live");
+    let (first, at) = start_reader("unix", &dir, &[]);
+    run(DEMO, &["reader", "--path", &at])
+        .assert_exit_code(1)
+        .assert_stderr_contains("another reader is using");
+    // The first reader was not disturbed: it still serves a writer.
+    run(DEMO, &["writer", "--path", &at, "still here"]).assert_success();
+    let out = first.finish();
+    out.assert_success();
+    assert_eq!(received(&out, "reader"), expect_received(&["still here"]));
+    assert_socket_gone(&at, false);
+}
+
+// ---------------------------------------------------------------- real clients
+
+#[test]
+fn socat_and_nc_as_writers() {
+    let dir = ScratchDir::new("sock-tools");
+
+    let (reader, at) = start_reader("unix", &dir, &[]);
+    let socat = Tool::start(
+        "socat",
+        &["-", &format!("UNIX-CONNECT:{at}")],
+        b"alpha\nbeta\n",
+    );
+    assert!(socat.finish().0, "socat failed");
+    let out = reader.finish();
+    out.assert_success();
+    assert_eq!(
+        received(&out, "reader"),
+        expect_received(&["alpha", "beta"])
+    );
+    assert_socket_gone(&at, false);
+
+    let (reader, at) = start_reader("tcp", &dir, &[]);
+    let port = port_of(&at).to_string();
+    let nc = Tool::start("nc", &["-N", "127.0.0.1", &port], b"gamma\ndelta");
+    assert!(nc.finish().0, "nc failed");
+    let out = reader.finish();
+    out.assert_success();
+    assert_eq!(
+        received(&out, "reader"),
+        expect_received(&["gamma", "delta"])
+    );
+    assert_port_free("tcp", &at);
+
+    // Datagrams: socat and nc send one datagram per message, but cannot send the
+    // zero-length end; our writer with nothing to say sends just that.
+    let (reader, at) = start_reader("unix-dgram", &dir, &[]);
+    let sent = Tool::start(
+        "socat",
+        &["-u", "-", &format!("UNIX-SENDTO:{at}")],
+        b"epsilon",
+    );
+    assert!(sent.finish().0);
+    let sent = Tool::start("nc", &["-uU", "-q0", &at], b"zeta");
+    assert!(sent.finish().0);
+    run_with_stdin(DEMO, &["writer", "unix-dgram", "--path", &at], b"").assert_success();
+    let out = reader.finish();
+    out.assert_success();
+    assert_eq!(
+        received(&out, "reader"),
+        expect_received(&["epsilon", "zeta"])
+    );
+    assert_socket_gone(&at, false);
+
+    let (reader, at) = start_reader("udp", &dir, &[]);
+    let port = port_of(&at).to_string();
+    let sent = Tool::start("nc", &["-u", "-q0", "127.0.0.1", &port], b"eta");
+    assert!(sent.finish().0);
+    let sent = Tool::start("socat", &["-u", "-", &format!("UDP-SENDTO:{at}")], b"theta");
+    assert!(sent.finish().0);
+    run_with_stdin(DEMO, &["writer", "udp", "--addr", &at], b"").assert_success();
+    let out = reader.finish();
+    out.assert_success();
+    assert_eq!(received(&out, "reader"), expect_received(&["eta", "theta"]));
+    assert_port_free("udp", &at);
+    assert!(dir.entries().is_empty(), "{:?}", dir.entries());
+}
+
+#[test]
+fn nc_as_the_reader() {
+    let dir = ScratchDir::new("sock-ncl");
+    let path = dir.join("nc.sock");
+    let nc = Tool::start("nc", &["-lU", &path], b"");
+    wait_until("nc listens on its Unix socket", || unix_listening(&path));
+    run(DEMO, &["writer", "unix", "--path", &path, "hello", "nc"]).assert_success();
+    let (ok, stdout, stderr) = nc.finish();
+    assert!(ok, "nc -lU failed: {stderr}");
+    assert_eq!(stdout, "hello\nnc\n");
+    let _ = std::fs::remove_file(&path); // nc's file, not ours
+
+    let port = free_tcp_port();
+    let nc = Tool::start("nc", &["-l", "127.0.0.1", &port.to_string()], b"");
+    wait_until("nc listens on its TCP port", || tcp_listening(port));
+    run(
+        DEMO,
+        &[
+            "writer",
+            "tcp",
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+            "over",
+            "tcp",
+        ],
+    )
+    .assert_success();
+    let (ok, stdout, stderr) = nc.finish();
+    assert!(ok, "nc -l failed: {stderr}");
+    assert_eq!(stdout, "over\ntcp\n");
+}
