@@ -59,8 +59,13 @@ pub fn run(meeting: &Meeting, workload: &Workload, cpus: Option<Cpus>) -> Result
             // uncalled (the reader failed early), it closes the pipe and the child sees
             // EOF. Either way the pipe is closed before we wait for the child.
             let outcome = reader::run(meeting, &workload, Some(child), move || {
+                // Said before the write: once the byte is on its way, the writer may run
+                // and print everything before we get to print anything.
+                say!(
+                    reader::ROLE,
+                    "telling writer {child} to go (a byte on a pipe)"
+                );
                 nix::unistd::write(&go_w, b"g").context("telling the writer to start")?;
-                say!(reader::ROLE, "told writer {child} to go (a byte on a pipe)");
                 Ok(())
             });
             let reaped = reap(child);

@@ -12,7 +12,8 @@
 //!   the reader reads them where they lie, with no read(2), write(2) or copy.
 //! - And the new problem the notes' 信号量 section opens with (用了共享内存通信方式，带来
 //!   新的问题): nothing says when the data is there. The reader sleeps on a semaphore
-//!   until the writer posts it: no polling loop, no sleep. That leads into sem-demo.
+//!   until the writer posts it (waking every 100 ms only to notice Ctrl+C or a dead
+//!   writer): no polling of the data, no sleep. That leads into sem-demo.
 //!
 //! Run:
 //!   cargo run -p shm-demo                    posix: reader and writer, narrated
@@ -83,8 +84,8 @@ options:
   --count N --size BYTES   bulk: N messages through a ring of slots, every byte checked
   --ping N [--size BYTES]  N round trips of BYTES (default 100), on two semaphores
   --spin                   with --ping: spin on atomics in the segment, no system call
-  --cpus W,R               default run with a workload: writer on CPU W, reader on CPU R
                            per round trip (the fast path; semaphores are the default)
+  --cpus W,R               default run with a workload: writer on CPU W, reader on CPU R
   -h, --help               this text
   --                       everything after it is a message
 
@@ -96,6 +97,9 @@ two terminals:
 
 /// The largest message a workload accepts.
 const MAX_SIZE: usize = 64 << 20;
+/// The most round trips `--ping` takes: the writer keeps each one's time (16 bytes)
+/// for the percentiles, in a Vec allocated before the first one (1.6 GB at most).
+const MAX_PINGS: u64 = 100_000_000;
 /// A ping's message size when `--size` is not given (DESIGN §3).
 const DEFAULT_PING_SIZE: usize = 100;
 /// Without --key: this plus the pid (pids stay below 2^22 on Linux).
@@ -294,6 +298,9 @@ fn check(role: Role, sysv: bool, raw: Raw, pid: u32) -> Result<Args, String> {
             count,
             size: raw.size.ok_or("--count needs --size BYTES")?,
         },
+        (None, Some(count)) if count > MAX_PINGS => {
+            return Err(format!("--ping {count}: at most {MAX_PINGS} round trips"));
+        }
         (None, Some(count)) => Workload::Ping {
             count,
             size: raw.size.unwrap_or(DEFAULT_PING_SIZE),
@@ -517,6 +524,8 @@ mod tests {
             "--size 5",
             "--spin",
             "--ping 1 --size 99999999999",
+            "--ping 100000001",
+            "--ping 18446744073709551615",
             "--bogus",
             "--ping",
             "hello --ping 3",

@@ -378,6 +378,17 @@ impl Semaphores for PosixSems<'_> {
         }
     }
 
+    fn try_take(&self, sem: Sem) -> Result<bool> {
+        // SAFETY: as in `post`.
+        if unsafe { libc::sem_trywait(self.ptr(sem)) } == 0 {
+            return Ok(true);
+        }
+        match Errno::last() {
+            Errno::EAGAIN => Ok(false), // nothing to take
+            e => Err(e).with_context(|| format!("sem_trywait ({})", sem.name())),
+        }
+    }
+
     fn wait_call(&self) -> &'static str {
         "sem_timedwait"
     }

@@ -14,7 +14,7 @@ use nix::unistd::{Pid, getpid};
 use crate::memory::{GuardPage, hex, show_mapping};
 use crate::segment::{END, Header, Kind, Layout, Ring, Segment};
 use crate::signals::Interrupted;
-use crate::sync::{Peer, Sem, Semaphores, spin_until, wait};
+use crate::sync::{Peer, Sem, Semaphores, TICK, spin_until, wait};
 use crate::workload::{Tally, check, pattern, throughput};
 use crate::{Meeting, Workload, posix, sysv};
 
@@ -130,8 +130,11 @@ impl Drop for LeaveMark<'_> {
 fn receive_text(ring: &Ring, sems: &impl Semaphores, peer: &Peer) -> Result<Tally> {
     say!(
         ROLE,
-        "waiting for the writer: asleep in {}(filled) until it posts (no polling, no sleep)",
-        sems.wait_call()
+        "waiting on the semaphore: P(filled) with {} in {} ms slices (to notice Ctrl+C and \
+         a dead writer); it returns at once for a post already made, else sleeps until the \
+         writer posts: no polling of the data",
+        sems.wait_call(),
+        TICK.as_millis()
     );
     let (mut messages, mut bytes) = (0, 0);
     let mut started = None;

@@ -13,7 +13,9 @@
 //!
 //! A wait must also end when Ctrl+C arrives or the other process dies, so every P is a
 //! timed one (sem_timedwait, semtimedop) in a loop: after each timeout the loop checks
-//! the signal flag and whether the peer is still alive, then waits again.
+//! the signal flag and whether the peer is still alive, then waits again. A peer that
+//! looks gone gets one last non-blocking P (sem_trywait, IPC_NOWAIT): it may have
+//! posted just before it exited.
 //!
 //! `--spin` replaces the round trip's semaphores by two counters in the segment, read
 //! and written with Acquire/Release atomics: no system call at all per round trip,
@@ -65,6 +67,8 @@ pub trait Semaphores {
     /// P for at most `limit`: true if we took one; false if the time ran out or a
     /// signal interrupted the wait (the caller's loop then decides).
     fn wait_at_most(&self, sem: Sem, limit: Duration) -> Result<bool>;
+    /// P without waiting: true if we took one, false if there was none to take.
+    fn try_take(&self, sem: Sem) -> Result<bool>;
     /// The calls behind P and V, for narration.
     fn wait_call(&self) -> &'static str;
     fn post_call(&self) -> &'static str;
@@ -76,7 +80,19 @@ pub fn wait(sems: &impl Semaphores, sem: Sem, peer: &Peer) -> Result<()> {
         signals::check()?;
         match sems.wait_at_most(sem, TICK) {
             Ok(true) => return Ok(()),
-            Ok(false) => peer.check()?, // timed out or interrupted: look around, wait again
+            // Timed out or interrupted: look around, then wait again.
+            Ok(false) => {
+                if let Err(gone) = peer.check() {
+                    // The classic check-then-act window: the peer may have posted and
+                    // exited after our wait timed out and before we looked. What it
+                    // posted is still there: take it if so, and only then call it gone
+                    // (an error here, a removed set, also means there is nothing to take).
+                    if matches!(sems.try_take(sem), Ok(true)) {
+                        return Ok(());
+                    }
+                    return Err(gone.into());
+                }
+            }
             Err(e) => {
                 peer.check()?; // a peer that has gone explains a failed wait best
                 return Err(e);
@@ -102,7 +118,15 @@ pub fn spin_until(counter: &CacheLine, want: u64, end: u64, peer: &Peer) -> Resu
         if turns.is_multiple_of(1024) {
             signals::check()?;
             if last_check.elapsed() >= TICK {
-                peer.check()?;
+                if let Err(gone) = peer.check() {
+                    // As in `wait`: the peer may have stored its value and exited
+                    // since our last look at the counter. Look once more.
+                    let seen = counter.0.load(Ordering::Acquire);
+                    if seen == want || seen == end {
+                        return Ok(seen);
+                    }
+                    return Err(gone.into());
+                }
                 last_check = Instant::now();
             }
             std::thread::yield_now();

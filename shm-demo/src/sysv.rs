@@ -122,6 +122,7 @@ impl Created {
 
 /// What the writer opens: the reader's segment attached, and its semaphore set.
 pub struct Opened {
+    key: i32,
     sems: SemSet,
     attachment: Attachment,
 }
@@ -167,6 +168,7 @@ pub fn open(key: i32) -> Result<Opened> {
         hex_key(key)
     );
     Ok(Opened {
+        key,
         sems: SemSet {
             id: sem_id,
             owner: None,
@@ -183,27 +185,31 @@ impl Opened {
     pub fn sems(&self) -> &SemSet {
         &self.sems
     }
-}
 
-/// The writer's cleanup for a reader that was killed: segment and set are still there.
-pub fn remove_leftovers(key: i32) -> Result<String> {
-    let mut removed = Vec::new();
-    // SAFETY: plain system calls on ids the kernel gives for our key; a null buffer is
-    // allowed for IPC_RMID.
-    unsafe {
-        let shm = libc::shmget(key, 0, 0);
-        if shm >= 0 && libc::shmctl(shm, libc::IPC_RMID, std::ptr::null_mut()) == 0 {
+    /// The writer's cleanup for a reader that was killed: its segment and set are
+    /// still there. Removed by the ids we opened, not by the key: the key is free for
+    /// anyone once the reader is dead, and a new reader may already use it.
+    pub fn remove_leftovers(&self) -> Result<String> {
+        let (shm, sem) = (self.attachment.id, self.sems.id);
+        let mut removed = Vec::new();
+        // SAFETY: plain system call; IPC_RMID takes no buffer. We stay attached: the
+        // segment is only marked, and our shmdt frees it.
+        if unsafe { libc::shmctl(shm, libc::IPC_RMID, std::ptr::null_mut()) } == 0 {
             removed.push(format!("segment shmid {shm}"));
         }
-        let sem = libc::semget(key, 0, 0);
-        if sem >= 0 && libc::semctl(sem, 0, libc::IPC_RMID) == 0 {
+        // SAFETY: plain system call; IPC_RMID takes no fourth argument.
+        if unsafe { libc::semctl(sem, 0, libc::IPC_RMID) } == 0 {
             removed.push(format!("semaphore set semid {sem}"));
         }
+        if removed.is_empty() {
+            removed.push("nothing (already gone)".into());
+        }
+        Ok(format!(
+            "{} (key {})",
+            removed.join(" and "),
+            hex_key(self.key)
+        ))
     }
-    if removed.is_empty() {
-        removed.push("nothing (already gone)".into());
-    }
-    Ok(format!("{} (key {})", removed.join(" and "), hex_key(key)))
 }
 
 /// shmget with IPC_CREAT|IPC_EXCL: a new segment or an error, never someone else's.
@@ -384,13 +390,15 @@ fn create_semaphores(key: i32, values: [u32; 4]) -> Result<SemSet> {
 }
 
 impl SemSet {
-    /// One semop on one semaphore: -1 is P, +1 is V. `timeout` makes it semtimedop.
-    fn op(&self, sem: Sem, delta: c_short, timeout: Option<Duration>) -> c_int {
+    /// One semop on one semaphore: -1 is P, +1 is V. `flags`: 0, or IPC_NOWAIT for a P
+    /// that fails with EAGAIN rather than sleep. `timeout` makes it semtimedop.
+    fn op(&self, sem: Sem, delta: c_short, flags: c_int, timeout: Option<Duration>) -> c_int {
         let mut op = libc::sembuf {
             sem_num: sem as c_ushort,
             sem_op: delta,
-            sem_flg: 0, // no SEM_UNDO: a V here is meant for the other process, and
-                        // must outlive us (sem-demo shows what SEM_UNDO is for)
+            // Never SEM_UNDO: a V here is meant for the other process, and must
+            // outlive us (sem-demo shows what SEM_UNDO is for).
+            sem_flg: flags as c_short,
         };
         match timeout {
             // SAFETY: `op` is one valid sembuf, alive through the call.
@@ -412,19 +420,29 @@ impl SemSet {
 
 impl Semaphores for SemSet {
     fn post(&self, sem: Sem) -> Result<()> {
-        if self.op(sem, 1, None) != 0 {
+        if self.op(sem, 1, 0, None) != 0 {
             return Err(gone_or(Errno::last(), "semop V", sem));
         }
         Ok(())
     }
 
     fn wait_at_most(&self, sem: Sem, limit: Duration) -> Result<bool> {
-        if self.op(sem, -1, Some(limit)) == 0 {
+        if self.op(sem, -1, 0, Some(limit)) == 0 {
             return Ok(true);
         }
         match Errno::last() {
             Errno::EAGAIN | Errno::EINTR => Ok(false), // timed out, or a signal
             e => Err(gone_or(e, "semtimedop P", sem)),
+        }
+    }
+
+    fn try_take(&self, sem: Sem) -> Result<bool> {
+        if self.op(sem, -1, libc::IPC_NOWAIT, None) == 0 {
+            return Ok(true);
+        }
+        match Errno::last() {
+            Errno::EAGAIN => Ok(false), // nothing to take
+            e => Err(gone_or(e, "semop P with IPC_NOWAIT", sem)),
         }
     }
 

@@ -27,11 +27,15 @@ pub fn run(meeting: &Meeting, workload: &Workload) -> Result<Tally> {
     let outcome = match meeting {
         Meeting::Posix(name) => {
             let shm = posix::open(name)?;
-            session(shm.segment(), &shm.sems(), workload)
+            let outcome = session(shm.segment(), &shm.sems(), workload);
+            if_the_reader_died(&outcome, || posix::remove_leftovers(name));
+            outcome
         } // unmapped here
         Meeting::Sysv(key) => {
             let shm = sysv::open(*key)?;
-            session(shm.segment(), shm.sems(), workload)
+            let outcome = session(shm.segment(), shm.sems(), workload);
+            if_the_reader_died(&outcome, || shm.remove_leftovers());
+            outcome
         } // detached here
     };
     if let Err(e) = &outcome {
@@ -41,26 +45,28 @@ pub fn run(meeting: &Meeting, workload: &Workload) -> Result<Tally> {
                 "interrupted by {sig}: my mapping is gone; the segment is the reader's to remove"
             );
         }
-        if let Some(gone) = e.downcast_ref::<PeerGone>() {
-            if gone.died {
-                // A killed reader never ran its cleanup: its objects would stay in the
-                // kernel until reboot. We know their names, so we remove them.
-                let removed = match meeting {
-                    Meeting::Posix(name) => posix::remove_leftovers(name),
-                    Meeting::Sysv(key) => sysv::remove_leftovers(*key),
-                };
-                match removed {
-                    Ok(removed) => say!(
-                        ROLE,
-                        "the reader (pid {}) died without cleaning up: I removed {removed}",
-                        gone.pid
-                    ),
-                    Err(e) => say!(ROLE, "could not remove what the reader left: {e:#}"),
-                }
-            }
-        }
     }
     outcome
+}
+
+/// A killed reader never ran its cleanup: its objects would stay in the kernel until
+/// reboot. We know them (the name, or the ids we opened), so `remove` removes them.
+fn if_the_reader_died(outcome: &Result<Tally>, remove: impl FnOnce() -> Result<String>) {
+    let Err(e) = outcome else { return };
+    let Some(gone) = e.downcast_ref::<PeerGone>() else {
+        return;
+    };
+    if !gone.died {
+        return; // it left and cleaned up itself
+    }
+    match remove() {
+        Ok(removed) => say!(
+            ROLE,
+            "the reader (pid {}) died without cleaning up: I removed {removed}",
+            gone.pid
+        ),
+        Err(e) => say!(ROLE, "could not remove what the reader left: {e:#}"),
+    }
 }
 
 /// Everything between opening the segment and unmapping it.

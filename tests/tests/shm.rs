@@ -508,6 +508,12 @@ fn bad_usage_exits_2_names_the_problem_and_creates_nothing() {
             "pick one",
         ),
         (vec!["--ping", "3", "--size", "999999999999"], "--size"),
+        // Each round trip's time is kept: a count past the limit would not fit in memory.
+        (
+            vec!["--ping", "1000000000000"],
+            "at most 100000000 round trips",
+        ),
+        (vec!["--ping", "18446744073709551615"], "at most 100000000"),
         (vec!["--spin"], "--spin goes with --ping"),
         (vec!["--ping", "2", "hello"], "workload sends its own data"),
         (vec!["reader", "hello"], "the reader takes no messages"),
