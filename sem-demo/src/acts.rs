@@ -14,11 +14,14 @@
 //!    timed wait gives up.
 //!
 //! A is the parent; it forks B (and C) for each act and reaps them. Every wait has
-//! a time limit, so a process whose peer died says so instead of hanging.
+//! a time limit, or (B's in act 5) ends when A's end of a pipe closes, so a process
+//! whose peer died says so instead of hanging.
 
+use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use nix::errno::Errno;
 use nix::sched::CpuSet;
 use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
@@ -178,7 +181,8 @@ fn race(page: &SharedPage, loops: u64) -> Result<Duration> {
     say!(
         A,
         "the counter is in a page mapped MAP_SHARED before fork: one physical page for both; \
-         an increment is a read, a moment's work, then a write"
+         an increment is an atomic load, a moment's work, then an atomic store: each step \
+         is atomic, the pair is not"
     );
     let (total, took) = count_in_two(page, loops, None)?;
     let expected = 2 * loops;
@@ -391,10 +395,18 @@ fn dead_holder(mutex: &dyn Semaphore, sync: &dyn Semaphore) -> Result<()> {
         A,
         "--- act 5: the holder dies: B takes the mutex and is killed before its V ---"
     );
+    // B will sleep in a read on this pipe until it is killed. Only A keeps the
+    // write end, and never writes: if A dies first, the kernel closes that end and
+    // B's read returns end of file, so B does not hold the mutex forever.
+    let (a_alive, a_alive_writer) = nix::unistd::pipe().context("pipe")?;
     let b = match fork(B)? {
-        Side::Child => exit_child(hold_until_killed(mutex, sync)),
+        Side::Child => {
+            drop(a_alive_writer);
+            exit_child(hold_until_killed(mutex, sync, a_alive))
+        }
         Side::Parent(b) => b,
     };
+    drop(a_alive);
     // B says "I hold it" with a V on the sync semaphore: act 4's tool again.
     p_from(sync, PEER_TIMEOUT, "B")?;
     say!(A, "B holds the mutex | {}", View::of(mutex, 0)?.both());
@@ -441,8 +453,9 @@ fn dead_holder(mutex: &dyn Semaphore, sync: &dyn Semaphore) -> Result<()> {
     Ok(())
 }
 
-/// Act 5, B's part: P, tell A, then wait to be killed.
-fn hold_until_killed(mutex: &dyn Semaphore, sync: &dyn Semaphore) -> Result<()> {
+/// Act 5, B's part: P, tell A, then wait to be killed. `a_alive`: the read end of
+/// a pipe whose write end only A holds.
+fn hold_until_killed(mutex: &dyn Semaphore, sync: &dyn Semaphore, a_alive: OwnedFd) -> Result<()> {
     p_from(mutex, PEER_TIMEOUT, "the previous holder")?;
     let undo = if mutex.undone_at_exit() {
         " (with SEM_UNDO: the kernel notes it must give this unit back if I die)"
@@ -456,12 +469,19 @@ fn hold_until_killed(mutex: &dyn Semaphore, sync: &dyn Semaphore) -> Result<()> 
         mutex.value()?
     );
     sync.v()?;
-    let deadline = Instant::now() + PEER_TIMEOUT;
-    while Instant::now() < deadline {
+    // Sleep in one blocking call, not a polling loop: no data ever comes, so the
+    // read sleeps until SIGKILL ends us, or returns 0 (end of file) if A is gone.
+    // Ctrl+C makes it return EINTR. (A Ctrl+C landing just before the read only
+    // sets the flag; A, stopped by it too, then kills us on its way out.)
+    let mut byte = [0u8; 1];
+    loop {
         signals::check()?;
-        std::thread::sleep(Duration::from_millis(10));
+        match nix::unistd::read(&a_alive, &mut byte) {
+            Err(Errno::EINTR) => continue, // the loop re-checks the flag
+            Ok(_) => bail!("A is gone (its end of our pipe closed): nobody will kill me"),
+            Err(e) => bail!("read from the pipe to A: {e}"),
+        }
     }
-    bail!("nobody killed me within {PEER_TIMEOUT:?}: is A gone?")
 }
 
 /// Act 5, C's part: P on the mutex a dead process holds.

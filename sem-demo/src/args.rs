@@ -23,6 +23,7 @@ options:
   --name /NAME   POSIX meeting point (default run: prefix of its semaphores' names)
   --key KEY      System V meeting point, decimal or 0x hex, not 0
   --ping N       N round trips of P/V between two processes over two semaphores
+                 (at most 100000000)
   --loops N      increments per process in the race and mutex acts (default 20000)
   --cpus W,R     with --ping in one run: the writer on CPU W, the reader on CPU R
   --help         this text
@@ -38,6 +39,9 @@ their pid. A semaphore carries no data: there are no messages and no --count/--s
 pub const DEFAULT_LOOPS: u64 = 20_000;
 /// The most `--loops` accepts: the counter must not overflow, and the run end.
 const MAX_LOOPS: u64 = 1_000_000_000;
+/// The most `--ping` accepts: the round-trip times are kept in one Vec allocated
+/// up front (16 bytes each, 1.6 GB at this limit), and the run must end.
+const MAX_PINGS: u64 = 100_000_000;
 /// A POSIX name is at most NAME_MAX (255) bytes in /dev/shm, where glibc prefixes
 /// "sem." and we may append a suffix such as "-mutex": leave room for both.
 const MAX_NAME: usize = 200;
@@ -94,7 +98,13 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
             "--help" | "-h" => return Ok(Parsed::Help),
             "--name" => name = Some(posix_name(args.next())?),
             "--key" => key = Some(sysv_key(args.next())?),
-            "--ping" => ping = Some(number(&arg, args.next())?),
+            "--ping" => {
+                let n = number(&arg, args.next())?;
+                if n > MAX_PINGS {
+                    return Err(format!("--ping {n}: at most {MAX_PINGS} round trips"));
+                }
+                ping = Some(n);
+            }
             "--cpus" => cpus = Some(cpu_pair(args.next())?),
             "--loops" => {
                 let n = number(&arg, args.next())?;
@@ -268,6 +278,7 @@ mod tests {
         let r = request("writer --name /x --ping 5");
         assert_eq!(r.meeting, Meeting::Name("/x".into()));
         assert_eq!(r.ping, Some(5));
+        assert_eq!(request("--ping 100000000").ping, Some(MAX_PINGS));
         assert_eq!(request("sysv --key 0xffffffff").meeting, Meeting::Key(-1));
     }
 
@@ -293,6 +304,8 @@ mod tests {
             "--loops 0",
             "reader --loops 5",
             "--ping 0",
+            "--ping 100000001",
+            "--ping 18446744073709551615",
             "--ping",
             "--bogus",
             "reader writer",

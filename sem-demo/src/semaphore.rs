@@ -23,6 +23,9 @@ use crate::signals;
 
 /// The longest one sleep lasts before the wait loop re-checks for Ctrl+C.
 const SLICE: Duration = Duration::from_millis(200);
+/// How long a look at GETNCNT may wait for a sleeper that stepped out of the
+/// kernel's queue at the end of a slice (see `count_sleepers`).
+pub const STEPPED_OUT: Duration = Duration::from_millis(500);
 /// How long a process waits for a V its peer should do: far longer than a busy
 /// machine pauses, so running out means the peer is gone.
 pub const PEER_TIMEOUT: Duration = Duration::from_secs(20);
@@ -136,8 +139,9 @@ impl View {
     /// Looks at `sem`. `known_asleep` is how many processes we saw asleep in P
     /// (through /proc), used when the API cannot count them.
     pub fn of(sem: &dyn Semaphore, known_asleep: i32) -> Result<View> {
+        let sleepers = count_sleepers(sem, known_asleep, STEPPED_OUT)?;
         let value = sem.value()?;
-        Ok(match sem.sleepers()? {
+        Ok(match sleepers {
             Some(n) => View {
                 value,
                 sleepers: n,
@@ -154,6 +158,28 @@ impl View {
     /// The count as the notes keep it.
     pub fn notes_count(&self) -> i32 {
         self.value - self.sleepers
+    }
+}
+
+/// The kernel's count of the processes asleep in P (GETNCNT; `None` for POSIX),
+/// looked at again until it is at least `expected`, for at most `limit`.
+///
+/// Why look again: a sleeper wakes up at the end of every slice to check for
+/// Ctrl+C (`p_watching`) and calls P again at once. For those few microseconds it
+/// is out of the kernel's queue, and a single look could count one sleeper too
+/// few. A sleeper is back in the queue almost at once, so waiting for it gives
+/// the true count; if it never comes back, we print what the kernel says.
+pub fn count_sleepers(sem: &dyn Semaphore, expected: i32, limit: Duration) -> Result<Option<i32>> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let counted = sem.sleepers()?;
+        match counted {
+            Some(n) if n < expected && Instant::now() < deadline => {
+                signals::check()?;
+                nap();
+            }
+            _ => return Ok(counted),
+        }
     }
 }
 

@@ -6,16 +6,19 @@
 //! for this section: 如果多个进程同时修改同一个共享内存，很有可能就冲突了 (processes
 //! changing the same shared memory at once are likely to collide).
 //!
-//! The counter is changed with a plain read, then a plain write: a volatile load
-//! and a volatile store, so the compiler emits both for every increment and cannot
-//! fuse a loop of them into one `add`. Between the two, the other process may store
-//! its own increment, which this store then overwrites: a lost update. (With no
-//! semaphore around it, this is a data race: the very bug the act is about. Two
-//! aligned 8-byte accesses cannot tear on the CPUs Linux runs on; they only lose.)
+//! The counter is an `AtomicU64`, and an increment is two atomic steps: a load,
+//! a moment's work, then a store of what was loaded plus 1. Each step alone is
+//! atomic, so there is no data race (no undefined behaviour: plain or volatile
+//! accesses from two processes at once would be one); but nothing joins the two
+//! steps. Between them, the other process may store its own increment, which our
+//! store then overwrites: a lost update. That is the bug the act shows, and what a
+//! read-modify-write does without a lock. `fetch_add` would lose nothing: it is
+//! one atomic step (`lock xadd` on x86), the CPU's own tiny mutex; a semaphore is
+//! the tool when the work between reading and writing is bigger than one add.
 
 use std::num::NonZeroUsize;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -27,7 +30,7 @@ use crate::signals;
 #[repr(C)]
 struct Page {
     /// Acts 2 and 3: the counter both processes increment.
-    counter: u64,
+    counter: AtomicU64,
     /// Act 4: what A leaves for B to read.
     note: u64,
     /// Processes at the starting line, so both start counting at once.
@@ -56,33 +59,38 @@ impl SharedPage {
         Ok(SharedPage { page: addr.cast() })
     }
 
+    fn counter_cell(&self) -> &AtomicU64 {
+        // SAFETY: the field is in our mapping for as long as `self` lives, and every
+        // process touches it only through atomic operations.
+        unsafe { &(*self.page.as_ptr()).counter }
+    }
+
     /// The counter's current value.
     pub fn counter(&self) -> u64 {
-        // SAFETY: `page` is mapped, aligned and lives as long as `self`; a volatile
-        // read of a u64 is one load, which another process's store cannot tear.
-        unsafe { (&raw const (*self.page.as_ptr()).counter).read_volatile() }
+        self.counter_cell().load(Ordering::Relaxed)
     }
 
-    pub fn set_counter(&self, value: u64) {
-        // SAFETY: as in `counter`: one aligned store into our mapping.
-        unsafe { (&raw mut (*self.page.as_ptr()).counter).write_volatile(value) }
-    }
-
-    /// counter = counter + 1, as two separate steps: read, then write.
+    /// counter = counter + 1, as two separate steps: load, then store. Relaxed is
+    /// enough: the lesson is not about ordering but about the gap between the two
+    /// steps (and in act 3, P and V, system calls, order everything around them).
     pub fn add_one(&self) {
-        let seen = self.counter();
+        let counter = self.counter_cell();
+        let seen = counter.load(Ordering::Relaxed);
         think();
-        // The other process may have stored in between: this write erases it.
-        self.set_counter(seen + 1);
+        // The other process may have stored in between: this store erases it.
+        // (`counter.fetch_add(1, ...)` would not: it loads and stores in one step.)
+        counter.store(seen + 1, Ordering::Relaxed);
     }
 
     pub fn note(&self) -> u64 {
-        // SAFETY: as in `counter`.
+        // SAFETY: `page` is mapped, aligned and lives as long as `self`. The note is
+        // never accessed by two processes at once: A writes it before its V on the
+        // sync semaphore, B reads it only after its P (act 4).
         unsafe { (&raw const (*self.page.as_ptr()).note).read_volatile() }
     }
 
     pub fn set_note(&self, value: u64) {
-        // SAFETY: as in `set_counter`.
+        // SAFETY: as in `note`.
         unsafe { (&raw mut (*self.page.as_ptr()).note).write_volatile(value) }
     }
 
@@ -94,7 +102,7 @@ impl SharedPage {
 
     /// Resets the counter and the starting line, before forking the counters.
     pub fn reset(&self) {
-        self.set_counter(0);
+        self.counter_cell().store(0, Ordering::Relaxed);
         self.at_the_start().store(0, Ordering::SeqCst);
     }
 

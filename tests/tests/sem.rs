@@ -7,7 +7,8 @@ use ipc_tests::*;
 
 const DEMO: &str = "sem-demo";
 
-/// A POSIX name no other test (or test run) uses: our pid and a tag.
+/// A POSIX name no other test (or test run) uses: our pid and a tag. No tag is
+/// a prefix of another, so no name is a prefix of another test's.
 fn name(tag: &str) -> String {
     format!("/semtest-{}-{tag}", std::process::id())
 }
@@ -19,19 +20,20 @@ fn key(tag: u32) -> String {
     format!("{key:#x}")
 }
 
-/// The /dev/shm entries of named semaphores whose name starts with `prefix`
-/// (`/x` → `sem.x`, `sem.x-pong`...).
-fn posix_entries(prefix: &str) -> Vec<String> {
-    let file = format!("sem.{}", prefix.trim_start_matches('/'));
-    std::fs::read_dir("/dev/shm")
-        .expect("read /dev/shm")
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|f| f.starts_with(&file))
+/// The /dev/shm entries of the named semaphores sem-demo makes from `name`
+/// (`/x` → `sem.x`, `sem.x-pong`, `sem.x-mutex`, `sem.x-sync`), by exact name:
+/// a prefix match would also count another test's `/x-more`.
+fn posix_entries(name: &str) -> Vec<String> {
+    let base = format!("sem.{}", name.trim_start_matches('/'));
+    ["", "-pong", "-mutex", "-sync"]
+        .iter()
+        .map(|suffix| format!("{base}{suffix}"))
+        .filter(|file| std::path::Path::new("/dev/shm").join(file).exists())
         .collect()
 }
 
-fn assert_no_posix_leftovers(prefix: &str) {
-    let left = posix_entries(prefix);
+fn assert_no_posix_leftovers(name: &str) {
+    let left = posix_entries(name);
     assert!(left.is_empty(), "left in /dev/shm: {left:?}");
 }
 
@@ -175,7 +177,7 @@ fn posix_default_run_shows_p_v_race_mutex_sync_and_a_holder_nothing_releases() {
         out.stdout
     );
     out.assert_stdout_contains(&format!("removed semaphore /sem-demo-{a}-sync"));
-    assert_no_posix_leftovers(&format!("/sem-demo-{a}-"));
+    assert_no_posix_leftovers(&format!("/sem-demo-{a}"));
 }
 
 #[test]
@@ -319,7 +321,7 @@ fn check_ping(out: &Finished, count: f64) {
 
 #[test]
 fn ping_times_p_v_round_trips_in_both_flavours() {
-    let n = name("ping");
+    let n = name("ping-run");
     let out = run(DEMO, &["--ping", "500", "--name", &n]);
     out.assert_success();
     check_ping(&out, 500.0);
@@ -336,7 +338,7 @@ fn ping_times_p_v_round_trips_in_both_flavours() {
 #[test]
 fn ping_between_a_separate_reader_and_writer() {
     for (flavour, option, meeting, wchan) in [
-        ("posix", "--name", name("ping2"), "futex"),
+        ("posix", "--name", name("ping-pair"), "futex"),
         ("sysv", "--key", key(6), "semtimedop"),
     ] {
         let mut reader = Demo::start(
@@ -357,7 +359,7 @@ fn ping_between_a_separate_reader_and_writer() {
         assert!(summary.num("rtt_p50_us") > 0.0);
         assert_eq!(out.summary("reader").num("messages"), 200.0);
     }
-    assert_no_posix_leftovers(&name("ping2"));
+    assert_no_posix_leftovers(&name("ping-pair"));
     assert_no_sysv_leftovers(&key(6));
 }
 
@@ -395,6 +397,14 @@ fn bad_usage_exits_2_names_the_problem_and_creates_nothing() {
         (vec!["--bogus"], "unknown option --bogus"),
         (vec!["--ping"], "--ping needs a value"),
         (vec!["--ping", "zero", "--name", &n], "not a whole number"),
+        (
+            vec!["--ping", "18446744073709551615", "--name", &n],
+            "at most 100000000 round trips",
+        ),
+        (
+            vec!["reader", "sysv", "--key", &k, "--ping", "100000001"],
+            "at most 100000000 round trips",
+        ),
         (vec!["--loops", "0", "--name", &n], "--loops 0"),
         (
             vec!["reader", "--loops", "5", "--name", &n],
@@ -436,7 +446,7 @@ fn help_prints_the_usage() {
 #[test]
 fn ctrl_c_while_the_reader_sleeps_in_p_removes_its_semaphore() {
     for (flavour, option, meeting, wchan) in [
-        ("posix", "--name", name("sigint"), "futex"),
+        ("posix", "--name", name("sigint-reader"), "futex"),
         ("sysv", "--key", key(8), "semtimedop"),
     ] {
         let reader = start_reader(&["reader", flavour, option, &meeting], wchan);
@@ -445,7 +455,7 @@ fn ctrl_c_while_the_reader_sleeps_in_p_removes_its_semaphore() {
         out.assert_killed_by(Signal::SIGINT);
         out.assert_stdout_contains("interrupted by SIGINT: removed");
     }
-    assert_no_posix_leftovers(&name("sigint"));
+    assert_no_posix_leftovers(&name("sigint-reader"));
     assert_no_sysv_leftovers(&key(8));
 }
 
@@ -466,6 +476,11 @@ fn ctrl_c_during_the_default_run_stops_every_process_and_removes_everything() {
     assert!(!process_exists(c), "C outlived Ctrl+C");
     assert_no_posix_leftovers(&n);
 }
+
+/// Round trips for a ping the test kills: at a microsecond or more each, over
+/// ten seconds, while the test kills a side as soon as the round trips begin.
+/// (Well under the demo's limit, 100000000: it reserves 16 bytes per round trip.)
+const ENDLESS_PING: &str = "10000000";
 
 /// Starts a ping too long to finish during the test; returns it and the reader's
 /// pid once the round trips have begun.
@@ -489,7 +504,7 @@ fn a_killed_ping_reader_is_noticed_and_nothing_is_left() {
         ("sysv", "--key", key(9)),
     ] {
         let (demo, reader) =
-            start_endless_ping(&[flavour, "--ping", "1000000000", option, &meeting]);
+            start_endless_ping(&[flavour, "--ping", ENDLESS_PING, option, &meeting]);
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(reader), Signal::SIGKILL).unwrap();
         let out = demo.finish();
         out.assert_exit_code(1)
@@ -509,7 +524,7 @@ fn a_killed_ping_writer_is_noticed_by_the_reader_which_cleans_up() {
         ("sysv", "--key", key(10)),
     ] {
         let (demo, reader) =
-            start_endless_ping(&[flavour, "--ping", "1000000000", option, &meeting]);
+            start_endless_ping(&[flavour, "--ping", ENDLESS_PING, option, &meeting]);
         let pgid = demo.pid();
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pgid), Signal::SIGKILL).unwrap();
         let out = demo.finish();
