@@ -38,7 +38,7 @@ pub fn writer_returns_at_once(queue: &mut impl Channel, messages: &[String]) -> 
         messages
     };
     let writer = spawn(WRITER, || {
-        channel::writer(queue, WRITER, messages.iter().cloned().map(Ok))
+        channel::writer(queue, WRITER, messages.iter().map(Ok))
     })?;
     reap(PARENT, writer, "writer")?;
     say!(

@@ -10,8 +10,10 @@ usage: msgq-demo [posix|sysv] [OPTIONS] [MESSAGE...]             both sides, nar
   sysv     msgget, msgsnd, msgrcv: queues found by a number (the key), message types
 
 options:
-  --name /NAME         the POSIX queue: the reader creates it, the writer opens it
-  --key KEY            the System V queue's key, decimal or 0x hex (not 0)
+  --name /NAME         the POSIX queue: the reader creates it, the writer opens it;
+                       with no role, the narrated run creates (and removes) it
+  --key KEY            the System V queue's key, decimal or 0x hex (not 0); used like
+                       --name
   --count N            bulk: N messages of --size bytes, every byte checked by the reader
   --ping N             N round trips of --size bytes (default 100)
   --size BYTES         message size, at most the kernel's limit (8192 by default:

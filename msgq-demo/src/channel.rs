@@ -29,15 +29,19 @@ pub const END: &[u8] = b"";
 
 /// Sends each text as one message, then the end marker, saying how full the queue is
 /// after each. Returns (messages, bytes) of text sent.
+///
+/// A text is bytes, not a `String`: a message is the text's bytes (DESIGN §3), and a
+/// line of standard input need not be UTF-8 to be sent.
 pub fn send_texts(
     queue: &mut impl Channel,
     role: &str,
-    texts: impl Iterator<Item = std::io::Result<String>>,
+    texts: impl Iterator<Item = std::io::Result<impl AsRef<[u8]>>>,
 ) -> Result<(u64, u64)> {
     let (mut count, mut bytes) = (0, 0);
     for text in texts {
         let text = text.context("reading standard input")?;
-        let text = text.strip_suffix('\n').unwrap_or(&text);
+        let text = text.as_ref();
+        let text = text.strip_suffix(b"\n").unwrap_or(text);
         if text.is_empty() {
             say!(
                 role,
@@ -46,24 +50,44 @@ pub fn send_texts(
             continue;
         }
         queue
-            .send(text.as_bytes())
-            .with_context(|| format!("sending {text:?}"))?;
+            .send(text)
+            .with_context(|| format!("sending {}", preview(text)))?;
         count += 1;
         bytes += text.len() as u64;
         say!(
             role,
-            "sent {text:?} ({} bytes): {} in the queue",
+            "sent {:?} ({} bytes): {} in the queue",
+            String::from_utf8_lossy(text),
             text.len(),
             queue.count()?
         );
     }
     queue.send(END).context("sending the end marker")?;
-    say!(
-        role,
-        "sent the end marker (a zero-length message): {} in the queue",
-        queue.count()?
-    );
+    // From now on a reader at work may take the marker and remove the queue at any
+    // moment (a System V queue is gone at once, and counting it fails): the count is
+    // narration, not a reason to fail a writer that has sent everything.
+    match queue.count() {
+        Ok(n) => say!(
+            role,
+            "sent the end marker (a zero-length message): {n} in the queue"
+        ),
+        Err(_) => say!(
+            role,
+            "sent the end marker (a zero-length message): the reader has already taken it \
+             and removed the queue"
+        ),
+    }
     Ok((count, bytes))
+}
+
+/// A message as an error quotes it: at most its first 40 characters, so that a long
+/// line does not bury the reason the error gives.
+fn preview(message: &[u8]) -> String {
+    let text = String::from_utf8_lossy(message);
+    match text.char_indices().nth(40) {
+        Some((cut, _)) => format!("{:?}…", &text[..cut]),
+        None => format!("{text:?}"),
+    }
 }
 
 /// Receives and prints messages until the end marker. Returns (messages, bytes).
@@ -102,10 +126,25 @@ pub fn receive_texts(queue: &mut impl Channel, role: &str) -> Result<(u64, u64)>
 pub fn writer(
     queue: &mut impl Channel,
     role: &str,
-    texts: impl Iterator<Item = std::io::Result<String>>,
+    texts: impl Iterator<Item = std::io::Result<impl AsRef<[u8]>>>,
 ) -> Result<()> {
     let started = Instant::now();
-    let (count, bytes) = send_texts(queue, role, texts)?;
+    let (count, bytes) = match send_texts(queue, role, texts) {
+        Ok(sent) => sent,
+        Err(e) => {
+            // The reader waits for the end marker: without it, a writer that fails half
+            // way (unreadable input, a line too long for the queue) would leave it
+            // waiting forever. So send it anyway, best effort (the queue itself may be
+            // what failed), then report the failure.
+            if queue.send(END).is_ok() {
+                say!(
+                    role,
+                    "sent the end marker after all, so that the reader does not wait forever"
+                );
+            }
+            return Err(e);
+        }
+    };
     say!(
         role,
         "done, without waiting for any reader: what is not read yet waits in the kernel"

@@ -129,12 +129,14 @@ fn main() -> ExitCode {
         Ok(())
     };
     let result = installed.and_then(|()| match (&limits, args.role) {
-        (Limits::Posix(l), Role::Both) => posix::narrated(&args.workload, l, args.cpus),
+        (Limits::Posix(l), Role::Both) => {
+            posix::narrated(args.name.as_deref(), &args.workload, l, args.cpus)
+        }
         (Limits::Posix(l), Role::Reader) => posix::reader(args.name.as_deref(), &args.workload, l),
         (Limits::Posix(_), Role::Writer) => {
             posix::writer(args.name.as_deref().unwrap_or_default(), &args.workload)
         }
-        (Limits::Sysv(l), Role::Both) => sysv::narrated(&args.workload, l, args.cpus),
+        (Limits::Sysv(l), Role::Both) => sysv::narrated(args.key, &args.workload, l, args.cpus),
         (Limits::Sysv(l), Role::Reader) => sysv::reader(args.key, &args.workload, l),
         (Limits::Sysv(_), Role::Writer) => {
             sysv::writer(args.key.unwrap_or_default(), &args.workload)

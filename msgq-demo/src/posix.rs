@@ -29,6 +29,7 @@
 //! `mq_notify`, so those two come from libc.
 
 use std::ffi::c_int;
+use std::io::BufRead;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -214,14 +215,16 @@ fn open(name: &str, flags: MQ_OFlag, reader: &str) -> Result<Queue> {
 
 impl Queue {
     fn new(mqd: MqdT, name: &str) -> Result<Queue> {
-        let msgsize = mq_getattr(&mqd)
-            .with_context(|| format!("mq_getattr {name}"))?
-            .msgsize();
-        Ok(Queue {
+        // Into a `Queue` first, before anything can fail: its Drop then closes the
+        // descriptor on every way out, an error from mq_getattr included.
+        let mut queue = Queue {
             mqd,
             name: name.to_string(),
-            buffer: vec![0; msgsize as usize], // mq_receive wants at least mq_msgsize
-        })
+            buffer: Vec::new(),
+        };
+        let msgsize = queue.attributes()?.msgsize();
+        queue.buffer = vec![0; msgsize as usize]; // mq_receive wants at least mq_msgsize
+        Ok(queue)
     }
 
     /// The largest message this queue takes (`mq_msgsize`).
@@ -352,8 +355,15 @@ fn notify_me(queue: &Queue, signal: Signal) -> nix::Result<()> {
 /// queue; the parent creates it before the first fork, keeps it across all the acts,
 /// and removes it (its `Unlink` guard) on every way out, after reaping every child. The
 /// children end with `std::process::exit`, and their copies of the guard check the pid.
-pub fn narrated(workload: &Workload, limits: &Limits, cpus: Option<Cpus>) -> Result<()> {
-    let name = default_name();
+///
+/// The queue is `name` if one was given (ping adds `name-reply`), else a fresh name.
+pub fn narrated(
+    name: Option<&str>,
+    workload: &Workload,
+    limits: &Limits,
+    cpus: Option<Cpus>,
+) -> Result<()> {
+    let name = name.map_or_else(default_name, str::to_string);
     match workload {
         Workload::Text(messages) => {
             limits.show(PARENT);
@@ -439,8 +449,8 @@ fn send_one_byte_too_many(queue: &Queue) -> Result<()> {
             say!(
                 WRITER,
                 "tried a message of {} bytes, one more than this queue's mq_msgsize ({}): \
-                 mq_send failed with EMSGSIZE, as the kernel takes no message longer than the \
-                 queue was made for; nothing was queued ({} in the queue)",
+                 mq_timedsend failed with EMSGSIZE, as the kernel takes no message longer \
+                 than the queue was made for; nothing was queued ({} in the queue)",
                 too_big.len(),
                 queue.msgsize(),
                 queue.count()?
@@ -631,9 +641,10 @@ pub fn writer(name: &str, workload: &Workload) -> Result<()> {
             let mut queue = open(name, MQ_OFlag::O_WRONLY, &reader)?;
             say!(WRITER, "opened queue {name}");
             if messages.is_empty() {
-                channel::writer(&mut queue, WRITER, std::io::stdin().lines())
+                // Bytes up to each '\n', not `lines()`: a line need not be UTF-8.
+                channel::writer(&mut queue, WRITER, std::io::stdin().lock().split(b'\n'))
             } else {
-                channel::writer(&mut queue, WRITER, messages.iter().cloned().map(Ok))
+                channel::writer(&mut queue, WRITER, messages.iter().map(Ok))
             }
         }
         Workload::Bulk { count, size } => {

@@ -27,6 +27,7 @@
 //! smaller than the message gives E2BIG.
 
 use std::ffi::{c_int, c_long};
+use std::io::BufRead;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -327,8 +328,15 @@ impl Channel for Queue {
 /// queue; the parent creates it before the first fork, keeps it across all the acts,
 /// and removes it (its `Remove` guard) on every way out, after reaping every child. The
 /// children end with `std::process::exit`, and their copies of the guard check the pid.
-pub fn narrated(workload: &Workload, limits: &Limits, cpus: Option<Cpus>) -> Result<()> {
-    let key = default_key();
+///
+/// The queue is the one with `key` if one was given, else a fresh key.
+pub fn narrated(
+    key: Option<i32>,
+    workload: &Workload,
+    limits: &Limits,
+    cpus: Option<Cpus>,
+) -> Result<()> {
+    let key = key.unwrap_or_else(default_key);
     match workload {
         Workload::Text(messages) => {
             limits.show(PARENT);
@@ -511,9 +519,10 @@ pub fn writer(key: i32, workload: &Workload) -> Result<()> {
         Workload::Text(messages) => {
             say!(WRITER, "found queue {} by key {key:#x}", queue.id);
             if messages.is_empty() {
-                channel::writer(&mut queue, WRITER, std::io::stdin().lines())
+                // Bytes up to each '\n', not `lines()`: a line need not be UTF-8.
+                channel::writer(&mut queue, WRITER, std::io::stdin().lock().split(b'\n'))
             } else {
-                channel::writer(&mut queue, WRITER, messages.iter().cloned().map(Ok))
+                channel::writer(&mut queue, WRITER, messages.iter().map(Ok))
             }
         }
         Workload::Bulk { count, size } => {

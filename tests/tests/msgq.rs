@@ -502,6 +502,33 @@ fn narrated_runs_carry_your_messages_whole() {
     }
 }
 
+#[test]
+fn the_narrated_run_uses_the_name_or_key_given() {
+    for (tag, flavour) in [(104, Flavour::Posix), (105, Flavour::Sysv)] {
+        let queue = Queue::new(flavour, tag);
+        let mut args = queue.args();
+        args.extend(["--ping", "20"].map(String::from));
+        let out = start(&args).finish();
+        out.assert_success();
+        queue.assert_gone();
+        match flavour {
+            Flavour::Posix => {
+                // Ping's second queue is named after the first.
+                let reply = format!("{}-reply", queue.name);
+                out.assert_stdout_contains(&format!("created queue {}:", queue.name))
+                    .assert_stdout_contains(&format!("created queue {reply}:"));
+                assert!(posix_count(&reply).is_none(), "{reply} was left behind");
+            }
+            Flavour::Sysv => {
+                out.assert_stdout_contains(&format!("msgget(key {:#x},", queue.key));
+            }
+        }
+        assert!(!out.stdout.contains("/msgq-demo-"), "{}", out.stdout);
+        assert!(!out.stdout.contains("key 0x6d"), "{}", out.stdout);
+        assert_eq!(out.summary("writer").num("messages"), 20.0);
+    }
+}
+
 // ---------------------------------------------------------------------------------
 // Reader and writer as two processes.
 
@@ -554,6 +581,62 @@ fn the_writer_exits_before_the_reader_reads_a_thing() {
         let summary = out.summary("reader");
         assert_eq!((summary.num("messages"), summary.num("bytes")), (3.0, 13.0));
         assert!(out.stdout.lines().last().unwrap().contains("summary:"));
+    }
+}
+
+#[test]
+fn the_writer_sends_lines_of_standard_input_as_bytes_even_if_not_utf8() {
+    for (tag, flavour) in [(100, Flavour::Posix), (101, Flavour::Sysv)] {
+        let queue = Queue::new(flavour, tag);
+        let reader = start_reader(&queue, &[]);
+        let writer = start_with_stdin(&command("writer", &queue, &[]), b"abc\n\xff\xfe\n");
+        let writer = writer.finish();
+        writer.assert_success();
+        assert_eq!(writer.summary("writer").num("messages"), 2.0);
+        let out = reader.finish();
+        out.assert_success();
+        queue.assert_gone();
+        // The reader shows bytes that are not UTF-8 as U+FFFD, but counts them all.
+        assert_in_order(
+            &out,
+            &[
+                r#"received "abc" (3 bytes)"#,
+                "received \"\u{fffd}\u{fffd}\" (2 bytes)",
+                "receives of exactly [3, 2] bytes",
+            ],
+        );
+        let summary = out.summary("reader");
+        assert_eq!((summary.num("messages"), summary.num("bytes")), (2.0, 5.0));
+    }
+}
+
+#[test]
+fn a_writer_failing_mid_stream_still_ends_the_reader() {
+    for (tag, flavour) in [(102, Flavour::Posix), (103, Flavour::Sysv)] {
+        let queue = Queue::new(flavour, tag);
+        let reader = start_reader(&queue, &[]);
+        // A line one byte longer than a message may be: the writer cannot send it.
+        let too_long = largest_message(flavour) + 1;
+        let mut input = b"first\n".to_vec();
+        input.extend(std::iter::repeat_n(b'x', too_long));
+        input.extend(b"\nnever sent\n");
+        let writer = start_with_stdin(&command("writer", &queue, &[]), &input).finish();
+        writer
+            .assert_exit_code(1)
+            .assert_stderr_contains(&format!("sending \"{}\"…", "x".repeat(40)))
+            .assert_stderr_contains(&format!("a message of {too_long} bytes"))
+            .assert_stdout_contains("sent the end marker after all");
+        assert!(
+            writer.stderr.len() < 400,
+            "the error should quote the start of the line, not all of it: {}",
+            writer.stderr
+        );
+        // The end marker came, so the reader stops by itself (finish would time out).
+        let out = reader.finish();
+        out.assert_success();
+        queue.assert_gone();
+        assert_eq!(out.summary("reader").num("messages"), 1.0);
+        assert!(!out.stdout.contains("never sent"), "{}", out.stdout);
     }
 }
 
