@@ -428,6 +428,23 @@ impl Summary {
         }
     }
 
+    /// Checks `mib_per_s` against `bytes` and `elapsed_us` on the same line: a real
+    /// figure, consistent with what was moved, whatever the machine's speed (a slow
+    /// run of a few kilobytes may honestly print 0.0, so "> 0" would be flaky).
+    pub fn assert_throughput_consistent(&self) {
+        let (bytes, us, rate) = (
+            self.num("bytes"),
+            self.num("elapsed_us"),
+            self.num("mib_per_s"),
+        );
+        let expected = bytes / (1024.0 * 1024.0) / (us.max(1.0) / 1e6);
+        assert!(
+            rate >= 0.0 && (rate - expected).abs() <= 0.051 + 0.01 * expected,
+            "mib_per_s={rate} but bytes/elapsed gives {expected:.3}: {}",
+            self.line
+        );
+    }
+
     /// A numeric field; fails the test if it is missing or not a number.
     pub fn num(&self, key: &str) -> f64 {
         self.fields
