@@ -154,6 +154,15 @@ pub fn wait(allowed: &[c_int], timeout: Option<Duration>) -> Result<Batch> {
     }
 }
 
+/// Puts back the kernel's default action for `sig` (end, stop, ignore...), whatever
+/// was there: our handler, or SIG_IGN inherited from whoever started us (a shell
+/// starts `cmd &` with SIGINT ignored).
+pub fn default_action(sig: Signal) -> nix::Result<()> {
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    // SAFETY: SIG_DFL runs no code of ours.
+    unsafe { sigaction(sig, &default) }.map(drop)
+}
+
 /// Unblocks `sig` for an instant: a pending one is delivered (its handler runs)
 /// before sigprocmask returns, then it is blocked again.
 pub fn let_in(sig: Signal) -> Result<()> {
@@ -170,9 +179,7 @@ pub fn let_in(sig: Signal) -> Result<()> {
 /// same point; SIGCONT's handler runs first, then our handler for SIGTSTP goes back.
 /// Returns how long that took and what was logged meanwhile (SIGCONT, if we stopped).
 pub fn stop_for_real() -> Result<(Duration, Batch)> {
-    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-    // SAFETY: SIG_DFL runs no code of ours.
-    unsafe { sigaction(Signal::SIGTSTP, &default) }.context("sigaction SIGTSTP SIG_DFL")?;
+    default_action(Signal::SIGTSTP).context("sigaction SIGTSTP SIG_DFL")?;
     raise(Signal::SIGTSTP).context("raise SIGTSTP")?; // pending: still blocked
     let stop_and_cont = SigSet::from(Signal::SIGTSTP) | Signal::SIGCONT;
     let since = Instant::now();
@@ -229,6 +236,26 @@ fn command_of(pid: i32) -> String {
         .unwrap_or_else(|_| "already exited".to_string())
 }
 
+/// SIGINT and SIGTERM, "stop". A process that takes its signals with sigtimedwait(2)
+/// (ping.rs, and a parent waiting for its child) keeps these blocked too and takes
+/// them in the same waits: Ctrl+C then ends a wait like any other event, and the
+/// process cleans up (ends and reaps its child) before it dies of it.
+pub fn stop_signals() -> SigSet {
+    SigSet::from(Signal::SIGINT) | Signal::SIGTERM
+}
+
+/// SIGINT or SIGTERM taken from a wait: say so, and return the error that makes
+/// `main` die of it. Any other signal: Ok.
+pub fn stop_if_asked(role: &str, got: &Caught) -> Result<()> {
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+        if got.is(sig) {
+            crate::say!(role, "interrupted by {sig} {}: stopping", got.origin());
+            return Err(Stopped(sig).into());
+        }
+    }
+    Ok(())
+}
+
 /// A signal asked us to stop (SIGINT, SIGTERM, SIGHUP): an error that travels up to
 /// `main`, which then dies of that signal.
 #[derive(Debug)]
@@ -247,9 +274,7 @@ impl std::error::Error for Stopped {}
 pub fn die_of(sig: Signal) -> std::process::ExitCode {
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
-    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-    // SAFETY: SIG_DFL runs no code of ours.
-    let _ = unsafe { sigaction(sig, &default) };
+    let _ = default_action(sig);
     let _ = raise(sig); // pending while blocked...
     let _ = SigSet::from(sig).thread_unblock(); // ...and delivered here: we end
     // Not reached for SIGINT/SIGTERM; the shell's code for "killed by N" otherwise.

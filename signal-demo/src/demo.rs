@@ -15,6 +15,16 @@
 //! The reader answers each step with SIGUSR2 ("done, go on"), which the writer keeps
 //! blocked and takes with sigtimedwait(2), so each act starts when the reader is ready
 //! for it. Every wait on either side has a timeout: a stuck or dead peer is noticed.
+//!
+//! The reader runs in a process group of its own, as a shell puts each job in one.
+//! The kernel lets SIGTSTP stop a process only if someone could resume it: a member
+//! of its group must have a parent in another group of the same session (a
+//! job-control shell; for the reader's group, the writer). Under `setsid`, `ssh host
+//! cmd` or as a container's PID 1, our own group has no such parent: it is
+//! "orphaned", and SIGTSTP sent to it is thrown away. The price: Ctrl+C in a terminal
+//! goes to the foreground group only, the writer's; the writer takes it in its waits,
+//! passes it on to the reader, reaps it, and dies of it. Ctrl+Z stops the writer only;
+//! the reader waits for it (`fg` within 10 s, and the run goes on).
 
 use std::ffi::c_int;
 use std::io::{PipeReader, PipeWriter, Write};
@@ -24,7 +34,7 @@ use anyhow::{Context, Result, bail};
 use nix::errno::Errno;
 use nix::sys::signal::{SigSet, Signal, kill};
 use nix::sys::wait::WaitStatus;
-use nix::unistd::{Pid, getpid, getppid};
+use nix::unistd::{Pid, getpid, getppid, setpgid};
 
 use crate::catch::{self, Caught};
 use crate::family::{Kid, Side, describe, exit_child, fork};
@@ -40,7 +50,7 @@ const PATIENCE: Duration = Duration::from_secs(10);
 const SLICE: Duration = Duration::from_millis(200);
 
 pub fn run() -> Result<()> {
-    let (pipe_r, pipe_w) = std::io::pipe().context("pipe")?;
+    let (pipe_r, mut pipe_w) = std::io::pipe().context("pipe")?;
     // The reader's answers (SIGUSR2) stay pending until we take them: none is lost,
     // not even one that comes before we wait for it.
     SigSet::from(Signal::SIGUSR2)
@@ -50,19 +60,26 @@ pub fn run() -> Result<()> {
     match fork()? {
         Side::Child => {
             drop(pipe_w); // only the writer writes: with a copy, we would never see EOF
-            exit_child(reader(pipe_r, writer_pid))
+            exit_child(own_group().and_then(|()| reader(pipe_r, writer_pid)))
         }
         Side::Parent(mut kid) => {
             drop(pipe_r);
+            // The child does the same: whichever of us runs first, the group exists
+            // before either relies on it. An error means the child is gone already,
+            // which the first wait for its answer reports.
+            let _ = setpgid(kid.pid(), kid.pid());
             say!(
                 WRITER,
                 "forked the reader, pid {}; it answers each step with SIGUSR2",
                 kid.pid()
             );
-            match writer(&mut kid, pipe_w) {
+            // The pipe stays open until the reader has ended: closed first, it would
+            // end the reader's read(2) (EOF) before our signal (Ctrl+C passed on)
+            // reaches it. No deadlock: the signal ends it, SIGKILL at worst.
+            match writer(&mut kid, &mut pipe_w) {
                 Ok(()) => kid.reap(WRITER, PATIENCE),
                 Err(e) => {
-                    kid.kill_and_reap(WRITER, PATIENCE);
+                    kid.end_and_reap(WRITER, &e, PATIENCE);
                     Err(e)
                 }
             }
@@ -70,9 +87,20 @@ pub fn run() -> Result<()> {
     }
 }
 
+/// The child's first step: a process group of its own, so that SIGTSTP can stop it
+/// (see the top of this file).
+fn own_group() -> Result<()> {
+    setpgid(Pid::from_raw(0), Pid::from_raw(0)).context("setpgid")?;
+    // A background group writing to a terminal set with `stty tostop` is stopped by
+    // SIGTTOU, unless it blocks that signal: then the write goes through.
+    SigSet::from(Signal::SIGTTOU)
+        .thread_block()
+        .context("sigprocmask SIGTTOU")
+}
+
 // ---- the writer: the parent -------------------------------------------------------
 
-fn writer(kid: &mut Kid, mut pipe: PipeWriter) -> Result<()> {
+fn writer(kid: &mut Kid, pipe: &mut PipeWriter) -> Result<()> {
     let reader = kid.pid();
     await_answer(kid)?; // its handlers are in place
 
@@ -97,7 +125,7 @@ fn writer(kid: &mut Kid, mut pipe: PipeWriter) -> Result<()> {
         "act 2 (Ctrl+Z): sending SIGTSTP, then waiting like a shell for its job: waitpid(WUNTRACED)"
     );
     send(reader, Signal::SIGTSTP)?;
-    match kid.wait_change(PATIENCE)? {
+    match kid.wait_change(WRITER, PATIENCE)? {
         WaitStatus::Stopped(_, sig) => say!(
             WRITER,
             "waitpid: the reader was stopped by {sig}; /proc/{reader}/stat says state {}: \
@@ -108,7 +136,7 @@ fn writer(kid: &mut Kid, mut pipe: PipeWriter) -> Result<()> {
     }
     say!(WRITER, "sending SIGCONT, as `fg` does");
     send(reader, Signal::SIGCONT)?;
-    match kid.wait_change(PATIENCE)? {
+    match kid.wait_change(WRITER, PATIENCE)? {
         WaitStatus::Continued(_) => say!(
             WRITER,
             "waitpid(WCONTINUED): the reader runs again (state {})",
@@ -181,9 +209,10 @@ fn burst(reader: Pid) -> Result<u128> {
 }
 
 /// Takes the reader's next answer (SIGUSR2) with sigtimedwait, or says why none came:
-/// the reader ended (SIGCHLD, then waitpid tells how), or it is silent too long.
+/// the reader ended (SIGCHLD, then waitpid tells how), it is silent too long, or we
+/// were asked to stop (SIGINT, SIGTERM).
 fn await_answer(kid: &mut Kid) -> Result<()> {
-    let answers = SigSet::from(Signal::SIGUSR2) | Signal::SIGCHLD;
+    let answers = catch::stop_signals() | Signal::SIGUSR2 | Signal::SIGCHLD;
     let deadline = Instant::now() + PATIENCE;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -204,7 +233,9 @@ fn await_answer(kid: &mut Kid) -> Result<()> {
                     );
                 }
             }
-            _ => {} // a timeout slice, or a SIGUSR2 from some other process
+            // SIGINT or SIGTERM: stop. A SIGUSR2 from some other process: ignored.
+            Some(c) => catch::stop_if_asked(WRITER, &c)?,
+            None => {} // a timeout slice
         }
     }
 }
@@ -213,6 +244,7 @@ fn await_answer(kid: &mut Kid) -> Result<()> {
 /// (`cat /proc/PID/wchan` shows the same), so the signal surely finds it blocked.
 fn wait_until_asleep(pid: Pid, wchan: &str) -> Result<String> {
     let deadline = Instant::now() + PATIENCE;
+    let stop = catch::stop_signals();
     loop {
         let sleeping_in = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
         if state_of(pid) == 'S' && sleeping_in.contains(wchan) {
@@ -221,7 +253,12 @@ fn wait_until_asleep(pid: Pid, wchan: &str) -> Result<String> {
         if Instant::now() > deadline {
             bail!("the reader (pid {pid}) was not seen asleep in {wchan} within {PATIENCE:?}");
         }
-        std::thread::sleep(Duration::from_millis(1));
+        // Look again in 1 ms, unless Ctrl+C comes first.
+        if let Some(c) =
+            ffi::sigtimedwait(&stop, Duration::from_millis(1)).context("sigtimedwait")?
+        {
+            catch::stop_if_asked(WRITER, &c)?;
+        }
     }
 }
 
@@ -346,9 +383,9 @@ fn stopped_and_resumed(writer: Pid) -> Result<()> {
         )?;
     say!(
         READER,
-        "received SIGCONT {}: resumed after {:.1} ms stopped; my SIGTSTP handler is back",
+        "received SIGCONT {}: resumed after {} µs stopped; my SIGTSTP handler is back",
         cont.origin(),
-        stopped_for.as_secs_f64() * 1e3
+        stopped_for.as_micros()
     );
     answer(writer)
 }

@@ -6,15 +6,21 @@
 //! timeout, between two waitpid(WNOHANG) looks. Blocked, no SIGCHLD is lost, not even
 //! one that comes before the parent starts waiting. Signals telling a parent about
 //! its children: the oldest use of the mechanism.
+//!
+//! Ctrl+C must not leave a zombie either. The parent keeps SIGINT and SIGTERM blocked
+//! too and takes them in the same waits; then it passes the signal on to the child,
+//! reaps it, and only then dies of the signal (main.rs). A `Kid` dropped before it was
+//! reaped (an error path) is killed and reaped by its `Drop`.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use nix::sys::signal::{SigSet, Signal, kill};
+use nix::sys::signal::{SigmaskHow, Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid};
 
+use crate::catch::{self, Stopped};
 use crate::{ffi, say};
 
 /// The child, as its parent sees it.
@@ -32,10 +38,16 @@ pub enum Side {
 
 /// Forks. Both processes return from here with a copy of everything: memory, open
 /// file descriptors, signal handlers and the signal mask.
+///
+/// The parent's waits take SIGCHLD, SIGINT and SIGTERM, so they are blocked before
+/// fork: one that comes at once stays pending. The child gets back the mask we had
+/// before: these three are the parent's business. And since the parent ends it by
+/// passing SIGINT or SIGTERM on, the child gives both their default action (end),
+/// even if we were started with them ignored.
 pub fn fork() -> Result<Side> {
-    SigSet::from(Signal::SIGCHLD)
-        .thread_block()
-        .context("sigprocmask SIGCHLD")?;
+    let before = (catch::stop_signals() | Signal::SIGCHLD)
+        .thread_swap_mask(SigmaskHow::SIG_BLOCK)
+        .context("sigprocmask SIGCHLD SIGINT SIGTERM")?;
     // A line still in our stdout buffer would be copied into the child and printed
     // twice.
     let _ = std::io::stdout().flush();
@@ -46,16 +58,27 @@ pub fn fork() -> Result<Side> {
             pid: child,
             ended: None,
         })),
-        ForkResult::Child => Ok(Side::Child),
+        ForkResult::Child => {
+            before.thread_set_mask().context("sigprocmask")?;
+            for sig in catch::stop_signals().iter() {
+                catch::default_action(sig).with_context(|| format!("sigaction {sig}"))?;
+            }
+            Ok(Side::Child)
+        }
     }
 }
 
 /// Ends the child with the outcome of its work: 0, or 1 after saying what failed.
-/// The child must not return into `main`: the rest of `main` is the parent's.
+/// Asked to stop (SIGINT, SIGTERM), it dies of that signal, as `main` does, so the
+/// parent sees why. The child must not return into `main`: the rest of `main` is the
+/// parent's.
 pub fn exit_child(outcome: Result<()>) -> ! {
     let code = match outcome {
         Ok(()) => 0,
         Err(e) => {
+            if let Some(&Stopped(sig)) = e.downcast_ref::<Stopped>() {
+                catch::die_of(sig); // does not return
+            }
             eprintln!("error: {e:#}");
             1
         }
@@ -81,10 +104,11 @@ impl Kid {
     }
 
     /// Waits up to `limit` for the child to stop, continue or end, as a shell waits
-    /// for its job (waitpid with WUNTRACED and WCONTINUED).
-    pub fn wait_change(&mut self, limit: Duration) -> Result<WaitStatus> {
+    /// for its job (waitpid with WUNTRACED and WCONTINUED). SIGINT or SIGTERM
+    /// meanwhile: `Stopped`, after `role` says so.
+    pub fn wait_change(&mut self, role: &str, limit: Duration) -> Result<WaitStatus> {
         let deadline = Instant::now() + limit;
-        let sigchld = SigSet::from(Signal::SIGCHLD);
+        let events = catch::stop_signals() | Signal::SIGCHLD;
         loop {
             if let Some(ended) = self.ended {
                 return Ok(ended);
@@ -105,19 +129,31 @@ impl Kid {
                         self.pid
                     );
                 }
-                // Sleep until the kernel says something happened to a child.
-                ffi::sigtimedwait(&sigchld, left).context("sigtimedwait SIGCHLD")?;
+                // Sleep until the kernel says something happened to a child (SIGCHLD),
+                // or Ctrl+C.
+                if let Some(c) = ffi::sigtimedwait(&events, left).context("sigtimedwait")? {
+                    catch::stop_if_asked(role, &c)?;
+                }
             }
         }
     }
 
     /// Waits up to `limit` for the child to end, reaps it (no zombie is left), and
-    /// says how it ended. An `Err` if it did not exit with status 0.
+    /// says how it ended. An `Err` if it did not exit with status 0, or if SIGINT or
+    /// SIGTERM came meanwhile: the child gets that signal too, and we still reap it.
     pub fn reap(mut self, role: &str, limit: Duration) -> Result<()> {
+        let mut asked_to_stop = None;
         let status = loop {
-            match self.wait_change(limit)? {
-                ended @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..)) => break ended,
-                _ => continue, // a stop or a continue: not the end yet
+            match self.wait_change(role, limit) {
+                Ok(ended @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => break ended,
+                Ok(_) => continue, // a stop or a continue: not the end yet
+                Err(e) => match e.downcast_ref::<Stopped>() {
+                    Some(&Stopped(sig)) => {
+                        self.end(sig);
+                        asked_to_stop = Some(sig);
+                    }
+                    None => return Err(e), // it did not end in time: `Drop` kills it
+                },
             }
         };
         let pid = self.pid;
@@ -128,19 +164,47 @@ impl Kid {
             format!("; /proc/{pid} is gone: no zombie left")
         };
         say!(role, "reaped reader {pid}: {}{gone}", describe(status));
+        if let Some(sig) = asked_to_stop {
+            return Err(Stopped(sig).into());
+        }
         match status {
             WaitStatus::Exited(_, 0) => Ok(()),
             _ => bail!("the reader (pid {pid}) {}", describe(status)),
         }
     }
 
-    /// The error path: the parent gives up, so it ends the child (which may be
-    /// waiting for it, or stopped) and reaps it, rather than leave it behind.
-    pub fn kill_and_reap(mut self, role: &str, limit: Duration) {
-        if matches!(self.has_ended(), Ok(None)) {
-            let _ = kill(self.pid, Signal::SIGKILL); // works on a stopped process too
-        }
+    /// The error path: the parent gives up because of `why`, so it ends the child
+    /// (which may be waiting for it, or stopped) and reaps it, rather than leave it
+    /// behind. Stopped by SIGINT or SIGTERM, it passes that signal on, as a terminal
+    /// would have; for any other error, SIGKILL.
+    pub fn end_and_reap(mut self, role: &str, why: &anyhow::Error, limit: Duration) {
+        let sig = match why.downcast_ref::<Stopped>() {
+            Some(&Stopped(sig)) => sig,
+            None => Signal::SIGKILL,
+        };
+        self.end(sig);
         let _ = self.reap(role, limit);
+    }
+
+    /// Sends `sig` to the child, unless it has ended, then SIGCONT: a stopped process
+    /// dies of SIGKILL at once, of another signal only once it runs again.
+    fn end(&mut self, sig: Signal) {
+        if matches!(self.has_ended(), Ok(None)) {
+            let _ = kill(self.pid, sig);
+            let _ = kill(self.pid, Signal::SIGCONT);
+        }
+    }
+}
+
+impl Drop for Kid {
+    /// A child not reaped yet: some error path gave up on it. SIGKILL (it works on a
+    /// stopped process too, and cannot be caught), then a waitpid that blocks: no
+    /// zombie and no child left running, whatever happened.
+    fn drop(&mut self) {
+        if self.ended.is_none() {
+            let _ = kill(self.pid, Signal::SIGKILL);
+            let _ = waitpid(self.pid, None);
+        }
     }
 }
 

@@ -90,6 +90,11 @@ fn edit(
 /// sigtimedwait(2): takes one pending signal of `set` (which the caller keeps
 /// blocked) without running any handler, or returns None after `timeout`. The signal
 /// is read like a message: the kernel hands over its siginfo and forgets it.
+///
+/// None also when the wait was cut short: a process stopped (Ctrl+Z, SIGSTOP) while
+/// in sigtimedwait gets EINTR once SIGCONT wakes it, and the kernel does not restart
+/// this call. Every caller waits in a loop with its own deadline, so an early return
+/// is just a short slice.
 pub fn sigtimedwait(set: &SigSet, timeout: Duration) -> nix::Result<Option<Caught>> {
     let timeout = TimeSpec::from_duration(timeout);
     // SAFETY: all-zero bytes are a valid siginfo_t (a C struct of integers).
@@ -99,6 +104,7 @@ pub fn sigtimedwait(set: &SigSet, timeout: Duration) -> nix::Result<Option<Caugh
     match Errno::result(rc) {
         Ok(signo) => Ok(Some(caught(signo, &info))),
         Err(Errno::EAGAIN) => Ok(None), // the timeout passed, nothing came
+        Err(Errno::EINTR) => Ok(None),  // stopped and continued meanwhile: wait again
         Err(e) => Err(e),
     }
 }

@@ -6,7 +6,8 @@
 //! message from a queue of one. Blocked before anything is sent, so an answer that
 //! comes before its receiver waits stays pending instead of being lost. Every wait has
 //! a timeout, so a peer that died is noticed; the number carried back shows that no
-//! round was lost or repeated.
+//! round was lost or repeated. SIGINT and SIGTERM are taken the same way, so Ctrl+C
+//! ends a wait cleanly: the writer of the default run then reaps its reader first.
 //!
 //! A round trip is two sigqueue calls and two wake-ups, the least any IPC needs:
 //! compare with pipe-demo's ping. The summary says bytes=0: a signal carries no data
@@ -20,7 +21,7 @@ use nix::sys::signal::{SigSet, Signal, kill};
 use nix::unistd::{Pid, getpid, getppid};
 
 use crate::args::Ping;
-use crate::catch::{Caught, Stopped};
+use crate::catch::{self, Caught};
 use crate::family::{Kid, Side, describe, exit_child, fork, run_on_cpu};
 use crate::{ffi, say};
 
@@ -62,14 +63,20 @@ impl Peer<'_> {
     }
 }
 
-/// The default run's ping: the parent times, the child it forks answers.
+/// What both sides take with sigtimedwait, and so keep blocked: the pings, and
+/// "stop" (SIGINT, SIGTERM).
+fn waited_for() -> SigSet {
+    catch::stop_signals() | Signal::SIGUSR1
+}
+
+/// The default run's ping: the parent times, the child it forks answers. Both stay
+/// in one process group: Ctrl+C reaches both, Ctrl+Z stops both and `fg` resumes
+/// both.
 pub fn both(ping: &Ping) -> Result<()> {
     let count = ping.count;
-    // Before fork, so the child starts with SIGUSR1 blocked too: a ping sent before
-    // it waits stays pending.
-    SigSet::from(Signal::SIGUSR1)
-        .thread_block()
-        .context("sigprocmask SIGUSR1")?;
+    // Before fork, so the child starts with them blocked too: a ping sent before it
+    // waits stays pending.
+    waited_for().thread_block().context("sigprocmask")?;
     let writer_pid = getpid();
     match fork()? {
         Side::Child => {
@@ -78,7 +85,7 @@ pub fn both(ping: &Ping) -> Result<()> {
         }
         Side::Parent(mut kid) => {
             if let Err(e) = run_on_cpu(ping.cpus.map(|c| c.writer)) {
-                kid.kill_and_reap(WRITER, PATIENCE);
+                kid.end_and_reap(WRITER, &e, PATIENCE);
                 return Err(e);
             }
             say!(
@@ -88,9 +95,13 @@ pub fn both(ping: &Ping) -> Result<()> {
                 kid.pid()
             );
             match time_round_trips(&mut Peer::Child(&mut kid), ping) {
-                Ok(()) => kid.reap(WRITER, PATIENCE),
+                Ok(timed) => {
+                    kid.reap(WRITER, PATIENCE)?;
+                    timed.summary(); // our last line (DESIGN §4)
+                    Ok(())
+                }
                 Err(e) => {
-                    kid.kill_and_reap(WRITER, PATIENCE);
+                    kid.end_and_reap(WRITER, &e, PATIENCE);
                     Err(e)
                 }
             }
@@ -101,8 +112,7 @@ pub fn both(ping: &Ping) -> Result<()> {
 /// `signal-demo reader --ping N`: answers the first process that pings it, N times.
 pub fn reader(ping: &Ping) -> Result<()> {
     let count = ping.count;
-    // SIGINT and SIGTERM are taken the same way, so Ctrl+C ends the wait cleanly.
-    let set = SigSet::from(Signal::SIGUSR1) | Signal::SIGINT | Signal::SIGTERM;
+    let set = waited_for();
     set.thread_block().context("sigprocmask")?;
     let me = getpid();
     say!(
@@ -115,7 +125,7 @@ pub fn reader(ping: &Ping) -> Result<()> {
             break c;
         }
     };
-    stop_if_asked(&first)?;
+    catch::stop_if_asked(READER, &first)?;
     say!(READER, "first ping {}: answering each one", first.origin());
     echo(
         &mut Peer::Other(Pid::from_raw(first.pid)),
@@ -126,20 +136,39 @@ pub fn reader(ping: &Ping) -> Result<()> {
 
 /// `signal-demo writer --pid PID --ping N`.
 pub fn writer(pid: Pid, ping: &Ping) -> Result<()> {
-    SigSet::from(Signal::SIGUSR1)
-        .thread_block()
-        .context("sigprocmask SIGUSR1")?;
+    waited_for().thread_block().context("sigprocmask")?;
     say!(
         WRITER,
         "{} round trips of SIGUSR1 with pid {pid}, blocked both ways and taken with \
          sigtimedwait(2)",
         ping.count
     );
-    time_round_trips(&mut Peer::Other(pid), ping)
+    time_round_trips(&mut Peer::Other(pid), ping)?.summary();
+    Ok(())
+}
+
+/// The timing side's result: how long it all took, and each round trip.
+struct Timed {
+    elapsed: Duration,
+    /// Sorted, shortest first.
+    rtts: Vec<Duration>,
+}
+
+impl Timed {
+    fn summary(&self) {
+        say!(
+            WRITER,
+            "summary: messages={} bytes=0 elapsed_us={} rtt_p50_us={:.1} rtt_p99_us={:.1} ok",
+            self.rtts.len(),
+            self.elapsed.as_micros(),
+            percentile_us(&self.rtts, 50),
+            percentile_us(&self.rtts, 99)
+        );
+    }
 }
 
 /// The timing side: send k, wait for k back, `count` times.
-fn time_round_trips(peer: &mut Peer, ping: &Ping) -> Result<()> {
+fn time_round_trips(peer: &mut Peer, ping: &Ping) -> Result<Timed> {
     let count = ping.count;
     if let Some(size) = ping.size {
         say!(
@@ -148,7 +177,7 @@ fn time_round_trips(peer: &mut Peer, ping: &Ping) -> Result<()> {
              one int sigqueue adds): bytes=0"
         );
     }
-    let set = SigSet::from(Signal::SIGUSR1);
+    let set = waited_for();
     let mut rtts = Vec::with_capacity(count as usize);
     let started = Instant::now();
     for k in 0..count {
@@ -156,31 +185,25 @@ fn time_round_trips(peer: &mut Peer, ping: &Ping) -> Result<()> {
         send(peer, k)?;
         let reply = next_from(&set, peer)?;
         rtts.push(sent_at.elapsed());
+        catch::stop_if_asked(WRITER, &reply)?;
         check(&reply, k, peer)?;
     }
     let elapsed = started.elapsed();
     rtts.sort_unstable();
-    say!(
-        WRITER,
-        "summary: messages={count} bytes=0 elapsed_us={} rtt_p50_us={:.1} rtt_p99_us={:.1} ok",
-        elapsed.as_micros(),
-        percentile_us(&rtts, 50),
-        percentile_us(&rtts, 99)
-    );
-    Ok(())
+    Ok(Timed { elapsed, rtts })
 }
 
 /// The answering side: wait for k, send k back, `count` times. `first` is a ping
 /// already taken.
 fn echo(peer: &mut Peer, mut first: Option<Caught>, count: u64) -> Result<()> {
-    let set = SigSet::from(Signal::SIGUSR1) | Signal::SIGINT | Signal::SIGTERM;
+    let set = waited_for();
     let mut started = None;
     for k in 0..count {
         let ping = match first.take() {
             Some(ping) => ping,
             None => next_from(&set, peer)?,
         };
-        stop_if_asked(&ping)?;
+        catch::stop_if_asked(READER, &ping)?;
         let started = *started.get_or_insert_with(Instant::now);
         check(&ping, k, peer)?;
         send(peer, k)?;
@@ -221,6 +244,12 @@ fn next_from(set: &SigSet, peer: &mut Peer) -> Result<Caught> {
             return Ok(c);
         }
         if let Some(why) = peer.gone()? {
+            // It may have sent its last signal and ended between the end of our slice
+            // and this look: that signal is pending. Take it (a zero timeout) before
+            // calling the peer gone, or a run that went well is reported as failed.
+            if let Some(c) = ffi::sigtimedwait(set, Duration::ZERO).context("sigtimedwait")? {
+                return Ok(c);
+            }
             bail!("the other side (pid {}) {why}", peer.pid());
         }
         if since.elapsed() > PATIENCE {
@@ -244,17 +273,6 @@ fn check(got: &Caught, k: u64, peer: &Peer) -> Result<()> {
             got.origin(),
             peer.pid()
         );
-    }
-    Ok(())
-}
-
-/// SIGINT or SIGTERM taken while waiting: say so and stop (main dies of it).
-fn stop_if_asked(got: &Caught) -> Result<()> {
-    for sig in [Signal::SIGINT, Signal::SIGTERM] {
-        if got.is(sig) {
-            say!(READER, "interrupted by {sig} {}: exiting", got.origin());
-            return Err(Stopped(sig).into());
-        }
     }
     Ok(())
 }

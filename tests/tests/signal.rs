@@ -1,13 +1,18 @@
 //! End-to-end tests of signal-demo: the narrated default run (EINTR, stop and resume,
 //! coalescing, real-time queueing, the child reaped), reader and writer as separate
 //! processes, Ctrl+C / Ctrl+Z / fg with `kill` and with real keys in a terminal
-//! (tmux), the ping workload, bad usage and a peer that dies. Signals leave no kernel
-//! object behind; the leak check is that no process of a run is left, alive or zombie.
+//! (tmux), the ping workload, bad usage and a peer that dies; a run stopped and
+//! continued, interrupted by Ctrl+C, or started outside any job-control shell (setsid).
+//! Signals leave no kernel object behind; the leak check is that no process of a run is
+//! left, alive or zombie.
 
 use ipc_tests::*;
-use nix::sys::signal::kill;
+use nix::sys::signal::{kill, killpg};
 use nix::unistd::Pid;
-use std::process::Command;
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const DEMO: &str = "signal-demo";
@@ -52,6 +57,59 @@ fn wait_for_line_with(demo: &Demo, parts: &[&str]) -> String {
         found.is_some()
     });
     found.unwrap()
+}
+
+/// A demo started with `Command` rather than `Demo::start`, leading its own process
+/// group. Like a `Demo`, if the test fails half-way the group is killed and waited for.
+struct Started(Child);
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = killpg(Pid::from_raw(self.0.id() as i32), Signal::SIGKILL);
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Waits for a `Started` demo, reading its stdout from `stdout` and its stderr from
+/// the child, and returns what `Demo::finish` would. Fails the test after the deadline.
+fn finish_command(mut started: Started, mut stdout: impl Read + Send + 'static) -> Finished {
+    let child = &mut started.0;
+    let pid = child.id() as i32;
+    let mut stderr = child.stderr.take().expect("stderr piped");
+    let out = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let _ = stdout.read_to_end(&mut text);
+        String::from_utf8_lossy(&text).into_owned()
+    });
+    let err = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let mut status = None;
+    wait_until(&format!("pid {pid} exits"), || {
+        status = child.try_wait().expect("try_wait");
+        status.is_some()
+    });
+    // The output closes when the last process holding it (the reader too) is gone.
+    wait_until("its output is closed", || {
+        out.is_finished() && err.is_finished()
+    });
+    Finished {
+        name: DEMO.to_string(),
+        pid,
+        status: status.unwrap(),
+        stdout: out.join().expect("stdout thread"),
+        stderr: err.join().expect("stderr thread"),
+    }
+}
+
+/// A demo's child that outlives it comes to us (not to PID 1, which never reaps
+/// here), so a test can see it. `Demo::start` does this too.
+fn become_subreaper() {
+    nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
 }
 
 /// Starts `signal-demo reader ARGS` and returns it with its pid, once it waits.
@@ -107,7 +165,11 @@ fn default_run_stops_the_reader_like_a_shell_job_and_resumes_it() {
     let cont_sent = out.line_index("sending SIGCONT");
     let continued = out.line_index("waitpid(WCONTINUED): the reader runs again");
     let resumed = out.line_index("received SIGCONT from pid");
-    assert!(out.lines_with("received SIGCONT from pid")[0].contains("resumed after"));
+    let resumed_line = out.lines_with("received SIGCONT from pid")[0];
+    assert!(
+        resumed_line.contains("resumed after ") && resumed_line.contains(" µs stopped"),
+        "{resumed_line}"
+    );
     assert!(
         stopping < stopped && stopped < cont_sent && cont_sent < continued,
         "{}",
@@ -154,6 +216,87 @@ fn default_run_reaps_its_child_and_leaves_no_zombie() {
     assert!(reaped[0].contains("no zombie left"), "{}", reaped[0]);
     assert!(out.line_index("done: exiting with status 0") < out.line_index("reaped reader"));
     assert!(!process_exists(reader));
+}
+
+#[test]
+fn default_run_works_without_a_job_control_shell() {
+    // Under `setsid` (like `ssh host cmd`, or a container's PID 1) the demo leads a
+    // session of its own: no process of its group has a parent in another group of
+    // that session, so the group is "orphaned" and the kernel throws away SIGTSTP sent
+    // to it. Act 2 works anyway: the reader runs in a group of its own, whose parent,
+    // the writer, is in the same session.
+    become_subreaper();
+    let mut setsid = Started(
+        Command::new("setsid")
+            .arg("-w")
+            .arg(demo_bin(DEMO))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn setsid (util-linux)"),
+    );
+    let stdout = setsid.0.stdout.take().expect("stdout piped");
+    let out = finish_command(setsid, stdout);
+    // Not a group leader, setsid did not fork: it became the demo (exec), so out.pid
+    // is the writer, whose group assert_success checks.
+    assert_eq!(out.pid_of("writer"), out.pid, "{}", out.stdout);
+    out.assert_success()
+        .assert_stdout_contains("waitpid: the reader was stopped by SIGTSTP")
+        .assert_stdout_contains("waitpid(WCONTINUED): the reader runs again");
+    let reader = out.pid_of("reader");
+    out.assert_stdout_contains(&format!("reaped reader {reader}: exited with status 0"));
+    assert!(!process_exists(reader), "reader {reader} left behind");
+}
+
+#[test]
+fn ctrl_c_during_the_default_run_reaches_the_reader_through_the_writer() {
+    // The run takes milliseconds: no time to aim a signal at it. So the test holds
+    // it: its stdout is a pipe of one page, filled before the demo starts, so the
+    // writer's first line blocks in write(2), right after fork, until we read.
+    become_subreaper();
+    let (out_r, mut out_w) = std::io::pipe().expect("pipe");
+    // SAFETY: fcntl F_SETPIPE_SZ on a pipe we own; it returns the size it set.
+    let size = unsafe { libc::fcntl(out_w.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) };
+    assert!(
+        size > 0,
+        "F_SETPIPE_SZ: {}",
+        std::io::Error::last_os_error()
+    );
+    out_w
+        .write_all(&vec![b'\n'; size as usize])
+        .expect("fill the pipe");
+    let demo = Started(
+        Command::new(demo_bin(DEMO))
+            .stdin(Stdio::null())
+            .stdout(out_w)
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .expect("spawn signal-demo"),
+    );
+    let writer = demo.0.id() as i32;
+    wait_until_asleep_in(writer, "pipe_write");
+    // The reader has left the writer's group: Ctrl+C, which a terminal sends to its
+    // foreground group, reaches the writer only.
+    let group: Vec<i32> = group_members(writer).iter().map(|m| m.0).collect();
+    assert_eq!(
+        group,
+        vec![writer],
+        "the reader should have a group of its own"
+    );
+    killpg(Pid::from_raw(writer), Signal::SIGINT).expect("killpg SIGINT");
+
+    let mut out = finish_command(demo, out_r);
+    out.stdout = out.stdout.trim_start_matches('\n').to_string(); // the filling
+    // The reader may not have printed a line: it could be blocked on its first one.
+    let reader = number_after(out.lines_with("forked the reader")[0], "pid ") as i32;
+    out.assert_killed_by(Signal::SIGINT)
+        .assert_stdout_contains("interrupted by SIGINT from pid")
+        // The writer passed it on, and reaped the reader.
+        .assert_stdout_contains(&format!("reaped reader {reader}: killed by SIGINT"));
+    assert!(!process_exists(reader), "reader {reader} left behind");
+    assert!(out.stderr.is_empty(), "{}", out.stderr);
 }
 
 // ---- reader and writer as two processes -------------------------------------------
@@ -425,6 +568,14 @@ fn ping_measures_the_signal_round_trip() {
     assert!(p50 > 0.0 && p50 <= p99, "{}", writer.line);
     assert_eq!(out.summary("reader").num("messages"), 500.0);
     assert!(out.lines_with("reaped reader")[0].contains("exited with status 0"));
+    // The summary is the writer's last line (DESIGN §4): it reaps the reader first.
+    let writer_lines = out.lines_with(&format!("[writer {}] ", out.pid));
+    assert_eq!(
+        writer_lines.last(),
+        Some(&writer.line.as_str()),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]
@@ -471,6 +622,80 @@ fn start_endless_ping() -> (Demo, i32) {
     let mut demo = Demo::start(DEMO, &["--ping", "1000000"]);
     let line = demo.wait_for_line("round trips of SIGUSR1 with reader ");
     (demo, number_after(&line, "with reader ") as i32)
+}
+
+#[test]
+fn a_ping_stopped_and_continued_goes_on() {
+    // Ctrl+Z then fg: a process stopped while it waits in sigtimedwait(2) gets EINTR
+    // once continued. That is a short wait, not an error. Each side is stopped while
+    // it surely waits there: the reader for its first ping, the writer for an answer
+    // from the stopped reader.
+    let (reader, pid) = start_reader(&["--ping", "50"], "waiting for 50 pings");
+    wait_until_asleep_in(pid, "sigtimedwait");
+    reader.signal_group(Signal::SIGTSTP);
+    wait_until("the reader is stopped (state T)", || state(pid) == 'T');
+
+    let mut writer = Demo::start(DEMO, &["writer", "--pid", &pid.to_string(), "--ping", "50"]);
+    writer.wait_for_line("round trips of SIGUSR1 with pid");
+    wait_until_asleep_in(writer.pid(), "sigtimedwait");
+    writer.signal_group(Signal::SIGSTOP);
+    wait_until("the writer is stopped (state T)", || {
+        state(writer.pid()) == 'T'
+    });
+
+    reader.signal_group(Signal::SIGCONT);
+    writer.signal_group(Signal::SIGCONT);
+    let out = writer.finish();
+    out.assert_success();
+    assert_eq!(out.summary("writer").num("messages"), 50.0);
+    let done = reader.finish();
+    done.assert_success();
+    assert_eq!(done.summary("reader").num("messages"), 50.0);
+}
+
+#[test]
+fn ctrl_z_and_fg_during_a_ping_then_ctrl_c() {
+    let (demo, reader) = start_endless_ping();
+    let writer = demo.pid();
+    demo.signal_group(Signal::SIGTSTP); // Ctrl+Z: both stop
+    wait_until("writer and reader are stopped", || {
+        state(writer) == 'T' && state(reader) == 'T'
+    });
+    demo.signal_group(Signal::SIGCONT); // fg
+    // Both ping on: each sleeps in sigtimedwait again (on EINTR they would have quit).
+    wait_until_asleep_in(reader, "sigtimedwait");
+    wait_until_asleep_in(writer, "sigtimedwait");
+    demo.signal_group(Signal::SIGINT); // Ctrl+C
+    let out = demo.finish();
+    out.assert_killed_by(Signal::SIGINT)
+        .assert_stdout_contains(&format!("reaped reader {reader}: killed by SIGINT"));
+    assert!(out.stderr.is_empty(), "{}", out.stderr);
+}
+
+#[test]
+fn ctrl_c_during_a_ping_ends_both_and_the_writer_reaps_the_reader() {
+    let (demo, reader) = start_endless_ping();
+    let writer = demo.pid();
+    demo.signal_group(Signal::SIGINT);
+    let out = demo.finish();
+    // Reaped by its parent, not orphaned: nothing came to us to reap. (Checked before
+    // assert_killed_by, which reaps such orphans itself.)
+    assert_eq!(reap_orphans(writer), Vec::<i32>::new(), "{}", out.stdout);
+    assert!(!process_exists(reader), "reader {reader} left behind");
+    out.assert_killed_by(Signal::SIGINT);
+    for role in ["writer", "reader"] {
+        let said = out.lines_with(&format!("[{role} "));
+        assert!(
+            said.iter()
+                .any(|l| l.contains("interrupted by SIGINT from pid")),
+            "{}",
+            out.stdout
+        );
+    }
+    let reaped = out.lines_with(&format!("reaped reader {reader}: killed by SIGINT"));
+    assert_eq!(reaped.len(), 1, "{}", out.stdout);
+    assert!(reaped[0].contains("no zombie left"), "{}", reaped[0]);
+    assert!(out.stderr.is_empty(), "{}", out.stderr);
 }
 
 #[test]
