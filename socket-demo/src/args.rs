@@ -42,14 +42,21 @@ two terminals:
 const MAX_STREAM_SIZE: usize = 64 << 20;
 /// UDP over IPv4: 65535 bytes of IP packet, less 20 of IP header and 8 of UDP header.
 pub const MAX_UDP_SIZE: usize = 65507;
+/// The most any UDP datagram carries: over IPv6 the 20 bytes of IP header do not count
+/// (65535 less the 8 of the UDP header). The reader's buffer is this big, so nothing it
+/// receives is cut.
+pub const MAX_UDP_PAYLOAD: usize = 65527;
 /// A Unix datagram must fit the sender's send buffer (SO_SNDBUF), less 32 bytes the kernel
 /// keeps for itself. The send buffer starts at net.core.wmem_default.
 const WMEM_DEFAULT: &str = "/proc/sys/net/core/wmem_default";
 /// sun_path holds 108 bytes, the last one the terminating NUL.
 const MAX_SOCKET_PATH: usize = 107;
 const DEFAULT_PING_SIZE: usize = 100;
-/// pair: everything the parent sends before reading must fit the kernel's buffers.
-const MAX_PAIR_TEXT: usize = 64 * 1024;
+/// The writer keeps every round-trip time (16 bytes each) to find the percentiles, in a
+/// Vec reserved up front: at most 1.6 GB.
+const MAX_PINGS: u64 = 100_000_000;
+/// The datagram reader keeps one bit per message, to catch a duplicate: at most 12.5 MB.
+const MAX_COUNT: u64 = 100_000_000;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Flavour {
@@ -255,18 +262,12 @@ fn check(role: Role, raw: Raw) -> Result<Args, String> {
     if role == Role::Reader {
         if let Some(first) = raw.messages.first() {
             return Err(format!(
-                "the reader takes no messages (got {first:?}): give them to the writer"
+                "the reader takes no messages (got {}): give them to the writer",
+                shown(first)
             ));
         }
     }
     check_messages(flavour, &raw.messages)?;
-    let total: usize = raw.messages.iter().map(String::len).sum();
-    if flavour == Flavour::Pair && total > MAX_PAIR_TEXT {
-        return Err(format!(
-            "the messages total {total} bytes, at most {MAX_PAIR_TEXT} for pair: the parent \
-             sends them all before it reads an answer, so they must fit the socket's buffers"
-        ));
-    }
 
     let meet = match (raw.path, raw.addr) {
         (Some(path), _) => Some(Meet::Path(checked_path(path)?)),
@@ -298,6 +299,12 @@ fn workload(flavour: Flavour, raw: &Raw) -> Result<Workload, String> {
         (Some(_), Some(_)) => {
             return Err("--count and --ping are two different workloads: give one".into());
         }
+        (Some(count), None) if count > MAX_COUNT => {
+            return Err(format!("--count {count}: at most {MAX_COUNT} messages"));
+        }
+        (None, Some(count)) if count > MAX_PINGS => {
+            return Err(format!("--ping {count}: at most {MAX_PINGS} round trips"));
+        }
         (Some(count), None) => {
             let size = raw.size.ok_or("--count needs --size BYTES")?;
             Workload::Bulk {
@@ -316,40 +323,61 @@ fn workload(flavour: Flavour, raw: &Raw) -> Result<Workload, String> {
     };
     if let (Some(first), false) = (raw.messages.first(), matches!(workload, Workload::Text(_))) {
         return Err(format!(
-            "message {first:?} given with --count/--ping: a workload sends its own data"
+            "message {} given with --count/--ping: a workload sends its own data",
+            shown(first)
         ));
     }
     Ok(workload)
 }
 
 /// On a stream the newline ends a message; on a datagram socket a zero-length datagram
-/// ends the conversation. So each kind has one message it cannot carry.
+/// ends the conversation, and a message must fit in one datagram.
 fn check_messages(flavour: Flavour, messages: &[String]) -> Result<(), String> {
     if flavour.is_stream() {
         if let Some(text) = messages.iter().find(|m| m.contains('\n')) {
             return Err(format!(
-                "message {text:?} contains a newline: on a byte stream the newline separates messages"
+                "message {} contains a newline: on a byte stream the newline separates messages",
+                shown(text)
             ));
         }
-    } else if messages.iter().any(String::is_empty) {
+        return Ok(());
+    }
+    if messages.iter().any(String::is_empty) {
         return Err(
             "an empty message: on a datagram socket a zero-length datagram means \"the end\""
                 .into(),
         );
     }
+    let (max, why) = largest(flavour);
+    if let Some(text) = messages.iter().find(|m| m.len() > max) {
+        return Err(format!(
+            "message {} is {} bytes, too big for one datagram: {why} {max} bytes",
+            shown(text),
+            text.len()
+        ));
+    }
     Ok(())
 }
 
-/// The largest message each kind of socket can carry in one piece.
-fn checked_size(flavour: Flavour, size: u64) -> Result<usize, String> {
-    let (max, why) = match flavour {
+/// A message as an error names it: quoted, and cut if long (it may be 70 KB).
+fn shown(text: &str) -> String {
+    crate::stream::shown(text.as_bytes())
+}
+
+/// The largest message each kind of socket can carry in one piece, and why.
+fn largest(flavour: Flavour) -> (usize, String) {
+    match flavour {
         Flavour::Udp => (MAX_UDP_SIZE, "a UDP datagram carries at most".to_string()),
         Flavour::UnixDgram => (
             max_unix_datagram(),
             format!("a Unix datagram must fit the send buffer ({WMEM_DEFAULT} - 32):"),
         ),
         _ => (MAX_STREAM_SIZE, "at most".to_string()),
-    };
+    }
+}
+
+fn checked_size(flavour: Flavour, size: u64) -> Result<usize, String> {
+    let (max, why) = largest(flavour);
     match usize::try_from(size) {
         Ok(s) if s <= max => Ok(s),
         _ => Err(format!("--size {size}: {why} {max} bytes")),
@@ -488,6 +516,26 @@ mod tests {
         assert!(parse_line("udp --count 1 --size 65507").is_ok());
         assert!(parse_line("udp --count 1 --size 65508").is_err());
         assert!(parse_line("tcp --count 1 --size 65508").is_ok());
+        // What is kept per round trip or per message is bounded before anything starts.
+        assert!(parse_line("udp --ping 100000000").is_ok());
+        assert!(parse_line("udp --ping 100000001").is_err());
+        assert!(parse_line("unix-dgram --count 100000000 --size 1").is_ok());
+        assert!(parse_line("unix-dgram --count 100000001 --size 1").is_err());
+    }
+
+    #[test]
+    fn a_message_must_fit_one_datagram() {
+        let fits = "x".repeat(MAX_UDP_SIZE);
+        assert!(parse(["udp".into(), fits.into()]).is_ok());
+        let too_big = "x".repeat(MAX_UDP_SIZE + 1);
+        let error = parse(["udp".into(), too_big.clone().into()]).unwrap_err();
+        assert!(error.contains("65508 bytes, too big"), "{error}");
+        assert!(
+            error.len() < 300,
+            "the message is named, not echoed: {error}"
+        );
+        // A stream has no such limit; the pair's parent reads while it writes.
+        assert!(parse(["pair".into(), too_big.into()]).is_ok());
     }
 
     #[test]

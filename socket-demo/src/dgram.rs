@@ -5,7 +5,7 @@
 //! message is the text's bytes, and the end is one zero-length datagram (DESIGN §3).
 //!
 //! There is no connection. The reader learns who sent a datagram from each recv (UDP: an
-//! address and port; Unix: the credentials the kernel stamps on it, SCM_CREDENTIALS), and
+//! address and port; Unix: the credentials the kernel attaches, SCM_CREDENTIALS), and
 //! nothing tells it when a writer dies. The two families differ in flow control:
 //! - Unix: the kernel queues at most `net.unix.max_dgram_qlen` (10) datagrams for a reader,
 //!   then puts the writer to sleep. Nothing is lost.
@@ -17,7 +17,9 @@
 //! Notes (消息队列): 在发送数据时，会分成一个一个独立的数据块 (the data is sent as separate
 //! blocks): a datagram socket does that too, with no queue object to create and remove.
 //! Run: `cargo run -p socket-demo -- unix-dgram` (or `udp`, `udp --count 1000 --size 1000`).
-//! Watch for: "3 datagrams, 3 recv(2) calls"; `lost=` and `reordered=` in the bulk summary.
+//! Watch for: "3 datagrams and the zero-length end: 4 recv(2) calls"; `lost=` and
+//! `reordered=` in the bulk summary; `socket-demo udp $(seq 1000)`, where the reader reads
+//! as slowly as it prints, and UDP drops what its receive buffer cannot hold.
 //! In production: reliability over UDP is a protocol to design (or take QUIC); for local
 //! messages, a SOCK_SEQPACKET Unix socket keeps boundaries and has a connection.
 
@@ -35,8 +37,8 @@ use nix::sys::socket::{
     sockopt,
 };
 
-use crate::signals::{TICK, block, block_at_most};
-use crate::stream::each_message;
+use crate::signals::{TICK, WriterGone, block, block_at_most};
+use crate::stream::{each_message, shown};
 use crate::workload::{Summary, check_body, pattern, sequence, stamp};
 
 const READER: &str = "reader";
@@ -75,8 +77,9 @@ impl fmt::Display for Sender {
                 match cred {
                     Some(c) => write!(
                         f,
-                        "pid {} uid {} gid {} (SCM_CREDENTIALS: stamped by the kernel, the \
-                         sender cannot fake them)",
+                        "pid {} uid {} gid {} (SCM_CREDENTIALS, checked by the kernel: a sender \
+                         may state only its own ids, unless it has CAP_SYS_ADMIN, CAP_SETUID or \
+                         CAP_SETGID, as root has)",
                         c.pid(),
                         c.uid(),
                         c.gid()
@@ -117,10 +120,13 @@ impl Dgram {
         Ok(())
     }
 
+    /// The text reader's buffer. UDP: room for the largest UDP datagram of either IP
+    /// version. Unix: room for the largest datagram a default send buffer lets out; a
+    /// sender with a bigger SO_SNDBUF can send more, and `recv_from` reports the cut.
     fn max_size(&self) -> usize {
         match self {
             Dgram::Unix(_) => crate::args::max_unix_datagram(),
-            Dgram::Udp(_) => crate::args::MAX_UDP_SIZE,
+            Dgram::Udp(_) => crate::args::MAX_UDP_PAYLOAD,
         }
     }
 
@@ -152,6 +158,15 @@ impl Dgram {
                     Some(&mut space),
                     MsgFlags::MSG_CMSG_CLOEXEC,
                 )?;
+                // The datagram was longer than the buffer: the kernel copied what fits and
+                // threw the rest away. Say so, never hand out a cut message as whole.
+                if msg.flags.contains(MsgFlags::MSG_TRUNC) {
+                    return Err(io::Error::other(format!(
+                        "a datagram longer than my {}-byte buffer: the kernel cut it to fit \
+                         and dropped the rest (MSG_TRUNC)",
+                        msg.bytes
+                    )));
+                }
                 let cred = msg.cmsgs().ok().and_then(|mut all| {
                     all.find_map(|c| match c {
                         ControlMessageOwned::ScmCredentials(c) => Some(c),
@@ -185,6 +200,19 @@ impl Dgram {
         }
     }
 
+    /// Why datagrams can go missing on this socket.
+    fn why_lost(&self) -> &'static str {
+        match self {
+            Dgram::Udp(_) => {
+                "UDP dropped them (my receive buffer was full while I was busy printing) \
+                 and told nobody"
+            }
+            // The kernel makes a Unix datagram writer wait instead: another process
+            // reading this socket is the likely thief.
+            Dgram::Unix(_) => "they were lost on the way (did another process read them?)",
+        }
+    }
+
     /// UDP: an ICMP "port unreachable" that came back for an earlier datagram.
     fn pending_error(&self) -> io::Result<()> {
         let pending = match self {
@@ -215,6 +243,15 @@ fn refused(socket: &Dgram, e: io::Error, to: &str) -> anyhow::Error {
             "send to {to}: nobody is reading there (ECONNREFUSED): the reader is gone, or was \
              never started (socket-demo reader {flavour} {option} {to})"
         )
+    } else if e.raw_os_error() == Some(libc::EMSGSIZE) {
+        anyhow::anyhow!(
+            "send to {to}: too big for one datagram (EMSGSIZE): a {flavour} datagram carries \
+             at most {} bytes here",
+            match socket {
+                Dgram::Unix(_) => crate::args::max_unix_datagram(),
+                Dgram::Udp(_) => crate::args::MAX_UDP_SIZE,
+            }
+        )
     } else {
         anyhow::Error::new(e).context(format!("send to {to}"))
     }
@@ -244,7 +281,8 @@ pub fn send_messages(socket: &Dgram, messages: &[String], to: &str) -> Result<Su
             );
             return Ok(());
         }
-        send_one(socket, text.as_bytes(), to).with_context(|| format!("sending {text:?}"))?;
+        send_one(socket, text.as_bytes(), to)
+            .with_context(|| format!("sending {}", shown(text.as_bytes())))?;
         say!(
             WRITER,
             "sent {text:?} ({} bytes), one send(2), one datagram",
@@ -258,12 +296,20 @@ pub fn send_messages(socket: &Dgram, messages: &[String], to: &str) -> Result<Su
 }
 
 /// Reader, text: prints each datagram, one recv(2) each, until the zero-length one.
-pub fn receive_messages(socket: &Dgram) -> Result<Summary> {
+/// `expected`: in the default run, how many messages the writer was given. UDP drops
+/// datagrams its receiver has no room for, and tells nobody: only counting shows it.
+pub fn receive_messages(socket: &Dgram, expected: Option<u64>) -> Result<Summary> {
     let mut buf = vec![0u8; socket.max_size() + 1];
     let mut summary = Summary::start();
     let mut last_sender = String::new();
+    let mut ended = false;
     loop {
-        let (n, sender) = block(|| socket.recv_from(&mut buf))?.context("recv")?;
+        let (n, sender) = match block(|| socket.recv_from(&mut buf)) {
+            Ok(got) => got.context("recv")?,
+            // The default run's writer has exited, and its zero-length end never came.
+            Err(e) if e.is::<WriterGone>() => break,
+            Err(e) => return Err(e),
+        };
         let sender = sender.to_string();
         if sender != last_sender {
             say!(READER, "a datagram from {sender}");
@@ -274,6 +320,7 @@ pub fn receive_messages(socket: &Dgram) -> Result<Summary> {
                 READER,
                 "recv(2) returned a zero-length datagram: the writer's end of messages"
             );
+            ended = true;
             break;
         }
         let text = String::from_utf8_lossy(&buf[..n]);
@@ -281,12 +328,30 @@ pub fn receive_messages(socket: &Dgram) -> Result<Summary> {
         say!(READER, "received {text:?} ({n} bytes)");
         summary.count(n);
     }
+    summary.stop();
+    let got = summary.messages;
+    let lost = expected.map_or(0, |expected| expected.saturating_sub(got));
+    if lost > 0 {
+        let expected = got + lost;
+        summary.extra = format!(" lost={lost}");
+        return Err(summary.failed(format!(
+            "{lost} of {expected} datagrams lost: {}",
+            socket.why_lost()
+        )));
+    }
+    if !ended {
+        summary.extra = " lost=0".into();
+        return Err(summary.failed(
+            "the writer has exited, but its end (a zero-length datagram) never came: it was \
+             lost on the way"
+                .into(),
+        ));
+    }
     say!(
         READER,
-        "{} datagrams, {} recv(2) calls: each returned exactly one whole datagram, the \
-         message boundaries are kept",
-        summary.messages,
-        summary.messages
+        "{got} datagrams and the zero-length end: {} recv(2) calls, each returned exactly one \
+         whole datagram, the message boundaries are kept",
+        got + 1
     );
     Ok(summary)
 }
@@ -412,18 +477,16 @@ pub fn check_bulk(socket: &Dgram, count: u64, size: usize, acks: bool) -> Result
     summary.extra = format!(" lost={lost} reordered={reordered}");
     let summary = summary.with_throughput();
     if !ended {
-        summary.print_ending(READER, "failed");
-        bail!(
+        return Err(summary.failed(format!(
             "nothing came for {QUIET:?} after {received} of {count} datagrams, and no end: the \
              writer is gone, or the rest was lost (nothing tells a datagram socket which)"
-        );
+        )));
     }
     if lost > 0 || reordered > 0 {
-        summary.print_ending(READER, "failed");
-        bail!(
+        return Err(summary.failed(format!(
             "{lost} of {count} datagrams lost and {reordered} reordered: a datagram socket may \
              drop and reorder them, and nothing told the writer"
-        );
+        )));
     }
     Ok(summary)
 }

@@ -14,6 +14,11 @@
 //!    memory, with no name in any directory), sends it the same way, and both map it
 //!    MAP_SHARED. What one writes into its mapping, the other reads in its own: no send(2)
 //!    carries those bytes. One byte on the socket says "look now", each way.
+//!    Mapping a file someone else holds is a risk: if they shrink it, touching the lost
+//!    pages kills us with SIGBUS. So the writer seals the memfd's size (F_SEAL_SHRINK,
+//!    F_SEAL_GROW, then F_SEAL_SEAL so no one can change the seals) before sending it, and
+//!    the reader checks the seals (F_GET_SEALS) before it maps, and refuses a memfd
+//!    without them.
 //!
 //! Notes (共享内存): 拿出一块虚拟地址空间来，映射到相同的物理内存中 (a piece of each
 //! address space mapped to the same physical memory): act 2 does it between two unrelated
@@ -33,7 +38,7 @@ use std::path::Path;
 use std::ptr::NonNull;
 
 use anyhow::{Context, Result, bail};
-use nix::fcntl::OFlag;
+use nix::fcntl::{FcntlArg, OFlag, SealFlag, fcntl};
 use nix::sys::memfd::{MFdFlags, memfd_create};
 use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap};
 use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
@@ -107,18 +112,18 @@ fn receive(listener: UnixListener, writer: Option<&WriterChild>) -> Result<Summa
 
     // Act 2: a memfd, mapped by both.
     let memfd = receive_fd(&conn, MEMFD_TAG)?;
-    let size = fstat(&memfd).context("fstat")?.st_size as usize;
     say!(
         READER,
-        "recvmsg(2) brought fd {} with SCM_RIGHTS: {}, {size} bytes (fstat)",
+        "recvmsg(2) brought fd {} with SCM_RIGHTS: {}",
         memfd.as_raw_fd(),
         fd_target(&memfd)
     );
-    let mut page = SharedPage::map(&memfd, size)?;
+    let page = SharedPage::map(&memfd)?;
     say!(
         READER,
-        "mmap(MAP_SHARED) at {:p}: the same physical memory as the writer's mapping, at an \
-         address of my own",
+        "mmap(MAP_SHARED) of its {} bytes at {:p}: the same physical memory as the writer's \
+         mapping, at an address of my own",
+        page.len,
         page.ptr
     );
     expect_byte(&conn, WRITTEN, "the writer's \"look now\"")?;
@@ -165,15 +170,14 @@ fn read_lines(file: OwnedFd) -> Result<Summary> {
 
 /// The writer (the client): send a file's fd, then a memfd's.
 pub fn writer(path: &Path, messages: &[String], existing: Option<&Path>) -> Result<()> {
-    let conn = unix::connect_stream(path, Flavour::Fdpass)?;
-    set_timeouts(&conn)?;
-    say!(WRITER, "connected to {}", path.display());
-
-    // Act 1.
+    // Act 1. The file first: a --file that cannot be opened is said before we connect.
     let (file, summary) = match existing {
         Some(existing) => open_existing(existing)?,
         None => write_nameless_file(messages)?,
     };
+    let conn = unix::connect_stream(path, Flavour::Fdpass)?;
+    set_timeouts(&conn)?;
+    say!(WRITER, "connected to {}", path.display());
     send_fd(&conn, file.as_fd(), FILE_TAG)?;
     say!(
         WRITER,
@@ -266,7 +270,12 @@ fn open_existing(path: &Path) -> Result<(OwnedFd, Summary)> {
 
 /// Act 2, the writer's side.
 fn share_memory(conn: &UnixStream) -> Result<()> {
-    let memfd = memfd_create("socket-demo", MFdFlags::MFD_CLOEXEC).context("memfd_create")?;
+    // MFD_ALLOW_SEALING: without it, a memfd takes no seals.
+    let memfd = memfd_create(
+        "socket-demo",
+        MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
+    )
+    .context("memfd_create")?;
     ftruncate(&memfd, PAGE as i64).context("ftruncate")?;
     say!(
         WRITER,
@@ -276,7 +285,14 @@ fn share_memory(conn: &UnixStream) -> Result<()> {
         memfd.as_raw_fd(),
         fd_target(&memfd)
     );
-    let mut page = SharedPage::map(&memfd, PAGE)?;
+    let seals = SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_SEAL;
+    fcntl(&memfd, FcntlArg::F_ADD_SEALS(seals)).context("fcntl F_ADD_SEALS")?;
+    say!(
+        WRITER,
+        "sealed its size (F_SEAL_SHRINK, F_SEAL_GROW) and the seals themselves \
+         (F_SEAL_SEAL): nobody, me included, can shrink it under the reader's mapping"
+    );
+    let page = SharedPage::map(&memfd)?;
     send_fd(conn, memfd.as_fd(), MEMFD_TAG)?;
     say!(
         WRITER,
@@ -315,9 +331,14 @@ fn send_fd(conn: &UnixStream, fd: BorrowedFd, tag: u8) -> Result<()> {
     let data = [tag];
     let iov = [IoSlice::new(&data)];
     let raw = conn.as_raw_fd();
-    block(|| sendmsg::<()>(raw, &iov, &control, MsgFlags::empty(), None).map_err(Into::into))?
-        .context("sendmsg SCM_RIGHTS")?;
-    Ok(())
+    match block(|| sendmsg::<()>(raw, &iov, &control, MsgFlags::empty(), None).map_err(Into::into))?
+    {
+        Ok(_) => Ok(()),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EPIPE | libc::ECONNRESET)) => bail!(
+            "the reader is gone: sendmsg failed with {e} (nobody reads this connection any more)"
+        ),
+        Err(e) => Err(e).context("sendmsg SCM_RIGHTS"),
+    }
 }
 
 /// recvmsg(2) for one byte of data, `tag`, and the one fd that comes with it.
@@ -385,19 +406,38 @@ fn fd_target(fd: &impl AsRawFd) -> String {
         .unwrap_or_else(|e| format!("? ({e})"))
 }
 
-/// A MAP_SHARED mapping of a memfd, holding one NUL-terminated text; unmapped on drop.
-/// The two processes take turns (one byte on the socket says whose turn it is), so they
-/// never touch the page at the same time.
+/// A MAP_SHARED mapping of a sealed memfd, holding one NUL-terminated text; unmapped on
+/// drop. The two processes take turns (one byte on the socket says whose turn it is), but
+/// nothing stops the other one from writing at any time, so the page is only ever touched
+/// one byte at a time with volatile reads and writes, never through a Rust reference
+/// (`&[u8]` would promise that nobody changes those bytes while it lives).
 struct SharedPage {
     ptr: NonNull<u8>,
     len: usize,
 }
 
 impl SharedPage {
-    fn map(fd: impl AsFd, len: usize) -> Result<SharedPage> {
-        let size = NonZeroUsize::new(len).context("the memfd is empty")?;
+    /// Maps all of `fd`, once its seals show it can never shrink under the mapping.
+    fn map(fd: impl AsFd) -> Result<SharedPage> {
+        let seals = match fcntl(&fd, FcntlArg::F_GET_SEALS) {
+            Ok(bits) => SealFlag::from_bits_truncate(bits),
+            Err(nix::errno::Errno::EINVAL) => {
+                bail!("the fd received is not a memfd (F_GET_SEALS: EINVAL): refusing to map it")
+            }
+            Err(e) => return Err(e).context("fcntl F_GET_SEALS"),
+        };
+        if !seals.contains(SealFlag::F_SEAL_SHRINK) {
+            bail!(
+                "the memfd received is not sealed against shrinking (F_GET_SEALS: {seals:?}): \
+                 its sender could cut it under my mapping and kill me with SIGBUS, so I do \
+                 not map it (the sender must add F_SEAL_SHRINK)"
+            );
+        }
+        // Read after the seals: from now on the file cannot get smaller than this.
+        let len = fstat(&fd).context("fstat")?.st_size as usize;
+        let size = NonZeroUsize::new(len).context("the memfd is empty: nothing to map")?;
         // SAFETY: a new mapping at an address the kernel picks, so no existing memory is
-        // affected; `len` is the file's size, so no page of it lies past the end (SIGBUS).
+        // affected; `len` bytes of the file exist, and F_SEAL_SHRINK keeps them.
         let ptr = unsafe {
             mmap(
                 None,
@@ -415,30 +455,43 @@ impl SharedPage {
         })
     }
 
-    fn bytes(&mut self) -> &mut [u8] {
-        // SAFETY: the mapping is `len` bytes, readable and writable, alive until drop; the
-        // other process does not touch it while it is our turn.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    fn byte(&self, i: usize) -> u8 {
+        assert!(i < self.len);
+        // SAFETY: what holds: `i < len`, so the address is inside the mapping, which lives
+        // until drop, and whose pages stay (F_SEAL_SHRINK, checked in `map`: no SIGBUS).
+        // No Rust reference to the page exists, so another process writing it breaks no
+        // promise of one; the read is volatile, so the compiler assumes nothing about the
+        // byte. Which value we see is up to the turn-taking on the socket.
+        unsafe { self.ptr.as_ptr().add(i).read_volatile() }
     }
 
-    fn write_text(&mut self, text: &str) {
-        let page = self.bytes();
-        let n = text.len().min(page.len() - 1);
-        page[..n].copy_from_slice(&text.as_bytes()[..n]);
-        page[n] = 0;
+    fn set_byte(&self, i: usize, value: u8) {
+        assert!(i < self.len);
+        // SAFETY: as in `byte`, and the mapping is PROT_WRITE.
+        unsafe { self.ptr.as_ptr().add(i).write_volatile(value) }
     }
 
-    fn read_text(&mut self) -> String {
-        let page = self.bytes();
-        let end = page.iter().position(|&b| b == 0).unwrap_or(page.len());
-        String::from_utf8_lossy(&page[..end]).into_owned()
+    fn write_text(&self, text: &str) {
+        let n = text.len().min(self.len - 1);
+        for (i, &b) in text.as_bytes()[..n].iter().enumerate() {
+            self.set_byte(i, b);
+        }
+        self.set_byte(n, 0);
+    }
+
+    fn read_text(&self) -> String {
+        let bytes: Vec<u8> = (0..self.len)
+            .map(|i| self.byte(i))
+            .take_while(|&b| b != 0)
+            .collect();
+        String::from_utf8_lossy(&bytes).into_owned()
     }
 }
 
 impl Drop for SharedPage {
     fn drop(&mut self) {
-        // SAFETY: this mapping was made by `map` with this length, and no slice of it
-        // outlives `self`.
+        // SAFETY: this mapping was made by `map` with this length, and no reference into it
+        // exists (the page is only reached through `byte` and `set_byte`).
         let _ = unsafe { munmap(self.ptr.cast(), self.len) };
     }
 }

@@ -3,13 +3,17 @@
 //! Like a pipe, a socketpair has no name: only a child made by fork(2) can share it, since
 //! fork copies the parent's file descriptors. Unlike a pipe, each end reads AND writes: one
 //! socketpair is a channel both ways at once (full duplex), where pipe-demo's `duplex`
-//! needs two pipes. Each direction has its own kernel buffer, so both sides can write before
-//! either reads.
+//! needs two pipes. Each direction has its own kernel buffer, so both sides can write at
+//! the same time. But a buffer is finite, and counts more than the bytes (a short line
+//! costs some 768 bytes of it): two sides that each write everything before reading would
+//! both end up asleep in write(2), each waiting for the other to read.
 //!
-//! The run: the child greets the parent while the parent sends its messages, neither having
-//! read anything yet; then the child answers each message in capitals on the same socket.
-//! The parent closes only its sending direction (shutdown(SHUT_WR), a half-close a pipe
-//! cannot express): the child sees EOF, and the parent still reads the answers.
+//! The run: the child greets the parent while the parent sends its messages; the child
+//! answers each message in capitals on the same socket. The parent reads the answers while
+//! it is still sending: poll(2) tells it whether the socket has an answer to read, room to
+//! write, or both. Then it closes only its sending direction (shutdown(SHUT_WR), a
+//! half-close a pipe cannot express): the child sees EOF, and the parent still reads the
+//! last answers.
 //!
 //! Notes (管道): 管道传输数据是单向的，如果想相互通信，我们需要创建两个管道才行 (a pipe is
 //! one-way: to talk both ways takes two pipes). One socketpair is enough.
@@ -22,12 +26,14 @@ use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 
 use anyhow::{Context, Result, bail};
-use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+use nix::errno::Errno;
+use nix::poll::PollFlags;
+use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType, send, socketpair};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, getppid};
 
-use crate::signals::{self, TICK};
-use crate::stream::{LineReader, write_all};
+use crate::signals::{self, TICK, wait_ready};
+use crate::stream::{LineReader, shown, write_all};
 use crate::workload::Summary;
 
 const PARENT: &str = "parent";
@@ -90,20 +96,41 @@ pub fn run(messages: &[String]) -> Result<()> {
     }
 }
 
-/// The parent: every message out first, then every answer in.
+/// The parent: sends its messages and reads the answers as they come, on one socket.
 fn parent(socket: UnixStream, messages: &[String]) -> Result<Summary> {
     let mut summary = Summary::start();
+    let mut answers = LineReader::new(&socket);
+    let mut heard = 0;
     let mut line = Vec::new();
-    for text in messages {
+    for (i, text) in messages.iter().enumerate() {
         line.clear();
         line.extend_from_slice(text.as_bytes());
         line.push(b'\n');
-        write_all(&socket, &line, "child").with_context(|| format!("sending {text:?}"))?;
-        say!(
-            PARENT,
-            "sent {text:?} ({} bytes), no answer read yet",
-            text.len()
-        );
+        let mut rest = &line[..];
+        while !rest.is_empty() {
+            // Sleep until there is an answer to read or room to write, whichever comes
+            // first. Reading whenever we can is what keeps the child from blocking.
+            let ready = wait_ready(&socket, PollFlags::POLLIN | PollFlags::POLLOUT)?;
+            if ready.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR) {
+                let before = heard;
+                heard += read_answers(&mut answers)?;
+                if before == 0 && heard > 0 {
+                    say!(
+                        PARENT,
+                        "that came in while I still have {} of my {} messages to send: both \
+                         directions move at once",
+                        messages.len() - i,
+                        messages.len()
+                    );
+                }
+            }
+            if ready.intersects(PollFlags::POLLOUT | PollFlags::POLLERR) {
+                let n = send_some(&socket, rest)
+                    .with_context(|| format!("sending {}", shown(text.as_bytes())))?;
+                rest = &rest[n..];
+            }
+        }
+        say!(PARENT, "sent {text:?} ({} bytes)", text.len());
         summary.count(text.len());
     }
     socket.shutdown(Shutdown::Write).context("shutdown")?;
@@ -111,15 +138,8 @@ fn parent(socket: UnixStream, messages: &[String]) -> Result<Summary> {
         PARENT,
         "shutdown(SHUT_WR): I send no more, the child will see EOF, and I can still read"
     );
-    let mut answers = LineReader::new(&socket);
-    let mut heard = 0;
     while let Some(answer) = answers.next()? {
-        say!(
-            PARENT,
-            "received {:?} ({} bytes) on the same fd I wrote to",
-            String::from_utf8_lossy(answer),
-            answer.len()
-        );
+        received(answer);
         heard += 1;
     }
     // The child's greeting, and one answer per message.
@@ -131,6 +151,41 @@ fn parent(socket: UnixStream, messages: &[String]) -> Result<Summary> {
     }
     say!(PARENT, "EOF: the child has closed its end");
     Ok(summary)
+}
+
+/// One send(2) that does not wait (MSG_DONTWAIT): poll said there is room, but maybe not
+/// for all of `buf`; the kernel takes what fits, and we go back to poll for the rest.
+fn send_some(socket: &UnixStream, buf: &[u8]) -> Result<usize> {
+    match send(socket.as_raw_fd(), buf, MsgFlags::MSG_DONTWAIT) {
+        Ok(n) => Ok(n),
+        Err(Errno::EAGAIN) => Ok(0),
+        Err(e @ (Errno::EPIPE | Errno::ECONNRESET)) => {
+            bail!("the child is gone: send failed with {e} (nobody reads the other end)")
+        }
+        Err(e) => Err(e).context("send"),
+    }
+}
+
+/// One read(2) of the child's answers, and each whole line it completed. Returns how many.
+fn read_answers(answers: &mut LineReader<&UnixStream>) -> Result<usize> {
+    if answers.read_more()? == 0 {
+        bail!("the child closed its end before it answered everything: is it gone?");
+    }
+    let mut lines = 0;
+    while let Some(answer) = answers.next_line() {
+        received(answer);
+        lines += 1;
+    }
+    Ok(lines)
+}
+
+fn received(answer: &[u8]) {
+    say!(
+        PARENT,
+        "received {:?} ({} bytes) on the same fd I write to",
+        String::from_utf8_lossy(answer),
+        answer.len()
+    );
 }
 
 /// The child: greet the parent without waiting for it, then answer each line in capitals.

@@ -25,7 +25,7 @@ use crate::args::{Cpus, Flavour, Meet, Workload};
 use crate::demo::{DEFAULT_MESSAGES, WriterChild, start_writer};
 use crate::dgram::{self, Dgram};
 use crate::signals::{TICK, block};
-use crate::workload::Summary;
+use crate::workload::{Failed, Summary};
 use crate::{inet, stream, unix};
 
 const READER: &str = "reader";
@@ -33,9 +33,12 @@ const READER: &str = "reader";
 /// queue takes milliseconds, so this only guards against a hang.
 const WRITER_DEADLINE: Duration = Duration::from_secs(30);
 /// What the kernel surely holds for us without making the writer wait: a Unix datagram
-/// socket queues at most 10 datagrams (net.unix.max_dgram_qlen), the end included; the
-/// socket buffers hold some 200 KiB.
+/// socket queues at most 10 datagrams (net.unix.max_dgram_qlen), the end included. The
+/// socket buffers hold some 200 KiB, but count more than the bytes: each write(2) on a
+/// Unix stream costs some 768 bytes of the writer's send buffer, however short, so the
+/// writer would be asleep after ~270 short lines. 100 lines of 64 KiB in all fit.
 const PILE_UP_DATAGRAMS: usize = 9;
+const PILE_UP_LINES: usize = 100;
 const PILE_UP_BYTES: usize = 64 * 1024;
 
 /// `start` is set in the default run: start the writer (with these `--cpus`, if any) once
@@ -142,7 +145,16 @@ pub fn finish(
     if let Some(file) = file {
         file.remove(READER);
     }
-    let summary = served?;
+    let summary = match served {
+        Ok(summary) => summary,
+        Err(e) => {
+            // Data moved, but not all of it right: the summary still comes last, not `ok`.
+            if let Some(failed) = e.downcast_ref::<Failed>() {
+                failed.summary.print_ending(READER, "failed");
+            }
+            return Err(e);
+        }
+    };
     reaped?;
     summary.print(READER);
     Ok(())
@@ -199,8 +211,9 @@ fn serve_unix(
     };
     say!(
         READER,
-        "SO_PEERCRED: the kernel says the writer is {}{mine}: it recorded them at connect(2), \
-         the writer cannot fake them",
+        "SO_PEERCRED: the kernel says the writer is {}{mine}: a snapshot it took at \
+         connect(2), not something the writer says (the writer may exit and its pid go to \
+         another process; SO_PEERPIDFD gives a pidfd, which names this one for good)",
         unix::describe(&cred)
     );
     closed_listener();
@@ -240,7 +253,7 @@ fn serve_connection(
     match workload {
         Workload::Text(messages) => {
             if let Some(writer) = writer {
-                let_messages_pile_up(writer, messages, false)?;
+                let_messages_pile_up(writer, told(messages), false)?;
             }
             stream::receive_lines(conn)
         }
@@ -255,21 +268,30 @@ fn serve_connection(
     }
 }
 
+/// The messages the default run's writer was told to send: the MESSAGE arguments, or the
+/// default ones.
+fn told(messages: &[String]) -> Vec<String> {
+    if messages.is_empty() {
+        DEFAULT_MESSAGES.map(String::from).to_vec()
+    } else {
+        messages.to_vec()
+    }
+}
+
 /// The default run: read nothing until the writer has sent everything and exited, if
 /// everything fits in the kernel's queue (or the writer would wait for us, and we for it).
 fn let_messages_pile_up(
     writer: &mut WriterChild,
-    messages: &[String],
+    messages: Vec<String>,
     datagrams: bool,
 ) -> Result<()> {
-    let defaults = DEFAULT_MESSAGES.map(String::from);
-    let messages = if messages.is_empty() {
-        &defaults[..]
-    } else {
-        messages
-    };
     let bytes: usize = messages.iter().map(|m| m.len() + 1).sum();
-    if bytes > PILE_UP_BYTES || (datagrams && messages.len() > PILE_UP_DATAGRAMS) {
+    let most = if datagrams {
+        PILE_UP_DATAGRAMS
+    } else {
+        PILE_UP_LINES
+    };
+    if bytes > PILE_UP_BYTES || messages.len() > most {
         say!(
             READER,
             "too many messages to let them all wait in the kernel at once: reading them as \
@@ -301,12 +323,13 @@ fn serve_datagrams(
     let udp = matches!(socket, Dgram::Udp(_));
     match workload {
         Workload::Text(messages) => {
+            let expected = writer.is_some().then(|| told(messages).len() as u64);
             if let Some(writer) = writer {
-                let_messages_pile_up(writer, messages, true)?;
+                let_messages_pile_up(writer, told(messages), true)?;
             } else {
                 say!(READER, "waiting in recv(2) for a datagram");
             }
-            dgram::receive_messages(&socket)
+            dgram::receive_messages(&socket, expected)
         }
         Workload::Bulk { count, size } => {
             say!(READER, "checking {count} datagrams of {size} bytes");

@@ -1,5 +1,5 @@
-//! Ctrl+C (SIGINT) and SIGTERM while blocked in accept(2), recv(2), send(2): stop, clean
-//! up, then die of the signal.
+//! Ctrl+C (SIGINT), SIGTERM, and SIGHUP (the terminal closed) while blocked in accept(2),
+//! recv(2), send(2): stop, clean up, then die of the signal.
 //!
 //! The handler only stores the signal's number: about all a handler may safely do. It is
 //! installed without SA_RESTART, so a blocked call returns EINTR. Two traps remain:
@@ -20,7 +20,7 @@ use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use nix::poll::{PollFd, PollFlags, poll};
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, raise, sigaction};
 use nix::sys::wait::{Id, WaitPidFlag, waitid};
@@ -29,7 +29,7 @@ use nix::unistd::Pid;
 /// How long a blocked socket call sleeps before it comes back to look at the flag.
 pub const TICK: Duration = Duration::from_millis(250);
 
-/// The last SIGINT/SIGTERM received, 0 for none.
+/// The last SIGINT/SIGTERM/SIGHUP received, 0 for none.
 static CAUGHT: AtomicI32 = AtomicI32::new(0);
 /// The writer the default run started, 0 for none: if it has exited, waiting for it is
 /// pointless.
@@ -39,14 +39,15 @@ extern "C" fn remember(signo: std::ffi::c_int) {
     CAUGHT.store(signo, Ordering::SeqCst);
 }
 
-/// Installs the handler for SIGINT and SIGTERM, without SA_RESTART.
+/// Installs the handler for SIGINT, SIGTERM and SIGHUP, without SA_RESTART. SIGHUP too:
+/// closing the terminal must not leave the socket file behind.
 pub fn install() -> Result<()> {
     let action = SigAction::new(
         SigHandler::Handler(remember),
         SaFlags::empty(), // no SA_RESTART: a blocked call must come back with EINTR
         SigSet::empty(),
     );
-    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
         // SAFETY: `remember` only stores into an atomic, which is async-signal-safe, and
         // nothing else in this program has a handler for these signals to replace.
         unsafe { sigaction(sig, &action) }.with_context(|| format!("sigaction {sig}"))?;
@@ -65,11 +66,11 @@ pub fn die_of(sig: Signal) -> std::process::ExitCode {
     // SAFETY: SIG_DFL runs no code of ours, so no handler can race with anything.
     let _ = unsafe { sigaction(sig, &default) };
     let _ = raise(sig);
-    // Not reached for SIGINT/SIGTERM, whose default action ends the process.
+    // Not reached for SIGINT/SIGTERM/SIGHUP, whose default action ends the process.
     std::process::ExitCode::from(128 + sig as u8)
 }
 
-/// A blocking call was stopped by SIGINT or SIGTERM.
+/// A blocking call was stopped by SIGINT, SIGTERM or SIGHUP.
 #[derive(Debug)]
 pub struct Interrupted(pub Signal);
 
@@ -80,6 +81,22 @@ impl std::fmt::Display for Interrupted {
 }
 
 impl std::error::Error for Interrupted {}
+
+/// The default run's writer exited while we waited for more from it.
+#[derive(Debug)]
+pub struct WriterGone(pub i32);
+
+impl std::fmt::Display for WriterGone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the writer (pid {}) has exited and nothing more came from it",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for WriterGone {}
 
 /// From now on, a wait that times out also checks whether `writer` (our child) is still
 /// alive: the default run must not wait forever for a writer that died.
@@ -137,7 +154,7 @@ fn wait<T>(
                 }
                 // Gone at the previous tick too: whatever it sent has long arrived.
                 if let Some(pid) = writer_gone {
-                    bail!("the writer (pid {pid}) has exited and nothing more came from it");
+                    return Err(WriterGone(pid).into());
                 }
                 writer_gone = watched_writer_gone();
             }
@@ -146,17 +163,22 @@ fn wait<T>(
     }
 }
 
-/// Waits until `fd` (standard input) has something to read, with poll(2) and a `TICK`
-/// timeout: a terminal has no SO_RCVTIMEO.
-pub fn wait_readable(fd: impl AsFd) -> Result<()> {
+/// Waits until `fd` is ready for one of `events` and returns what it is ready for: poll(2)
+/// with a `TICK` timeout, so Ctrl+C is seen (a terminal has no SO_RCVTIMEO).
+pub fn wait_ready(fd: impl AsFd, events: PollFlags) -> Result<PollFlags> {
     let tick = u16::try_from(TICK.as_millis()).unwrap_or(u16::MAX);
     block(|| {
-        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        let mut fds = [PollFd::new(fd.as_fd(), events)];
         match poll(&mut fds, tick) {
             Ok(0) => Err(io::ErrorKind::WouldBlock.into()),
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(fds[0].revents().unwrap_or(PollFlags::empty())),
             Err(e) => Err(e.into()),
         }
     })?
     .context("poll")
+}
+
+/// Waits until `fd` (standard input) has something to read.
+pub fn wait_readable(fd: impl AsFd) -> Result<()> {
+    wait_ready(fd, PollFlags::POLLIN).map(drop)
 }

@@ -174,7 +174,8 @@ pub fn send_lines(fd: impl AsFd, messages: &[String]) -> Result<Summary> {
         line.clear();
         line.extend_from_slice(text.as_bytes());
         line.push(b'\n'); // on a byte stream, the newline is what ends a message
-        write_all(fd.as_fd(), &line, "reader").with_context(|| format!("sending {text:?}"))?;
+        write_all(fd.as_fd(), &line, "reader")
+            .with_context(|| format!("sending {}", shown(text.as_bytes())))?;
         say!(WRITER, "sent {text:?} ({} bytes), one write(2)", text.len());
         summary.count(text.len());
         Ok(())

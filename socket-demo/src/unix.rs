@@ -8,8 +8,10 @@
 //!   makes the next bind fail with EADDRINUSE; we tell such a stale file from a live
 //!   server with the kernel's own list, /proc/net/unix, and say how to remove it.
 //! - `peer_credentials`: SO_PEERCRED, the pid, uid and gid of the process that connected,
-//!   recorded by the kernel at connect(2). A client cannot lie about them, which is what
-//!   lets a server (systemd, D-Bus, the X server) decide what a caller may do.
+//!   a snapshot the kernel took at connect(2): the client says nothing, the kernel does,
+//!   which is what lets a server (systemd, D-Bus, the X server) decide what a caller may
+//!   do. A snapshot: the client may have exited since, and its pid gone to another process
+//!   (SO_PEERPIDFD gives a pidfd, which names that one process for good).
 //!
 //! Notes (命名管道): 提前创建了一个类型为管道的设备文件 (a file of type pipe is created in
 //! advance): a Unix socket's file is the same kind of meeting point, of type `s`.
@@ -60,8 +62,10 @@ impl OwnedFile {
             Some(path) => (path.to_path_buf(), None),
             None => {
                 // mkdtemp makes a directory nobody else has, mode 0700, in one step: a
-                // socket at a guessable path in /tmp could be taken first by anyone.
-                let template = std::env::temp_dir().join("socket-demo-XXXXXX");
+                // socket at a guessable path in /tmp could be taken first by anyone. The
+                // pid in the name says whose it is, if one is ever left behind.
+                let template =
+                    std::env::temp_dir().join(format!("socket-demo-{}-XXXXXX", getpid()));
                 let dir = mkdtemp(&template)
                     .with_context(|| format!("mkdtemp {}", template.display()))?;
                 (dir.join(name), Some(dir))
@@ -162,7 +166,8 @@ fn already_there(path: &Path) -> anyhow::Error {
     } else {
         anyhow::anyhow!(
             "bind {shown}: {shown} is a stale socket file (EADDRINUSE): no socket is bound to it \
-             any more (see /proc/net/unix), it was left by a killed run. Remove it with: rm {shown}"
+             any more (see /proc/net/unix), it was left by a killed run. Remove it with: rm {}",
+            shell_quoted(&path.to_string_lossy())
         )
     }
 }
@@ -175,14 +180,34 @@ fn is_live(path: &Path) -> bool {
     };
     let wanted = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     table.lines().skip(1).any(|line| {
-        // Num RefCount Protocol Flags Type St Inode Path: the path as given to bind(2).
-        line.split_whitespace().nth(7).is_some_and(|p| {
+        path_field(line).is_some_and(|p| {
             let p = Path::new(p);
             p == path
                 || (p.file_name() == path.file_name()
                     && std::fs::canonicalize(p).is_ok_and(|c| c == wanted))
         })
     })
+}
+
+/// The path in a line of /proc/net/unix (`Num RefCount Protocol Flags Type St Inode Path`):
+/// everything after the seventh field, as given to bind(2); it may hold spaces.
+fn path_field(line: &str) -> Option<&str> {
+    let mut rest = line;
+    for _ in 0..7 {
+        rest = rest.trim_start(); // the inode is padded with spaces
+        rest = &rest[rest.find(' ')?..];
+    }
+    rest.strip_prefix(' ').filter(|p| !p.is_empty())
+}
+
+/// `text` as one word for the shell: as it is if that is safe, else in single quotes.
+fn shell_quoted(text: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "/._-+,:@%=".contains(c);
+    if !text.is_empty() && text.chars().all(safe) {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
 }
 
 /// The reader's stream socket: bound, listening, 0600.
@@ -271,4 +296,24 @@ pub fn peer_credentials(socket: impl AsFd) -> Result<UnixCredentials> {
 /// `pid 4242 uid 1000 gid 1000`
 pub fn describe(cred: &UnixCredentials) -> String {
     format!("pid {} uid {} gid {}", cred.pid(), cred.uid(), cred.gid())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_path_of_a_proc_net_unix_line_may_hold_spaces() {
+        let line = "0000000000000000: 00000002 00000000 00010000 0001 01  1234 /tmp/a b/s";
+        assert_eq!(path_field(line), Some("/tmp/a b/s"));
+        let unnamed = "0000000000000000: 00000003 00000000 00000000 0001 03 56789";
+        assert_eq!(path_field(unnamed), None);
+    }
+
+    #[test]
+    fn a_path_is_quoted_for_the_shell_when_it_needs_to_be() {
+        assert_eq!(shell_quoted("/tmp/s"), "/tmp/s");
+        assert_eq!(shell_quoted("/tmp/a b"), "'/tmp/a b'");
+        assert_eq!(shell_quoted("/tmp/it's"), r"'/tmp/it'\''s'");
+    }
 }

@@ -69,13 +69,34 @@ pub fn check(message: &[u8], expected: &[u8], k: u64) -> Result<()> {
 }
 
 /// The tally a side prints as its last line.
+#[derive(Debug)]
 pub struct Summary {
     pub messages: u64,
     pub bytes: u64,
     started: Instant,
+    /// The time the data took, fixed by `stop` when it stopped moving: what comes after
+    /// (reaping the writer, removing the socket file) does not count.
+    stopped: Option<Duration>,
     /// Workload figures, each ` key=value`, placed before ` ok`.
     pub extra: String,
 }
+
+/// A side that moved data, then found it incomplete or wrong. Its summary, ending in
+/// `failed` instead of `ok`, is still the side's last line: `reader::finish` prints it
+/// after saying what it cleaned up. Then the error.
+#[derive(Debug)]
+pub struct Failed {
+    pub summary: Summary,
+    why: String,
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.why)
+    }
+}
+
+impl std::error::Error for Failed {}
 
 impl Summary {
     pub fn start() -> Summary {
@@ -83,8 +104,26 @@ impl Summary {
             messages: 0,
             bytes: 0,
             started: Instant::now(),
+            stopped: None,
             extra: String::new(),
         }
+    }
+
+    /// The data has stopped moving: the clock stops here.
+    pub fn stop(&mut self) {
+        if self.stopped.is_none() {
+            self.stopped = Some(self.started.elapsed());
+        }
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.stopped.unwrap_or_else(|| self.started.elapsed())
+    }
+
+    /// The run failed its check (`why`): an error that carries this summary.
+    pub fn failed(mut self, why: String) -> anyhow::Error {
+        self.stop();
+        Failed { summary: self, why }.into()
     }
 
     pub fn count(&mut self, bytes: usize) {
@@ -94,14 +133,19 @@ impl Summary {
 
     /// Adds the throughput figure (bulk).
     pub fn with_throughput(mut self) -> Summary {
-        let secs = self.started.elapsed().as_secs_f64().max(1e-9);
+        self.stop();
+        let secs = self.elapsed().as_secs_f64().max(1e-9);
         let mib_per_s = self.bytes as f64 / secs / (1024.0 * 1024.0);
-        self.extra = format!(" mib_per_s={mib_per_s:.1}{}", self.extra);
+        // One decimal, but three below 1 MiB/s: a small run on a busy machine would
+        // otherwise print 0.0, as if nothing had moved.
+        let decimals = if mib_per_s < 1.0 { 3 } else { 1 };
+        self.extra = format!(" mib_per_s={mib_per_s:.decimals$}{}", self.extra);
         self
     }
 
     /// Adds the round-trip percentiles (ping), from the unsorted times.
     pub fn with_round_trips(mut self, rtts: &mut [Duration]) -> Summary {
+        self.stop();
         rtts.sort_unstable();
         self.extra = format!(
             " rtt_p50_us={:.1} rtt_p99_us={:.1}",
@@ -123,7 +167,7 @@ impl Summary {
             "summary: messages={} bytes={} elapsed_us={}{} {verdict}",
             self.messages,
             self.bytes,
-            self.started.elapsed().as_micros(),
+            self.elapsed().as_micros(),
             self.extra
         );
     }
@@ -168,6 +212,18 @@ mod tests {
         assert!(check(&message(258, 2), &expected, 258).is_ok());
         assert!(check(&message(259, 2), &expected, 258).is_err());
         assert_eq!(sequence(&message(258, 2)), 258);
+    }
+
+    #[test]
+    fn a_slow_rate_keeps_three_decimals_instead_of_rounding_to_zero() {
+        let mut summary = Summary::start();
+        summary.count(6000);
+        summary.stopped = Some(Duration::from_millis(200)); // 0.0286 MiB/s
+        assert_eq!(summary.with_throughput().extra, " mib_per_s=0.029");
+        let mut summary = Summary::start();
+        summary.count(3 << 20);
+        summary.stopped = Some(Duration::from_secs(2));
+        assert_eq!(summary.with_throughput().extra, " mib_per_s=1.5");
     }
 
     #[test]
