@@ -10,12 +10,14 @@ use anyhow::{Context, Result, bail};
 use nix::fcntl::OFlag;
 use nix::unistd::pipe2;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::os::fd::OwnedFd;
 use std::time::Instant;
 
 use crate::family::{Side, exit_child, fork, reap};
 use crate::say;
+use crate::stream::write_all;
+use crate::summary::Summary;
 
 const PARENT: &str = "parent";
 const CHILD: &str = "child";
@@ -38,7 +40,7 @@ pub fn run(messages: &[String]) -> Result<()> {
         Side::Child => {
             drop(down_w); // the child only reads requests...
             drop(up_r); // ...and only writes replies
-            exit_child(answer_requests(down_r, up_w))
+            exit_child(answer_requests(down_r, up_w).map(|summary| summary.print()))
         }
         Side::Parent { child } => {
             drop(down_r); // the parent only writes requests...
@@ -49,21 +51,22 @@ pub fn run(messages: &[String]) -> Result<()> {
             );
             let asked = ask(down_w, up_r, &requests);
             let reaped = reap(PARENT, child, "child");
-            asked?;
-            reaped
+            let summary = asked?;
+            reaped?;
+            summary.print();
+            Ok(())
         }
     }
 }
 
 /// The parent: one request, then wait for its reply, for each message.
-fn ask(down: OwnedFd, up: OwnedFd, requests: &[String]) -> Result<()> {
+fn ask(down: OwnedFd, up: OwnedFd, requests: &[String]) -> Result<Summary> {
     let started = Instant::now();
-    let mut requests_out = File::from(down);
     let mut replies_in = BufReader::new(File::from(up));
     let mut reply = String::new();
     let mut bytes = 0;
     for request in requests {
-        writeln!(requests_out, "{request}").context("sending a request: is the child gone?")?;
+        send_line(&down, request).context("sending a request")?;
         say!(
             PARENT,
             "sent {request:?} ({} bytes) down the first pipe",
@@ -83,9 +86,9 @@ fn ask(down: OwnedFd, up: OwnedFd, requests: &[String]) -> Result<()> {
             "received {reply:?} ({} bytes) up the second pipe",
             reply.len()
         );
-        bytes += request.len();
+        bytes += request.len() as u64;
     }
-    drop(requests_out);
+    drop(down);
     say!(
         PARENT,
         "closed the request pipe: the child reads EOF and finishes"
@@ -98,20 +101,19 @@ fn ask(down: OwnedFd, up: OwnedFd, requests: &[String]) -> Result<()> {
         PARENT,
         "EOF on the reply pipe: the child has closed its end"
     );
-    say!(
-        PARENT,
-        "summary: messages={} bytes={bytes} elapsed_us={} ok",
-        requests.len(),
-        started.elapsed().as_micros()
-    );
-    Ok(())
+    Ok(Summary {
+        role: PARENT,
+        messages: requests.len() as u64,
+        bytes,
+        elapsed: started.elapsed(),
+        extra: String::new(),
+    })
 }
 
 /// The child: answer each request line until EOF.
-fn answer_requests(down: OwnedFd, up: OwnedFd) -> Result<()> {
+fn answer_requests(down: OwnedFd, up: OwnedFd) -> Result<Summary> {
     let started = Instant::now();
     let mut requests_in = BufReader::new(File::from(down));
-    let mut replies_out = File::from(up);
     let mut request = String::new();
     let (mut count, mut bytes) = (0, 0);
     loop {
@@ -129,19 +131,28 @@ fn answer_requests(down: OwnedFd, up: OwnedFd) -> Result<()> {
             "received {text:?} ({} bytes), answering up the second pipe",
             text.len()
         );
-        writeln!(replies_out, "{}", text.to_uppercase())
-            .context("sending a reply: is the parent gone?")?;
+        send_line(&up, &text.to_uppercase()).context("sending a reply")?;
         count += 1;
-        bytes += text.len();
+        bytes += text.len() as u64;
     }
     say!(
         CHILD,
         "EOF on the request pipe: the parent is done; closing my reply end"
     );
-    say!(
-        CHILD,
-        "summary: messages={count} bytes={bytes} elapsed_us={} ok",
-        started.elapsed().as_micros()
-    );
-    Ok(())
+    Ok(Summary {
+        role: CHILD,
+        messages: count,
+        bytes,
+        elapsed: started.elapsed(),
+        extra: String::new(),
+    })
+}
+
+/// One message, one line, one write(2): the text and its newline go together, so a
+/// line never reaches the other side in two pieces.
+fn send_line(end: &OwnedFd, text: &str) -> Result<()> {
+    let mut line = String::with_capacity(text.len() + 1);
+    line.push_str(text);
+    line.push('\n');
+    write_all(end, line.as_bytes())
 }

@@ -37,7 +37,7 @@ pub fn exit_child(outcome: Result<()>) -> ! {
     let code = match outcome {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            crate::complain(&format!("error: {e:#}"));
             1
         }
     };
@@ -48,22 +48,31 @@ pub fn exit_child(outcome: Result<()>) -> ! {
 /// Waits for `child` (so it leaves no zombie) and narrates how it ended.
 /// An `Err` if it did not exit with status 0.
 pub fn reap(role: &str, child: Pid, what: &str) -> Result<()> {
-    let status = waitpid(child, None).with_context(|| format!("waitpid {what} {child}"))?;
-    match status {
-        WaitStatus::Exited(_, 0) => {
-            say!(role, "reaped {what} {child}: exited with status 0");
-            Ok(())
-        }
+    match wait_for(role, child, what)? {
+        WaitStatus::Exited(_, 0) => Ok(()),
         WaitStatus::Exited(_, code) => {
-            say!(role, "reaped {what} {child}: exited with status {code}");
             anyhow::bail!("the {what} (pid {child}) failed with exit status {code}")
         }
         WaitStatus::Signaled(_, signal, _) => {
-            say!(role, "reaped {what} {child}: killed by {signal}");
             anyhow::bail!("the {what} (pid {child}) was killed by {signal}")
         }
         other => anyhow::bail!("the {what} (pid {child}) ended oddly: {other:?}"),
     }
+}
+
+/// Waits for `child`, narrates how it ended, and returns that for the caller to judge.
+pub fn wait_for(role: &str, child: Pid, what: &str) -> Result<WaitStatus> {
+    let status = waitpid(child, None).with_context(|| format!("waitpid {what} {child}"))?;
+    match status {
+        WaitStatus::Exited(_, code) => {
+            say!(role, "reaped {what} {child}: exited with status {code}")
+        }
+        WaitStatus::Signaled(_, signal, _) => {
+            say!(role, "reaped {what} {child}: killed by {signal}")
+        }
+        _ => {}
+    }
+    Ok(status)
 }
 
 /// Pins this process to one CPU (`sched_setaffinity`), if asked: `--cpus`.

@@ -15,7 +15,7 @@
 //!   cargo run -p pipe-demo -- shell        `ps auxf | grep ps` rebuilt by hand
 //!   cargo run -p pipe-demo -- --count 1000 --size 65536     bulk transfer, checked
 //!   cargo run -p pipe-demo -- --ping 10000                  round trips over two pipes
-//!   strace -f -e trace=pipe2,fork,clone,read,write,close cargo run -q -p pipe-demo
+//!   strace -f -e trace=pipe2,clone,read,write,close target/debug/pipe-demo
 //!
 //! Watch for: the child closing its copy of the write end (without that it never
 //! sees EOF); EBADF when the child writes into the read end; the writer asleep in
@@ -29,8 +29,10 @@ mod family;
 mod oneway;
 mod shell;
 mod stream;
+mod summary;
 mod workload;
 
+use std::io::Write;
 use std::process::ExitCode;
 
 /// Prints one line of narration, `[ROLE PID] ...`, as DESIGN §4 asks.
@@ -58,7 +60,7 @@ usage: pipe-demo [oneway|duplex|shell] [OPTIONS] [MESSAGE...]
   duplex   request/response: one pipe each way, since a pipe is one-way
   shell    rebuild `ps auxf | grep ps` with pipe, fork, dup2 and exec
 
-options (oneway and duplex):
+options (the workloads run without a flavour):
   --count N --size BYTES   bulk: send N messages of BYTES bytes, checked by the reader
   --ping N [--size BYTES]  N round trips of BYTES bytes (default 100) over two pipes
   --cpus W,R               with a workload: run the writer on CPU W, the reader on CPU R
@@ -70,6 +72,9 @@ writer role to start alone: for two terminals, see fifo-demo.
 
 /// The largest message a workload accepts: each side keeps one buffer this big.
 const MAX_SIZE: usize = 64 << 20;
+/// The most round trips `--ping` takes: the writer keeps each one's time (16 bytes) in
+/// a list made up front, so this bounds it at 1.6 GB.
+const MAX_PINGS: u64 = 100_000_000;
 /// The message size of a ping when `--size` is not given (DESIGN §3).
 const DEFAULT_PING_SIZE: usize = 100;
 
@@ -114,13 +119,14 @@ fn main() -> ExitCode {
     let request = match parse_args(std::env::args().skip(1)) {
         Ok(request) => request,
         Err(problem) => {
-            eprintln!("error: {problem}\n\n{USAGE}");
+            complain(&format!("error: {problem}\n\n{USAGE}"));
             return ExitCode::from(2);
         }
     };
     let result = match request {
         Request::Help => {
-            print!("{USAGE}");
+            // Not print!: it panics when stdout is closed (`pipe-demo --help | true`).
+            let _ = std::io::stdout().write_all(USAGE.as_bytes());
             Ok(())
         }
         Request::Run(Flavour::Oneway, Workload::Messages(msgs)) => oneway::run(&msgs),
@@ -132,10 +138,16 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            complain(&format!("error: {e:#}"));
             ExitCode::FAILURE
         }
     }
+}
+
+/// Writes `text` and a newline to stderr in one write(2), so the errors of a parent
+/// and its child cannot interleave mid-line (`eprintln!` may write in pieces).
+pub fn complain(text: &str) {
+    let _ = std::io::stderr().write_all(format!("{text}\n").as_bytes());
 }
 
 /// Reads the command line (DESIGN §3). An `Err` is one line saying what is wrong.
@@ -147,6 +159,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Request, String>
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--help" | "-h" => return Ok(Request::Help),
+            "--" => messages.extend(args.by_ref()), // the rest are messages, even "-x"
             "--count" => count = Some(number(&arg, args.next())?),
             "--ping" => ping = Some(number(&arg, args.next())?),
             "--size" => size = Some(number(&arg, args.next())?),
@@ -185,6 +198,9 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Request, String>
             size: checked_size(size.ok_or("--count needs --size BYTES")?)?,
             cpus,
         },
+        (None, Some(count)) if count > MAX_PINGS => {
+            return Err(format!("--ping {count}: at most {MAX_PINGS} round trips"));
+        }
         (None, Some(count)) => Workload::Ping {
             count,
             size: checked_size(size.unwrap_or(DEFAULT_PING_SIZE as u64))?,
@@ -197,6 +213,13 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Request, String>
     };
     if flavour == Flavour::Shell && (!messages.is_empty() || count.is_some() || ping.is_some()) {
         return Err("the shell flavour takes no messages and no workload".into());
+    }
+    if flavour == Flavour::Duplex && (count.is_some() || ping.is_some()) {
+        return Err(
+            "the workloads are not flavours: --count runs over one pipe, --ping over two; \
+             give them without duplex"
+                .into(),
+        );
     }
     if !messages.is_empty() && !matches!(workload, Workload::Messages(_)) {
         return Err("messages and a workload (--count, --ping) do not mix".into());
@@ -278,9 +301,11 @@ mod tests {
             size: 100,
             cpus: None,
         };
+        assert_eq!(parse("--ping 5"), Ok(Request::Run(Flavour::Oneway, ping)));
+        let dashes = Workload::Messages(vec!["-x".into(), "--y".into()]);
         assert_eq!(
-            parse("duplex --ping 5"),
-            Ok(Request::Run(Flavour::Duplex, ping))
+            parse("-- -x --y"),
+            Ok(Request::Run(Flavour::Oneway, dashes))
         );
         let cpus = Some(Cpus {
             writer: 0,
@@ -308,6 +333,9 @@ mod tests {
             "shell --ping 3",
             "shell hello",
             "reader",
+            "duplex --ping 3",
+            "--ping 100000001",
+            "--ping 18446744073709551615",
             "--bogus",
             "--ping",
             "hello --ping 3",

@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use crate::family::{Side, exit_child, fork, reap};
 use crate::say;
-use crate::stream::write_all;
+use crate::stream::{read_exact, write_all};
+use crate::summary::Summary;
 
 const WRITER: &str = "writer";
 const READER: &str = "reader";
@@ -73,12 +74,14 @@ pub fn run(messages: &[String]) -> Result<()> {
             let (buffer_w, sent_bytes) = outcome?;
             reaped?;
             write_with_no_reader(buffer_w)?;
-            say!(
-                WRITER,
-                "summary: messages={} bytes={sent_bytes} elapsed_us={} ok",
-                messages.len(),
-                started.elapsed().as_micros()
-            );
+            Summary {
+                role: WRITER,
+                messages: messages.len() as u64,
+                bytes: sent_bytes as u64,
+                elapsed: started.elapsed(),
+                extra: String::new(),
+            }
+            .print();
             Ok(())
         }
     }
@@ -191,11 +194,14 @@ fn reader(messages_r: OwnedFd, buffer_r: OwnedFd, writer: Pid) -> Result<()> {
         READER,
         "exiting: this closes the last read end of the buffer pipe"
     );
-    say!(
-        READER,
-        "summary: messages={count} bytes={bytes} elapsed_us={} ok",
-        started.elapsed().as_micros()
-    );
+    Summary {
+        role: READER,
+        messages: count as u64,
+        bytes: bytes as u64,
+        elapsed: started.elapsed(),
+        extra: String::new(),
+    }
+    .print();
     Ok(())
 }
 
@@ -243,20 +249,15 @@ fn drain_once_the_writer_sleeps(read_end: OwnedFd, writer: Pid) -> Result<()> {
         ),
         None => say!(
             READER,
-            "did not see the writer asleep within {ASLEEP_DEADLINE:?}; reading anyway"
+            "did not see the writer asleep (gone, or not asleep within {ASLEEP_DEADLINE:?}); reading anyway"
         ),
     }
     let expected = pipe_capacity(&read_end)? + CHUNK;
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut drained = 0;
-    while drained < expected {
-        match nix::unistd::read(&read_end, &mut buf) {
-            Ok(0) => bail!("the writer closed the buffer pipe after {drained} of {expected} bytes"),
-            Ok(n) => drained += n,
-            Err(Errno::EINTR) => continue,
-            Err(e) => bail!("read: {e}"),
-        }
+    let mut everything = vec![0u8; expected];
+    if !read_exact(&read_end, &mut everything).context("draining the buffer pipe")? {
+        bail!("the writer closed the buffer pipe before writing anything");
     }
+    let drained = everything.len();
     say!(
         READER,
         "read {drained} bytes: room again, so the writer's blocked write could finish"

@@ -6,14 +6,15 @@
 //! program (`exec`). Neither `ps` nor `grep` knows a pipe is involved: they just
 //! write to fd 1 and read from fd 0.
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use nix::fcntl::OFlag;
 use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::wait::WaitStatus;
 use nix::unistd::{dup2_stdin, dup2_stdout, execvp, pipe2};
 use std::ffi::CString;
 use std::os::fd::OwnedFd;
 
-use crate::family::{Side, exit_child, fork, reap};
+use crate::family::{Side, exit_child, fork, wait_for};
 use crate::say;
 
 const SHELL: &str = "shell";
@@ -54,15 +55,35 @@ pub fn run() -> Result<()> {
         "closed both ends in the shell; waiting for the two children"
     );
 
-    let ps_done = reap(SHELL, ps, "`ps auxf`");
-    let grep_done = reap(SHELL, grep, "`grep ps`");
-    ps_done?;
-    grep_done.context("grep exits 1 when no line matched")?;
+    let ps_done = wait_for(SHELL, ps, "`ps auxf`")?;
+    let grep_done = wait_for(SHELL, grep, "`grep ps`")?;
+    judge("ps auxf", ps_done)?;
+    judge("grep ps", grep_done)?;
     say!(
         SHELL,
         "both children reaped: the pipeline is done, nothing left behind"
     );
     Ok(())
+}
+
+/// Judges a pipeline member's end the way a shell does: 0 is success; death by SIGPIPE
+/// means whoever read its output stopped reading (`| head`), which ends a pipeline
+/// early but is no error; grep's status 1 means it found no line.
+fn judge(command: &str, status: WaitStatus) -> Result<()> {
+    match status {
+        WaitStatus::Exited(_, 0) => Ok(()),
+        WaitStatus::Signaled(_, Signal::SIGPIPE, _) => {
+            say!(
+                SHELL,
+                "`{command}` died of SIGPIPE: its reader stopped reading, so it stopped too"
+            );
+            Ok(())
+        }
+        WaitStatus::Exited(_, 1) if command.starts_with("grep") => {
+            bail!("`{command}` found no matching line (grep exits 1 then)")
+        }
+        other => bail!("`{command}` failed: {other:?}"),
+    }
 }
 
 /// Which standard stream a child's pipe end replaces.

@@ -23,6 +23,7 @@ use crate::Cpus;
 use crate::family::{Side, exit_child, fork, reap, run_on_cpu};
 use crate::say;
 use crate::stream::{read_exact, write_all};
+use crate::summary::Summary;
 
 const WRITER: &str = "writer";
 const READER: &str = "reader";
@@ -32,25 +33,29 @@ pub fn bulk(count: u64, size: usize, cpus: Option<Cpus>) -> Result<()> {
     match fork()? {
         Side::Child => {
             drop(write_end); // or EOF would never come
-            let pinned = run_on_cpu(cpus.map(|c| c.reader));
-            exit_child(pinned.and_then(|()| receive_and_check(read_end, count, size)))
+            let checked = run_on_cpu(cpus.map(|c| c.reader))
+                .and_then(|()| receive_and_check(read_end, count, size));
+            exit_child(checked.map(|summary| summary.print()))
         }
         Side::Parent { child } => {
             drop(read_end);
-            run_on_cpu(cpus.map(|c| c.writer))?;
             say!(
                 WRITER,
                 "sending {count} messages of {size} bytes to reader {child}"
             );
-            let sent = send_bulk(write_end, count, size);
+            let sent =
+                run_on_cpu(cpus.map(|c| c.writer)).and_then(|()| send_bulk(write_end, count, size));
+            // Reap on every path (the write end is closed by now, so the child ends).
             let reaped = reap(WRITER, child, "reader");
-            sent?;
-            reaped
+            let summary = sent?;
+            reaped?;
+            summary.print();
+            Ok(())
         }
     }
 }
 
-fn send_bulk(write_end: OwnedFd, count: u64, size: usize) -> Result<()> {
+fn send_bulk(write_end: OwnedFd, count: u64, size: usize) -> Result<Summary> {
     let mut message = pattern(size);
     let started = Instant::now();
     for k in 0..count {
@@ -59,18 +64,10 @@ fn send_bulk(write_end: OwnedFd, count: u64, size: usize) -> Result<()> {
             .with_context(|| format!("sending message {k} of {count}"))?;
     }
     drop(write_end); // the reader's EOF: nothing more is coming
-    let elapsed = started.elapsed();
-    print_summary(
-        WRITER,
-        count,
-        size,
-        elapsed,
-        &throughput(count, size, elapsed),
-    );
-    Ok(())
+    Ok(summary(WRITER, count, size, started.elapsed()).with_throughput())
 }
 
-fn receive_and_check(read_end: OwnedFd, count: u64, size: usize) -> Result<()> {
+fn receive_and_check(read_end: OwnedFd, count: u64, size: usize) -> Result<Summary> {
     let expected = pattern(size);
     let mut message = vec![0u8; size];
     let started = Instant::now();
@@ -84,14 +81,7 @@ fn receive_and_check(read_end: OwnedFd, count: u64, size: usize) -> Result<()> {
     if read_exact(&read_end, &mut message[..1]).context("reading past the end")? {
         bail!("more data came after the {count} messages expected");
     }
-    print_summary(
-        READER,
-        count,
-        size,
-        elapsed,
-        &throughput(count, size, elapsed),
-    );
-    Ok(())
+    Ok(summary(READER, count, size, elapsed).with_throughput())
 }
 
 pub fn ping(count: u64, size: usize, cpus: Option<Cpus>) -> Result<()> {
@@ -101,26 +91,29 @@ pub fn ping(count: u64, size: usize, cpus: Option<Cpus>) -> Result<()> {
         Side::Child => {
             drop(down_w);
             drop(up_r);
-            let pinned = run_on_cpu(cpus.map(|c| c.reader));
-            exit_child(pinned.and_then(|()| echo(down_r, up_w, count, size)))
+            let echoed =
+                run_on_cpu(cpus.map(|c| c.reader)).and_then(|()| echo(down_r, up_w, count, size));
+            exit_child(echoed.map(|summary| summary.print()))
         }
         Side::Parent { child } => {
             drop(down_r);
             drop(up_w);
-            run_on_cpu(cpus.map(|c| c.writer))?;
             say!(
                 WRITER,
                 "{count} round trips of {size} bytes with reader {child}, over two pipes"
             );
-            let timed = time_round_trips(down_w, up_r, count, size);
+            let timed = run_on_cpu(cpus.map(|c| c.writer))
+                .and_then(|()| time_round_trips(down_w, up_r, count, size));
             let reaped = reap(WRITER, child, "reader");
-            timed?;
-            reaped
+            let summary = timed?;
+            reaped?;
+            summary.print();
+            Ok(())
         }
     }
 }
 
-fn time_round_trips(down: OwnedFd, up: OwnedFd, count: u64, size: usize) -> Result<()> {
+fn time_round_trips(down: OwnedFd, up: OwnedFd, count: u64, size: usize) -> Result<Summary> {
     let mut message = pattern(size);
     let mut reply = vec![0u8; size];
     let mut rtts = Vec::with_capacity(count as usize);
@@ -140,17 +133,17 @@ fn time_round_trips(down: OwnedFd, up: OwnedFd, count: u64, size: usize) -> Resu
     let elapsed = started.elapsed();
     drop(down); // the echo side's EOF
     rtts.sort_unstable();
-    let extra = format!(
+    let mut summary = summary(WRITER, count, size, elapsed);
+    summary.extra = format!(
         " rtt_p50_us={:.1} rtt_p99_us={:.1}",
         percentile_us(&rtts, 50),
         percentile_us(&rtts, 99)
     );
-    print_summary(WRITER, count, size, elapsed, &extra);
-    Ok(())
+    Ok(summary)
 }
 
 /// The echo side of ping: send back each message until EOF.
-fn echo(down: OwnedFd, up: OwnedFd, count: u64, size: usize) -> Result<()> {
+fn echo(down: OwnedFd, up: OwnedFd, count: u64, size: usize) -> Result<Summary> {
     let mut message = vec![0u8; size];
     let started = Instant::now();
     let mut echoed = 0;
@@ -161,8 +154,17 @@ fn echo(down: OwnedFd, up: OwnedFd, count: u64, size: usize) -> Result<()> {
     if echoed != count {
         bail!("the writer closed the pipe after {echoed} of {count} round trips: is it gone?");
     }
-    print_summary(READER, count, size, started.elapsed(), "");
-    Ok(())
+    Ok(summary(READER, count, size, started.elapsed()))
+}
+
+fn summary(role: &'static str, count: u64, size: usize, elapsed: Duration) -> Summary {
+    Summary {
+        role,
+        messages: count,
+        bytes: count * size as u64,
+        elapsed,
+        extra: String::new(),
+    }
 }
 
 /// A message of `size` bytes with the bulk pattern (sequence number still 0).
@@ -201,25 +203,10 @@ fn check(message: &[u8], expected: &[u8], k: u64) -> Result<()> {
     Ok(())
 }
 
-fn throughput(count: u64, size: usize, elapsed: Duration) -> String {
-    let mib = (count as f64 * size as f64) / (1024.0 * 1024.0);
-    format!(" mib_per_s={:.1}", mib / elapsed.as_secs_f64().max(1e-9))
-}
-
 /// The nearest-rank percentile of sorted round-trip times, in microseconds.
 fn percentile_us(sorted: &[Duration], p: usize) -> f64 {
     let rank = (sorted.len() * p).div_ceil(100).max(1);
     sorted[rank - 1].as_secs_f64() * 1e6
-}
-
-/// The last line of a side (DESIGN §4); `extra` is the workload's own figures.
-fn print_summary(role: &str, count: u64, size: usize, elapsed: Duration, extra: &str) {
-    say!(
-        role,
-        "summary: messages={count} bytes={} elapsed_us={}{extra} ok",
-        count * size as u64,
-        elapsed.as_micros()
-    );
 }
 
 #[cfg(test)]

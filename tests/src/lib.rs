@@ -104,7 +104,7 @@ impl Demo {
     }
 
     fn spawn(name: &str, args: &[&str], input: Option<Vec<u8>>) -> Demo {
-        become_subreaper();
+        prepare_test_process();
         let mut cmd = Command::new(demo_bin(name));
         cmd.args(args)
             .stdin(if input.is_some() {
@@ -484,13 +484,23 @@ pub fn wait_until_asleep_in(pid: i32, wchan: &str) {
     );
 }
 
-/// Makes this test process the "subreaper" of every demo it starts: a demo's child
-/// that outlives its parent is re-parented to us instead of to PID 1 (which, on
-/// these machines, never reaps), so a test can see it, and reap it by pid.
-fn become_subreaper() {
+/// Prepares this test process, once, before it starts any demo:
+/// - it becomes the "subreaper" of every demo it starts: a demo's child that
+///   outlives its parent is re-parented to us instead of to PID 1 (which reaps late
+///   or not at all in some containers), so a test can see it, and reap it by pid;
+/// - SIGINT, SIGTERM and SIGQUIT get their default action back: a test run started
+///   with them ignored (`cargo test &` in a script) would otherwise pass the ignore
+///   on to every demo, and a Ctrl+C test would wait in vain.
+fn prepare_test_process() {
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
-        nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER")
+        nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
+        for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGQUIT] {
+            // SAFETY: SIG_DFL installs no handler of ours, so nothing can run in
+            // signal context.
+            unsafe { nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigDfl) }
+                .expect("reset a signal to its default action");
+        }
     });
 }
 
@@ -530,6 +540,14 @@ pub fn assert_group_gone(pgid: i32) {
 /// came to us. For tests that kill a parent on purpose: its orphaned child must
 /// still exit by itself. Returns the pids reaped.
 pub fn reap_orphans(pgid: i32) -> Vec<i32> {
+    reap_orphans_with_status(pgid)
+        .into_iter()
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
+/// Like `reap_orphans`, with how each orphan ended, for a test to judge it.
+pub fn reap_orphans_with_status(pgid: i32) -> Vec<(i32, nix::sys::wait::WaitStatus)> {
     wait_until(&format!("every process of group {pgid} has exited"), || {
         group_members(pgid)
             .iter()
@@ -539,8 +557,9 @@ pub fn reap_orphans(pgid: i32) -> Vec<i32> {
     let mut reaped = Vec::new();
     for (pid, _, ppid) in group_members(pgid) {
         if ppid == me {
-            let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
-            reaped.push(pid);
+            if let Ok(status) = nix::sys::wait::waitpid(Pid::from_raw(pid), None) {
+                reaped.push((pid, status));
+            }
         }
     }
     reaped
