@@ -14,19 +14,24 @@ options:
                       the writer opens it and never creates it
   --count N           bulk: N messages of --size bytes, every byte checked by the reader
   --ping N            N round trips of --size bytes, out through P and back through P.reply
+                      (at most 100000000: the writer keeps each one's time to sort)
   --size BYTES        message size for --count or --ping (default 100, at most 64 MiB)
   --cpus W,R          default run with a workload: writer on CPU W, reader on CPU R
   -h, --help          print this text
   --                  everything after it is a message, even if it starts with '-'
 
 two terminals:
-  fifo-demo reader --path /tmp/f          then: fifo-demo writer --path /tmp/f hi   or: echo hi > /tmp/f
+  fifo-demo reader                        makes a private directory and prints its FIFO P
+  fifo-demo writer --path P hi            in the other terminal; or: echo hi > P
 ";
 
 /// The most a bulk or ping message may be: enough to show throughput, small enough
 /// that two such buffers never strain the machine.
 const MAX_SIZE: usize = 64 << 20;
 const DEFAULT_SIZE: usize = 100;
+/// The most round trips a ping run takes: the writer keeps each one's time (16 bytes)
+/// to compute the percentiles, in a Vec allocated before it starts, so N sets its size.
+const MAX_PINGS: u64 = 100_000_000;
 
 pub enum Role {
     /// The narrated default run: this process starts a reader and a writer.
@@ -127,6 +132,9 @@ fn check(role: &str, raw: Raw) -> Result<Args, String> {
             return Err("--count and --ping are two different workloads: give one".into());
         }
         (Some(count), None) => Workload::Bulk { count, size },
+        (None, Some(count)) if count > MAX_PINGS => {
+            return Err(format!("--ping {count}: at most {MAX_PINGS} round trips"));
+        }
         (None, Some(count)) => Workload::Ping { count, size },
         (None, None) if raw.size.is_some() => {
             return Err("--size needs a workload: --count N or --ping N".into());

@@ -6,6 +6,7 @@
 //! one fails, passes on a SIGINT/SIGTERM we receive, and puts a deadline on every wait,
 //! so the default run never hangs and never leaves a process behind.
 
+use std::fs::File;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
@@ -48,18 +49,41 @@ impl Children {
     }
 
     /// Runs `fifo-demo ROLE ARGS...`. Its stdout is ours, so its lines appear as it
-    /// prints them; its stdin is /dev/null (the writer always gets its messages as
-    /// arguments here).
+    /// prints them; its stdin is /dev/null.
     pub fn spawn(&mut self, role: &'static str, args: &[String]) -> Result<u32> {
+        self.start(role, args, None)
+    }
+
+    /// Runs `fifo-demo ROLE ARGS... < INPUT`: a writer with no MESSAGE sends each line
+    /// of its standard input.
+    pub fn spawn_with_input(
+        &mut self,
+        role: &'static str,
+        args: &[String],
+        input: &Path,
+    ) -> Result<u32> {
+        self.start(role, args, Some(input))
+    }
+
+    fn start(&mut self, role: &'static str, args: &[String], input: Option<&Path>) -> Result<u32> {
         let exe = std::env::current_exe().context("find our own binary")?;
+        let stdin = match input {
+            Some(path) => {
+                Stdio::from(File::open(path).with_context(|| format!("open {}", path.display()))?)
+            }
+            None => Stdio::null(),
+        };
         let process = Command::new(&exe)
             .arg(role)
             .args(args)
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .spawn()
             .with_context(|| format!("start {} {role}", exe.display()))?;
         let pid = process.id();
-        let shown: Vec<String> = args.iter().map(|a| shell_word(a)).collect();
+        let mut shown: Vec<String> = args.iter().map(|a| shell_word(a)).collect();
+        if let Some(path) = input {
+            shown.push(format!("< {}", shell_word(&path.display().to_string())));
+        }
         say!(
             ROLE,
             "started {role} {pid}: fifo-demo {role} {}",
@@ -73,11 +97,35 @@ impl Children {
         Ok(pid)
     }
 
-    /// Waits until the reader `pid` is asleep in the kernel in open(2) on `fifo`: the
-    /// FIFO exists, /proc/PID/stat says S (sleeping) and /proc/PID/wchan names the
-    /// kernel function it sleeps in. Returns that name.
+    /// Waits until the child `pid` (a reader or a writer) is asleep in open(2) on
+    /// `fifo`, waiting for the other side to open it. Returns the kernel function it
+    /// sleeps in.
     pub fn wait_until_opening(&mut self, pid: u32, fifo: &Path) -> Result<String> {
+        self.wait_until_asleep(pid, fifo, "open(2)", "wait_for_partner")
+    }
+
+    /// Waits until the writer `pid` is asleep in write(2): the pipe behind `fifo` is
+    /// full. The function is `anon_pipe_write` since Linux 6.x, `pipe_write` before.
+    pub fn wait_until_writing(&mut self, pid: u32, fifo: &Path) -> Result<String> {
+        self.wait_until_asleep(pid, fifo, "write(2)", "pipe_write")
+    }
+
+    /// Waits until `pid` is asleep in the kernel in `call`: the FIFO exists,
+    /// /proc/PID/stat says S (sleeping) and /proc/PID/wchan, the kernel function it
+    /// sleeps in, contains `wchan`. Returns that function's name.
+    fn wait_until_asleep(
+        &mut self,
+        pid: u32,
+        fifo: &Path,
+        call: &str,
+        wchan: &str,
+    ) -> Result<String> {
         let deadline = Instant::now() + DEADLINE;
+        let role = self
+            .list
+            .iter()
+            .find(|c| c.pid() == pid)
+            .map_or("child", |c| c.role);
         loop {
             self.check()?;
             if self
@@ -86,20 +134,20 @@ impl Children {
                 .any(|c| c.pid() == pid && c.status.is_some())
             {
                 bail!(
-                    "the reader {pid} exited before it opened {}",
+                    "the {role} {pid} exited before it was seen in {call} on {}",
                     fifo.display()
                 );
             }
             if fifo.exists() {
                 match asleep_in(pid) {
-                    Some(Some(wchan)) if wchan.contains("wait_for_partner") => return Ok(wchan),
+                    Some(Some(name)) if name.contains(wchan) => return Ok(name),
                     // No /proc/PID/wchan on this kernel: asleep with the FIFO made will do.
                     Some(None) => return Ok("unknown: no /proc/PID/wchan here".into()),
                     _ => {}
                 }
             }
             if Instant::now() > deadline {
-                bail!("the reader {pid} did not reach open(2) within {DEADLINE:?}");
+                bail!("the {role} {pid} did not reach {call} within {DEADLINE:?}");
             }
             std::thread::sleep(TICK);
         }

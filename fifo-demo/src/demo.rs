@@ -4,20 +4,19 @@
 //!
 //! - Act 1: the reader sleeps in open(2) until the writer opens the FIFO; the messages
 //!   (or the `--count`/`--ping` workload) go through; the reader gets EOF and removes it.
-//! - Act 2, PIPE_BUF: two writers at once into one reader, the "well-known FIFO" server
-//!   of the classic texts. Each line is one write(2) of at most PIPE_BUF bytes, so each
-//!   arrives whole, never mixed with the other writer's.
+//! - Act 2, PIPE_BUF (text runs only; in `server.rs`): main becomes the server of a
+//!   well-known FIFO and reads two writers at once, checking that every line of at most
+//!   PIPE_BUF bytes arrives whole, never mixed with the other writer's.
 
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use nix::fcntl::OFlag;
 
 use crate::args::{Cpus, Workload};
 use crate::children::Children;
-use crate::fifo::{self, PrivateDir};
+use crate::fifo::PrivateDir;
+use crate::server;
 use crate::signals;
-use crate::wire;
 
 const ROLE: &str = "main";
 
@@ -36,7 +35,7 @@ pub fn run(workload: &Workload, cpus: Option<Cpus>) -> Result<()> {
     );
 
     let result = act_one(dir.path(), workload, cpus).and_then(|()| match workload {
-        Workload::Text(_) => act_two(dir.path()),
+        Workload::Text(_) => server::run(dir.path()),
         _ => Ok(()),
     });
 
@@ -97,50 +96,6 @@ fn pin(pid: u32, cpu: Option<usize>) -> Result<()> {
     set.set(cpu).with_context(|| format!("CPU {cpu}"))?;
     nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(pid as i32), &set)
         .with_context(|| format!("sched_setaffinity({pid}) to CPU {cpu}"))
-}
-
-/// A new reader, and two writers at once.
-fn act_two(dir: &Path) -> Result<()> {
-    let fifo = dir.join("server");
-    let path = fifo.display().to_string();
-    say!(
-        ROLE,
-        "act 2: PIPE_BUF. Two writers at once into one reader, like the clients of a server's well-known FIFO"
-    );
-    let mut children = Children::new();
-    let reader = children.spawn("reader", &["--path".into(), path.clone()])?;
-    children.wait_until_opening(reader, &fifo)?;
-
-    // A reader is waiting in open, so a non-blocking open for writing succeeds at once.
-    let held = wire::open(&fifo, OFlag::O_WRONLY | OFlag::O_NONBLOCK)?
-        .with_context(|| format!("open {path} for writing"))?;
-    let pipe_buf = fifo::pipe_buf(&held)?;
-    say!(
-        ROLE,
-        "main opened {path} for writing too, and keeps it open: the reader sees EOF only once every write end is closed, so it cannot stop between two writers"
-    );
-    say!(
-        ROLE,
-        "PIPE_BUF is {pipe_buf} bytes (fpathconf): a write(2) of at most that many bytes goes into the FIFO in one piece"
-    );
-
-    for name in ["A", "B"] {
-        let mut args = vec!["--path".into(), path.clone(), "--".into()];
-        args.extend((1..=3).map(|i| format!("{name}{i} {}", name.repeat(40))));
-        children.spawn("writer", &args)?;
-    }
-    children.wait_for(|role| role == "writer")?;
-    drop(held);
-    say!(
-        ROLE,
-        "both writers are done and main has closed its write end: the reader gets EOF"
-    );
-    children.wait_for(|_| true)?;
-    say!(
-        ROLE,
-        "each line arrived whole: a write(2) of at most PIPE_BUF bytes is never split or mixed with another writer's, however their turns fall"
-    );
-    Ok(())
 }
 
 /// The workload options, passed on unchanged to both children.

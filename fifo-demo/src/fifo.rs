@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use nix::errno::Errno;
 use nix::sys::stat::Mode;
-use nix::unistd::{PathconfVar, fpathconf, mkdtemp, mkfifo};
+use nix::unistd::{PathconfVar, fpathconf, mkdtemp, mkfifo, pathconf};
 
 /// A private directory, removed with everything in it when dropped.
 pub struct PrivateDir {
@@ -119,9 +119,17 @@ pub fn describe(path: &Path) -> Result<String> {
 /// PIPE_BUF for an open FIFO: the largest write(2) the kernel promises to put into the
 /// pipe in one piece, never interleaved with another writer's bytes.
 pub fn pipe_buf(fd: impl AsFd) -> Result<usize> {
-    let limit = fpathconf(fd, PathconfVar::PIPE_BUF).context("fpathconf PIPE_BUF")?;
-    let limit = limit.context("fpathconf PIPE_BUF: the kernel reports no limit")?;
-    usize::try_from(limit).context("fpathconf PIPE_BUF: not a size")
+    as_size(fpathconf(fd, PathconfVar::PIPE_BUF).context("fpathconf PIPE_BUF")?)
+}
+
+/// PIPE_BUF for the FIFO at `path`, before anyone opens it.
+pub fn pipe_buf_at(path: &Path) -> Result<usize> {
+    as_size(pathconf(path, PathconfVar::PIPE_BUF).context("pathconf PIPE_BUF")?)
+}
+
+fn as_size(limit: Option<std::ffi::c_long>) -> Result<usize> {
+    let limit = limit.context("PIPE_BUF: the kernel reports no limit")?;
+    usize::try_from(limit).context("PIPE_BUF: not a size")
 }
 
 /// The second FIFO of the ping workload, `P.reply`: the answers travel back through it.

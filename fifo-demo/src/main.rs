@@ -13,8 +13,9 @@
 //!   the reader creates it with mkfifo(3) and prints it the way `ls -l` would: `prw-------`.
 //!
 //! Run:
-//! - `cargo run -p fifo-demo` runs both sides, narrated, then shows PIPE_BUF with two
-//!   writers at once. `cargo run -p fifo-demo -- hello world` sends your own messages.
+//! - `cargo run -p fifo-demo` runs both sides, narrated; then, in act 2, main reads two
+//!   writers at once from one FIFO and checks PIPE_BUF's promise on every line.
+//!   `cargo run -p fifo-demo -- hello world` sends your own messages.
 //! - Two terminals: `cargo run -p fifo-demo -- reader` prints the FIFO it made; in the
 //!   other, `cargo run -p fifo-demo -- writer --path P hi there`, or just `echo hi > P`.
 //!   The other way round: `mkfifo P; cat P &` then `fifo-demo writer --path P hi`.
@@ -23,14 +24,16 @@
 //!
 //! Watch for: the `p` in `prw-------` and its size 0; the reader asleep in open(2)
 //! until a writer opens (a FIFO's open is the rendezvous); EOF only once every writer
-//! has closed; in act 2, two writers' lines arriving whole, never mixed.
+//! has closed; in act 2, where the two writers took turns, and every 4000-byte line
+//! arriving whole, never mixed (the tally at the end).
 //!
 //! In production: the `interprocess` crate (FIFOs and local sockets behind one API), or
 //! a Unix socket (`std::os::unix::net`), which is two-way and tells each client apart.
 //!
 //! This file: the command line and which role runs. The lesson lives in `reader.rs`,
-//! `writer.rs` and `demo.rs`.
+//! `writer.rs`, `demo.rs` (act 1) and `server.rs` (act 2).
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 /// Narrates one event on stdout as `[ROLE PID] ...`. A closed stdout (`| head`) must not
@@ -53,6 +56,7 @@ mod children;
 mod demo;
 mod fifo;
 mod reader;
+mod server;
 mod signals;
 mod wire;
 mod workload;
@@ -63,12 +67,13 @@ use args::{Parsed, Role};
 fn main() -> ExitCode {
     let args = match args::parse(std::env::args_os().skip(1)) {
         Ok(Parsed::Help) => {
-            print!("{}", args::USAGE);
+            // Not print!, which panics on a closed stdout (`fifo-demo --help | true`).
+            let _ = std::io::stdout().lock().write_all(args::USAGE.as_bytes());
             return ExitCode::SUCCESS;
         }
         Ok(Parsed::Run(args)) => args,
         Err(what) => {
-            eprint!("error: {what}\n\n{}", args::USAGE);
+            to_stderr(&format!("error: {what}\n\n{}", args::USAGE));
             return ExitCode::from(2);
         }
     };
@@ -83,8 +88,15 @@ fn main() -> ExitCode {
         // up and said so. Die of the signal, so the shell knows we were stopped.
         (Err(_), Some(sig)) => signals::die_of(sig),
         (Err(e), None) => {
-            eprintln!("error: {e:#}");
+            to_stderr(&format!("error: {e:#}\n"));
             ExitCode::FAILURE
         }
     }
+}
+
+/// Writes `text` to stderr in one write(2). `eprintln!` writes a formatted line in
+/// pieces, so the error lines of two processes sharing a terminal could interleave; and
+/// it panics if stderr is closed, where we have nothing better to do than go on.
+fn to_stderr(text: &str) {
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }

@@ -20,7 +20,8 @@ extern "C" fn remember(signo: std::ffi::c_int) {
     CAUGHT.store(signo, Ordering::SeqCst);
 }
 
-/// Installs the handler for SIGINT and SIGTERM, without SA_RESTART.
+/// Installs the handler for SIGINT and SIGTERM, without SA_RESTART, except for a SIGINT
+/// we were started with ignored, which stays ignored.
 pub fn install() -> Result<()> {
     let action = SigAction::new(
         SigHandler::Handler(remember),
@@ -30,7 +31,16 @@ pub fn install() -> Result<()> {
     for sig in [Signal::SIGINT, Signal::SIGTERM] {
         // SAFETY: `remember` only stores into an atomic, which is async-signal-safe, and
         // nothing else in this program has a handler for these signals to replace.
-        unsafe { sigaction(sig, &action) }.with_context(|| format!("sigaction {sig}"))?;
+        let old = unsafe { sigaction(sig, &action) }.with_context(|| format!("sigaction {sig}"))?;
+        // A shell starts `cmd &` in a script (and nohup starts its command) with SIGINT
+        // ignored, so that a Ctrl+C meant for the foreground job does not stop it. A
+        // program is expected to keep that choice: put SIG_IGN back. SIGTERM, the
+        // signal for "stop now" from `kill`, stays ours either way.
+        if sig == Signal::SIGINT && matches!(old.handler(), SigHandler::SigIgn) {
+            let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+            // SAFETY: SIG_IGN runs no code of ours.
+            unsafe { sigaction(sig, &ignore) }.with_context(|| format!("sigaction {sig}"))?;
+        }
     }
     Ok(())
 }

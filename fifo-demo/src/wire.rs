@@ -69,9 +69,14 @@ pub struct LineReader<F> {
 
 impl<F: AsFd> LineReader<F> {
     pub fn new(fd: F) -> Self {
+        Self::with_capacity(fd, 64 * 1024)
+    }
+
+    /// Each read(2) asks for at most `capacity` bytes (more only for a longer line).
+    pub fn with_capacity(fd: F, capacity: usize) -> Self {
         LineReader {
             fd,
-            buf: vec![0; 64 * 1024],
+            buf: vec![0; capacity],
             start: 0,
             end: 0,
         }

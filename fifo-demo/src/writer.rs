@@ -127,15 +127,23 @@ fn send_lines(fifo: impl AsFd, messages: &[String]) -> Result<Summary> {
         // bytes into the pipe in one piece, so lines from several writers never mix.
         wire::write_all(fifo.as_fd(), &line, "reader")
             .with_context(|| format!("message {}", summary.messages))?;
-        say!(
-            ROLE,
-            "sent {:?} ({} bytes)",
-            String::from_utf8_lossy(text),
-            text.len()
-        );
+        say!(ROLE, "sent {} ({} bytes)", shown(text), text.len());
         summary.count(text.len());
     }
     Ok(summary.finish())
+}
+
+/// How a sent text appears in the narration: quoted in full up to SHOWN characters; a
+/// longer one (act 2 sends lines of 4000 bytes) as its first SHOWN characters, quoted,
+/// then `…` after the quote, the way strace shows a long buffer. The byte count printed
+/// beside it is always the whole text's.
+fn shown(text: &[u8]) -> String {
+    const SHOWN: usize = 40;
+    let text = String::from_utf8_lossy(text);
+    match text.char_indices().nth(SHOWN) {
+        Some((cut, _)) => format!("{:?}…", &text[..cut]),
+        None => format!("{text:?}"),
+    }
 }
 
 /// Where the messages come from: the command line, or standard input line by line.

@@ -4,7 +4,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Instant;
 
@@ -17,17 +17,19 @@ const DEMO: &str = "fifo-demo";
 // ---------- helpers ----------
 
 /// The texts of the `[ROLE PID] LABEL "text" (N bytes)` lines of one process, in order.
-/// The test texts hold no quote or backslash, so `{:?}` printed them as they are.
+/// The test texts hold no quote or backslash, so `{:?}` printed them as they are. The
+/// writer shows a text longer than 40 characters shortened, `"its first 40"… (N bytes)`:
+/// then this returns those 40 characters.
 fn texts(stdout: &str, role: &str, pid: i32, label: &str) -> Vec<String> {
     let prefix = format!("[{role} {pid}] {label} \"");
     stdout
         .lines()
         .filter_map(|l| l.strip_prefix(&prefix))
         .map(|rest| {
-            let end = rest
-                .rfind("\" (")
-                .expect("a text line ends with \" (N bytes)");
-            rest[..end].to_string()
+            let end = rest.rfind(" (").expect("a text line ends with (N bytes)");
+            let quoted = &rest[..end];
+            let text = quoted.strip_suffix("\"…").or(quoted.strip_suffix('"'));
+            text.expect("the text ends with \" or \"…").to_string()
         })
         .collect()
 }
@@ -115,6 +117,18 @@ fn wait_child(mut child: Child, what: &str) -> ExitStatus {
 
 // ---------- the default run ----------
 
+/// The pid of the default run's act-2 writer that reads `DIR/{letter}.lines`, from main's
+/// `started writer PID: ... < DIR/A.lines` line.
+fn act2_writer(run: &Finished, letter: char) -> i32 {
+    let line = run.lines_with(&format!("/{letter}.lines"));
+    let line = line
+        .iter()
+        .find(|l| l.contains("] started writer "))
+        .unwrap_or_else(|| panic!("no writer started for {letter}.lines:\n{}", run.stdout));
+    let rest = line.split("] started writer ").nth(1).unwrap();
+    rest.split(':').next().unwrap().parse().unwrap()
+}
+
 #[test]
 fn default_run_narrates_the_rendezvous_and_pipe_buf() {
     let run = run(DEMO, &[]);
@@ -126,7 +140,11 @@ fn default_run_narrates_the_rendezvous_and_pipe_buf() {
     run.assert_stdout_contains("prw------- st_mode=010600 size=0");
     let readers = pids_of(out, "reader");
     let writers = pids_of(out, "writer");
-    assert_eq!(readers.len(), 2, "one reader per act:\n{out}");
+    assert_eq!(
+        readers.len(),
+        1,
+        "one reader, in act 1 (in act 2 main reads):\n{out}"
+    );
     assert_eq!(
         writers.len(),
         3,
@@ -157,18 +175,69 @@ fn default_run_narrates_the_rendezvous_and_pipe_buf() {
         run.line_index(&format!("[writer {}] sent", writers[0]))
             > run.line_index("is asleep in open(2)")
     );
-
-    // Act 2: two writers at once; every line arrives whole, each writer's in its order.
-    run.assert_stdout_contains("PIPE_BUF is 4096 bytes");
-    let got = received(out, readers[1]);
-    assert_eq!(got.len(), 6, "{out}");
-    for &w in &writers[1..] {
-        let mine = sent(out, w);
-        assert_eq!(mine.len(), 3, "{out}");
-        let arrived: Vec<String> = got.iter().filter(|l| mine.contains(l)).cloned().collect();
-        assert_eq!(arrived, mine, "writer {w}'s lines, whole and in order");
-    }
     assert!(run.summary("reader").ok);
+
+    // Act 2: main reads two writers at once, once both wait in open(2), then in write(2).
+    run.assert_stdout_contains("PIPE_BUF is 4096 bytes");
+    let (a, b) = (act2_writer(&run, 'A'), act2_writer(&run, 'B'));
+    let both_opening = run.line_index(&format!(
+        "writers A {a} and B {b} are both asleep in open(2) (wchan wait_for_partner)"
+    ));
+    let opened = run.line_index("for reading: both writers' open(2) return at once");
+    let both_full = run.line_index("writers A and B are both asleep in write(2) (wchan ");
+    assert!(both_opening < opened && opened < both_full, "{out}");
+    for (letter, pid) in [('A', a), ('B', b)] {
+        // Each writer narrates its 4000-byte lines shortened, with the exact byte count.
+        let lines = run.lines_with(&format!("[writer {pid}] sent \""));
+        assert_eq!(lines.len(), 20, "{out}");
+        assert!(
+            lines.iter().all(|l| l.ends_with("\"… (4000 bytes)")),
+            "{out}"
+        );
+        let shown = sent(out, pid);
+        for (i, text) in shown.iter().enumerate() {
+            let head = format!("{letter} {:04} ", i + 1);
+            let fill = letter.to_string().repeat(40 - head.len());
+            assert_eq!(*text, head + &fill, "writer {letter}'s line {}", i + 1);
+        }
+        run.assert_stdout_contains(&format!("[writer {pid}] summary: messages=20 bytes=80000 "));
+    }
+
+    // The tally: every line whole and in order. How often the writers took turns varies
+    // from run to run: it is only parsed, and checked against the narrated runs.
+    let tally = run.lines_with(&format!(
+        "[main {}] read 40 lines of 4000 bytes: 20 from A and 20 from B, each in order; \
+         the writers took turns ",
+        run.pid
+    ));
+    assert_eq!(tally.len(), 1, "{out}");
+    assert!(
+        tally[0].ends_with(
+            "; every line whole, none mixed (each write(2) was at most PIPE_BUF = 4096 bytes)"
+        ),
+        "{}",
+        tally[0]
+    );
+    let turns: usize = tally[0]
+        .split("took turns ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no number of turns: {}", tally[0]));
+    println!("act 2: the writers took turns {turns} times");
+    // One narrated run of lines per writer's turn, adding up to the 40 lines.
+    let runs: Vec<usize> = out
+        .lines()
+        .filter(|l| l.starts_with(&format!("[main {}] received ", run.pid)))
+        .map(|l| {
+            let n = l.split(": ").nth(1).and_then(|r| r.split(' ').next());
+            n.and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("no count in {l}"))
+        })
+        .collect();
+    assert_eq!(runs.len(), turns + 1, "{out}");
+    assert_eq!(runs.iter().sum::<usize>(), 40, "{out}");
+    run.assert_stdout_contains("/server and the two input files");
 }
 
 #[test]
@@ -476,6 +545,18 @@ fn bad_usage_exits_2_and_creates_nothing() {
             "--ping must be at least 1",
         ),
         (
+            &["--ping", "100000001"],
+            "--ping 100000001: at most 100000000 round trips",
+        ),
+        (
+            &["writer", "--path", &p, "--ping", "18446744073709551615"],
+            "at most 100000000 round trips",
+        ),
+        (
+            &["reader", "--path", &p, "--ping", "18446744073709551616"],
+            "is not a number",
+        ),
+        (
             &["reader", "--path", &p, "--count", "1", "--size", "0"],
             "--size 0 is out of range",
         ),
@@ -536,6 +617,47 @@ fn bad_usage_exits_2_and_creates_nothing() {
         "{}",
         help.stdout
     );
+    assert!(
+        !help.stdout.contains("/tmp/"),
+        "the usage teaches no guessable /tmp path: {}",
+        help.stdout
+    );
+}
+
+/// Runs the demo with its stdout or stderr a pipe nobody reads any more (`| true`), so
+/// every write to it fails with EPIPE. Returns how it ended and its other stream.
+fn run_with_closed(stream: &str, args: &[&str]) -> (ExitStatus, String) {
+    let (closed_r, closed_w) = std::io::pipe().expect("pipe");
+    drop(closed_r); // nobody will ever read this pipe
+    let mut cmd = Command::new(demo_bin(DEMO));
+    cmd.args(args).stdin(Stdio::null()).process_group(0);
+    if stream == "stdout" {
+        cmd.stdout(closed_w).stderr(Stdio::piped());
+    } else {
+        cmd.stdout(Stdio::piped()).stderr(closed_w);
+    }
+    let mut child = cmd.spawn().expect("spawn fifo-demo");
+    let mut other = String::new();
+    let out = child.stdout.take().map(|o| Box::new(o) as Box<dyn Read>);
+    let err = child.stderr.take().map(|e| Box::new(e) as Box<dyn Read>);
+    out.or(err).unwrap().read_to_string(&mut other).unwrap();
+    (wait_child(child, "fifo-demo"), other)
+}
+
+#[test]
+fn help_and_errors_survive_a_closed_output() {
+    // `fifo-demo --help | (exec <&-; ...)`: the usage cannot be written, and that is no panic.
+    let (status, stderr) = run_with_closed("stdout", &["--help"]);
+    assert_eq!(status.code(), Some(0), "{status}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    // The same for the error line on a closed stderr: exit 2 (bad usage) and 1 (failure).
+    let (status, stdout) = run_with_closed("stderr", &["--bogus"]);
+    assert_eq!(status.code(), Some(2), "{status}: {stdout}");
+    let scratch = ScratchDir::new("fifo-closed-stderr");
+    let fifo = scratch.join("f");
+    let (status, stdout) = run_with_closed("stderr", &["writer", "--path", &fifo, "hi"]);
+    assert_eq!(status.code(), Some(1), "{status}: {stdout}");
 }
 
 #[test]
@@ -602,6 +724,56 @@ fn sigint_stops_a_reader_asleep_in_read() {
     drop(idle_writer);
 }
 
+/// The SIGINT and SIGTERM bits of the `SigIgn` and `SigCgt` masks in /proc/PID/status.
+fn ignored_and_caught(pid: i32) -> [(bool, bool); 2] {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let mask = |key: &str| {
+        let line = status.lines().find(|l| l.starts_with(key)).expect(key);
+        u64::from_str_radix(line[key.len()..].trim(), 16).expect("a hex mask")
+    };
+    let (ignored, caught) = (mask("SigIgn:"), mask("SigCgt:"));
+    [Signal::SIGINT, Signal::SIGTERM].map(|sig| {
+        let bit = 1u64 << (sig as i32 - 1);
+        (ignored & bit != 0, caught & bit != 0)
+    })
+}
+
+#[test]
+fn sigint_ignored_at_start_stays_ignored() {
+    // A shell script's `cmd &`, and nohup, start a command with SIGINT ignored, so that
+    // a Ctrl+C meant for the foreground job leaves it running. The demo keeps that
+    // choice, and still handles SIGTERM.
+    let scratch = ScratchDir::new("fifo-nohup");
+    let fifo = scratch.join("f");
+    let sh = Command::new("sh")
+        .arg("-c")
+        .arg("trap '' INT; exec \"$0\" reader --path \"$1\"")
+        .arg(demo_bin(DEMO))
+        .arg(&fifo)
+        .stdout(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("spawn sh");
+    let pid = sh.id() as i32; // exec: the same process becomes the reader
+    wait_until_asleep_in(pid, "wait_for_partner");
+    let [sigint, sigterm] = ignored_and_caught(pid);
+    // Stop it before asserting, so a failure leaves no reader behind.
+    kill(Pid::from_raw(pid), Signal::SIGTERM).unwrap();
+    let status = wait_child(sh, "fifo-demo reader with SIGINT ignored");
+    assert_eq!(
+        sigint,
+        (true, false),
+        "SIGINT stays ignored (ignored, caught)"
+    );
+    assert_eq!(
+        sigterm,
+        (false, true),
+        "SIGTERM is handled (ignored, caught)"
+    );
+    assert_eq!(status.signal(), Some(Signal::SIGTERM as i32), "{status}");
+    assert!(is_gone(&fifo), "the SIGTERM handler removed the FIFO");
+}
+
 #[test]
 fn sigterm_stops_a_reader_and_removes_its_own_directory() {
     let mut reader = Demo::start(DEMO, &["reader"]);
@@ -622,8 +794,8 @@ fn sigterm_stops_a_reader_and_removes_its_own_directory() {
 
 #[test]
 fn sigint_stops_the_whole_default_run() {
-    let mut run = Demo::start(DEMO, &["--ping", "100000000"]);
-    run.wait_for_line("timing 100000000 round trips");
+    let mut run = Demo::start(DEMO, &["--ping", "10000000"]);
+    run.wait_for_line("timing 10000000 round trips");
     let reader = pid_of_role(&run.stdout_so_far(), "reader").unwrap();
     wait_until_asleep_in(reader, "pipe_read");
     run.signal_group(Signal::SIGINT); // Ctrl+C: main and both children
