@@ -394,6 +394,20 @@ impl Finished {
     }
 }
 
+/// The whole number that follows `key` in `line` ("... 65536 bytes" after "... ").
+pub fn number_after(line: &str, key: &str) -> u64 {
+    let at = line
+        .find(key)
+        .unwrap_or_else(|| panic!("{key:?} not in {line:?}"));
+    let digits: String = line[at + key.len()..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("no number after {key:?} in {line:?}"))
+}
+
 /// Finds the pid in the first `[ROLE PID]` prefix of `stdout`.
 pub fn pid_of_role(stdout: &str, role: &str) -> Option<i32> {
     let prefix = format!("[{role} ");

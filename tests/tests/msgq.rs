@@ -246,20 +246,6 @@ fn flavour_word(flavour: Flavour) -> &'static str {
     }
 }
 
-/// The number that follows `key` in `line`.
-fn number_after(line: &str, key: &str) -> i32 {
-    let at = line
-        .find(key)
-        .unwrap_or_else(|| panic!("{key:?} not in {line:?}"));
-    let digits: String = line[at + key.len()..]
-        .chars()
-        .take_while(|c| c.is_ascii_digit())
-        .collect();
-    digits
-        .parse()
-        .unwrap_or_else(|_| panic!("no number after {key:?} in {line:?}"))
-}
-
 fn signal(pid: i32, sig: Signal) {
     nix::sys::signal::kill(Pid::from_raw(pid), sig).expect("kill");
 }
@@ -960,8 +946,8 @@ fn start_endless_bulk(flavour: Flavour) -> (Demo, i32, i32, Queue) {
     );
     let line = demo.wait_for_line("forked reader");
     let (reader, writer) = (
-        number_after(&line, "reader "),
-        number_after(&line, "writer "),
+        number_after(&line, "reader ") as i32,
+        number_after(&line, "writer ") as i32,
     );
     let queue = Queue::of_default_run(flavour, demo.pid());
     (demo, reader, writer, queue)

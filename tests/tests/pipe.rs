@@ -7,18 +7,6 @@ use std::os::unix::process::ExitStatusExt;
 
 const DEMO: &str = "pipe-demo";
 
-/// The number that follows `key` in `line` (`"... 65536 bytes"` → after "... ").
-fn number_after(line: &str, key: &str) -> u64 {
-    let rest = &line[line
-        .find(key)
-        .unwrap_or_else(|| panic!("{key:?} not in {line:?}"))
-        + key.len()..];
-    let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
-    digits
-        .parse()
-        .unwrap_or_else(|_| panic!("no number after {key:?} in {line:?}"))
-}
-
 #[test]
 fn oneway_shows_one_direction_eof_a_full_buffer_and_epipe() {
     let out = run(DEMO, &[]);

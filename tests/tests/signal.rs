@@ -19,20 +19,6 @@ const DEMO: &str = "signal-demo";
 /// A pid no process can have: above the kernel's largest pid_max (2^22).
 const NO_SUCH_PID: &str = "2147483646";
 
-/// The number that follows `key` in `line`.
-fn number_after(line: &str, key: &str) -> u64 {
-    let at = line
-        .find(key)
-        .unwrap_or_else(|| panic!("{key:?} not in {line:?}"));
-    let digits: String = line[at + key.len()..]
-        .chars()
-        .take_while(|c| c.is_ascii_digit())
-        .collect();
-    digits
-        .parse()
-        .unwrap_or_else(|_| panic!("no number after {key:?} in {line:?}"))
-}
-
 fn send(pid: i32, sig: Signal) {
     kill(Pid::from_raw(pid), sig).unwrap_or_else(|e| panic!("kill {sig} {pid}: {e}"));
 }
