@@ -523,6 +523,28 @@ fn ping_through_two_fifos() {
     assert!(is_gone(&private_dir(&run.stdout)));
 }
 
+#[test]
+fn ping_between_separate_reader_and_writer() {
+    let scratch = ScratchDir::new("fifo-ping-pair");
+    let fifo = scratch.join("fifo");
+    let reader = start_reader(&fifo, &["--ping", "100", "--size", "64"]);
+    let writer = run(
+        DEMO,
+        &["writer", "--path", &fifo, "--ping", "100", "--size", "64"],
+    );
+    writer.assert_success();
+    let reader = reader.finish();
+    reader.assert_success();
+    let timed = writer.summary("writer");
+    assert_eq!(timed.num("messages"), 100.0);
+    assert_eq!(timed.num("bytes"), 6400.0);
+    assert!(timed.num("rtt_p50_us") > 0.0, "{}", timed.line);
+    assert_eq!(reader.summary("reader").num("messages"), 100.0);
+    // The reader made both FIFOs, P and P.reply, and removed both.
+    assert!(is_gone(&fifo) && is_gone(&format!("{fifo}.reply")));
+    assert!(scratch.entries().is_empty(), "{:?}", scratch.entries());
+}
+
 // ---------- mistakes ----------
 
 #[test]
@@ -695,6 +717,21 @@ fn reader_refuses_a_stale_fifo() {
 }
 
 // ---------- signals ----------
+
+#[test]
+fn sigint_stops_a_writer_asleep_in_open() {
+    let scratch = ScratchDir::new("fifo-sigint-writer");
+    let fifo = scratch.join("fifo");
+    mkfifo(&fifo); // a FIFO with no reader: the writer's open(2) waits for one
+    let writer = Demo::start(DEMO, &["writer", "--path", &fifo, "hello"]);
+    wait_until_asleep_in(writer.pid(), "wait_for_partner");
+    writer.signal_group(Signal::SIGINT);
+    let writer = writer.finish();
+    writer.assert_killed_by(Signal::SIGINT);
+    // The writer owns nothing: it leaves the FIFO it did not make, and makes nothing.
+    assert!(is_fifo(&fifo));
+    assert_eq!(scratch.entries(), vec!["fifo".to_string()]);
+}
 
 #[test]
 fn sigint_stops_a_reader_asleep_in_open() {
