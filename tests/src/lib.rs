@@ -324,6 +324,20 @@ impl Finished {
         self.assert_clean_exit()
     }
 
+    /// Like `assert_killed_by`, for a demo that catches the signal, cleans up and
+    /// re-raises it: it had the chance to reap its children first, so a zombie left
+    /// behind is a bug here, not an orphan of a sudden death.
+    pub fn assert_killed_by_after_reaping(&self, sig: Signal) -> &Self {
+        assert_eq!(
+            self.status.signal(),
+            Some(sig as i32),
+            "expected death by {sig}: {}",
+            self.describe()
+        );
+        assert_group_gone(self.pid);
+        self
+    }
+
     fn assert_clean_exit(&self) -> &Self {
         for bad in ["panicked", "RUST_BACKTRACE", "stack backtrace"] {
             assert!(

@@ -837,7 +837,7 @@ fn sigint_stops_the_whole_default_run() {
     wait_until_asleep_in(reader, "pipe_read");
     run.signal_group(Signal::SIGINT); // Ctrl+C: main and both children
     let run = run.finish();
-    run.assert_killed_by(Signal::SIGINT); // and no process of the group is left
+    run.assert_killed_by_after_reaping(Signal::SIGINT); // and no process of the group is left
     run.assert_stdout_contains("[reader");
     run.assert_stdout_contains("interrupted by SIGINT: removed");
     assert!(

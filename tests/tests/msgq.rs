@@ -925,7 +925,7 @@ fn ctrl_c_while_the_reader_waits_removes_the_queue() {
         wait_until_asleep_in(reader.pid(), queue.receive_wchan());
         reader.signal_group(Signal::SIGINT);
         let out = reader.finish();
-        out.assert_killed_by(Signal::SIGINT)
+        out.assert_killed_by_after_reaping(Signal::SIGINT)
             .assert_stdout_contains("interrupted by SIGINT: removed queue");
         queue.assert_gone();
     }
@@ -959,7 +959,7 @@ fn ctrl_c_during_a_narrated_run_stops_everyone_and_removes_the_queue() {
         let (demo, reader, writer, queue) = start_endless_bulk(flavour);
         demo.signal_group(Signal::SIGINT);
         let out = demo.finish();
-        out.assert_killed_by(Signal::SIGINT)
+        out.assert_killed_by_after_reaping(Signal::SIGINT)
             .assert_stdout_contains("interrupted by SIGINT: removed queue");
         assert!(!process_exists(reader) && !process_exists(writer));
         queue.assert_gone();

@@ -452,7 +452,7 @@ fn ctrl_c_while_the_reader_sleeps_in_p_removes_its_semaphore() {
         let reader = start_reader(&["reader", flavour, option, &meeting], wchan);
         reader.signal_group(Signal::SIGINT);
         let out = reader.finish();
-        out.assert_killed_by(Signal::SIGINT);
+        out.assert_killed_by_after_reaping(Signal::SIGINT);
         out.assert_stdout_contains("interrupted by SIGINT: removed");
     }
     assert_no_posix_leftovers(&name("sigint-reader"));
@@ -469,7 +469,7 @@ fn ctrl_c_during_the_default_run_stops_every_process_and_removes_everything() {
     wait_until_asleep_in(c, "futex");
     demo.signal_group(Signal::SIGINT);
     let out = demo.finish();
-    out.assert_killed_by(Signal::SIGINT);
+    out.assert_killed_by_after_reaping(Signal::SIGINT);
     out.assert_stdout_contains(&format!(
         "interrupted by SIGINT: removed {n}-mutex and {n}-sync"
     ));

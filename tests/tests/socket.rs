@@ -1181,7 +1181,7 @@ fn ctrl_c_stops_both_processes_of_a_default_run() {
         demo.wait_for_line(flowing);
         demo.signal_group(Signal::SIGINT);
         let out = demo.finish();
-        out.assert_killed_by(Signal::SIGINT);
+        out.assert_killed_by_after_reaping(Signal::SIGINT);
         let writer = out.pid_of("writer");
         out.assert_stdout_contains(&format!("reaped writer {writer}: killed by SIGINT"))
             .assert_stdout_contains(&format!("[writer {writer}] interrupted by SIGINT"));
