@@ -667,3 +667,40 @@ pub fn bulk_message(k: u64, size: usize) -> Vec<u8> {
 pub fn bulk_stream(count: u64, size: usize) -> Vec<u8> {
     (0..count).flat_map(|k| bulk_message(k, size)).collect()
 }
+
+/// The path of `tool` on PATH, for a test that drives a program nobody here wrote
+/// (socat, nc, tmux, python3). Missing, the test should pass without it: this
+/// prints `skipped: TEST: TOOL not found (apt-get install PACKAGE)` on the real
+/// stderr (not captured, so `cargo test` shows it) and returns None. With
+/// `IPC_DEMOS_REQUIRE_TOOLS=1` (set by `.ci/run` after installing them) a missing
+/// tool fails the test instead, so CI never skips.
+pub fn find_tool(tool: &str, package: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(tool))
+            .find(|p| p.is_file())
+    });
+    if found.is_some() {
+        return found;
+    }
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("a test")
+        .to_string();
+    let line = format!("skipped: {test}: {tool} not found (apt-get install {package})");
+    if std::env::var_os("IPC_DEMOS_REQUIRE_TOOLS").is_some_and(|v| v == "1") {
+        panic!("{line}, and IPC_DEMOS_REQUIRE_TOOLS=1 requires it");
+    }
+    // io::stderr() directly, not eprintln!: the test harness captures only the
+    // print macros, and a skip must be seen.
+    let _ = std::io::stderr().write_all(format!("{line}\n").as_bytes());
+    None
+}
+
+/// The peak resident set size (`VmHWM`, KiB) of a live process, from
+/// `/proc/PID/status`: how a flood test proves a reader's memory stayed bounded.
+pub fn vm_hwm_kib(pid: i32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
