@@ -512,14 +512,15 @@ pub fn wait_until_asleep_in(pid: i32, wchan: &str) {
     );
 }
 
-/// Prepares this test process, once, before it starts any demo:
+/// Prepares this test process, once, before it starts any demo (`Demo::start`
+/// calls it; a test that spawns a demo another way calls it first):
 /// - it becomes the "subreaper" of every demo it starts: a demo's child that
 ///   outlives its parent is re-parented to us instead of to PID 1 (which reaps late
 ///   or not at all in some containers), so a test can see it, and reap it by pid;
 /// - SIGINT, SIGTERM and SIGQUIT get their default action back: a test run started
 ///   with them ignored (`cargo test &` in a script) would otherwise pass the ignore
 ///   on to every demo, and a Ctrl+C test would wait in vain.
-fn prepare_test_process() {
+pub fn prepare_test_process() {
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
         nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
