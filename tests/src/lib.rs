@@ -31,7 +31,7 @@ use nix::unistd::Pid;
 /// fails. Generous: two cores, debug builds and tests running in parallel.
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
-/// The directory holding the demo binaries: target/<profile>, the one this test
+/// The directory holding the demo binaries: `target/<profile>`, the one this test
 /// binary was built into (so `cargo bench`, a release build, runs release demos).
 pub fn demo_bin_dir() -> PathBuf {
     // target/<profile>/deps/<test-binary> -> target/<profile>
