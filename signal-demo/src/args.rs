@@ -261,14 +261,17 @@ fn realtime_number(bare: &str) -> Option<Result<c_int, String>> {
             }
         }
     };
-    let number = base + sign * offset;
-    Some(if (min..=max).contains(&number) {
-        Ok(number)
-    } else {
-        Err(format!(
-            "out of range: real-time signals here are RTMIN ({min}) to RTMAX ({max})"
-        ))
-    })
+    // Checked: RTMIN+2147483647 would overflow a c_int.
+    let number = offset.checked_mul(sign).and_then(|o| base.checked_add(o));
+    Some(
+        if let Some(number) = number.filter(|n| (min..=max).contains(n)) {
+            Ok(number)
+        } else {
+            Err(format!(
+                "out of range: real-time signals here are RTMIN ({min}) to RTMAX ({max})"
+            ))
+        },
+    )
 }
 
 #[cfg(test)]
@@ -288,7 +291,17 @@ mod tests {
         assert_eq!(signal_number("SIGRTMIN+2"), Ok(ffi::rtmin() + 2));
         assert_eq!(signal_number("rtmax-1"), Ok(ffi::rtmax() - 1));
         for bad in [
-            "USR3", "SIG", "", "RTMIN+99", "RTMIN-1", "RTMAX+1", "RTMINx", "10",
+            "USR3",
+            "SIG",
+            "",
+            "RTMIN+99",
+            "RTMIN-1",
+            "RTMAX+1",
+            "RTMINx",
+            "10",
+            "RTMIN+2147483647",
+            "RTMAX-2147483647",
+            "RTMAX-2147483648",
         ] {
             assert!(signal_number(bad).is_err(), "{bad:?} should be refused");
         }

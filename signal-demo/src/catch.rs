@@ -11,6 +11,11 @@
 //! them in and sleeps, in one step. A signal that comes just before the wait is not
 //! missed, as it would be with "check a flag, then pause()". And since no handler can
 //! run while they are blocked, the main flow reads the log with nobody writing to it.
+//! That holds because this program is single-threaded: pthread_sigmask (nix's
+//! `thread_block`) blocks for the calling thread only, and the kernel delivers a
+//! process-directed signal to any thread that has it unblocked. In a threaded program,
+//! block these signals before starting any thread (threads inherit the mask), or use a
+//! signalfd or the signal-hook crate.
 //!
 //! Installed without SA_RESTART: a blocking call that a caught signal interrupts fails
 //! with EINTR instead of restarting silently, so the program hears about it.
@@ -156,7 +161,7 @@ pub fn wait(allowed: &[c_int], timeout: Option<Duration>) -> Result<Batch> {
 
 /// Puts back the kernel's default action for `sig` (end, stop, ignore...), whatever
 /// was there: our handler, or SIG_IGN inherited from whoever started us (a shell
-/// starts `cmd &` with SIGINT ignored).
+/// script, a shell without job control, starts `cmd &` with SIGINT and SIGQUIT ignored).
 pub fn default_action(sig: Signal) -> nix::Result<()> {
     let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
     // SAFETY: SIG_DFL runs no code of ours.
@@ -236,18 +241,19 @@ fn command_of(pid: i32) -> String {
         .unwrap_or_else(|_| "already exited".to_string())
 }
 
-/// SIGINT and SIGTERM, "stop". A process that takes its signals with sigtimedwait(2)
-/// (ping.rs, and a parent waiting for its child) keeps these blocked too and takes
-/// them in the same waits: Ctrl+C then ends a wait like any other event, and the
-/// process cleans up (ends and reaps its child) before it dies of it.
+/// SIGINT, SIGTERM and SIGHUP, "stop". A process that takes its signals with
+/// sigtimedwait(2) (ping.rs, and a parent waiting for its child) keeps these blocked
+/// too and takes them in the same waits: Ctrl+C, `kill`, or the terminal closing then
+/// ends a wait like any other event, and the process cleans up (ends and reaps its
+/// child) before it dies of it.
 pub fn stop_signals() -> SigSet {
-    SigSet::from(Signal::SIGINT) | Signal::SIGTERM
+    SigSet::from(Signal::SIGINT) | Signal::SIGTERM | Signal::SIGHUP
 }
 
-/// SIGINT or SIGTERM taken from a wait: say so, and return the error that makes
-/// `main` die of it. Any other signal: Ok.
+/// SIGINT, SIGTERM or SIGHUP taken from a wait: say so, and return the error that
+/// makes `main` die of it. Any other signal: Ok.
 pub fn stop_if_asked(role: &str, got: &Caught) -> Result<()> {
-    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
         if got.is(sig) {
             crate::say!(role, "interrupted by {sig} {}: stopping", got.origin());
             return Err(Stopped(sig).into());
@@ -277,6 +283,6 @@ pub fn die_of(sig: Signal) -> std::process::ExitCode {
     let _ = default_action(sig);
     let _ = raise(sig); // pending while blocked...
     let _ = SigSet::from(sig).thread_unblock(); // ...and delivered here: we end
-    // Not reached for SIGINT/SIGTERM; the shell's code for "killed by N" otherwise.
+    // Not reached for SIGINT/SIGTERM/SIGHUP; the shell's code for "killed by N" otherwise.
     std::process::ExitCode::from(128 + sig as u8)
 }

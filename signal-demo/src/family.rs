@@ -3,11 +3,13 @@
 //! waitpid(2) has no timeout, and a parent that waits forever for a stuck child hangs
 //! too. So the parent blocks SIGCHLD before fork (the kernel sends it each time a
 //! child stops, continues or ends) and sleeps in sigtimedwait(2) for it, with a
-//! timeout, between two waitpid(WNOHANG) looks. Blocked, no SIGCHLD is lost, not even
-//! one that comes before the parent starts waiting. Signals telling a parent about
+//! timeout, between two waitpid(WNOHANG) looks. Blocked, a SIGCHLD that comes before
+//! the parent starts waiting stays pending, so the wake-up is never missed; several
+//! child events may merge into one SIGCHLD (a standard signal is one pending bit),
+//! which is why each wake-up looks with waitpid again rather than count signals. Signals telling a parent about
 //! its children: the oldest use of the mechanism.
 //!
-//! Ctrl+C must not leave a zombie either. The parent keeps SIGINT and SIGTERM blocked
+//! Ctrl+C must not leave a zombie either. The parent keeps SIGINT, SIGTERM and SIGHUP blocked
 //! too and takes them in the same waits; then it passes the signal on to the child,
 //! reaps it, and only then dies of the signal (main.rs). A `Kid` dropped before it was
 //! reaped (an error path) is killed and reaped by its `Drop`.
@@ -39,11 +41,11 @@ pub enum Side {
 /// Forks. Both processes return from here with a copy of everything: memory, open
 /// file descriptors, signal handlers and the signal mask.
 ///
-/// The parent's waits take SIGCHLD, SIGINT and SIGTERM, so they are blocked before
-/// fork: one that comes at once stays pending. The child gets back the mask we had
-/// before: these three are the parent's business. And since the parent ends it by
-/// passing SIGINT or SIGTERM on, the child gives both their default action (end),
-/// even if we were started with them ignored.
+/// The parent's waits take SIGCHLD, SIGINT, SIGTERM and SIGHUP, so they are blocked
+/// before fork: one that comes at once stays pending. The child gets back the mask we
+/// had before: these four are the parent's business. And since the parent ends it by
+/// passing SIGINT, SIGTERM or SIGHUP on, the child gives those three their default
+/// action (end), even if we were started with them ignored.
 pub fn fork() -> Result<Side> {
     let before = (catch::stop_signals() | Signal::SIGCHLD)
         .thread_swap_mask(SigmaskHow::SIG_BLOCK)
@@ -69,7 +71,7 @@ pub fn fork() -> Result<Side> {
 }
 
 /// Ends the child with the outcome of its work: 0, or 1 after saying what failed.
-/// Asked to stop (SIGINT, SIGTERM), it dies of that signal, as `main` does, so the
+/// Asked to stop (SIGINT, SIGTERM, SIGHUP), it dies of that signal, as `main` does, so the
 /// parent sees why. The child must not return into `main`: the rest of `main` is the
 /// parent's.
 pub fn exit_child(outcome: Result<()>) -> ! {
@@ -104,8 +106,8 @@ impl Kid {
     }
 
     /// Waits up to `limit` for the child to stop, continue or end, as a shell waits
-    /// for its job (waitpid with WUNTRACED and WCONTINUED). SIGINT or SIGTERM
-    /// meanwhile: `Stopped`, after `role` says so.
+    /// for its job (waitpid with WUNTRACED and WCONTINUED). SIGINT, SIGTERM or
+    /// SIGHUP meanwhile: `Stopped`, after `role` says so.
     pub fn wait_change(&mut self, role: &str, limit: Duration) -> Result<WaitStatus> {
         let deadline = Instant::now() + limit;
         let events = catch::stop_signals() | Signal::SIGCHLD;
@@ -175,7 +177,7 @@ impl Kid {
 
     /// The error path: the parent gives up because of `why`, so it ends the child
     /// (which may be waiting for it, or stopped) and reaps it, rather than leave it
-    /// behind. Stopped by SIGINT or SIGTERM, it passes that signal on, as a terminal
+    /// behind. Stopped by SIGINT, SIGTERM or SIGHUP, it passes that signal on, as a terminal
     /// would have; for any other error, SIGKILL.
     pub fn end_and_reap(mut self, role: &str, why: &anyhow::Error, limit: Duration) {
         let sig = match why.downcast_ref::<Stopped>() {

@@ -96,15 +96,32 @@ fn edit(
 /// this call. Every caller waits in a loop with its own deadline, so an early return
 /// is just a short slice.
 pub fn sigtimedwait(set: &SigSet, timeout: Duration) -> nix::Result<Option<Caught>> {
+    Ok(match wait_for_signal(set, timeout)? {
+        Waited::Got(c) => Some(c),
+        Waited::RanOut | Waited::Interrupted => None,
+    })
+}
+
+/// How a sigtimedwait(2) ended.
+pub enum Waited {
+    Got(Caught),
+    /// The timeout passed, nothing came (EAGAIN).
+    RanOut,
+    /// Cut short (EINTR): we were stopped, and SIGCONT resumed us.
+    Interrupted,
+}
+
+/// sigtimedwait(2), telling a timeout from a wait cut short by a stop.
+pub fn wait_for_signal(set: &SigSet, timeout: Duration) -> nix::Result<Waited> {
     let timeout = TimeSpec::from_duration(timeout);
     // SAFETY: all-zero bytes are a valid siginfo_t (a C struct of integers).
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     // SAFETY: the three pointers are valid for the call; the kernel writes `info`.
     let rc = unsafe { libc::sigtimedwait(set.as_ref(), &mut info, timeout.as_ref()) };
     match Errno::result(rc) {
-        Ok(signo) => Ok(Some(caught(signo, &info))),
-        Err(Errno::EAGAIN) => Ok(None), // the timeout passed, nothing came
-        Err(Errno::EINTR) => Ok(None),  // stopped and continued meanwhile: wait again
+        Ok(signo) => Ok(Waited::Got(caught(signo, &info))),
+        Err(Errno::EAGAIN) => Ok(Waited::RanOut),
+        Err(Errno::EINTR) => Ok(Waited::Interrupted),
         Err(e) => Err(e),
     }
 }

@@ -1,9 +1,12 @@
 //! signal-demo: signals, the one asynchronous way to tell a process something.
 //!
-//! A signal is a number the kernel marks as pending on a process. The next time that
+//! A signal is a number the kernel marks as pending on a process. Unless the process
+//! has blocked that number (then it stays pending until unblocked), the next time the
 //! process returns from the kernel to its own code, whatever it was doing, the kernel
 //! runs its handler for that number, or the default action (end it, stop it, ignore
-//! the signal). A signal carries nothing else: no bytes, and no count of repeats.
+//! the signal). A signal carries no bytes and no count of repeats; the kernel adds who
+//! sent it and how (the siginfo: sender's pid and uid, `si_code`), and sigqueue(3)
+//! one int.
 //!
 //! Notes, section 信号:
 //! - 对于异常情况下的工作模式，就需要用「信号」的方式来通知进程 (for the exceptional case,
@@ -74,7 +77,9 @@ pub(crate) use say;
 fn main() -> ExitCode {
     let request = match args::parse(std::env::args_os().skip(1)) {
         Ok(args::Parsed::Help) => {
-            print!("{}", args::USAGE);
+            // Not print!: that panics when stdout is a closed pipe (`--help | true`).
+            use std::io::Write as _;
+            let _ = std::io::stdout().write_all(args::USAGE.as_bytes());
             return ExitCode::SUCCESS;
         }
         Ok(args::Parsed::Run(request)) => request,
@@ -94,7 +99,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => match e.downcast_ref::<catch::Stopped>() {
-            // Asked to stop (SIGINT, SIGTERM): the role has said so. Die of that signal,
+            // Asked to stop (SIGINT, SIGTERM, SIGHUP): the role has said so. Die of that signal,
             // so the shell sees why we ended, as it would without a handler.
             Some(catch::Stopped(sig)) => catch::die_of(*sig),
             None => {

@@ -6,11 +6,12 @@
 //! message from a queue of one. Blocked before anything is sent, so an answer that
 //! comes before its receiver waits stays pending instead of being lost. Every wait has
 //! a timeout, so a peer that died is noticed; the number carried back shows that no
-//! round was lost or repeated. SIGINT and SIGTERM are taken the same way, so Ctrl+C
+//! round was lost or repeated. SIGINT, SIGTERM and SIGHUP are taken the same way, so Ctrl+C
 //! ends a wait cleanly: the writer of the default run then reaps its reader first.
 //!
-//! A round trip is two sigqueue calls and two wake-ups, the least any IPC needs:
-//! compare with pipe-demo's ping. The summary says bytes=0: a signal carries no data
+//! A round trip is two sends and two wake-ups, as every blocking mechanism needs
+//! (compare pipe-demo's ping; shm-demo --spin needs none, and glibc's sigqueue(3) is
+//! itself three system calls: getpid, getuid, rt_sigqueueinfo). The summary says bytes=0: a signal carries no data
 //! (`--size`, which every demo's ping takes, is accepted and changes nothing).
 
 use std::time::{Duration, Instant};
@@ -23,7 +24,8 @@ use nix::unistd::{Pid, getpid, getppid};
 use crate::args::Ping;
 use crate::catch::{self, Caught};
 use crate::family::{Kid, Side, describe, exit_child, fork, run_on_cpu};
-use crate::{ffi, say};
+use crate::ffi::{self, Waited};
+use crate::say;
 
 const WRITER: &str = "writer";
 const READER: &str = "reader";
@@ -57,21 +59,27 @@ impl Peer<'_> {
             Peer::Child(kid) => kid
                 .has_ended()?
                 .map(|status| format!("ended: {}", describe(status))),
-            Peer::Other(pid) => matches!(kill(*pid, None), Err(Errno::ESRCH))
-                .then(|| "is gone (kill(2) says ESRCH)".into()),
+            // A zombie still takes kill(pid, 0): it is dead, only not yet reaped by
+            // its parent (a shell reaps at once; another program may not).
+            Peer::Other(pid) => match kill(*pid, None) {
+                Err(Errno::ESRCH) => Some("is gone (kill(2) says ESRCH)".into()),
+                _ if state_of(*pid) == Some('Z') => Some("died: it is a zombie".into()),
+                _ => None,
+            },
         })
     }
 }
 
 /// What both sides take with sigtimedwait, and so keep blocked: the pings, and
-/// "stop" (SIGINT, SIGTERM).
+/// "stop" (SIGINT, SIGTERM, SIGHUP).
 fn waited_for() -> SigSet {
     catch::stop_signals() | Signal::SIGUSR1
 }
 
 /// The default run's ping: the parent times, the child it forks answers. Both stay
 /// in one process group: Ctrl+C reaches both, Ctrl+Z stops both and `fg` resumes
-/// both.
+/// both, however long they were stopped (`next_from` counts silence only while both
+/// run).
 pub fn both(ping: &Ping) -> Result<()> {
     let count = ping.count;
     // Before fork, so the child starts with them blocked too: a ping sent before it
@@ -237,12 +245,20 @@ fn send(peer: &Peer, k: u64) -> Result<()> {
 
 /// Takes the next signal of `set`, checking every SLICE that the peer is still
 /// there, and giving up after PATIENCE of silence.
+///
+/// Silence is counted in slices that ran out while both sides were running, not
+/// with a clock: CLOCK_MONOTONIC keeps counting while a process is stopped, so a
+/// Ctrl+Z longer than PATIENCE, then `fg`, would look like a dead peer. A slice cut
+/// short (sigtimedwait's EINTR once SIGCONT resumes us) does not count, and neither
+/// does one that ran out while the peer itself was stopped (state T in /proc).
 fn next_from(set: &SigSet, peer: &mut Peer) -> Result<Caught> {
-    let since = Instant::now();
+    let mut silent = Duration::ZERO;
     loop {
-        if let Some(c) = ffi::sigtimedwait(set, SLICE).context("sigtimedwait")? {
-            return Ok(c);
-        }
+        let ran_out = match ffi::wait_for_signal(set, SLICE).context("sigtimedwait")? {
+            Waited::Got(c) => return Ok(c),
+            Waited::RanOut => true,
+            Waited::Interrupted => false, // stopped meanwhile, for who knows how long
+        };
         if let Some(why) = peer.gone()? {
             // It may have sent its last signal and ended between the end of our slice
             // and this look: that signal is pending. Take it (a zero timeout) before
@@ -252,14 +268,30 @@ fn next_from(set: &SigSet, peer: &mut Peer) -> Result<Caught> {
             }
             bail!("the other side (pid {}) {why}", peer.pid());
         }
-        if since.elapsed() > PATIENCE {
+        if ran_out && !is_stopped(peer.pid()) {
+            silent += SLICE;
+        }
+        if silent > PATIENCE {
             bail!(
-                "no SIGUSR1 from pid {} for {PATIENCE:?}: is it a `signal-demo reader --ping N` \
-                 (or writer) with the same N?",
+                "no SIGUSR1 from pid {} for {PATIENCE:?} while both of us were running: is it \
+                 a `signal-demo reader --ping N` (or writer) with the same N?",
                 peer.pid()
             );
         }
     }
+}
+
+/// Whether `pid` is stopped (state T, or t under a tracer).
+fn is_stopped(pid: Pid) -> bool {
+    matches!(state_of(pid), Some('T' | 't'))
+}
+
+/// The state letter of `pid` from /proc/PID/stat (S, R, T, Z...), None if gone.
+fn state_of(pid: Pid) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The state follows the command name, which is in parentheses and may hold
+    // spaces or ')' itself: look after the last ')'.
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
 }
 
 /// Round k must bring SIGUSR1 from the peer, sent with sigqueue, carrying k.

@@ -69,8 +69,8 @@ fn report(batch: Batch, received: &mut u64) -> Result<()> {
         say!(
             READER,
             "{} signals in one wake-up: the kernel stacked a handler call for each one \
-             pending, lowest number first, and the top of the stack runs first; so my log \
-             is in that order, not the order sent (one signal number's own real-time \
+             pending, lowest number first, and the top of the stack runs first; so the \
+             handlers ran, and my log lists them, highest number first, not in the order sent (one signal number's own real-time \
              signals stay in order)",
             batch.caught.len()
         );
@@ -98,7 +98,8 @@ fn report(batch: Batch, received: &mut u64) -> Result<()> {
             }
             Ok(Signal::SIGCONT) => say!(
                 READER,
-                "received SIGCONT {}: I was not stopped, so it only ran my handler",
+                "received SIGCONT {}: if I was stopped (by SIGSTOP, which cannot be caught, so I \
+                 cannot tell) this resumed me; either way my handler ran",
                 c.origin()
             ),
             _ => say!(READER, "received {} {}", c.name(), c.origin()),

@@ -391,6 +391,8 @@ fn sigtstp_stops_the_reader_and_sigcont_resumes_it() {
 /// send-keys and read with capture-pane. Dropped: the server is killed and its
 /// processes reaped.
 struct Tmux {
+    /// The tmux binary (`find_tool`).
+    tool: std::path::PathBuf,
     socket: String,
     /// tmux's directory for its socket (TMUX_TMPDIR), removed with all it holds.
     dir: ScratchDir,
@@ -408,11 +410,14 @@ const NEW_SESSION: &[&str] = &[
 ];
 
 impl Tmux {
-    fn start(tag: &str) -> Tmux {
+    /// None (the test is skipped) where tmux is not installed.
+    fn start(tag: &str) -> Option<Tmux> {
+        let tool = ipc_tests::find_tool("tmux", "tmux")?;
         // tmux's server detaches from its client: orphaned, it would go to PID 1,
         // which never reaps here. As a subreaper, we get it and reap it ourselves.
         nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
         let mut tmux = Tmux {
+            tool,
             socket: format!("signal-demo-{}-{tag}", std::process::id()),
             dir: ScratchDir::new("tmux"),
             pids: Vec::new(),
@@ -423,20 +428,18 @@ impl Tmux {
             .split_whitespace()
             .map(|p| p.parse().expect("a pid from tmux"))
             .collect();
-        tmux
+        Some(tmux)
     }
 
     fn run(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux")
+        let out = Command::new(&self.tool)
             .arg("-L")
             .arg(&self.socket)
             .args(args)
             .env("TMUX_TMPDIR", self.dir.path())
             .env_remove("TMUX")
             .output()
-            .unwrap_or_else(|e| {
-                panic!("running tmux: {e} (tmux is needed here: .ci/run installs it)")
-            });
+            .unwrap_or_else(|e| panic!("running {}: {e}", self.tool.display()));
         assert!(out.status.success(), "tmux {args:?}: {out:?}");
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
@@ -476,7 +479,7 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
-        let _ = Command::new("tmux")
+        let _ = Command::new(&self.tool)
             .arg("-L")
             .arg(&self.socket)
             .arg("kill-server")
@@ -502,7 +505,9 @@ impl Drop for Tmux {
 
 #[test]
 fn terminal_keys_stop_resume_and_end_the_reader() {
-    let mut tmux = Tmux::start("keys");
+    let Some(mut tmux) = Tmux::start("keys") else {
+        return;
+    };
     let bash = tmux.pids[1];
     let demo = demo_bin(DEMO);
     tmux.type_line(&format!("'{}' reader", demo.display()));
@@ -808,4 +813,192 @@ fn help_prints_the_usage() {
     out.assert_success()
         .assert_stdout_contains("usage: signal-demo")
         .assert_stdout_contains("writer --pid PID");
+}
+
+// ---- stops longer than the patience, SIGHUP, a peer killed, argv -----------------
+
+/// How many times `pid` went to sleep (voluntary context switches): a ping side
+/// sleeps once a round, so this grows while the ping makes progress. 0 once gone.
+fn sleeps_of(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Longer than a ping side's patience (10 s of silence). The hold itself is what
+/// these tests are about: a Ctrl+Z (or SIGSTOP) longer than that, then `fg`.
+const LONGER_THAN_PATIENCE: Duration = Duration::from_secs(11);
+
+/// Waits until `pid`, a ping side, has slept `rounds` more times; fails at once if
+/// it ended (gone, or a zombie) meanwhile.
+fn wait_for_progress(demo: &Demo, pid: i32, rounds: u64) {
+    let before = sleeps_of(pid);
+    wait_until(&format!("pid {pid} pings {rounds} more rounds"), || {
+        let st = state(pid);
+        assert!(
+            st != '-' && st != 'Z',
+            "pid {pid} ended instead of going on: {}",
+            demo.stdout_so_far()
+        );
+        sleeps_of(pid) > before + rounds
+    });
+}
+
+#[test]
+fn a_ping_stopped_longer_than_its_patience_goes_on_after_fg() {
+    let (demo, reader) = start_endless_ping();
+    let writer = demo.pid();
+    demo.signal_group(Signal::SIGTSTP); // Ctrl+Z: both stop
+    wait_until("writer and reader are stopped", || {
+        state(writer) == 'T' && state(reader) == 'T'
+    });
+    std::thread::sleep(LONGER_THAN_PATIENCE);
+    demo.signal_group(Signal::SIGCONT); // fg
+    wait_for_progress(&demo, reader, 1000);
+    demo.signal_group(Signal::SIGINT);
+    let out = demo.finish();
+    out.assert_killed_by(Signal::SIGINT)
+        .assert_stdout_contains(&format!("reaped reader {reader}: killed by SIGINT"));
+    assert!(out.stderr.is_empty(), "{}", out.stderr);
+}
+
+#[test]
+fn a_ping_writer_waits_for_a_reader_stopped_longer_than_its_patience() {
+    let (mut reader, pid) = start_reader(&["--ping", "1000000"], "waiting for 1000000 pings");
+    let writer = Demo::start(
+        DEMO,
+        &["writer", "--pid", &pid.to_string(), "--ping", "1000000"],
+    );
+    reader.wait_for_line("first ping from");
+    reader.signal_group(Signal::SIGSTOP); // the reader's terminal only
+    wait_until("the reader is stopped (state T)", || state(pid) == 'T');
+    std::thread::sleep(LONGER_THAN_PATIENCE);
+    let st = state(writer.pid());
+    assert!(
+        st != '-' && st != 'Z',
+        "the writer gave up on a stopped reader: {}",
+        writer.stdout_so_far()
+    );
+    reader.signal_group(Signal::SIGCONT);
+    wait_for_progress(&writer, writer.pid(), 1000);
+    // Ctrl+C on the writer: the reader then finds it gone and says so.
+    writer.signal_group(Signal::SIGINT);
+    let w = writer.pid();
+    writer.finish().assert_killed_by(Signal::SIGINT);
+    reader
+        .finish()
+        .assert_exit_code(1)
+        .assert_stderr_contains(&format!("the other side (pid {w})"));
+}
+
+#[test]
+fn sighup_during_a_ping_ends_both_and_the_writer_reaps_the_reader() {
+    let (demo, reader) = start_endless_ping();
+    let writer = demo.pid();
+    demo.signal_group(Signal::SIGHUP); // the terminal closed
+    let out = demo.finish();
+    assert_eq!(reap_orphans(writer), Vec::<i32>::new(), "{}", out.stdout);
+    assert!(!process_exists(reader), "reader {reader} left behind");
+    out.assert_killed_by(Signal::SIGHUP)
+        .assert_stdout_contains("interrupted by SIGHUP")
+        .assert_stdout_contains(&format!("reaped reader {reader}: killed by SIGHUP"));
+}
+
+#[test]
+fn sighup_ends_a_reader_waiting_for_pings_cleanly() {
+    let (reader, pid) = start_reader(&["--ping", "5"], "waiting for 5 pings");
+    wait_until_asleep_in(pid, "sigtimedwait");
+    reader.signal_group(Signal::SIGHUP);
+    reader
+        .finish()
+        .assert_killed_by(Signal::SIGHUP)
+        .assert_stdout_contains("interrupted by SIGHUP");
+}
+
+#[test]
+fn sighup_ends_the_signal_reader_cleanly() {
+    let (reader, pid) = start_reader(&[], "waiting for signals");
+    wait_until_asleep_in(pid, "poll"); // blocked in ppoll(2)
+    reader.signal_group(Signal::SIGHUP);
+    reader
+        .finish()
+        .assert_killed_by(Signal::SIGHUP)
+        .assert_stdout_contains("received SIGHUP");
+}
+
+#[test]
+fn a_separate_ping_writer_notices_its_reader_killed() {
+    let (mut reader, pid) = start_reader(&["--ping", "1000000"], "waiting for 1000000 pings");
+    let writer = Demo::start(
+        DEMO,
+        &["writer", "--pid", &pid.to_string(), "--ping", "1000000"],
+    );
+    reader.wait_for_line("first ping from");
+    // Not reaped until reader.finish(): a zombie, which kill(pid, 0) still finds.
+    reader.signal_group(Signal::SIGKILL);
+    writer
+        .finish()
+        .assert_exit_code(1)
+        .assert_stderr_contains(&format!("the other side (pid {pid})"));
+    reader.finish().assert_killed_by(Signal::SIGKILL);
+}
+
+#[test]
+fn a_separate_ping_reader_notices_its_writer_killed() {
+    let (mut reader, pid) = start_reader(&["--ping", "1000000"], "waiting for 1000000 pings");
+    let writer = Demo::start(
+        DEMO,
+        &["writer", "--pid", &pid.to_string(), "--ping", "1000000"],
+    );
+    let w = writer.pid();
+    reader.wait_for_line("first ping from");
+    writer.signal_group(Signal::SIGKILL); // a zombie until writer.finish()
+    reader
+        .finish()
+        .assert_exit_code(1)
+        .assert_stderr_contains(&format!("the other side (pid {w})"));
+    writer.finish().assert_killed_by(Signal::SIGKILL);
+}
+
+#[test]
+fn argv_that_used_to_panic_is_bad_usage_or_help() {
+    for sig in ["RTMIN+2147483647", "RTMAX-2147483647", "RTMAX-2147483648"] {
+        let out = run(DEMO, &["writer", "--pid", NO_SUCH_PID, sig]);
+        out.assert_exit_code(2)
+            .assert_stderr_contains(&format!("{sig}: "))
+            .assert_stderr_contains("usage:");
+        assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    }
+    // --help into a pipe nobody reads: EPIPE, which is no reason to panic.
+    let (read_end, write_end) = nix::unistd::pipe().expect("pipe");
+    drop(read_end);
+    let out = Command::new(demo_bin(DEMO))
+        .arg("--help")
+        .stdout(Stdio::from(write_end))
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run signal-demo --help");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Not UTF-8: one line and the usage, exit 2.
+    use std::os::unix::ffi::OsStrExt;
+    let out = Command::new(demo_bin(DEMO))
+        .arg(std::ffi::OsStr::from_bytes(b"\xff"))
+        .output()
+        .expect("run signal-demo");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not valid UTF-8") && err.contains("usage:"),
+        "{err}"
+    );
 }
