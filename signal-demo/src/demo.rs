@@ -108,7 +108,7 @@ fn writer(kid: &mut Kid, pipe: &mut PipeWriter) -> Result<()> {
         WRITER,
         "act 1 (唯一的异步通信机制): the reader is busy, blocked reading a pipe I have not written to"
     );
-    let wchan = wait_until_asleep(reader, "pipe_read")?;
+    let wchan = wait_until_asleep(kid, "pipe_read")?;
     say!(
         WRITER,
         "/proc/{reader}/wchan says {wchan}: it sleeps in the kernel; sending SIGUSR1 now"
@@ -210,7 +210,7 @@ fn burst(reader: Pid) -> Result<u128> {
 
 /// Takes the reader's next answer (SIGUSR2) with sigtimedwait, or says why none came:
 /// the reader ended (SIGCHLD, then waitpid tells how), it is silent too long, or we
-/// were asked to stop (SIGINT, SIGTERM).
+/// were asked to stop (SIGINT, SIGTERM, SIGHUP).
 fn await_answer(kid: &mut Kid) -> Result<()> {
     let answers = catch::stop_signals() | Signal::SIGUSR2 | Signal::SIGCHLD;
     let deadline = Instant::now() + PATIENCE;
@@ -233,7 +233,7 @@ fn await_answer(kid: &mut Kid) -> Result<()> {
                     );
                 }
             }
-            // SIGINT or SIGTERM: stop. A SIGUSR2 from some other process: ignored.
+            // SIGINT, SIGTERM or SIGHUP: stop. A SIGUSR2 from some other process: ignored.
             Some(c) => catch::stop_if_asked(WRITER, &c)?,
             None => {} // a timeout slice
         }
@@ -242,10 +242,15 @@ fn await_answer(kid: &mut Kid) -> Result<()> {
 
 /// Polls /proc until `pid` sleeps in a kernel function whose name contains `wchan`
 /// (`cat /proc/PID/wchan` shows the same), so the signal surely finds it blocked.
-fn wait_until_asleep(pid: Pid, wchan: &str) -> Result<String> {
+/// A reader that died meanwhile (SIGKILL: no word from it) is noticed at the next look.
+fn wait_until_asleep(kid: &mut Kid, wchan: &str) -> Result<String> {
+    let pid = kid.pid();
     let deadline = Instant::now() + PATIENCE;
     let stop = catch::stop_signals();
     loop {
+        if let Some(status) = kid.has_ended()? {
+            bail!("the reader (pid {pid}) ended: {}", describe(status));
+        }
         let sleeping_in = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
         if state_of(pid) == 'S' && sleeping_in.contains(wchan) {
             return Ok(sleeping_in);
@@ -321,7 +326,10 @@ fn interrupted_read(pipe: &PipeReader, writer: Pid) -> Result<()> {
     usr1.thread_block().context("sigprocmask SIG_BLOCK")?;
     match first {
         Err(Errno::EINTR) => {}
-        Ok(0) => bail!("the writer closed the pipe before act 1: is it gone?"),
+        Ok(0) => bail!(
+            "the writer (pid {writer}) closed the pipe before act 1 (read(2) returned 0, \
+             end of file): is it gone?"
+        ),
         Ok(n) => bail!("read(2) returned {n} bytes before any signal"),
         Err(e) => bail!("read: {e}"),
     }
@@ -344,7 +352,10 @@ fn interrupted_read(pipe: &PipeReader, writer: Pid) -> Result<()> {
     answer(writer)?;
     let n = loop {
         match nix::unistd::read(pipe, &mut buf) {
-            Ok(0) => bail!("the writer closed the pipe: is it gone?"),
+            Ok(0) => bail!(
+                "the writer (pid {writer}) closed the pipe (read(2) returned 0, end of \
+                 file): is it gone?"
+            ),
             Ok(n) => break n,
             Err(Errno::EINTR) => continue,
             Err(e) => bail!("read: {e}"),

@@ -1002,3 +1002,89 @@ fn argv_that_used_to_panic_is_bad_usage_or_help() {
         "{err}"
     );
 }
+
+/// The default run, held: its stdout is a pipe of one page, filled beforehand, so the
+/// writer's first line after fork blocks in write(2) until the test reads. Returns
+/// it with the read end, the writer's pid and the reader's (its only child).
+fn start_held_default_run() -> (Started, std::io::PipeReader, i32, i32) {
+    become_subreaper();
+    let (out_r, mut out_w) = std::io::pipe().expect("pipe");
+    // SAFETY: fcntl F_SETPIPE_SZ on a pipe we own; it returns the size it set.
+    let size = unsafe { libc::fcntl(out_w.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) };
+    assert!(
+        size > 0,
+        "F_SETPIPE_SZ: {}",
+        std::io::Error::last_os_error()
+    );
+    out_w
+        .write_all(&vec![b'\n'; size as usize])
+        .expect("fill the pipe");
+    let demo = Started(
+        Command::new(demo_bin(DEMO))
+            .stdin(Stdio::null())
+            .stdout(out_w)
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .expect("spawn signal-demo"),
+    );
+    let writer = demo.0.id() as i32;
+    wait_until_asleep_in(writer, "pipe_write");
+    let children = format!("/proc/{writer}/task/{writer}/children");
+    let reader = std::fs::read_to_string(&children)
+        .expect(&children)
+        .trim()
+        .parse()
+        .expect("one child, the reader");
+    (demo, out_r, writer, reader)
+}
+
+#[test]
+fn default_run_writer_notices_its_reader_killed() {
+    let (demo, out_r, writer, reader) = start_held_default_run();
+    send(reader, Signal::SIGKILL);
+    let out = finish_command(demo, out_r);
+    out.assert_exit_code(1)
+        .assert_stderr_contains(&format!("the reader (pid {reader})"))
+        .assert_stderr_contains("killed by SIGKILL");
+    assert!(!process_exists(reader), "reader {reader} left behind");
+    assert_eq!(reap_orphans(writer), Vec::<i32>::new());
+}
+
+#[test]
+fn default_run_reader_notices_its_writer_killed() {
+    let (demo, out_r, writer, reader) = start_held_default_run();
+    send(writer, Signal::SIGKILL);
+    let out = finish_command(demo, out_r);
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&out.status),
+        Some(Signal::SIGKILL as i32)
+    );
+    // Orphaned, it came to us: it must have ended by itself, with status 1.
+    let ended = reap_orphans_with_status(reader);
+    assert_eq!(
+        ended,
+        vec![(
+            reader,
+            nix::sys::wait::WaitStatus::Exited(Pid::from_raw(reader), 1)
+        )],
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(&format!("the writer (pid {writer})")),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn sighup_during_the_default_run_ends_both_and_the_writer_reaps_the_reader() {
+    let (demo, out_r, writer, reader) = start_held_default_run();
+    killpg(Pid::from_raw(writer), Signal::SIGHUP).expect("killpg SIGHUP");
+    let out = finish_command(demo, out_r);
+    out.assert_killed_by(Signal::SIGHUP)
+        .assert_stdout_contains("interrupted by SIGHUP")
+        .assert_stdout_contains(&format!("reaped reader {reader}: killed by SIGHUP"));
+    assert!(!process_exists(reader), "reader {reader} left behind");
+}
