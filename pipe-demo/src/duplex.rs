@@ -148,8 +148,9 @@ fn answer_requests(down: OwnedFd, up: OwnedFd) -> Result<Summary> {
     })
 }
 
-/// One message, one line, one write(2): the text and its newline go together, so a
-/// line never reaches the other side in two pieces.
+/// One message, one line: the text and its newline in one buffer, so one write(2)
+/// carries the whole line (always, up to PIPE_BUF = 4096 bytes; a longer one may
+/// reach the reader in pieces, which `read_line` joins again).
 fn send_line(end: &OwnedFd, text: &str) -> Result<()> {
     let mut line = String::with_capacity(text.len() + 1);
     line.push_str(text);

@@ -19,7 +19,8 @@
 //!
 //! Watch for: the child closing its copy of the write end (without that it never
 //! sees EOF); EBADF when the child writes into the read end; the writer asleep in
-//! the kernel once 64 KiB wait unread; EPIPE once the reader is gone.
+//! the kernel once the pipe is full (16 pages: 64 KiB with 4 KiB pages); EPIPE once
+//! the reader is gone.
 //!
 //! In production: `std::process::Command` with `Stdio::piped()` for a child's
 //! stdin/stdout, `std::io::pipe()` for a bare pipe, or the `interprocess` crate.
@@ -32,6 +33,7 @@ mod stream;
 mod summary;
 mod workload;
 
+use std::ffi::OsString;
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -116,7 +118,7 @@ enum Request {
 }
 
 fn main() -> ExitCode {
-    let request = match parse_args(std::env::args().skip(1)) {
+    let request = match utf8_args(std::env::args_os().skip(1)).and_then(parse_args) {
         Ok(request) => request,
         Err(problem) => {
             complain(&format!("error: {problem}\n\n{USAGE}"));
@@ -148,6 +150,18 @@ fn main() -> ExitCode {
 /// and its child cannot interleave mid-line (`eprintln!` may write in pieces).
 pub fn complain(text: &str) {
     let _ = std::io::stderr().write_all(format!("{text}\n").as_bytes());
+}
+
+/// The arguments as text. Not `std::env::args()`: that panics on an argument that
+/// is not valid UTF-8 (`pipe-demo $'\xff'`), and bad usage must get a sentence.
+fn utf8_args(args: impl IntoIterator<Item = OsString>) -> Result<Vec<String>, String> {
+    args.into_iter()
+        .map(|arg| {
+            arg.into_string().map_err(|bad| {
+                format!("argument {bad:?} is not valid UTF-8: messages and options are text")
+            })
+        })
+        .collect()
 }
 
 /// Reads the command line (DESIGN §3). An `Err` is one line saying what is wrong.

@@ -25,7 +25,9 @@ use crate::summary::Summary;
 const WRITER: &str = "writer";
 const READER: &str = "reader";
 const DEFAULT_MESSAGES: [&str; 3] = ["hello", "through a pipe", "one way only"];
-/// The writes that fill the pipe in act 2: one page, which is also PIPE_BUF.
+/// The writes that fill the pipe in act 2: 4096 bytes, PIPE_BUF on Linux, and one
+/// page on x86-64 (arm64 and ppc64 may have 16 or 64 KiB pages). It divides every
+/// page size, so these writes fill the pipe to exactly its F_GETPIPE_SZ.
 const CHUNK: usize = 4096;
 /// How long the reader looks for the writer asleep before it drains anyway.
 const ASLEEP_DEADLINE: Duration = Duration::from_secs(10);
@@ -125,7 +127,10 @@ fn fill_until_the_writer_blocks(write_end: &OwnedFd) -> Result<()> {
     let capacity = pipe_capacity(write_end)?;
     say!(
         WRITER,
-        "act 2: a pipe is a buffer in the kernel, {capacity} bytes here (fcntl F_GETPIPE_SZ)"
+        "act 2: a pipe is a buffer in the kernel: F_GETPIPE_SZ says {capacity} bytes, \
+         counted in page-sized slots (16 by default); a write joins the last page only \
+         if it fits there whole, so these {CHUNK}-byte writes fill all {capacity}, where \
+         2049-byte ones would fill it at about half (not shown here)"
     );
     let chunk = [b'.'; CHUNK];
     set_nonblocking(write_end, true)?;
@@ -242,14 +247,18 @@ fn receive_messages(read_end: OwnedFd) -> Result<(usize, usize)> {
 /// (the kernel shows it in /proc), then read everything it wrote.
 fn drain_once_the_writer_sleeps(read_end: OwnedFd, writer: Pid) -> Result<()> {
     match wait_until_asleep(writer, "pipe_write", ASLEEP_DEADLINE) {
-        Some(wchan) => say!(
+        Watched::Asleep(wchan) => say!(
             READER,
             "the writer {writer} is asleep in the kernel (/proc/{writer}/stat: S, wchan {wchan}): \
              the pipe is full and I have not read yet"
         ),
-        None => say!(
+        Watched::Awake => say!(
             READER,
-            "did not see the writer asleep (gone, or not asleep within {ASLEEP_DEADLINE:?}); reading anyway"
+            "did not see the writer asleep within {ASLEEP_DEADLINE:?}; reading anyway"
+        ),
+        Watched::Dead => bail!(
+            "the writer, pid {writer}, died in act 2: I am no longer its child \
+             (getppid(2) changed), so nobody will finish filling the pipe"
         ),
     }
     let expected = pipe_capacity(&read_end)? + CHUNK;
@@ -265,35 +274,57 @@ fn drain_once_the_writer_sleeps(read_end: OwnedFd, writer: Pid) -> Result<()> {
     Ok(())
 }
 
-/// Polls /proc until `pid` sleeps in a kernel function whose name contains
+/// What `wait_until_asleep` saw of the writer.
+enum Watched {
+    /// Asleep in the kernel function named.
+    Asleep(String),
+    /// Alive, but not asleep there before the deadline (stopped, say).
+    Awake,
+    /// Gone: the kernel has made someone else our parent.
+    Dead,
+}
+
+/// Polls /proc until `parent` sleeps in a kernel function whose name contains
 /// `wchan`, giving up after `limit`. The kernel's own view of "blocked": `ps`
 /// shows the same state letter S and `cat /proc/PID/wchan` the same name.
-fn wait_until_asleep(pid: Pid, wchan: &str, limit: Duration) -> Option<String> {
+/// A parent killed meanwhile (even by SIGKILL, which runs none of its code) is
+/// seen within a millisecond or so: the kernel re-parents us, and getppid(2) changes.
+fn wait_until_asleep(parent: Pid, wchan: &str, limit: Duration) -> Watched {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        let state = stat.rsplit_once(')')?.1.trim_start().chars().next()?;
-        let sleeping_in = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
-        if state == 'S' && sleeping_in.contains(wchan) {
-            return Some(sleeping_in);
+        if getppid() != parent {
+            return Watched::Dead;
+        }
+        let stat = std::fs::read_to_string(format!("/proc/{parent}/stat")).unwrap_or_default();
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next());
+        let sleeping_in =
+            std::fs::read_to_string(format!("/proc/{parent}/wchan")).unwrap_or_default();
+        if state == Some('S') && sleeping_in.contains(wchan) {
+            return Watched::Asleep(sleeping_in);
         }
         std::thread::sleep(Duration::from_millis(1));
     }
-    None
+    Watched::Awake
 }
 
-/// The size of the kernel buffer behind a pipe (64 KiB by default on Linux).
+/// The size of the kernel buffer behind a pipe: 16 pages by default (64 KiB with
+/// 4 KiB pages), changeable with F_SETPIPE_SZ.
 fn pipe_capacity(end: impl AsFd) -> Result<usize> {
     let size = fcntl(end.as_fd(), FcntlArg::F_GETPIPE_SZ).context("fcntl F_GETPIPE_SZ")?;
     Ok(size as usize)
 }
 
+/// Turns O_NONBLOCK on or off, leaving the other file status flags (O_APPEND,
+/// O_ASYNC...) as they were: F_SETFL replaces them all, so read them first.
+/// The flag belongs to the open file description, not to this fd: every dup and
+/// every forked copy of it sees the change. Harmless on this pipe, which only we
+/// write; on an inherited stdout it would change the flag under the other holders.
 fn set_nonblocking(end: impl AsFd, on: bool) -> Result<()> {
-    let flags = if on {
-        OFlag::O_NONBLOCK
-    } else {
-        OFlag::empty()
-    };
+    let bits = fcntl(end.as_fd(), FcntlArg::F_GETFL).context("fcntl F_GETFL")?;
+    let mut flags = OFlag::from_bits_retain(bits);
+    flags.set(OFlag::O_NONBLOCK, on);
     fcntl(end.as_fd(), FcntlArg::F_SETFL(flags)).context("fcntl F_SETFL")?;
     Ok(())
 }

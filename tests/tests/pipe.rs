@@ -3,7 +3,10 @@
 //! its group may outlive it, and no child may be left unreaped.
 
 use ipc_tests::*;
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 const DEMO: &str = "pipe-demo";
 
@@ -27,7 +30,7 @@ fn oneway_shows_one_direction_eof_a_full_buffer_and_epipe() {
 
     // Act 2: the pipe took exactly its capacity, then the writer slept until the
     // reader, having seen it asleep in the kernel, drained the pipe.
-    let capacity = number_after(out.lines_with("F_GETPIPE_SZ")[0], "buffer in the kernel, ");
+    let capacity = number_after(out.lines_with("F_GETPIPE_SZ")[0], "F_GETPIPE_SZ says ");
     let filled = number_after(out.lines_with("O_NONBLOCK")[0], "wrote ");
     assert_eq!(filled, capacity, "{}", out.stdout);
     let asleep = out.line_index("is asleep in the kernel");
@@ -216,4 +219,191 @@ fn reader_notices_a_killed_writer_and_exits_non_zero() {
         "the reader's message is missing: {}",
         out.stderr
     );
+}
+
+/// Runs pipe-demo with `args` (any bytes) and `env` added, in its own process group,
+/// its output in files of `dir`; waits with a deadline. Returns (exit code, stdout,
+/// stderr). For what `Demo::start` cannot give: a non-UTF-8 argument, a chosen PATH.
+fn run_raw(
+    dir: &ScratchDir,
+    args: &[&std::ffi::OsStr],
+    env: &[(&str, &str)],
+) -> (Option<i32>, String, String) {
+    prepare_test_process();
+    let (out, err) = (dir.join("stdout"), dir.join("stderr"));
+    let mut child = Command::new(demo_bin(DEMO))
+        .args(args)
+        .envs(env.iter().copied())
+        .env("RUST_BACKTRACE", "1")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .process_group(0)
+        .spawn()
+        .expect("spawn pipe-demo");
+    let pgid = child.id() as i32;
+    let deadline = Instant::now() + DEADLINE;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), Signal::SIGKILL);
+            let _ = child.wait();
+            panic!("pipe-demo did not exit within {DEADLINE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert_group_gone(pgid);
+    let read = |p: &str| String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned();
+    (status.code(), read(&out), read(&err))
+}
+
+#[test]
+fn an_argument_that_is_not_utf8_is_bad_usage_not_a_panic() {
+    let dir = ScratchDir::new("pipe-argv");
+    for args in [&[b"\xff".as_slice()][..], &[b"duplex", b"caf\xe9"]] {
+        let args: Vec<&std::ffi::OsStr> = args
+            .iter()
+            .map(|a| std::ffi::OsStr::from_bytes(a))
+            .collect();
+        let (code, stdout, stderr) = run_raw(&dir, &args, &[]);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("not valid UTF-8"), "{stderr}");
+        assert!(stderr.contains("usage:"), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(stdout.is_empty(), "bad usage must do nothing: {stdout}");
+    }
+}
+
+#[test]
+fn numbers_too_big_for_a_u64_are_bad_usage() {
+    for args in [
+        &["--count", "99999999999999999999999", "--size", "1"][..],
+        &["--ping", "1", "--size", "99999999999999999999999"],
+        &["--ping", "1", "--cpus", "99999999999999999999999,0"],
+    ] {
+        run(DEMO, args)
+            .assert_exit_code(2)
+            .assert_stderr_contains("usage:");
+    }
+}
+
+#[test]
+fn shell_says_grep_could_not_be_run_when_exec_fails() {
+    let Some(ps) = find_tool("ps", "procps") else {
+        return;
+    };
+    // A PATH that holds `ps` and nothing else: exec finds no grep.
+    let dir = ScratchDir::new("pipe-path");
+    let bin = dir.join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::os::unix::fs::symlink(&ps, dir.path().join("bin/ps")).unwrap();
+    let (code, stdout, stderr) = run_raw(&dir, &["shell".as_ref()], &[("PATH", &bin)]);
+    assert_eq!(code, Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains(r#"exec "grep": ENOENT"#), "{stderr}");
+    assert!(
+        stderr.contains("`grep ps` could not be run"),
+        "exec failed, so grep never ran: {stderr}"
+    );
+    assert!(!stderr.contains("no matching line"), "{stderr}");
+    assert!(
+        stdout.contains("reaped `grep ps`") && stdout.contains("exited with status 127"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn sighup_while_the_writer_blocks_on_a_full_pipe_ends_both() {
+    let (demo, reader) = start_endless_bulk();
+    // The writer outruns the reader, so it ends up asleep on the full pipe.
+    wait_until_asleep_in(demo.pid(), "pipe_write");
+    demo.signal_group(Signal::SIGHUP);
+    let out = demo.finish();
+    out.assert_killed_by(Signal::SIGHUP);
+    assert!(!process_exists(reader), "the reader outlived the hang-up");
+}
+
+#[test]
+fn sigterm_to_the_writer_alone_leaves_a_reader_that_exits_1_by_itself() {
+    let (demo, reader) = start_endless_bulk();
+    let pgid = demo.pid();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pgid), Signal::SIGTERM).unwrap();
+    let out = demo.finish();
+    assert_eq!(out.status.signal(), Some(Signal::SIGTERM as i32));
+    let reader_pid = nix::unistd::Pid::from_raw(reader);
+    assert_eq!(
+        reap_orphans_with_status(pgid),
+        vec![(reader, nix::sys::wait::WaitStatus::Exited(reader_pid, 1))]
+    );
+    assert!(
+        out.stderr.contains("the writer closed the pipe"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn sigterm_to_the_reader_alone_makes_the_writer_exit_1() {
+    let (demo, reader) = start_endless_bulk();
+    wait_until_asleep_in(demo.pid(), "pipe_write");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(reader), Signal::SIGTERM).unwrap();
+    demo.finish()
+        .assert_exit_code(1)
+        .assert_stderr_contains("the reader is gone")
+        .assert_stdout_contains(&format!("reaped reader {reader}: killed by SIGTERM"));
+}
+
+/// Starts a ping run too long to finish during the test, with the echo side's pid.
+fn start_endless_ping() -> (Demo, i32) {
+    let mut demo = Demo::start(DEMO, &["--ping", "100000000", "--size", "64"]);
+    let line = demo.wait_for_line("round trips of 64 bytes with reader ");
+    let reader = number_after(&line, "with reader ") as i32;
+    (demo, reader)
+}
+
+#[test]
+fn ping_writer_notices_a_killed_echo_side() {
+    let (demo, reader) = start_endless_ping();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(reader), Signal::SIGKILL).unwrap();
+    demo.finish()
+        .assert_exit_code(1)
+        .assert_stdout_contains(&format!("reaped reader {reader}: killed by SIGKILL"));
+}
+
+#[test]
+fn ping_echo_side_notices_a_killed_writer() {
+    let (demo, reader) = start_endless_ping();
+    let pgid = demo.pid();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pgid), Signal::SIGKILL).unwrap();
+    let out = demo.finish();
+    assert_eq!(out.status.signal(), Some(Signal::SIGKILL as i32));
+    let reader_pid = nix::unistd::Pid::from_raw(reader);
+    assert_eq!(
+        reap_orphans_with_status(pgid),
+        vec![(reader, nix::sys::wait::WaitStatus::Exited(reader_pid, 1))]
+    );
+    assert!(
+        out.stderr.contains("the writer closed the pipe"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn help_into_a_closed_pipe_exits_0() {
+    prepare_test_process();
+    let (r, w) = nix::unistd::pipe().unwrap();
+    drop(r);
+    let mut child = Command::new(demo_bin(DEMO))
+        .arg("--help")
+        .stdout(Stdio::from(w))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
 }
