@@ -188,7 +188,9 @@ enum Parsed {
 fn main() -> ExitCode {
     let args = match parse(std::env::args_os().skip(1), std::process::id()) {
         Ok(Parsed::Help) => {
-            print!("{USAGE}");
+            // Not print!, which panics on a closed stdout (`shm-demo --help | true`).
+            use std::io::Write as _;
+            let _ = std::io::stdout().write_all(USAGE.as_bytes());
             return ExitCode::SUCCESS;
         }
         Ok(Parsed::Run(args)) => args,
@@ -210,7 +212,7 @@ fn main() -> ExitCode {
     });
     match (result, signals::caught()) {
         (Ok(()), _) => ExitCode::SUCCESS,
-        // Whatever failed after a SIGINT/SIGTERM is its consequence; the role has cleaned
+        // Whatever failed after a SIGINT/SIGTERM/SIGHUP is its consequence; the role has cleaned
         // up and said so. Die of the signal, so the shell knows we were stopped.
         (Err(_), Some(sig)) => signals::die_of(sig),
         (Err(e), None) => {

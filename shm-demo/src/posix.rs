@@ -38,6 +38,14 @@
 //!   exactly the object's size, as `fstat` reports it;
 //! - `shm_unlink` removes the name at once, but the memory lives on until the last
 //!   mapping goes: the writer can finish with a segment its reader already removed.
+//!
+//! A trap NOT avoided: any process that can open the object (the same uid, with mode
+//! 0600) can `ftruncate` it smaller under both mappings, and the next touch of a page
+//! past the new end (the reader's own look at the header every 100 ms) kills with
+//! SIGBUS, which no guard survives: the name stays in /dev/shm (`rm /dev/shm/NAME`).
+//! A POSIX shm object cannot be sealed. Only a memfd sealed with F_SEAL_SHRINK
+//! (memfd_create + fcntl F_ADD_SEALS; see socket-demo fdpass) rules it out; with
+//! shm_open, trust only objects of your own uid.
 
 use std::cell::UnsafeCell;
 use std::mem::MaybeUninit;

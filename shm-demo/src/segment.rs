@@ -16,6 +16,17 @@
 //!
 //! Every field of the header is an atomic or an `UnsafeCell`: two processes share this
 //! memory, so Rust must never assume that one `&Header` is the only way to reach it.
+//!
+//! The slots are different: their bytes are plain memory, and what keeps the two
+//! processes from touching one slot at once is the semaphore protocol, which no Rust
+//! type can see. So the `Ring` calls that read or write a slot's bytes (`store`,
+//! `bytes`, `copy`) are `unsafe fn`: each caller says, in a `// SAFETY:` line, why it
+//! holds the slot (after its P, before its V). A `&[u8]` from `bytes` must be dropped
+//! before that V: after it, the other process may overwrite the bytes under it.
+//!
+//! A header is read from memory any process of the same uid can write, so the writer
+//! checks every field before using it (`published_layout`): a slot count of 0, or a
+//! size that overflows, is an error, never a division by zero or a panic.
 
 use std::cell::UnsafeCell;
 use std::marker::PhantomData;
@@ -43,6 +54,8 @@ const TEXT_SLOTS: usize = 4;
 pub const TEXT_CAPACITY: usize = 4096 - SLOT_HEAD;
 /// Bulk: as many slots as fit in about 1 MiB, between 2 and 16.
 const RING_BYTES: usize = 1 << 20;
+/// Every layout has at least 2 slots (a ping uses slot 0 and slot 1), at most 16.
+const MIN_SLOTS: usize = 2;
 const MAX_SLOTS: usize = 16;
 
 /// Which workload the reader set the segment up for. The writer must run the same.
@@ -84,7 +97,7 @@ impl Layout {
                 Kind::Bulk,
                 count,
                 size,
-                (RING_BYTES / size).clamp(2, MAX_SLOTS),
+                (RING_BYTES / size).clamp(MIN_SLOTS, MAX_SLOTS),
             ),
             Workload::Ping { count, size, spin } => {
                 let kind = if spin { Kind::Spin } else { Kind::Ping };
@@ -102,8 +115,18 @@ impl Layout {
 
     /// The whole segment, header included, in whole pages: a mapping is made of
     /// pages, and a page that is only partly inside the object is a trap best avoided.
+    /// Panics on overflow, which only a layout that `checked_len` refused can reach.
     pub fn len(&self) -> usize {
-        (HEADER_LEN + self.slots * self.stride).next_multiple_of(PAGE)
+        self.checked_len()
+            .expect("a layout the size of the address space")
+    }
+
+    /// `len`, or None if it overflows (a header from another program can say anything).
+    fn checked_len(&self) -> Option<usize> {
+        self.slots
+            .checked_mul(self.stride)?
+            .checked_add(HEADER_LEN)?
+            .checked_next_multiple_of(PAGE)
     }
 }
 
@@ -238,18 +261,47 @@ impl<'a> Segment<'a> {
                  is its reader still starting, or was it made by another program?"
             );
         }
-        let kind = Kind::from_u32(h.kind.load(Ordering::Relaxed));
-        let layout = kind.map(|kind| Layout {
+        let kind = h.kind.load(Ordering::Relaxed);
+        let Some(kind) = Kind::from_u32(kind) else {
+            bail!(
+                "the segment's header names workload kind {kind}, which no reader of ours writes"
+            );
+        };
+        let l = Layout {
             kind,
             count: h.count.load(Ordering::Relaxed),
-            size: h.size.load(Ordering::Relaxed) as usize,
+            size: usize::try_from(h.size.load(Ordering::Relaxed)).unwrap_or(usize::MAX),
             slots: h.slots.load(Ordering::Relaxed) as usize,
-            stride: h.stride.load(Ordering::Relaxed) as usize,
-        });
-        match layout {
-            Some(l) if l.size + SLOT_HEAD <= l.stride && l.len() <= self.len => Ok(l),
-            _ => bail!("the segment's header describes slots that do not fit in it"),
+            stride: usize::try_from(h.stride.load(Ordering::Relaxed)).unwrap_or(usize::MAX),
+        };
+        if !(MIN_SLOTS..=MAX_SLOTS).contains(&l.slots) {
+            bail!(
+                "the segment's header says {} slots: a reader of ours makes {MIN_SLOTS} to \
+                 {MAX_SLOTS} (was it made by another program?)",
+                l.slots
+            );
         }
+        // Each slot starts with an AtomicU64: the stride keeps every slot 64-aligned.
+        let fits = l.size.checked_add(SLOT_HEAD).is_some_and(|n| n <= l.stride)
+            && l.stride.is_multiple_of(64)
+            && l.checked_len().is_some_and(|len| len <= self.len);
+        if !fits {
+            bail!(
+                "the segment's header describes slots that do not fit in it \
+                 ({} slots of {} bytes, stride {}, in {} bytes)",
+                l.slots,
+                l.size,
+                l.stride,
+                self.len
+            );
+        }
+        if h.reader_pid() <= 0 {
+            bail!(
+                "the segment's header names no reader process (pid {})",
+                h.reader_pid()
+            );
+        }
+        Ok(l)
     }
 
     /// The slots after the header, as the reader laid them out.
@@ -266,7 +318,8 @@ impl<'a> Segment<'a> {
 }
 
 /// The ring of slots. Who may touch which slot when is the semaphores' business; this
-/// type only keeps every access inside the segment.
+/// type only keeps every access inside the segment, and leaves the rest to the callers
+/// of its `unsafe fn`s (see the top of the file).
 pub struct Ring<'a> {
     first: NonNull<u8>,
     slots: usize,
@@ -308,10 +361,15 @@ impl Ring<'_> {
 
     /// Copies `bytes` into slot i: plain stores into memory, no system call. The
     /// semaphore post (or the spin counter's Release store) that follows publishes them.
-    pub fn store(&self, i: usize, bytes: &[u8]) {
+    ///
+    /// # Safety
+    /// This process holds slot i: it has done its P on the semaphore that hands the
+    /// slot over (`free`, or for a ping its turn) and not yet its V, so the other
+    /// process neither reads nor writes the slot meanwhile.
+    pub unsafe fn store(&self, i: usize, bytes: &[u8]) {
         assert!(bytes.len() <= self.capacity(), "a message fits in its slot");
         // SAFETY: the destination is slot i's data, inside the mapping, and the source
-        // a separate buffer of ours; the protocol gives this side slot i for now.
+        // a separate buffer of ours; the caller holds slot i (see # Safety).
         unsafe {
             std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.data(i).as_ptr(), bytes.len())
         };
@@ -331,7 +389,12 @@ impl Ring<'_> {
 
     /// The bytes in slot i, read in place: no copy. `Err` if the stored length makes
     /// no sense (only a broken writer could do that).
-    pub fn bytes(&self, i: usize) -> Result<&[u8]> {
+    ///
+    /// # Safety
+    /// This process holds slot i (after its P, before its V, as for `store`), and the
+    /// slice is dropped before that V: the lifetime ties it to the `Ring`, not to the
+    /// protocol, so the compiler cannot catch a slice kept past the post.
+    pub unsafe fn bytes(&self, i: usize) -> Result<&[u8]> {
         let len = self.len(i);
         if len > self.capacity() as u64 {
             bail!(
@@ -339,18 +402,22 @@ impl Ring<'_> {
                 self.capacity()
             );
         }
-        // SAFETY: slot i's data, `len` ≤ capacity bytes inside the mapping. The protocol
-        // gives this side slot i until it posts, so the other process does not write it
-        // meanwhile; any byte value is a valid u8.
+        // SAFETY: slot i's data, `len` ≤ capacity bytes inside the mapping. The caller
+        // holds slot i and drops the slice before its V (see # Safety), so the other
+        // process does not write it meanwhile; any byte value is a valid u8.
         Ok(unsafe { std::slice::from_raw_parts(self.data(i).as_ptr(), len as usize) })
     }
 
     /// Copies slot `from` into slot `to` (the ping's answer): one memcpy in user space.
-    pub fn copy(&self, from: usize, to: usize) -> Result<usize> {
-        let len = self.bytes(from)?.len();
+    ///
+    /// # Safety
+    /// This process holds both slots, as for `store`.
+    pub unsafe fn copy(&self, from: usize, to: usize) -> Result<usize> {
+        // SAFETY: the caller holds slot `from`; only its length is kept.
+        let len = unsafe { self.bytes(from) }?.len();
         assert_ne!(from, to);
         // SAFETY: two different slots, each inside the mapping, `len` ≤ capacity; the
-        // protocol gives this side both for now.
+        // caller holds both (see # Safety).
         unsafe {
             std::ptr::copy_nonoverlapping(self.data(from).as_ptr(), self.data(to).as_ptr(), len)
         };

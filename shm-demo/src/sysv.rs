@@ -10,7 +10,8 @@
 //! POSIX ones in the segment, as the posix flavour does? To stay in one family: `ipcs`
 //! lists the segment and the set side by side, `ipcrm` removes both, and the demo
 //! shows both APIs of the notes' era. Their price: each P and V is a system call, even
-//! when nobody has to sleep (a POSIX semaphore only enters the kernel then).
+//! when nobody has to sleep (a POSIX semaphore enters the kernel only to sleep, or to
+//! wake a sleeper).
 //!
 //! Notes, 共享内存: 拿出一块虚拟地址空间来，映射到相同的物理内存中 — here one segment of
 //! kernel memory, attached by the reader and by the writer at two different addresses.
@@ -19,8 +20,9 @@
 //! --key 0x1234` and `shm-demo writer sysv --key 0x1234 hello`. While the reader
 //! waits: `ipcs -m -s` (the segment, nattch 1, and the set of 4 semaphores).
 //!
-//! Watch for: `shmctl(IPC_RMID)` reporting processes still attached, and the segment
-//! freed only at the last `shmdt`; in /proc/PID/maps, `/SYSV<key> (deleted)`.
+//! Watch for: `shmctl(IPC_RMID)` reporting the processes still attached (the reader
+//! itself among them: it marks before it detaches), and the segment freed only at the
+//! last `shmdt`; in /proc/PID/maps, `/SYSV<key> (deleted)`.
 //!
 //! In production: prefer POSIX shared memory (or memfd) and the `memmap2` crate; no
 //! maintained Rust wrapper for System V IPC exists, and its keys are a global namespace
@@ -186,6 +188,11 @@ impl Opened {
         &self.sems
     }
 
+    /// The command that removes what a killed reader left, by id.
+    pub fn remedy(&self) -> String {
+        format!("ipcrm -m {} -s {}", self.attachment.id, self.sems.id)
+    }
+
     /// The writer's cleanup for a reader that was killed: its segment and set are
     /// still there. Removed by the ids we opened, not by the key: the key is free for
     /// anyone once the reader is dead, and a new reader may already use it.
@@ -272,7 +279,8 @@ impl Drop for SegmentId {
         say!(
             "reader",
             "shmctl({}, IPC_RMID): only MARKED for removal: {attached} process(es) still attached \
-             (nattch), so the memory stays until the last shmdt; the key is free again already",
+             (nattch, me included), so the memory stays until the last shmdt; the key is free \
+             again already",
             self.id
         );
     }

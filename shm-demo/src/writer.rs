@@ -6,6 +6,7 @@
 //! check it matches our workload; claim the segment; then for each message P(free),
 //! fill the slot, V(filled) (or, for ping: fill slot 0, V(ping), P(pong), check slot 1).
 
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -15,7 +16,7 @@ use nix::unistd::getpid;
 use crate::memory::{hex, show_mapping};
 use crate::segment::{END, Header, Kind, Layout, Ring, Segment};
 use crate::signals::{self, Interrupted};
-use crate::sync::{Peer, PeerGone, Sem, Semaphores, spin_until, wait};
+use crate::sync::{Peer, PeerGone, Sem, Semaphores, TICK, spin_until, wait};
 use crate::workload::{Tally, pattern, percentiles, stamp, throughput};
 use crate::{Meeting, Workload, posix, sysv};
 
@@ -28,13 +29,14 @@ pub fn run(meeting: &Meeting, workload: &Workload) -> Result<Tally> {
         Meeting::Posix(name) => {
             let shm = posix::open(name)?;
             let outcome = session(shm.segment(), &shm.sems(), workload);
-            if_the_reader_died(&outcome, || posix::remove_leftovers(name));
+            let remedy = format!("rm /dev/shm{name}");
+            if_the_reader_died(&outcome, &remedy, || posix::remove_leftovers(name));
             outcome
         } // unmapped here
         Meeting::Sysv(key) => {
             let shm = sysv::open(*key)?;
             let outcome = session(shm.segment(), shm.sems(), workload);
-            if_the_reader_died(&outcome, || shm.remove_leftovers());
+            if_the_reader_died(&outcome, &shm.remedy(), || shm.remove_leftovers());
             outcome
         } // detached here
     };
@@ -51,7 +53,12 @@ pub fn run(meeting: &Meeting, workload: &Workload) -> Result<Tally> {
 
 /// A killed reader never ran its cleanup: its objects would stay in the kernel until
 /// reboot. We know them (the name, or the ids we opened), so `remove` removes them.
-fn if_the_reader_died(outcome: &Result<Tally>, remove: impl FnOnce() -> Result<String>) {
+/// `remedy`: the command that removes them, named if we cannot.
+fn if_the_reader_died(
+    outcome: &Result<Tally>,
+    remedy: &str,
+    remove: impl FnOnce() -> Result<String>,
+) {
     let Err(e) = outcome else { return };
     let Some(gone) = e.downcast_ref::<PeerGone>() else {
         return;
@@ -65,7 +72,11 @@ fn if_the_reader_died(outcome: &Result<Tally>, remove: impl FnOnce() -> Result<S
             "the reader (pid {}) died without cleaning up: I removed {removed}",
             gone.pid
         ),
-        Err(e) => say!(ROLE, "could not remove what the reader left: {e:#}"),
+        Err(e) => say!(
+            ROLE,
+            "could not remove what the reader left: {e:#} (remove it yourself: {})",
+            remedy
+        ),
     }
 }
 
@@ -90,8 +101,8 @@ fn session(segment: Segment, sems: &impl Semaphores, workload: &Workload) -> Res
     let ring = segment.ring(&layout);
     match workload {
         Workload::Text(messages) if messages.is_empty() => {
-            let mut stdin = StdinLines::default();
-            send_text(header, &ring, sems, &peer, |line| stdin.next(line))
+            let mut stdin = StdinLines::new(ring.capacity());
+            send_text(header, &ring, sems, &peer, |line| stdin.next(line, &peer))
         }
         Workload::Text(messages) => {
             let mut given = messages.iter();
@@ -158,7 +169,8 @@ fn send_text(
         }
         let slot = messages as usize % ring.slots();
         wait(sems, Sem::Free, peer).context("waiting for a free slot")?;
-        ring.store(slot, &text);
+        // SAFETY: our P(free) just gave us this slot; we post `filled` below.
+        unsafe { ring.store(slot, &text) };
         say!(
             ROLE,
             "stored {} at {:#x} (slot {slot}): plain stores into the mapping, no system call",
@@ -226,7 +238,8 @@ fn send_bulk(
         stamp(&mut message, k);
         wait(sems, Sem::Free, peer)
             .with_context(|| format!("waiting for a free slot for message {k} of {count}"))?;
-        ring.store((k % slots) as usize, &message);
+        // SAFETY: our P(free) just gave us this slot; we post `filled` next.
+        unsafe { ring.store((k % slots) as usize, &message) };
         sems.post(Sem::Filled)?;
     }
     let elapsed = started.elapsed();
@@ -258,11 +271,15 @@ fn ping(
     for k in 0..count {
         stamp(&mut message, k);
         let sent_at = Instant::now();
-        ring.store(0, &message);
+        // SAFETY: slot 0 is ours between the reader's V(pong) (or the start) and our
+        // V(ping): the reader copies it only after its P(ping).
+        unsafe { ring.store(0, &message) };
         sems.post(Sem::Ping)?;
         wait(sems, Sem::Pong, peer).with_context(|| format!("waiting for answer {k}"))?;
         rtts.push(sent_at.elapsed());
-        same_answer(ring, &message, k)?;
+        // SAFETY: our P(pong) gave us slot 1; the reader writes it again only after
+        // our next V(ping).
+        unsafe { same_answer(ring, &message, k) }?;
     }
     let elapsed = started.elapsed();
     ring.store_end(0);
@@ -298,7 +315,9 @@ fn spin_ping(
     for k in 0..count {
         stamp(&mut message, k);
         let sent_at = Instant::now();
-        ring.store(0, &message);
+        // SAFETY: the reader has answered request k-1 (pong_seq = k), and reads slot 0
+        // only once it sees ping_seq = k+1 (stored below, with Release).
+        unsafe { ring.store(0, &message) };
         // Release: the request in slot 0 is visible to whoever sees the new value.
         header
             .ping_seq
@@ -307,7 +326,9 @@ fn spin_ping(
         spin_until(&header.pong_seq, k + 1, END, peer)
             .with_context(|| format!("spinning for answer {k}"))?;
         rtts.push(sent_at.elapsed());
-        same_answer(ring, &message, k)?;
+        // SAFETY: pong_seq = k+1 (Acquire) says the answer in slot 1 is complete; the
+        // reader writes slot 1 again only after our next ping_seq store.
+        unsafe { same_answer(ring, &message, k) }?;
     }
     let elapsed = started.elapsed();
     header.mark_writer_done();
@@ -323,8 +344,11 @@ fn spin_ping(
     })
 }
 
-fn same_answer(ring: &Ring, message: &[u8], k: u64) -> Result<()> {
-    if ring.bytes(1)? != message {
+/// # Safety
+/// As for `Ring::bytes`: this process holds slot 1.
+unsafe fn same_answer(ring: &Ring, message: &[u8], k: u64) -> Result<()> {
+    // SAFETY: the caller holds slot 1; the slice dies in this comparison.
+    if unsafe { ring.bytes(1) }? != message {
         return Err(anyhow!("answer {k} differs from what was sent"));
     }
     Ok(())
@@ -332,25 +356,52 @@ fn same_answer(ring: &Ring, message: &[u8], k: u64) -> Result<()> {
 
 /// Lines of standard input, read with read(2) so that Ctrl+C can stop the wait for the
 /// next line (std's `read_line` retries EINTR by itself and would keep waiting).
-#[derive(Default)]
+///
+/// Bounded: a line longer than a slot is refused as soon as that many bytes have
+/// arrived without a '\n', so a newline-free stdin (`< /dev/zero`) costs at most
+/// `cap` + 4 KiB of memory, never all of it.
 struct StdinLines {
     pending: Vec<u8>,
     eof: bool,
+    /// The longest line accepted: a slot's capacity.
+    cap: usize,
 }
 
 impl StdinLines {
-    /// The next line, without its '\n', into `line`; false at the end of input.
-    fn next(&mut self, line: &mut Vec<u8>) -> Result<bool> {
+    fn new(cap: usize) -> StdinLines {
+        StdinLines {
+            pending: Vec::new(),
+            eof: false,
+            cap,
+        }
+    }
+
+    /// The next line, without its '\n', into `line`; false at the end of input. While
+    /// it waits for input it looks at `peer` every TICK: a reader killed meanwhile is
+    /// noticed now, not when the next line comes.
+    fn next(&mut self, line: &mut Vec<u8>, peer: &Peer) -> Result<bool> {
         loop {
             if let Some(nl) = self.pending.iter().position(|&b| b == b'\n') {
                 line.clear();
                 line.extend(self.pending.drain(..=nl).take(nl));
                 return Ok(true);
             }
+            if self.pending.len() > self.cap {
+                bail!(
+                    "a line longer than {} bytes on standard input (no newline after {} \
+                     bytes): a slot holds at most {} bytes, so it is not a text message",
+                    self.cap,
+                    self.pending.len(),
+                    self.cap
+                );
+            }
             if self.eof {
                 line.clear();
                 line.append(&mut self.pending);
                 return Ok(!line.is_empty());
+            }
+            if !stdin_ready(peer)? {
+                continue;
             }
             let mut chunk = [0u8; 4096];
             match nix::unistd::read(std::io::stdin(), &mut chunk) {
@@ -360,5 +411,23 @@ impl StdinLines {
                 Err(e) => return Err(e).context("reading standard input"),
             }
         }
+    }
+}
+
+/// poll(2) standard input for one TICK: true once a read will not block. Between
+/// ticks: the signal flag, and whether the reader is still there.
+fn stdin_ready(peer: &Peer) -> Result<bool> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    signals::check()?;
+    let stdin = std::io::stdin();
+    let mut fds = [PollFd::new(stdin.as_fd(), PollFlags::POLLIN)];
+    let tick = PollTimeout::try_from(TICK).unwrap_or(PollTimeout::MAX);
+    match poll(&mut fds, tick) {
+        Ok(0) | Err(Errno::EINTR) => {
+            peer.check()?;
+            Ok(false)
+        }
+        Ok(_) => Ok(true), // POLLIN, or POLLHUP/POLLERR: read(2) says which
+        Err(e) => Err(e).context("poll on standard input"),
     }
 }

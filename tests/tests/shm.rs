@@ -703,3 +703,227 @@ fn default_run_writer_outlives_its_killed_reader_and_cleans_up() {
     );
     meet.assert_nothing_left();
 }
+
+// ------------------------------------------------ SIGHUP, peers, floods, headers, argv
+
+/// Closing the terminal sends SIGHUP: the reader asleep in its wait removes everything
+/// and dies of SIGHUP, as it does for Ctrl+C (review row 5).
+fn hangup_while_the_reader_waits(meet: Meet, wchan: &str) {
+    let reader = start_reader(&meet, &[]);
+    wait_until_asleep_in(reader.pid(), wchan);
+    reader.signal_group(Signal::SIGHUP);
+    reader
+        .finish()
+        .assert_killed_by(Signal::SIGHUP)
+        .assert_stdout_contains("interrupted by SIGHUP: removed ");
+    meet.assert_nothing_left();
+}
+
+#[test]
+fn posix_sighup_while_blocked_in_sem_timedwait_removes_the_object() {
+    hangup_while_the_reader_waits(Meet::posix("sighup"), "futex");
+}
+
+#[test]
+fn sysv_sighup_while_blocked_in_semtimedop_removes_the_set_and_segment() {
+    hangup_while_the_reader_waits(Meet::sysv(15), "semtimedop");
+}
+
+/// SIGHUP to the writer mid-bulk: it dies of it, owning nothing; the reader sees it
+/// gone and removes its own objects.
+#[test]
+fn sysv_sighup_to_the_writer_mid_bulk() {
+    let meet = Meet::sysv(16);
+    let (reader, writer) = start_endless_pair(&meet);
+    let w = writer.pid();
+    writer.signal_group(Signal::SIGHUP);
+    writer.finish().assert_killed_by(Signal::SIGHUP);
+    reader
+        .finish()
+        .assert_exit_code(1)
+        .assert_stderr_contains(&format!("the writer (pid {w}) is gone"));
+    meet.assert_nothing_left();
+}
+
+/// The default run, both processes hung up at once in the middle of a bulk.
+#[test]
+fn posix_default_run_hung_up_mid_bulk_removes_everything() {
+    let meet = Meet::posix("hupdefault");
+    let mut demo = Demo::start(DEMO, &strs(&command("", &meet, &ENDLESS)));
+    demo.wait_for_line("sending 100000000 messages");
+    demo.signal_group(Signal::SIGHUP);
+    demo.finish().assert_killed_by_after_reaping(Signal::SIGHUP);
+    meet.assert_nothing_left();
+}
+
+/// A writer started by hand, outside the harness's `Demo`: `stdin` as given, stdout
+/// into `out` (a file the test can watch), stderr piped; in a process group of its own.
+fn spawn_writer(meet: &Meet, stdin: std::process::Stdio, out: &str) -> std::process::Child {
+    use std::os::unix::process::CommandExt;
+    prepare_test_process();
+    let file = std::fs::File::create(out).expect("stdout file");
+    std::process::Command::new(demo_bin(DEMO))
+        .args(command("writer", meet, &[]))
+        .stdin(stdin)
+        .stdout(file)
+        .stderr(std::process::Stdio::piped())
+        .env("RUST_BACKTRACE", "1")
+        .process_group(0)
+        .spawn()
+        .expect("spawn the writer")
+}
+
+/// Waits for `child` to exit (killing it past the deadline), calling `each` while it
+/// runs; returns its status and stderr.
+fn finish_child(
+    mut child: std::process::Child,
+    mut each: impl FnMut(i32),
+) -> (std::process::ExitStatus, String) {
+    let pid = child.id() as i32;
+    let mut status = None;
+    let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_until(&format!("writer {pid} exits"), || {
+            status = child.try_wait().expect("try_wait");
+            if status.is_none() {
+                each(pid);
+            }
+            status.is_some()
+        })
+    }));
+    if let Err(panic) = waited {
+        let _ = child.kill();
+        let _ = child.wait();
+        std::panic::resume_unwind(panic);
+    }
+    let mut stderr = String::new();
+    let _ = std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr);
+    (status.unwrap(), stderr)
+}
+
+/// Review row 2: a newline-free stdin (/dev/zero, endless) made the writer's line
+/// buffer double without limit. Now a line is refused once it outgrows a slot, while
+/// reading: exit 1 naming the cap, memory bounded, and the reader ends cleanly.
+/// (By hand: `shm-demo writer --name /x < /dev/zero` after `shm-demo reader --name /x`.)
+#[test]
+fn posix_writer_fed_an_endless_line_stops_at_the_slot_size() {
+    let meet = Meet::posix("flood");
+    let reader = start_reader(&meet, &[]);
+    let dir = ScratchDir::new("shm-flood");
+    let zero = std::fs::File::open("/dev/zero").expect("/dev/zero");
+    let writer = spawn_writer(&meet, zero.into(), &dir.join("out"));
+    let mut peak = 0;
+    let (status, stderr) = finish_child(writer, |pid| {
+        peak = peak.max(vm_hwm_kib(pid).unwrap_or(0));
+        assert!(
+            peak < 128 << 10,
+            "the writer grew to {peak} KiB on one line"
+        );
+    });
+    assert_eq!(status.code(), Some(1), "{status}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains("a line longer than 4088 bytes"), "{stderr}");
+    reader
+        .finish()
+        .assert_exit_code(1)
+        .assert_stderr_contains("is gone");
+    meet.assert_nothing_left();
+}
+
+/// A writer waiting for the user's next line notices a reader killed meanwhile
+/// (SIGKILL: no guard ran), within a tick, and removes what it left: before, it
+/// noticed only when the next line came, and /dev/shm kept the object until then.
+fn writer_waiting_on_stdin_outlives_a_killed_reader(meet: Meet) {
+    let reader = start_reader(&meet, &[]);
+    let r = reader.pid();
+    let dir = ScratchDir::new("shm-stdin");
+    let out = dir.join("out");
+    let writer = spawn_writer(&meet, std::process::Stdio::piped(), &out);
+    wait_until("the writer has claimed the segment", || {
+        std::fs::read_to_string(&out).is_ok_and(|s| s.contains("two virtual addresses"))
+    });
+    sigkill(r);
+    reader.finish().assert_killed_by(Signal::SIGKILL);
+    let (status, stderr) = finish_child(writer, |_| {});
+    assert_eq!(status.code(), Some(1), "{status}: {stderr}");
+    assert!(
+        stderr.contains(&format!("the reader (pid {r}) is gone")),
+        "{stderr}"
+    );
+    let stdout = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        stdout.contains("died without cleaning up: I removed"),
+        "{stdout}"
+    );
+    meet.assert_nothing_left();
+}
+
+#[test]
+fn posix_writer_waiting_on_stdin_outlives_a_killed_reader() {
+    writer_waiting_on_stdin_outlives_a_killed_reader(Meet::posix("stdinkill"));
+}
+
+#[test]
+fn sysv_writer_waiting_on_stdin_outlives_a_killed_reader() {
+    writer_waiting_on_stdin_outlives_a_killed_reader(Meet::sysv(17));
+}
+
+/// Review row 4: a /dev/shm object made by another program, with a ready mark and a
+/// header saying 0 slots (or other nonsense), is refused with a sentence, never a
+/// panic (it used to divide by zero).
+#[test]
+fn posix_writer_refuses_a_crafted_header() {
+    let meet = Meet::posix("craft");
+    let Meet::Posix(name) = &meet else {
+        unreachable!()
+    };
+    let path = format!("/dev/shm{name}");
+    let me = std::process::id() as i32;
+    // (slots, stride, size), each wrong in its own way.
+    for (slots, size, stride, needle) in [
+        (0u32, 4088u64, 4096u64, "0 slots"),
+        (1, 4088, 4096, "1 slots"),
+        (u32::MAX, 4088, 4096, "slots"),
+        (4, u64::MAX, 4096, "do not fit"),
+        (4, 4088, u64::MAX / 2, "do not fit"),
+    ] {
+        let mut header = vec![0u8; 5 * 4096];
+        header[0..8].copy_from_slice(b"shmdemo1");
+        header[8..12].copy_from_slice(&1u32.to_le_bytes()); // kind: text
+        header[12..16].copy_from_slice(&slots.to_le_bytes());
+        header[16..24].copy_from_slice(&0u64.to_le_bytes()); // count
+        header[24..32].copy_from_slice(&size.to_le_bytes());
+        header[32..40].copy_from_slice(&stride.to_le_bytes());
+        header[40..44].copy_from_slice(&me.to_le_bytes()); // a live "reader"
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .expect("create the crafted object");
+            std::io::Write::write_all(&mut f, &header).unwrap();
+        }
+        let out = run(DEMO, &strs(&command("writer", &meet, &["hi"])));
+        let _ = std::fs::remove_file(&path);
+        out.assert_exit_code(1).assert_stderr_contains(needle);
+    }
+    meet.assert_nothing_left();
+}
+
+/// `--help` into a pipe nobody reads: exit 0, no panic (print! used to panic).
+#[test]
+fn help_into_a_closed_pipe_exits_0() {
+    prepare_test_process();
+    let (read_end, write_end) = nix::unistd::pipe().expect("pipe");
+    drop(read_end);
+    let out = std::process::Command::new(demo_bin(DEMO))
+        .arg("--help")
+        .stdout(std::process::Stdio::from(write_end))
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run shm-demo --help");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}
