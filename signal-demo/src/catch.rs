@@ -246,8 +246,25 @@ fn command_of(pid: i32) -> String {
 /// too and takes them in the same waits: Ctrl+C, `kill`, or the terminal closing then
 /// ends a wait like any other event, and the process cleans up (ends and reaps its
 /// child) before it dies of it.
+///
+/// One we were started with ignored (`nohup` ignores SIGHUP; a script's `cmd &`,
+/// SIGINT and SIGQUIT) is left out, and so stays ignored: a blocked signal is queued
+/// even when its action is SIG_IGN, so taking it with sigtimedwait would undo the
+/// caller's choice.
 pub fn stop_signals() -> SigSet {
-    SigSet::from(Signal::SIGINT) | Signal::SIGTERM | Signal::SIGHUP
+    [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP]
+        .into_iter()
+        .filter(|&sig| !is_ignored(sig))
+        .collect()
+}
+
+/// Whether `sig`'s action is SIG_IGN (sigaction(2) asked, nothing changed).
+fn is_ignored(sig: Signal) -> bool {
+    // SAFETY: all-zero bytes are a valid sigaction struct, which the kernel fills in.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: a null new action only reads the current one into `old`, ours.
+    let rc = unsafe { libc::sigaction(sig as c_int, std::ptr::null(), &mut old) };
+    rc == 0 && old.sa_sigaction == libc::SIG_IGN
 }
 
 /// SIGINT, SIGTERM or SIGHUP taken from a wait: say so, and return the error that

@@ -21,7 +21,7 @@
 //!   seen, and the work goes on.
 //!
 //! What the notes leave out, shown by the default run: a signal is not a data channel.
-//! 1000 SIGUSR1 sent as fast as possible run the handler fewer times (standard signals
+//! 1000 SIGUSR1 sent as fast as possible can run the handler fewer times (standard signals
 //! coalesce: pending is one bit), exactly once if blocked while sent; 1000 real-time
 //! signals sent with sigqueue(3) all arrive, in order, each with its value.
 //!

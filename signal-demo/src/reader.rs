@@ -7,7 +7,8 @@
 //! away from the shell: to behave like a job, after reporting it must stop itself
 //! (catch.rs, `stop_for_real`), and after `fg` pick up where it was.
 //!
-//! SIGQUIT (Ctrl+\) is left alone, as a way out that always works; SIGKILL and
+//! SIGQUIT (Ctrl+\) is left alone, as a way out that works whatever my handlers do
+//! (unless I was started with it ignored, as a script's `cmd &` is); SIGKILL and
 //! SIGSTOP cannot be caught at all.
 
 use std::ffi::c_int;

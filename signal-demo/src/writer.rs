@@ -1,9 +1,11 @@
 //! `signal-demo writer --pid PID [SIGNAL...]`: sends signals to a process.
 //!
-//! A standard signal goes with kill(2): only its number travels. A real-time signal
-//! goes with sigqueue(3), which adds one integer (here, the signal's position on the
-//! command line): the receiver finds it in its siginfo, and real-time signals queue,
-//! so each one sent is received.
+//! A standard signal goes with kill(2): only its number travels (the kernel adds the
+//! sender's pid and uid to the receiver's siginfo). A real-time signal goes with
+//! sigqueue(3), which adds one integer (here, the signal's position on the command
+//! line): the receiver finds it in its siginfo, and real-time signals queue, so each
+//! one sent is received (up to RLIMIT_SIGPENDING queued at once: beyond it sigqueue
+//! fails with EAGAIN).
 
 use std::ffi::c_int;
 

@@ -1088,3 +1088,50 @@ fn sighup_during_the_default_run_ends_both_and_the_writer_reaps_the_reader() {
         .assert_stdout_contains(&format!("reaped reader {reader}: killed by SIGHUP"));
     assert!(!process_exists(reader), "reader {reader} left behind");
 }
+
+#[test]
+fn a_ping_started_with_sighup_ignored_keeps_it_ignored() {
+    // As under nohup: SIGHUP ignored from the start. The ping must not take it from
+    // its waits (a blocked signal is queued even when ignored) and stop.
+    let script = format!(
+        "trap '' HUP; exec '{}' --ping 1000000",
+        demo_bin(DEMO).display()
+    );
+    let mut demo = Started(
+        Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .expect("spawn sh"),
+    );
+    let stdout = demo.0.stdout.take().expect("stdout piped");
+    let writer = demo.0.id() as i32; // sh, then (exec) the demo
+    let children = format!("/proc/{writer}/task/{writer}/children");
+    let mut reader = 0;
+    wait_until("the ping's writer has forked its reader", || {
+        let comm = std::fs::read_to_string(format!("/proc/{writer}/comm")).unwrap_or_default();
+        reader = std::fs::read_to_string(&children)
+            .ok()
+            .and_then(|c| c.trim().parse().ok())
+            .unwrap_or(0);
+        comm.trim() == DEMO && reader > 0
+    });
+    killpg(Pid::from_raw(writer), Signal::SIGHUP).expect("killpg SIGHUP");
+    for pid in [reader, writer] {
+        let before = sleeps_of(pid);
+        wait_until(&format!("pid {pid} pings on after SIGHUP"), || {
+            assert!(
+                !matches!(state(pid), '-' | 'Z'),
+                "pid {pid} ended on SIGHUP"
+            );
+            sleeps_of(pid) > before + 1000
+        });
+    }
+    killpg(Pid::from_raw(writer), Signal::SIGINT).expect("killpg SIGINT");
+    let out = finish_command(demo, stdout);
+    out.assert_killed_by(Signal::SIGINT)
+        .assert_stdout_contains(&format!("reaped reader {reader}: killed by SIGINT"));
+}
