@@ -41,8 +41,10 @@
 //!
 //! A trap NOT avoided: any process that can open the object (the same uid, with mode
 //! 0600) can `ftruncate` it smaller under both mappings, and the next touch of a page
-//! past the new end (the reader's own look at the header every 100 ms) kills with
-//! SIGBUS, which no guard survives: the name stays in /dev/shm (`rm /dev/shm/NAME`).
+//! past the new end kills with SIGBUS (shrunk to 0: the reader's own look at the
+//! header every 100 ms), which no guard survives. What this demo does about it: the
+//! reader's SIGBUS handler (`unlink_on_sigbus`) removes the name, says so on stderr,
+//! and lets the process die of the SIGBUS; a writer that maps it dies of SIGBUS too.
 //! A POSIX shm object cannot be sealed. Only a memfd sealed with F_SEAL_SHRINK
 //! (memfd_create + fcntl F_ADD_SEALS; see socket-demo fdpass) rules it out; with
 //! shm_open, trust only objects of your own uid.
@@ -52,12 +54,14 @@ use std::mem::MaybeUninit;
 use std::num::NonZeroUsize;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicPtr, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, posix_fallocate};
 use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap, shm_open, shm_unlink};
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 use nix::sys::stat::{Mode, fstat};
 use nix::unistd::{Pid, ftruncate, getpid};
 
@@ -110,6 +114,7 @@ pub fn create(name: &str, layout: &Layout) -> Result<Created> {
         fd.as_raw_fd(),
         len.div_ceil(crate::memory::page_size())
     );
+    unlink_on_sigbus(name)?;
     let mapping = map(fd, len, role)?;
     init_semaphores(&mapping.segment(), initial_values(layout.slots))?;
     Ok(Created { mapping, object })
@@ -223,6 +228,7 @@ impl Drop for ShmObject {
         if getpid() != self.owner {
             return; // a forked copy: the object is its parent's to remove
         }
+        forget_on_sigbus();
         match shm_unlink(self.name.as_str()) {
             Ok(()) => say!(
                 "reader",
@@ -231,6 +237,56 @@ impl Drop for ShmObject {
             ),
             Err(e) => say!("reader", "shm_unlink({:?}) failed: {e}", self.name),
         }
+    }
+}
+
+/// The path the SIGBUS handler unlinks: a leaked C string, or null for none.
+static SIGBUS_UNLINKS: AtomicPtr<std::ffi::c_char> = AtomicPtr::new(std::ptr::null_mut());
+
+/// A SIGBUS from our mapping means the object was shrunk under it (see the traps
+/// above): no guard will run, so the handler removes the name itself with unlink(2),
+/// which is async-signal-safe, writes one line, and puts back the default action; the
+/// faulting access then runs again and the process dies of SIGBUS. Process-wide
+/// state: the narrated reader's choice, for one object at a time.
+fn unlink_on_sigbus(name: &str) -> Result<()> {
+    let path = std::ffi::CString::new(format!("{SHM_DIR}{name}")).context("a name with NUL")?;
+    let old = SIGBUS_UNLINKS.swap(path.into_raw(), Ordering::SeqCst);
+    if !old.is_null() {
+        // SAFETY: a pointer from CString::into_raw, swapped out so no handler sees it.
+        drop(unsafe { std::ffi::CString::from_raw(old) });
+    }
+    let action = SigAction::new(
+        SigHandler::Handler(on_sigbus),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    // SAFETY: `on_sigbus` only makes async-signal-safe calls (unlink, write, signal).
+    unsafe { sigaction(Signal::SIGBUS, &action) }.context("sigaction SIGBUS")?;
+    Ok(())
+}
+
+/// The name is being removed the normal way: a later SIGBUS must not unlink a new
+/// object that someone else made under the same name.
+fn forget_on_sigbus() {
+    let old = SIGBUS_UNLINKS.swap(std::ptr::null_mut(), Ordering::SeqCst);
+    if !old.is_null() {
+        // SAFETY: a pointer from CString::into_raw, swapped out so no handler sees it.
+        drop(unsafe { std::ffi::CString::from_raw(old) });
+    }
+}
+
+extern "C" fn on_sigbus(_: std::ffi::c_int) {
+    const SAID: &[u8] = b"error: SIGBUS: a page of the shared memory object is gone \
+(another process shrank it with ftruncate?); removed its name from /dev/shm, dying of SIGBUS\n";
+    let path = SIGBUS_UNLINKS.swap(std::ptr::null_mut(), Ordering::SeqCst);
+    // SAFETY: unlink, write and signal are async-signal-safe (signal-safety(7)); `path`
+    // is null or a live C string that nothing frees once swapped out here.
+    unsafe {
+        if !path.is_null() {
+            libc::unlink(path);
+        }
+        libc::write(2, SAID.as_ptr().cast(), SAID.len());
+        libc::signal(libc::SIGBUS, libc::SIG_DFL);
     }
 }
 

@@ -927,3 +927,27 @@ fn help_into_a_closed_pipe_exits_0() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(out.status.code(), Some(0), "{stderr}");
 }
+
+/// Review row 3: another process of our uid shrinks the object under the reader's
+/// mapping. SIGBUS cannot be avoided with shm_open (only a sealed memfd can), but the
+/// reader's handler removes the name before it dies of it.
+#[test]
+fn posix_object_shrunk_under_the_reader_sigbus_removes_the_name() {
+    let meet = Meet::posix("shrink");
+    let Meet::Posix(name) = &meet else {
+        unreachable!()
+    };
+    let reader = start_reader(&meet, &[]);
+    wait_until_asleep_in(reader.pid(), "futex");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/dev/shm{name}"))
+        .expect("open the object")
+        .set_len(0)
+        .expect("ftruncate it to 0");
+    reader
+        .finish()
+        .assert_killed_by(Signal::SIGBUS)
+        .assert_stderr_contains("SIGBUS: a page of the shared memory object is gone");
+    meet.assert_nothing_left();
+}
