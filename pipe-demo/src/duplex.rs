@@ -8,13 +8,13 @@
 
 use anyhow::{Context, Result, bail};
 use nix::fcntl::OFlag;
-use nix::unistd::pipe2;
+use nix::unistd::{Pid, getppid, pipe2};
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::os::fd::OwnedFd;
 use std::time::Instant;
 
-use crate::family::{Side, exit_child, fork, reap};
+use crate::family::{Side, exit_child, fork, parent_died, reap};
 use crate::say;
 use crate::stream::write_all;
 use crate::summary::Summary;
@@ -40,7 +40,7 @@ pub fn run(messages: &[String]) -> Result<()> {
         Side::Child => {
             drop(down_w); // the child only reads requests...
             drop(up_r); // ...and only writes replies
-            exit_child(answer_requests(down_r, up_w).map(|summary| summary.print()))
+            exit_child(answer_requests(down_r, up_w, getppid()).map(|summary| summary.print()))
         }
         Side::Parent { child } => {
             drop(down_r); // the parent only writes requests...
@@ -110,8 +110,9 @@ fn ask(down: OwnedFd, up: OwnedFd, requests: &[String]) -> Result<Summary> {
     })
 }
 
-/// The child: answer each request line until EOF.
-fn answer_requests(down: OwnedFd, up: OwnedFd) -> Result<Summary> {
+/// The child: answer each request line until EOF, and tell the parent's EOF from
+/// its death.
+fn answer_requests(down: OwnedFd, up: OwnedFd, parent: Pid) -> Result<Summary> {
     let started = Instant::now();
     let mut requests_in = BufReader::new(File::from(down));
     let mut request = String::new();
@@ -125,6 +126,9 @@ fn answer_requests(down: OwnedFd, up: OwnedFd) -> Result<Summary> {
         {
             break;
         }
+        if !request.ends_with('\n') {
+            bail!("the request pipe ended in the middle of a line: {request:?}");
+        }
         let text = request.trim_end_matches('\n');
         say!(
             CHILD,
@@ -134,6 +138,12 @@ fn answer_requests(down: OwnedFd, up: OwnedFd) -> Result<Summary> {
         send_line(&up, &text.to_uppercase()).context("sending a reply")?;
         count += 1;
         bytes += text.len() as u64;
+    }
+    if parent_died(parent) {
+        bail!(
+            "EOF on the request pipe because the parent, pid {parent}, died (I am no \
+             longer its child): the kernel closed its end, so I stop after {count} requests"
+        );
     }
     say!(
         CHILD,

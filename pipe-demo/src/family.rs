@@ -6,7 +6,7 @@
 
 use anyhow::{Context, Result};
 use nix::sys::wait::{WaitStatus, waitpid};
-use nix::unistd::{ForkResult, Pid};
+use nix::unistd::{ForkResult, Pid, getppid};
 use std::io::Write;
 
 use crate::say;
@@ -73,6 +73,31 @@ pub fn wait_for(role: &str, child: Pid, what: &str) -> Result<WaitStatus> {
         _ => {}
     }
     Ok(status)
+}
+
+/// In a child that just read EOF from `parent`: did the parent die (EOF because the
+/// kernel closed its fds), or close its end on purpose? A dead parent, even one
+/// killed by SIGKILL, is seen by something the kernel keeps: we are re-parented, so
+/// getppid(2) changes. A live one soon sleeps (state S, waiting for us). The kernel
+/// closes a dying process's fds a moment before it re-parents its children, so
+/// look for up to two seconds; a parent that is neither (stopped, say) counts as alive.
+pub fn parent_died(parent: Pid) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while std::time::Instant::now() < deadline {
+        if getppid() != parent {
+            return true;
+        }
+        let stat = std::fs::read_to_string(format!("/proc/{parent}/stat")).unwrap_or_default();
+        match stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
+        {
+            Some('S') => return false,
+            Some('Z' | 'X') | None => return true,
+            _ => std::thread::sleep(std::time::Duration::from_millis(1)),
+        }
+    }
+    false
 }
 
 /// Pins this process to one CPU (`sched_setaffinity`), if asked: `--cpus`.

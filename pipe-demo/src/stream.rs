@@ -35,7 +35,7 @@ pub fn read_exact(fd: impl AsFd, buf: &mut [u8]) -> Result<bool> {
         match read(fd.as_fd(), &mut buf[filled..]) {
             Ok(0) if filled == 0 => return Ok(false),
             Ok(0) => bail!(
-                "the writer closed the pipe {filled} bytes into a {}-byte message: is it gone?",
+                "the writer closed the pipe {filled} bytes into a {}-byte message",
                 buf.len()
             ),
             Ok(n) => filled += n,

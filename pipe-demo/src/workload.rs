@@ -14,14 +14,14 @@
 //!
 //! Both paths reuse one buffer per side: nothing is allocated per message.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use nix::fcntl::OFlag;
-use nix::unistd::pipe2;
+use nix::unistd::{Pid, getppid, pipe2};
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 use crate::Cpus;
-use crate::family::{Side, exit_child, fork, reap, run_on_cpu};
+use crate::family::{Side, exit_child, fork, parent_died, reap, run_on_cpu};
 use crate::say;
 use crate::stream::{read_exact, write_all};
 use crate::summary::Summary;
@@ -34,8 +34,9 @@ pub fn bulk(count: u64, size: usize, cpus: Option<Cpus>) -> Result<()> {
     match fork()? {
         Side::Child => {
             drop(write_end); // or EOF would never come
+            let writer = getppid();
             let checked = run_on_cpu(cpus.map(|c| c.reader))
-                .and_then(|()| receive_and_check(read_end, count, size));
+                .and_then(|()| receive_and_check(read_end, count, size, writer));
             exit_child(checked.map(|summary| summary.print()))
         }
         Side::Parent { child } => {
@@ -68,13 +69,18 @@ fn send_bulk(write_end: OwnedFd, count: u64, size: usize) -> Result<Summary> {
     Ok(summary(WRITER, count, size, started.elapsed()).with_throughput())
 }
 
-fn receive_and_check(read_end: OwnedFd, count: u64, size: usize) -> Result<Summary> {
+fn receive_and_check(read_end: OwnedFd, count: u64, size: usize, writer: Pid) -> Result<Summary> {
     let expected = pattern(size);
     let mut message = vec![0u8; size];
     let started = Instant::now();
     for k in 0..count {
-        if !read_exact(&read_end, &mut message).with_context(|| format!("reading message {k}"))? {
-            bail!("the writer closed the pipe after {k} of {count} messages: is it gone?");
+        let read =
+            read_exact(&read_end, &mut message).with_context(|| format!("reading message {k}"));
+        if !read.map_err(|e| anyhow!("{e:#}{}", why_it_ended(writer)))? {
+            bail!(
+                "the writer closed the pipe after {k} of {count} messages{}",
+                why_it_ended(writer)
+            );
         }
         check(&message, &expected, k)?;
     }
@@ -92,8 +98,9 @@ pub fn ping(count: u64, size: usize, cpus: Option<Cpus>) -> Result<()> {
         Side::Child => {
             drop(down_w);
             drop(up_r);
-            let echoed =
-                run_on_cpu(cpus.map(|c| c.reader)).and_then(|()| echo(down_r, up_w, count, size));
+            let writer = getppid();
+            let echoed = run_on_cpu(cpus.map(|c| c.reader))
+                .and_then(|()| echo(down_r, up_w, count, size, writer));
             exit_child(echoed.map(|summary| summary.print()))
         }
         Side::Parent { child } => {
@@ -144,18 +151,35 @@ fn time_round_trips(down: OwnedFd, up: OwnedFd, count: u64, size: usize) -> Resu
 }
 
 /// The echo side of ping: send back each message until EOF.
-fn echo(down: OwnedFd, up: OwnedFd, count: u64, size: usize) -> Result<Summary> {
+fn echo(down: OwnedFd, up: OwnedFd, count: u64, size: usize, writer: Pid) -> Result<Summary> {
     let mut message = vec![0u8; size];
     let started = Instant::now();
     let mut echoed = 0;
-    while read_exact(&down, &mut message).context("reading a ping")? {
+    let ping = |message: &mut [u8]| {
+        read_exact(&down, message)
+            .context("reading a ping")
+            .map_err(|e| anyhow!("{e:#}{}", why_it_ended(writer)))
+    };
+    while ping(&mut message)? {
         write_all(&up, &message).context("sending a reply")?;
         echoed += 1;
     }
     if echoed != count {
-        bail!("the writer closed the pipe after {echoed} of {count} round trips: is it gone?");
+        bail!(
+            "the writer closed the pipe after {echoed} of {count} round trips{}",
+            why_it_ended(writer)
+        );
     }
     Ok(summary(READER, count, size, started.elapsed()))
+}
+
+/// Why the writer's stream ended early, as far as the kernel can tell us.
+fn why_it_ended(writer: Pid) -> String {
+    if parent_died(writer) {
+        format!(": it died (pid {writer} is no longer my parent)")
+    } else {
+        format!(": the writer, pid {writer}, is alive but closed it")
+    }
 }
 
 fn summary(role: &'static str, count: u64, size: usize, elapsed: Duration) -> Summary {

@@ -215,7 +215,7 @@ fn reader_notices_a_killed_writer_and_exits_non_zero() {
         "the reader should exit by itself, with status 1"
     );
     assert!(
-        out.stderr.contains("the writer closed the pipe"),
+        out.stderr.contains("the writer closed the pipe") && out.stderr.contains("it died"),
         "the reader's message is missing: {}",
         out.stderr
     );
@@ -337,7 +337,7 @@ fn sigterm_to_the_writer_alone_leaves_a_reader_that_exits_1_by_itself() {
         vec![(reader, nix::sys::wait::WaitStatus::Exited(reader_pid, 1))]
     );
     assert!(
-        out.stderr.contains("the writer closed the pipe"),
+        out.stderr.contains("the writer closed the pipe") && out.stderr.contains("it died"),
         "{}",
         out.stderr
     );
@@ -384,7 +384,7 @@ fn ping_echo_side_notices_a_killed_writer() {
         vec![(reader, nix::sys::wait::WaitStatus::Exited(reader_pid, 1))]
     );
     assert!(
-        out.stderr.contains("the writer closed the pipe"),
+        out.stderr.contains("the writer closed the pipe") && out.stderr.contains("it died"),
         "{}",
         out.stderr
     );
@@ -406,4 +406,29 @@ fn help_into_a_closed_pipe_exits_0() {
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(stderr.is_empty(), "{stderr}");
+}
+
+#[test]
+fn duplex_child_tells_its_parents_death_from_its_eof() {
+    // Enough requests that the parent is still asking when it is stopped.
+    let mut args = vec!["duplex"];
+    args.extend(std::iter::repeat_n("m", 30_000));
+    let mut demo = Demo::start(DEMO, &args);
+    let line = demo.wait_for_line("forked the child, pid ");
+    let child = number_after(&line, "forked the child, pid ") as i32;
+    let parent = nix::unistd::Pid::from_raw(demo.pid());
+    // Stopped, the parent sends no more: the child falls asleep on the empty pipe.
+    nix::sys::signal::kill(parent, Signal::SIGSTOP).unwrap();
+    wait_until_asleep_in(child, "pipe_read");
+    nix::sys::signal::kill(parent, Signal::SIGKILL).unwrap();
+    let out = demo.finish();
+    assert_eq!(out.status.signal(), Some(Signal::SIGKILL as i32));
+    let child_pid = nix::unistd::Pid::from_raw(child);
+    assert_eq!(
+        reap_orphans_with_status(out.pid),
+        vec![(child, nix::sys::wait::WaitStatus::Exited(child_pid, 1))],
+        "the child must not take its parent's death for a clean EOF: {}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("died"), "{}", out.stderr);
 }
