@@ -6,8 +6,8 @@
 //! 2. Ctrl+Z (停止该进程，但还未结束): SIGTSTP. The reader reports it, then really stops;
 //!    the writer, like a shell, sees it stopped (waitpid, state T), then sends SIGCONT,
 //!    what `fg` sends, and the reader runs on.
-//! 3. Not a data channel: 1000 SIGUSR1 as fast as kill(2) goes run the handler fewer
-//!    times (printed: it varies); 1000 more while the reader keeps SIGUSR1 blocked run
+//! 3. Not a data channel: 1000 SIGUSR1 as fast as kill(2) goes can run the handler
+//!    fewer times (printed: it varies); 1000 more while the reader keeps SIGUSR1 blocked run
 //!    it exactly once: a standard signal is pending or not, there is no count.
 //! 4. Real-time signals queue: 1000 SIGRTMIN sent with sigqueue(3), carrying 0..999,
 //!    all arrive, in order, each with its value.

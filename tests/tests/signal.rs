@@ -1135,3 +1135,18 @@ fn a_ping_started_with_sighup_ignored_keeps_it_ignored() {
     out.assert_killed_by(Signal::SIGINT)
         .assert_stdout_contains(&format!("reaped reader {reader}: killed by SIGINT"));
 }
+
+#[test]
+fn sigcont_after_sigstop_does_not_claim_the_reader_was_not_stopped() {
+    // SIGSTOP cannot be caught: the reader cannot know it was stopped, so it must
+    // not say it was not.
+    let (reader, pid) = start_reader(&[], "waiting for signals");
+    reader.signal_group(Signal::SIGSTOP);
+    wait_until("the reader is stopped (state T)", || state(pid) == 'T');
+    reader.signal_group(Signal::SIGCONT);
+    let line = wait_for_line_with(&reader, &["received SIGCONT "]);
+    assert!(!line.contains("I was not stopped"), "{line}");
+    assert!(line.contains("cannot tell"), "{line}");
+    reader.signal_group(Signal::SIGTERM);
+    reader.finish().assert_killed_by(Signal::SIGTERM);
+}
