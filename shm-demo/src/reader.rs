@@ -1,6 +1,7 @@
 //! The reader: it creates the segment and its semaphores, waits for the writer, takes
 //! what arrives where it lies, and removes everything on the way out (success, error,
-//! a writer that died, Ctrl+C).
+//! a writer that died, SIGINT/SIGTERM/SIGHUP). Not after SIGKILL, which runs nothing:
+//! then the writer removes it (`writer.rs`), or `rm /dev/shm/NAME` / `ipcrm`.
 //!
 //! Steps: reserve a guard page; create and map the segment (the flavour's part);
 //! publish the layout in the header with a ready mark; wait on `filled` (or `ping`)

@@ -31,8 +31,10 @@
 //! Traps, each met below:
 //! - `shmctl(IPC_RMID)` does not remove a segment, it marks it: the memory stays until
 //!   the last process detaches (`nattch` counts them). The narration shows the count.
-//! - libc has no `union semun` for `semctl`: it is defined here, as the man page asks.
-//! - libc has no `semtimedop` wrapper: it is called with `libc::syscall`.
+//! - Neither glibc nor the `libc` crate defines `union semun` for `semctl`: it is
+//!   defined here, as semctl(2) asks the caller to.
+//! - The `libc` crate (0.2) declares no `semtimedop`, though glibc has one: it is
+//!   called with `libc::syscall`.
 //! - The key is free for reuse as soon as the segment is marked, even while attached.
 
 use std::ffi::{c_int, c_short, c_ushort, c_void};

@@ -180,7 +180,7 @@ fn send_text(
         sems.post(Sem::Filled)?;
         say!(
             ROLE,
-            "sent {:?} ({} bytes): {}(filled) wakes the reader",
+            "sent {:?} ({} bytes): {}(filled) wakes the reader if it sleeps",
             String::from_utf8_lossy(&text),
             text.len(),
             sems.post_call()

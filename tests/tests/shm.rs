@@ -729,20 +729,31 @@ fn sysv_sighup_while_blocked_in_semtimedop_removes_the_set_and_segment() {
     hangup_while_the_reader_waits(Meet::sysv(15), "semtimedop");
 }
 
-/// SIGHUP to the writer mid-bulk: it dies of it, owning nothing; the reader sees it
-/// gone and removes its own objects.
-#[test]
-fn sysv_sighup_to_the_writer_mid_bulk() {
-    let meet = Meet::sysv(16);
+/// SIGHUP or SIGTERM to the writer mid-bulk: it dies of it, owning nothing; the
+/// reader sees it gone and removes its own objects.
+fn signal_to_the_writer_mid_bulk(meet: Meet, sig: Signal) {
     let (reader, writer) = start_endless_pair(&meet);
     let w = writer.pid();
-    writer.signal_group(Signal::SIGHUP);
-    writer.finish().assert_killed_by(Signal::SIGHUP);
+    writer.signal_group(sig);
+    writer
+        .finish()
+        .assert_killed_by(sig)
+        .assert_stdout_contains(&format!("interrupted by {sig}: my mapping is gone"));
     reader
         .finish()
         .assert_exit_code(1)
         .assert_stderr_contains(&format!("the writer (pid {w}) is gone"));
     meet.assert_nothing_left();
+}
+
+#[test]
+fn sysv_sighup_to_the_writer_mid_bulk() {
+    signal_to_the_writer_mid_bulk(Meet::sysv(16), Signal::SIGHUP);
+}
+
+#[test]
+fn posix_sigterm_to_the_writer_mid_bulk() {
+    signal_to_the_writer_mid_bulk(Meet::posix("termw"), Signal::SIGTERM);
 }
 
 /// The default run, both processes hung up at once in the middle of a bulk.
