@@ -112,6 +112,21 @@ pub fn frame(addr: usize) -> Frame {
     }
 }
 
+/// The text for the terminal: `bytes` as a quoted string, cut after 200 bytes (with
+/// "…"), so a long message from a program nobody here wrote fills no screen.
+pub fn quoted(bytes: &[u8]) -> String {
+    const SHOWN: usize = 200;
+    let text = format!(
+        "{:?}",
+        String::from_utf8_lossy(&bytes[..bytes.len().min(SHOWN)])
+    );
+    if bytes.len() > SHOWN {
+        format!("{text}…")
+    } else {
+        text
+    }
+}
+
 /// Up to the first 16 bytes of `bytes` in hex, "68 65 6c 6c 6f", "…" if there are more.
 pub fn hex(bytes: &[u8]) -> String {
     if bytes.is_empty() {

@@ -12,7 +12,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use nix::unistd::{Pid, getpid};
 
-use crate::memory::{GuardPage, hex, show_mapping};
+use crate::memory::{GuardPage, hex, quoted, show_mapping};
 use crate::segment::{END, Header, Kind, Layout, Ring, Segment};
 use crate::signals::Interrupted;
 use crate::sync::{Peer, Sem, Semaphores, TICK, spin_until, wait};
@@ -158,12 +158,7 @@ fn receive_text(ring: &Ring, sems: &impl Semaphores, peer: &Peer) -> Result<Tall
             ring.data_addr(slot),
             hex(text)
         );
-        say!(
-            ROLE,
-            "received {:?} ({} bytes)",
-            String::from_utf8_lossy(text),
-            text.len()
-        );
+        say!(ROLE, "received {} ({} bytes)", quoted(text), text.len());
         messages += 1;
         bytes += text.len() as u64;
         sems.post(Sem::Free)?; // the slot may be reused

@@ -13,7 +13,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use nix::errno::Errno;
 use nix::unistd::getpid;
 
-use crate::memory::{hex, show_mapping};
+use crate::memory::{hex, quoted, show_mapping};
 use crate::segment::{END, Header, Kind, Layout, Ring, Segment};
 use crate::signals::{self, Interrupted};
 use crate::sync::{Peer, PeerGone, Sem, Semaphores, TICK, spin_until, wait};
@@ -180,8 +180,8 @@ fn send_text(
         sems.post(Sem::Filled)?;
         say!(
             ROLE,
-            "sent {:?} ({} bytes): {}(filled) wakes the reader if it sleeps",
-            String::from_utf8_lossy(&text),
+            "sent {} ({} bytes): {}(filled) wakes the reader if it sleeps",
+            quoted(&text),
             text.len(),
             sems.post_call()
         );

@@ -962,3 +962,26 @@ fn posix_object_shrunk_under_the_reader_sigbus_removes_the_name() {
         .assert_stderr_contains("SIGBUS: a page of the shared memory object is gone");
     meet.assert_nothing_left();
 }
+
+/// A full slot of text (4088 bytes) is echoed cut, on both sides: 200 bytes and "…".
+#[test]
+fn long_messages_are_echoed_cut() {
+    let long = "y".repeat(4088);
+    let out = run(DEMO, &[long.as_str()]);
+    out.assert_success();
+    let shown = format!("\"{}\"… (4088 bytes)", "y".repeat(200));
+    for role in ["reader", "writer"] {
+        assert!(
+            out.stdout
+                .lines()
+                .any(|l| l.starts_with(&format!("[{role} ")) && l.contains(&shown)),
+            "{role} should echo 200 bytes then …:\n{}",
+            out.stdout
+        );
+    }
+    assert!(
+        !out.stdout.contains(&"y".repeat(201)),
+        "an echo was not cut"
+    );
+    Meet::default_of("posix", out.pid).assert_nothing_left();
+}
