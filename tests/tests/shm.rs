@@ -985,3 +985,36 @@ fn long_messages_are_echoed_cut() {
     );
     Meet::default_of("posix", out.pid).assert_nothing_left();
 }
+
+/// `--spin`: no semaphore to wake on, only counters; a killed peer is still noticed
+/// (the spin loop looks at the peer's pid every tick).
+fn killed_while_spinning(meet: Meet, kill_reader: bool) {
+    let spin = ["--ping", "100000000", "--spin"];
+    let mut reader = Demo::start(DEMO, &strs(&command("reader", &meet, &spin)));
+    reader.wait_for_line("ready. In another terminal");
+    let mut writer = Demo::start(DEMO, &strs(&command("writer", &meet, &spin)));
+    writer.wait_for_line("--spin: 100000000 round trips");
+    let (victim, survivor, role) = if kill_reader {
+        (reader, writer, "reader")
+    } else {
+        (writer, reader, "writer")
+    };
+    let pid = victim.pid();
+    sigkill(pid);
+    victim.finish().assert_killed_by(Signal::SIGKILL);
+    survivor
+        .finish()
+        .assert_exit_code(1)
+        .assert_stderr_contains(&format!("the {role} (pid {pid}) is gone"));
+    meet.assert_nothing_left();
+}
+
+#[test]
+fn posix_spinning_reader_survives_a_killed_writer() {
+    killed_while_spinning(Meet::posix("spinkillw"), false);
+}
+
+#[test]
+fn sysv_spinning_writer_cleans_up_after_a_killed_reader() {
+    killed_while_spinning(Meet::sysv(18), true);
+}
