@@ -245,8 +245,8 @@ static SIGBUS_UNLINKS: AtomicPtr<std::ffi::c_char> = AtomicPtr::new(std::ptr::nu
 
 /// A SIGBUS from our mapping means the object was shrunk under it (see the traps
 /// above): no guard will run, so the handler removes the name itself with unlink(2),
-/// which is async-signal-safe, writes one line, and puts back the default action; the
-/// faulting access then runs again and the process dies of SIGBUS. Process-wide
+/// which is async-signal-safe, writes one line, puts back the default action and
+/// raises SIGBUS again, so the process dies of it once the handler returns. Process-wide
 /// state: the narrated reader's choice, for one object at a time.
 fn unlink_on_sigbus(name: &str) -> Result<()> {
     let path = std::ffi::CString::new(format!("{SHM_DIR}{name}")).context("a name with NUL")?;
@@ -260,7 +260,7 @@ fn unlink_on_sigbus(name: &str) -> Result<()> {
         SaFlags::empty(),
         SigSet::empty(),
     );
-    // SAFETY: `on_sigbus` only makes async-signal-safe calls (unlink, write, signal).
+    // SAFETY: `on_sigbus` only makes async-signal-safe calls (unlink, write, signal, raise).
     unsafe { sigaction(Signal::SIGBUS, &action) }.context("sigaction SIGBUS")?;
     Ok(())
 }
@@ -279,7 +279,7 @@ extern "C" fn on_sigbus(_: std::ffi::c_int) {
     const SAID: &[u8] = b"error: SIGBUS: a page of the shared memory object is gone \
 (another process shrank it with ftruncate?); removed its name from /dev/shm, dying of SIGBUS\n";
     let path = SIGBUS_UNLINKS.swap(std::ptr::null_mut(), Ordering::SeqCst);
-    // SAFETY: unlink, write and signal are async-signal-safe (signal-safety(7)); `path`
+    // SAFETY: unlink, write, signal and raise are async-signal-safe (signal-safety(7)); `path`
     // is null or a live C string that nothing frees once swapped out here.
     unsafe {
         if !path.is_null() {
@@ -287,6 +287,9 @@ extern "C" fn on_sigbus(_: std::ffi::c_int) {
         }
         libc::write(2, SAID.as_ptr().cast(), SAID.len());
         libc::signal(libc::SIGBUS, libc::SIG_DFL);
+        // Pending until the handler returns (SIGBUS is blocked while it runs), then
+        // fatal: the same death for a fault and for a `kill -BUS`.
+        libc::raise(libc::SIGBUS);
     }
 }
 
