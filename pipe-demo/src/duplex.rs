@@ -8,7 +8,7 @@
 
 use anyhow::{Context, Result, bail};
 use nix::fcntl::OFlag;
-use nix::unistd::{Pid, getppid, pipe2};
+use nix::unistd::{Pid, pipe2};
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::os::fd::OwnedFd;
@@ -37,10 +37,10 @@ pub fn run(messages: &[String]) -> Result<()> {
     );
 
     match fork()? {
-        Side::Child => {
+        Side::Child { parent } => {
             drop(down_w); // the child only reads requests...
             drop(up_r); // ...and only writes replies
-            exit_child(answer_requests(down_r, up_w, getppid()).map(|summary| summary.print()))
+            exit_child(answer_requests(down_r, up_w, parent).map(|summary| summary.print()))
         }
         Side::Parent { child } => {
             drop(down_r); // the parent only writes requests...
@@ -139,7 +139,7 @@ fn answer_requests(down: OwnedFd, up: OwnedFd, parent: Pid) -> Result<Summary> {
         count += 1;
         bytes += text.len() as u64;
     }
-    if parent_died(parent) {
+    if parent_died(parent, "pipe_read") {
         bail!(
             "EOF on the request pipe because the parent, pid {parent}, died (I am no \
              longer its child): the kernel closed its end, so I stop after {count} requests"

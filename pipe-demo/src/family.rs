@@ -6,15 +6,21 @@
 
 use anyhow::{Context, Result};
 use nix::sys::wait::{WaitStatus, waitpid};
-use nix::unistd::{ForkResult, Pid, getppid};
+use nix::unistd::{ForkResult, Pid, getpid, getppid};
 use std::io::Write;
 
 use crate::say;
 
 /// Which process we are after `fork`.
 pub enum Side {
-    Parent { child: Pid },
-    Child,
+    Parent {
+        child: Pid,
+    },
+    /// `parent` is the pid the parent had before fork. Not getppid() in the child:
+    /// a parent killed right after fork has already made the child an orphan.
+    Child {
+        parent: Pid,
+    },
 }
 
 /// Forks. Both processes return from here, each holding a copy of every open fd.
@@ -22,11 +28,12 @@ pub fn fork() -> Result<Side> {
     // A line still in our stdout buffer would be copied into the child and printed
     // twice.
     let _ = std::io::stdout().flush();
+    let parent = getpid();
     // SAFETY: this program is single-threaded, so the child cannot inherit a lock
     // (stdout's, the allocator's) that some other thread held at the moment of fork.
     match unsafe { nix::unistd::fork() }.context("fork")? {
         ForkResult::Parent { child } => Ok(Side::Parent { child }),
-        ForkResult::Child => Ok(Side::Child),
+        ForkResult::Child => Ok(Side::Child { parent }),
     }
 }
 
@@ -78,21 +85,23 @@ pub fn wait_for(role: &str, child: Pid, what: &str) -> Result<WaitStatus> {
 /// In a child that just read EOF from `parent`: did the parent die (EOF because the
 /// kernel closed its fds), or close its end on purpose? A dead parent, even one
 /// killed by SIGKILL, is seen by something the kernel keeps: we are re-parented, so
-/// getppid(2) changes. A live one soon sleeps (state S, waiting for us). The kernel
-/// closes a dying process's fds a moment before it re-parents its children, so
-/// look for up to two seconds; a parent that is neither (stopped, say) counts as alive.
-pub fn parent_died(parent: Pid) -> bool {
+/// getppid(2) changes. A live one soon sleeps where its code waits next (`waits_in`,
+/// a kernel function named in /proc/PID/wchan). The kernel closes a dying process's
+/// fds a moment before it re-parents its children, so look for up to two seconds; a
+/// parent that is neither dead nor asleep there by then (stopped, say) counts as alive.
+pub fn parent_died(parent: Pid, waits_in: &str) -> bool {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     while std::time::Instant::now() < deadline {
         if getppid() != parent {
             return true;
         }
         let stat = std::fs::read_to_string(format!("/proc/{parent}/stat")).unwrap_or_default();
+        let wchan = std::fs::read_to_string(format!("/proc/{parent}/wchan")).unwrap_or_default();
         match stat
             .rsplit_once(')')
             .and_then(|(_, rest)| rest.trim_start().chars().next())
         {
-            Some('S') => return false,
+            Some('S') if wchan.contains(waits_in) => return false,
             Some('Z' | 'X') | None => return true,
             _ => std::thread::sleep(std::time::Duration::from_millis(1)),
         }

@@ -17,7 +17,7 @@ use std::io::{BufRead, BufReader};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use crate::family::{Side, exit_child, fork, reap};
+use crate::family::{Side, exit_child, fork, parent_died, reap};
 use crate::say;
 use crate::stream::{read_exact, write_all};
 use crate::summary::Summary;
@@ -52,13 +52,13 @@ pub fn run(messages: &[String]) -> Result<()> {
     );
 
     match fork()? {
-        Side::Child => {
+        Side::Child { parent } => {
             // The child inherited the write ends too. If it kept them, its reads
             // would never see EOF: the kernel gives EOF only once EVERY write end
             // is closed, and the child's own copy would still be open.
             drop(messages_w);
             drop(buffer_w);
-            exit_child(reader(messages_r, buffer_r, getppid()))
+            exit_child(reader(messages_r, buffer_r, parent))
         }
         Side::Parent { child } => {
             drop(messages_r); // only the child reads
@@ -193,7 +193,7 @@ fn reader(messages_r: OwnedFd, buffer_r: OwnedFd, writer: Pid) -> Result<()> {
     say!(READER, "closed my copies of both write ends: I only read");
     let started = Instant::now();
     show_the_read_end_cannot_write(&messages_r);
-    let (count, bytes) = receive_messages(messages_r)?;
+    let (count, bytes) = receive_messages(messages_r, writer)?;
     drain_once_the_writer_sleeps(buffer_r, writer)?;
     say!(
         READER,
@@ -222,7 +222,7 @@ fn show_the_read_end_cannot_write(read_end: &OwnedFd) {
 }
 
 /// Act 1: print each line as it comes, until EOF. Returns (messages, bytes).
-fn receive_messages(read_end: OwnedFd) -> Result<(usize, usize)> {
+fn receive_messages(read_end: OwnedFd, writer: Pid) -> Result<(usize, usize)> {
     let mut lines = BufReader::new(File::from(read_end));
     let mut line = String::new();
     let (mut count, mut bytes) = (0, 0);
@@ -235,6 +235,12 @@ fn receive_messages(read_end: OwnedFd) -> Result<(usize, usize)> {
         say!(READER, "received {text:?} ({} bytes)", text.len());
         count += 1;
         bytes += text.len();
+    }
+    if parent_died(writer, "pipe_write") {
+        bail!(
+            "EOF after {count} messages because the writer, pid {writer}, died (I am no \
+             longer its child): the kernel closed its write end"
+        );
     }
     say!(
         READER,

@@ -38,7 +38,7 @@ pub fn run() -> Result<()> {
     let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC).context("pipe2")?;
 
     let ps = match fork()? {
-        Side::Child => exec_or_exit(&write_end, Stdio::Out, &["ps", "auxf"]),
+        Side::Child { .. } => exec_or_exit(&write_end, Stdio::Out, &["ps", "auxf"]),
         Side::Parent { child } => child,
     };
     say!(
@@ -46,7 +46,7 @@ pub fn run() -> Result<()> {
         "forked {ps} for `ps auxf`: its stdout becomes the write end"
     );
     let grep = match fork()? {
-        Side::Child => exec_or_exit(&read_end, Stdio::In, &["grep", "ps"]),
+        Side::Child { .. } => exec_or_exit(&read_end, Stdio::In, &["grep", "ps"]),
         Side::Parent { child } => child,
     };
     say!(

@@ -16,7 +16,7 @@
 
 use anyhow::{Context, Result, anyhow, bail};
 use nix::fcntl::OFlag;
-use nix::unistd::{Pid, getppid, pipe2};
+use nix::unistd::{Pid, pipe2};
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
@@ -32,9 +32,9 @@ const READER: &str = "reader";
 pub fn bulk(count: u64, size: usize, cpus: Option<Cpus>) -> Result<()> {
     let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC).context("pipe2")?;
     match fork()? {
-        Side::Child => {
+        Side::Child { parent } => {
             drop(write_end); // or EOF would never come
-            let writer = getppid();
+            let writer = parent;
             let checked = run_on_cpu(cpus.map(|c| c.reader))
                 .and_then(|()| receive_and_check(read_end, count, size, writer));
             exit_child(checked.map(|summary| summary.print()))
@@ -95,10 +95,10 @@ pub fn ping(count: u64, size: usize, cpus: Option<Cpus>) -> Result<()> {
     let (down_r, down_w) = pipe2(OFlag::O_CLOEXEC).context("pipe2 (down)")?;
     let (up_r, up_w) = pipe2(OFlag::O_CLOEXEC).context("pipe2 (up)")?;
     match fork()? {
-        Side::Child => {
+        Side::Child { parent } => {
             drop(down_w);
             drop(up_r);
-            let writer = getppid();
+            let writer = parent;
             let echoed = run_on_cpu(cpus.map(|c| c.reader))
                 .and_then(|()| echo(down_r, up_w, count, size, writer));
             exit_child(echoed.map(|summary| summary.print()))
@@ -161,7 +161,12 @@ fn echo(down: OwnedFd, up: OwnedFd, count: u64, size: usize, writer: Pid) -> Res
             .map_err(|e| anyhow!("{e:#}{}", why_it_ended(writer)))
     };
     while ping(&mut message)? {
-        write_all(&up, &message).context("sending a reply")?;
+        write_all(&up, &message).map_err(|e| {
+            anyhow!(
+                "sending a reply: the writer has closed its read end ({e:#}){}",
+                why_it_ended(writer)
+            )
+        })?;
         echoed += 1;
     }
     if echoed != count {
@@ -175,7 +180,7 @@ fn echo(down: OwnedFd, up: OwnedFd, count: u64, size: usize, writer: Pid) -> Res
 
 /// Why the writer's stream ended early, as far as the kernel can tell us.
 fn why_it_ended(writer: Pid) -> String {
-    if parent_died(writer) {
+    if parent_died(writer, "do_wait") {
         format!(": it died (pid {writer} is no longer my parent)")
     } else {
         format!(": the writer, pid {writer}, is alive but closed it")
