@@ -73,7 +73,8 @@ const USAGE: &str = "\
 usage: shm-demo [posix|sysv] [OPTIONS] [MESSAGE...]     reader and writer as two processes, narrated
        shm-demo reader [posix|sysv] [OPTIONS]           create the segment, print what arrives
        shm-demo writer [posix|sysv] --name /NAME | --key KEY [OPTIONS] [MESSAGE...]
-                                                        send to it (no MESSAGE: each line of stdin)
+                                                        send to it (no MESSAGE: each line of stdin,
+                                                        at most 4088 bytes)
 
   posix    (default) shm_open + ftruncate + mmap; POSIX semaphores inside the segment
   sysv     shmget + shmat; a System V semaphore set with the same key

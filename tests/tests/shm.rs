@@ -756,15 +756,25 @@ fn posix_sigterm_to_the_writer_mid_bulk() {
     signal_to_the_writer_mid_bulk(Meet::posix("termw"), Signal::SIGTERM);
 }
 
-/// The default run, both processes hung up at once in the middle of a bulk.
-#[test]
-fn posix_default_run_hung_up_mid_bulk_removes_everything() {
-    let meet = Meet::posix("hupdefault");
+/// The default run, both processes signalled at once in the middle of a bulk, as a
+/// closed terminal (SIGHUP) or Ctrl+C (SIGINT) does: the reader reaps its writer,
+/// removes everything, and dies of the signal.
+fn default_run_signalled_mid_bulk(meet: Meet, sig: Signal) {
     let mut demo = Demo::start(DEMO, &strs(&command("", &meet, &ENDLESS)));
     demo.wait_for_line("sending 100000000 messages");
-    demo.signal_group(Signal::SIGHUP);
-    demo.finish().assert_killed_by_after_reaping(Signal::SIGHUP);
+    demo.signal_group(sig);
+    demo.finish().assert_killed_by_after_reaping(sig);
     meet.assert_nothing_left();
+}
+
+#[test]
+fn posix_default_run_hung_up_mid_bulk_removes_everything() {
+    default_run_signalled_mid_bulk(Meet::posix("hupdefault"), Signal::SIGHUP);
+}
+
+#[test]
+fn sysv_default_run_interrupted_mid_bulk_removes_everything() {
+    default_run_signalled_mid_bulk(Meet::sysv(19), Signal::SIGINT);
 }
 
 /// A writer started by hand, outside the harness's `Demo`: `stdin` as given, stdout
