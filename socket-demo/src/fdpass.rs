@@ -30,7 +30,7 @@
 //! In production: `ipc-channel` (fd passing and shared memory), `memmap2` for the mapping.
 
 use std::fs::File;
-use std::io::{IoSlice, IoSliceMut, Write};
+use std::io::{IoSlice, Write};
 use std::num::NonZeroUsize;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -41,7 +41,7 @@ use anyhow::{Context, Result, bail};
 use nix::fcntl::{FcntlArg, OFlag, SealFlag, fcntl};
 use nix::sys::memfd::{MFdFlags, memfd_create};
 use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap};
-use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
+use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
 use nix::sys::stat::{Mode, fstat};
 use nix::unistd::ftruncate;
 
@@ -256,7 +256,15 @@ fn read_stdin_lines() -> Result<Vec<String>> {
 fn open_existing(path: &Path) -> Result<(OwnedFd, Summary)> {
     let file = nix::fcntl::open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
         .with_context(|| format!("open {}", path.display()))?;
-    let size = fstat(&file).context("fstat")?.st_size;
+    let stat = fstat(&file).context("fstat")?;
+    if stat.st_mode & libc::S_IFMT != libc::S_IFREG {
+        bail!(
+            "{} is not a regular file (a device, pipe or directory could be endless or not \
+             lines at all): --file sends regular files only",
+            path.display()
+        );
+    }
+    let size = stat.st_size;
     say!(
         WRITER,
         "opened {} read-only: fd {}, {size} bytes",
@@ -343,39 +351,74 @@ fn send_fd(conn: &UnixStream, fd: BorrowedFd, tag: u8) -> Result<()> {
 
 /// recvmsg(2) for one byte of data, `tag`, and the one fd that comes with it.
 /// MSG_CMSG_CLOEXEC: the received fd is close-on-exec from its first moment.
+///
+/// The kernel installs every fd of an SCM_RIGHTS message in our table as it delivers it,
+/// whether or not we wanted them, so each one must be owned (and so closed) on every way
+/// out. The control buffer is walked by hand with CMSG_FIRSTHDR/CMSG_NXTHDR: when the
+/// control data did not fit (MSG_CTRUNC), nix's `cmsgs()` returns ENOBUFS before handing
+/// out the fds that did arrive, and they would stay open.
 fn receive_fd(conn: &UnixStream, tag: u8) -> Result<OwnedFd> {
     let raw = conn.as_raw_fd();
     let mut data = [0u8; 1];
-    let mut space = nix::cmsg_space!([RawFd; 1]);
+    // Room for a dozen fds (CMSG_SPACE(12 * 4) = 64 bytes), more than we expect, so a
+    // sender of a few is told so plainly; u64s, so a cmsghdr in it is aligned.
+    let mut space = [0u64; 8];
     let (n, truncated, mut fds) = block(|| {
-        let mut iov = [IoSliceMut::new(&mut data)];
-        let msg = recvmsg::<()>(raw, &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)?;
+        let mut iov = libc::iovec {
+            iov_base: data.as_mut_ptr().cast(),
+            iov_len: data.len(),
+        };
+        // SAFETY: an all-zero msghdr is valid (no name, no iov, no control).
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = space.as_mut_ptr().cast();
+        msg.msg_controllen = size_of_val(&space) as _;
+        // SAFETY: msg points at `iov` (1 byte of `data`) and `space`, all alive and
+        // writable for the call; nix's recvmsg would refuse to give out the fds on
+        // MSG_CTRUNC, so this is FFI nix lacks.
+        let got = unsafe { libc::recvmsg(raw, &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        if got < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
         let mut fds = Vec::new();
-        for control in msg.cmsgs()? {
-            if let ControlMessageOwned::ScmRights(received) = control {
-                for fd in received {
-                    // SAFETY: the kernel just installed this fd in our table for this
-                    // message; nothing else refers to it. Owning it at once means it is
-                    // closed on every way out, even if we then reject the message.
-                    fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
+        // SAFETY: the kernel set msg_controllen to the bytes it wrote into `space`, whole
+        // cmsghdrs only; CMSG_FIRSTHDR/CMSG_NXTHDR stay inside that length, and CMSG_DATA
+        // of an SCM_RIGHTS header holds (cmsg_len - CMSG_LEN(0)) / 4 fds, possibly
+        // unaligned (hence read_unaligned).
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(&msg);
+            while !c.is_null() {
+                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                    let bytes = (*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+                    let first = libc::CMSG_DATA(c).cast::<RawFd>();
+                    for i in 0..bytes / size_of::<RawFd>() {
+                        // The kernel just installed this fd in our table for this
+                        // message; nothing else refers to it. Owning it at once means it
+                        // is closed on every way out, even if we then reject the message.
+                        fds.push(OwnedFd::from_raw_fd(first.add(i).read_unaligned()));
+                    }
                 }
+                c = libc::CMSG_NXTHDR(&msg, c);
             }
         }
-        let truncated = msg.flags.contains(MsgFlags::MSG_CTRUNC);
-        Ok((msg.bytes, truncated, fds))
+        let truncated = msg.msg_flags & libc::MSG_CTRUNC != 0;
+        Ok((got as usize, truncated, fds))
     })?
     .context("recvmsg")?;
     if n == 0 {
         bail!("the writer closed the connection before sending its fd: is it gone?");
     }
     if data[0] != tag || truncated || fds.len() != 1 {
+        let count = fds.len();
+        drop(fds); // closed before we say so
         bail!(
-            "expected one fd with the byte {:?}, got {} fds with {:?}{}",
+            "expected one fd with the byte {:?}, got {count} fds with {:?}{}; I closed every \
+             fd that came with it",
             tag as char,
-            fds.len(),
             data[0] as char,
             if truncated {
-                " (control data cut: MSG_CTRUNC)"
+                " and more that did not fit (control data cut: MSG_CTRUNC)"
             } else {
                 ""
             }
@@ -493,5 +536,47 @@ impl Drop for SharedPage {
         // SAFETY: this mapping was made by `map` with this length, and no reference into it
         // exists (the page is only reached through `byte` and `set_byte`).
         let _ = unsafe { munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::fcntl::OFlag;
+    use nix::unistd::{pipe2, read};
+
+    /// Review row 1: three fds in one SCM_RIGHTS are refused, and all three are closed
+    /// (each pipe's read end sees EOF, so no copy of its write end is left open here).
+    #[test]
+    fn three_fds_are_refused_and_closed() {
+        refused_and_closed(3, "got 3 fds");
+    }
+
+    /// More than fit in the control buffer: MSG_CTRUNC, and still every fd closed.
+    #[test]
+    fn fourteen_fds_are_cut_refused_and_closed() {
+        refused_and_closed(14, "MSG_CTRUNC");
+    }
+
+    fn refused_and_closed(count: usize, said: &str) {
+        let (a, b) = UnixStream::pair().unwrap();
+        let pipes: Vec<_> = (0..count)
+            .map(|_| pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).unwrap())
+            .collect();
+        let fds: Vec<RawFd> = pipes.iter().map(|(_, w)| w.as_raw_fd()).collect();
+        let control = [ControlMessage::ScmRights(&fds)];
+        let iov = [IoSlice::new(b"F")];
+        sendmsg::<()>(b.as_raw_fd(), &iov, &control, MsgFlags::empty(), None).unwrap();
+        let readers: Vec<OwnedFd> = pipes.into_iter().map(|(r, _w)| r).collect();
+        let err = receive_fd(&a, FILE_TAG).unwrap_err().to_string();
+        assert!(err.contains(said), "{err}");
+        for r in &readers {
+            let mut byte = [0u8; 1];
+            assert_eq!(
+                read(r, &mut byte),
+                Ok(0),
+                "a write end is still open: {err}"
+            );
+        }
     }
 }

@@ -68,6 +68,10 @@ pub fn read_full(fd: impl AsFd, buf: &mut [u8]) -> Result<usize> {
     Ok(got)
 }
 
+/// The longest line a reader buffers: input from programs nobody here wrote (nc, socat,
+/// `--file /dev/zero`) must not make memory grow without limit.
+pub const MAX_LINE: usize = 1024 * 1024;
+
 /// Splits a byte stream into lines (DESIGN §3: a message is a line ending in '\n', the end
 /// is EOF), keeping what each read(2) returned so the reader can show it.
 pub struct LineReader<F> {
@@ -98,8 +102,15 @@ impl<F: AsFd> LineReader<F> {
         self.buf.copy_within(self.start..self.end, 0);
         self.end -= self.start;
         self.start = 0;
+        // Every caller takes the whole lines out first, so what is left has no '\n'.
+        if self.end >= MAX_LINE {
+            bail!(
+                "a line longer than {MAX_LINE} bytes (1 MiB) with no '\\n': not a text \
+                 message; I stop here rather than buffer without limit"
+            );
+        }
         if self.end == self.buf.len() {
-            self.buf.resize(self.buf.len() * 2, 0);
+            self.buf.resize((self.buf.len() * 2).min(MAX_LINE), 0);
         }
         if self.poll_first {
             wait_readable(self.fd.as_fd())?;
