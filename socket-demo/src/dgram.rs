@@ -7,7 +7,8 @@
 //! There is no connection. The reader learns who sent a datagram from each recv (UDP: an
 //! address and port; Unix: the credentials the kernel attaches, SCM_CREDENTIALS), and
 //! nothing tells it when a writer dies. The two families differ in flow control:
-//! - Unix: the kernel queues at most `net.unix.max_dgram_qlen` (10) datagrams for a reader,
+//! - Unix: the kernel queues at most `net.unix.max_dgram_qlen` + 1 datagrams for a reader
+//!   (the kernel's default is 10; systemd sets 512; see /proc/sys/net/unix/max_dgram_qlen),
 //!   then puts the writer to sleep. Nothing is lost.
 //! - UDP: nothing makes the writer wait. When the reader's receive buffer is full, the
 //!   kernel drops the datagram, and nobody is told. So the UDP bulk writer waits for the

@@ -36,6 +36,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use anyhow::{Context, Result, bail};
 use nix::fcntl::{FcntlArg, OFlag, SealFlag, fcntl};
@@ -450,10 +451,13 @@ fn fd_target(fd: &impl AsRawFd) -> String {
 }
 
 /// A MAP_SHARED mapping of a sealed memfd, holding one NUL-terminated text; unmapped on
-/// drop. The two processes take turns (one byte on the socket says whose turn it is), but
-/// nothing stops the other one from writing at any time, so the page is only ever touched
-/// one byte at a time with volatile reads and writes, never through a Rust reference
-/// (`&[u8]` would promise that nobody changes those bytes while it lives).
+/// drop. Nothing stops the other process from writing the page at any time, so it is only
+/// ever touched one byte at a time through `AtomicU8` (Relaxed), never through a Rust
+/// reference (`&[u8]` would promise that nobody changes those bytes while it lives), and
+/// never with plain or volatile accesses (a racing non-atomic access is undefined
+/// behaviour; volatile does not change that). The atomics only make each byte race-free;
+/// the order (whose text is complete when) comes from the turn-taking on the socket: a
+/// byte sent after the writes, received before the reads, and the syscalls in between.
 struct SharedPage {
     ptr: NonNull<u8>,
     len: usize,
@@ -499,19 +503,21 @@ impl SharedPage {
     }
 
     fn byte(&self, i: usize) -> u8 {
-        assert!(i < self.len);
-        // SAFETY: what holds: `i < len`, so the address is inside the mapping, which lives
-        // until drop, and whose pages stay (F_SEAL_SHRINK, checked in `map`: no SIGBUS).
-        // No Rust reference to the page exists, so another process writing it breaks no
-        // promise of one; the read is volatile, so the compiler assumes nothing about the
-        // byte. Which value we see is up to the turn-taking on the socket.
-        unsafe { self.ptr.as_ptr().add(i).read_volatile() }
+        self.cell(i).load(Ordering::Relaxed)
     }
 
     fn set_byte(&self, i: usize, value: u8) {
+        self.cell(i).store(value, Ordering::Relaxed)
+    }
+
+    fn cell(&self, i: usize) -> &AtomicU8 {
         assert!(i < self.len);
-        // SAFETY: as in `byte`, and the mapping is PROT_WRITE.
-        unsafe { self.ptr.as_ptr().add(i).write_volatile(value) }
+        // SAFETY: `i < len`, so the address is inside the mapping, which lives until drop
+        // (the returned reference cannot outlive `self`), and whose pages stay
+        // (F_SEAL_SHRINK, checked in `map`: no SIGBUS); PROT_READ | PROT_WRITE. An AtomicU8
+        // has alignment 1. Every access to the page, here and in the peer (this same
+        // code), is atomic, as `from_ptr` requires.
+        unsafe { AtomicU8::from_ptr(self.ptr.as_ptr().add(i)) }
     }
 
     fn write_text(&self, text: &str) {
@@ -534,7 +540,7 @@ impl SharedPage {
 impl Drop for SharedPage {
     fn drop(&mut self) {
         // SAFETY: this mapping was made by `map` with this length, and no reference into it
-        // exists (the page is only reached through `byte` and `set_byte`).
+        // exists (the page is only reached through `cell`, borrowed from `self`).
         let _ = unsafe { munmap(self.ptr.cast(), self.len) };
     }
 }

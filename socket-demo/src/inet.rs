@@ -2,7 +2,9 @@
 //!
 //! The same socket calls as the Unix family, but the meeting point is an IP address and a
 //! port instead of a file. Nothing is left in the filesystem, so there is nothing to
-//! remove: the kernel frees the port when the socket closes. Port 0 asks the kernel for
+//! remove: the port is free again once the sockets are closed, except that the side that
+//! closes a TCP connection first keeps its port in TIME_WAIT for a minute; std sets
+//! SO_REUSEADDR on listeners, so a new reader can bind it anyway. Port 0 asks the kernel for
 //! any free port; the reader prints the one it got.
 //!
 //! Who is calling: a TCP server learns the client's address and port from accept(2), and

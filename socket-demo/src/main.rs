@@ -46,6 +46,7 @@
 //! server), `writer.rs` (the client), `stream.rs` and `dgram.rs` (the two kinds), `unix.rs`
 //! and `inet.rs` (the two families), `pair.rs` and `fdpass.rs`.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 /// Narrates one event on stdout as `[ROLE PID] ...`. Not `println!`: that panics when stdout
@@ -81,12 +82,14 @@ use args::{Args, Flavour, Meet, Parsed, Role, Workload};
 fn main() -> ExitCode {
     let args = match args::parse(std::env::args_os().skip(1)) {
         Ok(Parsed::Help) => {
-            print!("{}", args::USAGE);
+            // Not print!: it panics when stdout is a closed pipe (`--help | true`).
+            let _ = std::io::stdout().write_all(args::USAGE.as_bytes());
             return ExitCode::SUCCESS;
         }
         Ok(Parsed::Run(args)) => args,
         Err(what) => {
-            eprint!("error: {what}\n\n{}", args::USAGE);
+            let _ =
+                std::io::stderr().write_all(format!("error: {what}\n\n{}", args::USAGE).as_bytes());
             return ExitCode::from(2);
         }
     };
@@ -114,7 +117,7 @@ fn main() -> ExitCode {
             signals::die_of(sig)
         }
         (Err(e), None) => {
-            eprintln!("error: {e:#}");
+            let _ = std::io::stderr().write_all(format!("error: {e:#}\n").as_bytes());
             ExitCode::FAILURE
         }
     }

@@ -195,8 +195,8 @@ fn child(socket: UnixStream, parent: Pid) -> Result<()> {
     write_all(&socket, format!("{greeting}\n").as_bytes(), "parent")?;
     say!(
         CHILD,
-        "sent {greeting:?} before reading anything: the parent is writing to me at the same \
-         time, on the same socket"
+        "sent {greeting:?} without waiting to read anything: the parent may be writing to \
+         me on the same socket at the same time"
     );
     let mut requests = LineReader::new(&socket);
     let mut answer = Vec::new();
@@ -229,7 +229,10 @@ fn exit_child(outcome: Result<()>) -> ! {
             1
         }
         (Err(e), None) => {
-            eprintln!("error: {e:#}");
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                format!("error: {e:#}\n").as_bytes(),
+            );
             1
         }
     };

@@ -33,7 +33,8 @@ const READER: &str = "reader";
 /// queue takes milliseconds, so this only guards against a hang.
 const WRITER_DEADLINE: Duration = Duration::from_secs(30);
 /// What the kernel surely holds for us without making the writer wait: a Unix datagram
-/// socket queues at most 10 datagrams (net.unix.max_dgram_qlen), the end included. The
+/// socket queues max_dgram_qlen + 1 datagrams (/proc/sys/net/unix/max_dgram_qlen: 10 by
+/// the kernel's default, 512 where systemd sets it), so 9, the end included, fit. The
 /// socket buffers hold some 200 KiB, but count more than the bytes: each write(2) on a
 /// Unix stream costs some 768 bytes of the writer's send buffer, however short, so the
 /// writer would be asleep after ~270 short lines. 100 lines of 64 KiB in all fit.

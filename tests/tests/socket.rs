@@ -437,7 +437,7 @@ fn pair_default_run_talks_both_ways_on_one_socket() {
     let parent = out.pid_of("parent");
     let child = out.pid_of("child");
     // The child greeted before it read anything, while the parent was sending.
-    let greeted = out.line_index("before reading anything");
+    let greeted = out.line_index("without waiting to read anything");
     let first_child_receive = out
         .stdout
         .lines()
