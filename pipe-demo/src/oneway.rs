@@ -139,6 +139,10 @@ fn fill_until_the_writer_blocks(write_end: &OwnedFd) -> Result<()> {
         match write(write_end, &chunk) {
             Ok(n) => filled += n,
             Err(Errno::EAGAIN) => break, // full: a blocking write would sleep now
+            Err(Errno::EPIPE) => bail!(
+                "filling the pipe: the reader is gone: write failed with EPIPE (no process \
+                 has the read end open)"
+            ),
             Err(e) => bail!("filling the pipe: write: {e}"),
         }
     }

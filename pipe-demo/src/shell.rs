@@ -117,11 +117,7 @@ fn exec_or_exit(end: &OwnedFd, stdio: Stdio, argv: &[&str]) -> ! {
         Errno::EACCES | Errno::EPERM | Errno::ENOEXEC => EXEC_NOT_EXECUTABLE,
         _ => EXEC_NOT_FOUND,
     };
-    crate::complain(&format!(
-        "error: exec {:?}: {err} ({})",
-        argv[0],
-        err.desc()
-    ));
+    crate::complain(&format!("error: exec {:?}: {err}", argv[0]));
     std::process::exit(code)
 }
 
