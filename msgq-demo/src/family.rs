@@ -184,3 +184,20 @@ pub fn wait_until_asleep(
     }
     None
 }
+
+/// Whether process `pid` still runs: `kill(pid, 0)` delivers nothing but says whether
+/// the pid exists (EPERM: it does, under another user), and /proc tells a zombie (dead,
+/// not yet reaped) from a live process. A pid can be reused by an unrelated process
+/// after its owner died; that only makes us wait on, as before.
+pub fn alive(pid: i32) -> bool {
+    match kill(Pid::from_raw(pid), None) {
+        Ok(()) | Err(Errno::EPERM) => {}
+        Err(_) => return false,
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The state is the field after the command, which is in parentheses.
+    let state = stat
+        .rsplit_once(") ")
+        .and_then(|(_, rest)| rest.chars().next());
+    state != Some('Z')
+}

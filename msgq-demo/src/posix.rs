@@ -109,6 +109,34 @@ pub struct Queue {
     mqd: MqdT,
     name: String,
     buffer: Vec<u8>,
+    /// Two-terminal mode: the peer's lock to watch while we wait (see `peer_gone`).
+    peer: Option<Peer>,
+}
+
+/// A POSIX queue keeps no pid of its users, so each side of the two-terminal mode
+/// marks itself with a lock the kernel drops when the process dies, SIGKILL included:
+/// an open-file-description lock (F_OFD_SETLK, fcntl(2)) on one byte of the queue's
+/// descriptor, byte 0 for the reader, byte 1 for a writer. The other side asks
+/// (F_OFD_GETLK) whether that byte is still locked. A peer that takes no lock (another
+/// program) is never seen, so it is never declared dead either.
+struct Peer {
+    byte: i64,
+    who: &'static str,
+    /// Its lock was seen once: only then does a missing lock mean it died.
+    seen: std::cell::Cell<bool>,
+}
+
+const READER_BYTE: i64 = 0;
+const WRITER_BYTE: i64 = 1;
+
+fn one_byte(byte: i64, kind: c_int) -> libc::flock {
+    // SAFETY: `flock` is plain data, all zeroes is a valid value.
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = kind as _;
+    lock.l_whence = libc::SEEK_SET as _;
+    lock.l_start = byte;
+    lock.l_len = 1;
+    lock
 }
 
 impl Drop for Queue {
@@ -176,6 +204,7 @@ fn create(name: &str, role: &'static str, limits: &Limits) -> Result<(Unlink, Qu
         role,
     };
     let queue = Queue::new(mqd, name)?;
+    queue.mark(READER_BYTE); // see `Peer`; watched only in two-terminal mode
     say!(
         role,
         "created queue {name}: mq_open(O_CREAT|O_EXCL|O_RDWR, 0600, mq_maxmsg={}, mq_msgsize={}); \
@@ -221,10 +250,71 @@ impl Queue {
             mqd,
             name: name.to_string(),
             buffer: Vec::new(),
+            peer: None,
         };
         let msgsize = queue.attributes()?.msgsize();
         queue.buffer = vec![0; msgsize as usize]; // mq_receive wants at least mq_msgsize
         Ok(queue)
+    }
+
+    /// Marks this descriptor as `byte`'s side, until our death (see `Peer`). Best
+    /// effort: a second writer finds byte 1 taken, and goes unmarked.
+    fn mark(&self, byte: i64) {
+        let lock = one_byte(byte, libc::F_WRLCK);
+        let _ = nix::fcntl::fcntl(&self.mqd, nix::fcntl::FcntlArg::F_OFD_SETLK(&lock));
+    }
+
+    /// Whether some other descriptor holds a lock on `byte`; None if we cannot tell.
+    fn marked(&self, byte: i64) -> Option<bool> {
+        let mut lock = one_byte(byte, libc::F_WRLCK);
+        nix::fcntl::fcntl(&self.mqd, nix::fcntl::FcntlArg::F_OFD_GETLK(&mut lock)).ok()?;
+        Some(lock.l_type != libc::F_UNLCK as _)
+    }
+
+    /// From now on, while waiting, watch the peer whose lock is on `byte`.
+    fn watch(&mut self, byte: i64, who: &'static str) {
+        let seen = self.marked(byte) == Some(true);
+        self.peer = Some(Peer {
+            byte,
+            who,
+            seen: seen.into(),
+        });
+    }
+
+    /// Until the peer's lock has been seen, look for it after each message received
+    /// (one fcntl, then none): a writer that starts, fills the queue and dies while we
+    /// were busy or stopped is then still noticed.
+    fn notice_peer(&self) {
+        if let Some(peer) = &self.peer
+            && !peer.seen.get()
+            && self.marked(peer.byte) == Some(true)
+        {
+            peer.seen.set(true);
+        }
+    }
+
+    /// Called each `TICK` we wait: has the peer we watch died (its lock is gone)?
+    fn peer_gone(&self) -> Result<()> {
+        let Some(peer) = &self.peer else {
+            return Ok(());
+        };
+        let (byte, who) = (peer.byte, peer.who);
+        match (self.marked(byte), peer.seen.get()) {
+            (Some(true), _) => {
+                peer.seen.set(true);
+                Ok(())
+            }
+            (Some(false), true) if who == "reader" => bail!(
+                "the reader of queue {} died without removing it (its lock on the queue is                  gone): nobody will take messages; it is left behind: remove it with {}",
+                self.name,
+                removal_command(&self.name)
+            ),
+            (Some(false), true) => bail!(
+                "the writer died before its end marker (its lock on queue {} is gone): no                  more messages will come",
+                self.name
+            ),
+            _ => Ok(()),
+        }
     }
 
     /// The largest message this queue takes (`mq_msgsize`).
@@ -243,7 +333,10 @@ impl Queue {
             signals::check()?;
             match timed_send(&self.mqd, message, priority, &signals::deadline()?) {
                 Ok(()) => return Ok(()),
-                Err(Errno::ETIMEDOUT) => self.still_named()?, // then the flag, and again
+                Err(Errno::ETIMEDOUT) => {
+                    self.still_named()?;
+                    self.peer_gone()?; // then the flag, and again
+                }
                 Err(Errno::EINTR) => continue,
                 Err(Errno::EMSGSIZE) => bail!(
                     "a message of {} bytes does not fit queue {}: its messages are at most \
@@ -265,8 +358,14 @@ impl Queue {
             signals::check()?;
             let deadline = signals::deadline()?;
             match mq_timedreceive(&self.mqd, &mut self.buffer, &mut priority, &deadline) {
-                Ok(len) => return Ok((&self.buffer[..len], priority)),
-                Err(Errno::ETIMEDOUT) => self.still_named()?,
+                Ok(len) => {
+                    self.notice_peer();
+                    return Ok((&self.buffer[..len], priority));
+                }
+                Err(Errno::ETIMEDOUT) => {
+                    self.still_named()?;
+                    self.peer_gone()?;
+                }
                 Err(Errno::EINTR) => continue,
                 Err(e) => bail!("mq_timedreceive {}: {e}", self.name),
             }
@@ -593,6 +692,7 @@ pub fn reader(name: Option<&str>, workload: &Workload, limits: &Limits) -> Resul
     match workload {
         Workload::Text(_) => {
             let (unlink, mut queue) = create(&name, READER, limits)?;
+            queue.watch(WRITER_BYTE, "writer");
             say!(
                 READER,
                 "waiting for messages; in another terminal: msgq-demo writer --name {name} hello"
@@ -605,6 +705,7 @@ pub fn reader(name: Option<&str>, workload: &Workload, limits: &Limits) -> Resul
         }
         Workload::Bulk { count, size } => {
             let (unlink, mut queue) = create(&name, READER, limits)?;
+            queue.watch(WRITER_BYTE, "writer");
             say!(
                 READER,
                 "waiting for {count} messages of {size} bytes: msgq-demo writer --name {name} \
@@ -618,6 +719,8 @@ pub fn reader(name: Option<&str>, workload: &Workload, limits: &Limits) -> Resul
         Workload::Ping { count, size } => {
             let (unlink, mut down) = create(&name, READER, limits)?;
             let (unlink_reply, mut up) = create(&reply_name(&name), READER, limits)?;
+            down.watch(WRITER_BYTE, "writer");
+            up.watch(WRITER_BYTE, "writer");
             say!(
                 READER,
                 "waiting for {count} pings on {name}, to echo each back through {}: msgq-demo \
@@ -633,12 +736,20 @@ pub fn reader(name: Option<&str>, workload: &Workload, limits: &Limits) -> Resul
     Ok(())
 }
 
+/// Opens the reader's queue for a writer, marked and watching the reader (see `Peer`).
+fn open_watched(name: &str, flags: MQ_OFlag, reader: &str) -> Result<Queue> {
+    let mut queue = open(name, flags, reader)?;
+    queue.mark(WRITER_BYTE); // needs write access: fails quietly on the O_RDONLY reply queue
+    queue.watch(READER_BYTE, "reader");
+    Ok(queue)
+}
+
 /// `msgq-demo writer`: open the reader's queue, send, and leave.
 pub fn writer(name: &str, workload: &Workload) -> Result<()> {
     let reader = format!("msgq-demo reader --name {name}");
     match workload {
         Workload::Text(messages) => {
-            let mut queue = open(name, MQ_OFlag::O_WRONLY, &reader)?;
+            let mut queue = open_watched(name, MQ_OFlag::O_WRONLY, &reader)?;
             say!(WRITER, "opened queue {name}");
             if messages.is_empty() {
                 // Bytes up to each '\n', not `lines()`: a line need not be UTF-8.
@@ -649,7 +760,7 @@ pub fn writer(name: &str, workload: &Workload) -> Result<()> {
         }
         Workload::Bulk { count, size } => {
             let reader = format!("{reader} --count {count} --size {size}");
-            let mut queue = open(name, MQ_OFlag::O_WRONLY, &reader)?;
+            let mut queue = open_watched(name, MQ_OFlag::O_WRONLY, &reader)?;
             fits(&queue, *size)?;
             workload::send_bulk(&mut queue, *count, *size)?.print(WRITER);
             Ok(())
@@ -657,8 +768,8 @@ pub fn writer(name: &str, workload: &Workload) -> Result<()> {
         Workload::Ping { count, size } => {
             // The reader makes both queues when it is started with --ping.
             let reader = format!("{reader} --ping {count} --size {size}");
-            let mut down = open(name, MQ_OFlag::O_WRONLY, &reader)?;
-            let mut up = open(&reply_name(name), MQ_OFlag::O_RDONLY, &reader)?;
+            let mut down = open_watched(name, MQ_OFlag::O_WRONLY, &reader)?;
+            let mut up = open_watched(&reply_name(name), MQ_OFlag::O_RDONLY, &reader)?;
             fits(&down, *size)?;
             workload::time_round_trips(&mut down, &mut up, *count, *size)?.print(WRITER);
             Ok(())

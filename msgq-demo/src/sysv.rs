@@ -179,6 +179,8 @@ pub struct Queue {
     key: i32,
     mtype: c_long,
     buffer: Box<MsgBuf>,
+    /// Two-terminal mode: while we wait, look for the other side's death (see `peer_gone`).
+    watch_peer: bool,
 }
 
 /// Creates the queue for `key`, exclusively, readable and writable by us only. The guard
@@ -239,12 +241,49 @@ impl Queue {
                 mtype,
                 mtext: [0; MAX_TEXT],
             }),
+            watch_peer: false,
         }
+    }
+
+    /// Two-terminal mode: a side whose peer was killed (SIGKILL runs no guard) would
+    /// otherwise sleep forever on a full or empty queue. The kernel keeps the pids of
+    /// the last sender and receiver (msg_lspid, msg_lrpid; 0 until the first send or
+    /// receive): the one that is not us is the peer. Checked each `TICK` we wait.
+    /// (Not in the narrated run, where those pids may be children of an earlier act.)
+    fn peer_gone(&self) -> Result<()> {
+        if !self.watch_peer {
+            return Ok(());
+        }
+        let Ok(stat) = msgctl_stat(self.id) else {
+            return Ok(()); // removed: the next call says so (EIDRM)
+        };
+        let me = getpid().as_raw();
+        for (pid, who) in [(stat.msg_lrpid, "reader"), (stat.msg_lspid, "writer")] {
+            if pid == 0 || pid == me || crate::family::alive(pid) {
+                continue;
+            }
+            let (id, key) = (self.id, self.key);
+            if who == "reader" {
+                bail!(
+                    "the reader (pid {pid}, the last to receive) died without removing queue \
+                     {id} (key {key:#x}): nobody will take messages; it is left behind: \
+                     remove it with `ipcrm -q {id}`"
+                );
+            }
+            bail!(
+                "the writer (pid {pid}, the last to send) died before its end marker: no more \
+                 messages will come"
+            );
+        }
+        Ok(())
     }
 
     /// The same queue, seen through another message type (ping's replies).
     fn with_type(&self, mtype: c_long) -> Queue {
-        Queue::new(self.id, self.key, mtype)
+        Queue {
+            watch_peer: self.watch_peer,
+            ..Queue::new(self.id, self.key, mtype)
+        }
     }
 
     /// Sends one message of type `mtype`, sleeping while the queue is full.
@@ -264,7 +303,7 @@ impl Queue {
             signals::tick_while_blocked()?;
             match msgsnd(self.id, &self.buffer, message.len(), 0) {
                 Ok(()) => return Ok(()),
-                Err(Errno::EINTR) => continue, // look at the flag, then wait again
+                Err(Errno::EINTR) => self.peer_gone()?, // then the flag, and wait again
                 Err(e) => return Err(self.failure("msgsnd", e, message.len())),
             }
         }
@@ -278,7 +317,7 @@ impl Queue {
             signals::tick_while_blocked()?;
             match msgrcv(self.id, &mut self.buffer, msgtyp, 0) {
                 Ok(len) => return Ok((&self.buffer.mtext[..len], self.buffer.mtype)),
-                Err(Errno::EINTR) => continue,
+                Err(Errno::EINTR) => self.peer_gone()?,
                 Err(e) => return Err(self.failure("msgrcv", e, 0)),
             }
         }
@@ -476,6 +515,7 @@ pub fn reader(key: Option<i32>, workload: &Workload, limits: &Limits) -> Result<
     let key = key.unwrap_or_else(default_key);
     limits.show(READER);
     let (remove, mut queue) = create(key, READER)?;
+    queue.watch_peer = true;
     match workload {
         Workload::Text(_) => {
             say!(
@@ -515,6 +555,7 @@ pub fn reader(key: Option<i32>, workload: &Workload, limits: &Limits) -> Result<
 /// `msgq-demo writer sysv`: find the reader's queue, send, and leave.
 pub fn writer(key: i32, workload: &Workload) -> Result<()> {
     let mut queue = open(key)?;
+    queue.watch_peer = true;
     match workload {
         Workload::Text(messages) => {
             say!(WRITER, "found queue {} by key {key:#x}", queue.id);

@@ -1050,3 +1050,85 @@ fn a_queue_left_by_a_killed_reader_is_named_with_the_command_that_removes_it() {
         queue.assert_gone();
     }
 }
+
+// ---------------------------------------------------------------------------------
+// A peer killed by SIGKILL (no guard runs): the survivor notices while it waits.
+
+/// The last receiver's pid (msg_lrpid) of the System V queue with `key`.
+fn sysv_lrpid(key: i32) -> Option<i32> {
+    let table = std::fs::read_to_string("/proc/sysvipc/msg").expect("/proc/sysvipc/msg");
+    table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        (f.first()?.parse::<i64>().ok()? == i64::from(key)).then(|| f.get(6)?.parse().ok())?
+    })
+}
+
+#[test]
+fn a_writer_asleep_on_a_full_queue_notices_its_reader_was_killed() {
+    for (tag, flavour) in [(110, Flavour::Posix), (111, Flavour::Sysv)] {
+        let queue = Queue::new(flavour, tag);
+        let (reader, writer) = match flavour {
+            // POSIX: the reader's lock is there from the start, a frozen reader will do.
+            Flavour::Posix => {
+                let (reader, writer, _) = writer_asleep_on_a_full_queue(&queue, 1000);
+                (reader, writer)
+            }
+            // System V knows the reader by msg_lrpid, set by its first receive.
+            Flavour::Sysv => {
+                let workload = ["--count", "100000000", "--size", "100"];
+                let reader = start_reader(&queue, &workload);
+                let writer = start(&command("writer", &queue, &workload));
+                let pid = reader.pid();
+                wait_until("the reader has received", || {
+                    sysv_lrpid(queue.key) == Some(pid)
+                });
+                (reader, writer)
+            }
+        };
+        reader.signal_group(Signal::SIGKILL);
+        reader.finish().assert_killed_by(Signal::SIGKILL);
+        let out = writer.finish();
+        out.assert_exit_code(1)
+            .assert_stderr_contains("died without removing");
+        match flavour {
+            Flavour::Posix => {
+                out.assert_stderr_contains(&format!("`rm /dev/mqueue{}`", queue.name));
+            }
+            Flavour::Sysv => {
+                let (id, _) = sysv_entry(queue.key).expect("the queue is left behind");
+                out.assert_stderr_contains(&format!("`ipcrm -q {id}`"));
+            }
+        }
+        assert!(queue.exists(), "SIGKILL leaves the queue behind");
+        queue.remove();
+        queue.assert_gone();
+    }
+}
+
+#[test]
+fn a_reader_waiting_on_an_empty_queue_notices_its_writer_was_killed() {
+    for (tag, flavour) in [(112, Flavour::Posix), (113, Flavour::Sysv)] {
+        let queue = Queue::new(flavour, tag);
+        let mut reader = start_reader(&queue, &[]);
+        // A writer whose standard input stays open: it sends one line and waits for more.
+        let mut writer = std::process::Command::new(demo_bin(DEMO))
+            .args(command("writer", &queue, &[]))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn the writer");
+        let mut stdin = writer.stdin.take().expect("stdin");
+        std::io::Write::write_all(&mut stdin, b"hello\n").expect("write to the writer");
+        reader.wait_for_line("received \"hello\"");
+        writer.kill().expect("SIGKILL the writer");
+        writer.wait().expect("reap the writer");
+        drop(stdin);
+        let out = reader.finish();
+        out.assert_exit_code(1)
+            .assert_stderr_contains("the writer")
+            .assert_stderr_contains("died before its end marker")
+            .assert_stdout_contains("removed queue");
+        queue.assert_gone();
+    }
+}
