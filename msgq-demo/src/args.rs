@@ -31,7 +31,7 @@ two terminals:
 ";
 
 const DEFAULT_PING_SIZE: usize = 100;
-/// The most round trips a ping run takes: the writer keeps each one's time (8 bytes)
+/// The most round trips a ping run takes: the writer keeps each one's time (a `Duration`, 16 bytes)
 /// to compute the percentiles, allocated before it starts.
 const MAX_PINGS: u64 = 100_000_000;
 /// The longest POSIX queue name we accept: NAME_MAX (255) minus the leading '/' and

@@ -38,6 +38,9 @@ pub fn spawn(role: &'static str, work: impl FnOnce() -> Result<()>) -> Result<Pi
 /// parent killed with SIGKILL cannot stop us itself, and a writer asleep on a full
 /// queue would otherwise sleep forever.
 fn die_with_parent(parent: Pid) -> Result<()> {
+    // Assumption: one thread. PR_SET_PDEATHSIG fires when the parent *thread* that
+    // forked ends (prctl(2)), not the process; and reap_both waits for any child
+    // (waitpid -1), so a host program with other children must wait for these pids.
     nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).context("prctl PR_SET_PDEATHSIG")?;
     if getppid() != parent {
         bail!("the parent {parent} died before I could start"); // too late for the signal

@@ -91,9 +91,19 @@ enum Limits {
 }
 
 fn main() -> ExitCode {
-    let args = match args::parse(std::env::args().skip(1)) {
+    // args_os, not args: a non-UTF-8 argument is bad usage, not a panic.
+    let mut words = Vec::new();
+    for word in std::env::args_os().skip(1) {
+        match word.into_string() {
+            Ok(word) => words.push(word),
+            Err(word) => return bad_usage(&format!("argument {word:?} is not valid UTF-8")),
+        }
+    }
+    let args = match args::parse(words) {
         Ok(Parsed::Help) => {
-            print!("{}", args::USAGE);
+            // Not print!: it panics when stdout is a closed pipe.
+            use std::io::Write as _;
+            let _ = std::io::stdout().write_all(args::USAGE.as_bytes());
             return ExitCode::SUCCESS;
         }
         Ok(Parsed::Run(args)) => args,

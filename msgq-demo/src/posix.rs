@@ -533,7 +533,7 @@ fn order_and_size_limit(queue: &mut Queue) -> Result<()> {
         say!(
             READER,
             "highest priority first, whatever the order of sending; equal priorities come \
-             out first in, first out"
+             out first in, first out (not shown here)"
         );
         Ok(())
     })?;

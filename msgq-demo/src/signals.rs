@@ -1,4 +1,4 @@
-//! Ctrl+C (SIGINT) and SIGTERM: stop a blocked send or receive, remove the queue, then
+//! Ctrl+C (SIGINT), SIGTERM and SIGHUP (the terminal closed): stop a blocked send or receive, remove the queue, then
 //! die of the signal.
 //!
 //! The handler only stores the signal's number: about all a handler may safely do. It
@@ -13,6 +13,12 @@
 //! get a deadline (`mq_timedreceive`, `mq_timedsend`), and System V, which has no timed
 //! `msgrcv`, gets a timer that sends SIGALRM every `TICK` (`tick_while_blocked`): either
 //! way the call returns and the loop looks at the flag again.
+//!
+//! Assumption, before copying this: the ticker is process-wide and never disarmed, so
+//! every blocking call anywhere in the process (a library that does not retry EINTR,
+//! sleep(3)) fails with EINTR five times a second, and SIGALRM is taken. Fine in this
+//! small program, which retries everywhere; elsewhere disarm the timer when the call
+//! returns, or use `msgrcv(IPC_NOWAIT)` plus a sleep, or a signalfd loop.
 
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::Duration;
@@ -41,7 +47,7 @@ extern "C" fn wake_up(_: std::ffi::c_int) {}
 /// Installs the handler for SIGINT and SIGTERM, without SA_RESTART. Forked children
 /// inherit it, so Ctrl+C stops every process of the run the same way.
 pub fn install() -> Result<()> {
-    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
         set_handler(sig, SigHandler::Handler(remember))?;
     }
     Ok(())

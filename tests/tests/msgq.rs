@@ -1132,3 +1132,22 @@ fn a_reader_waiting_on_an_empty_queue_notices_its_writer_was_killed() {
         queue.assert_gone();
     }
 }
+
+#[test]
+fn non_utf8_argv_and_help_into_a_closed_pipe_do_not_panic() {
+    use std::os::unix::ffi::OsStrExt;
+    let out = std::process::Command::new(demo_bin(DEMO))
+        .arg(std::ffi::OsStr::from_bytes(b"\xff"))
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2), "non-UTF-8 argv is bad usage");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not valid UTF-8"));
+    let (read, write) = std::io::pipe().expect("pipe");
+    drop(read);
+    let status = std::process::Command::new(demo_bin(DEMO))
+        .arg("--help")
+        .stdout(write)
+        .status()
+        .expect("run");
+    assert_eq!(status.code(), Some(0), "--help into a closed pipe");
+}
