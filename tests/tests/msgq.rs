@@ -1151,3 +1151,18 @@ fn non_utf8_argv_and_help_into_a_closed_pipe_do_not_panic() {
         .expect("run");
     assert_eq!(status.code(), Some(0), "--help into a closed pipe");
 }
+
+#[test]
+fn sighup_while_the_reader_waits_removes_the_queue() {
+    for (tag, flavour) in [(114, Flavour::Posix), (115, Flavour::Sysv)] {
+        let queue = Queue::new(flavour, tag);
+        let reader = start_reader(&queue, &[]);
+        wait_until_asleep_in(reader.pid(), queue.receive_wchan());
+        signal(reader.pid(), Signal::SIGHUP);
+        reader
+            .finish()
+            .assert_killed_by(Signal::SIGHUP)
+            .assert_stdout_contains("interrupted by SIGHUP: removed queue");
+        queue.assert_gone();
+    }
+}
