@@ -56,8 +56,8 @@ pub fn send_texts(
         bytes += text.len() as u64;
         say!(
             role,
-            "sent {:?} ({} bytes): {} in the queue",
-            String::from_utf8_lossy(text),
+            "sent {} ({} bytes): {} in the queue",
+            preview(text),
             text.len(),
             queue.count()?
         );
@@ -103,11 +103,12 @@ pub fn receive_texts(queue: &mut impl Channel, role: &str) -> Result<(u64, u64)>
             );
             break;
         }
-        let (text, len) = (String::from_utf8_lossy(message).into_owned(), message.len());
+        // Cut like the writer's echo: a message may be as long as the queue allows.
+        let (text, len) = (preview(message), message.len());
         lengths.push(len);
         say!(
             role,
-            "received {text:?} ({len} bytes): the kernel deleted it from the queue, {} left",
+            "received {text} ({len} bytes): the kernel deleted it from the queue, {} left",
             queue.count()?
         );
     }
