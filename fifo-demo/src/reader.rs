@@ -130,8 +130,12 @@ fn print_lines(fifo: OwnedFd) -> Result<Summary> {
     let mut summary = Summary::start();
     let mut lines = LineReader::new(fifo);
     while let Some(line) = lines.next_line().context("read the FIFO")? {
-        let text = String::from_utf8_lossy(line);
-        say!(ROLE, "received {text:?} ({} bytes)", line.len());
+        say!(
+            ROLE,
+            "received {} ({} bytes)",
+            crate::writer::shown(line),
+            line.len()
+        );
         summary.count(line.len());
     }
     say!(ROLE, "EOF: every writer has closed its end");

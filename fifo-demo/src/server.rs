@@ -5,7 +5,8 @@
 //!
 //! That design stands on one promise of the kernel: a write(2) of at most PIPE_BUF bytes
 //! (4096 on Linux) goes into the pipe in one piece, never split, never mixed with the
-//! bytes of another writer. A longer write may be cut anywhere and interleaved.
+//! bytes of another writer. A longer write may be cut anywhere and interleaved (not shown
+//! here: every line this act writes is within PIPE_BUF).
 //!
 //! The notes: 对于命名管道，它可以在不相关的进程间也能相互通信 (unrelated processes: here
 //! two writers and main, which share only the path) and 数据是先进先出的传输方式 (first in,
@@ -18,7 +19,7 @@
 //! - it starts writers A and B (`fifo-demo writer --path DIR/server < DIR/A.lines`) and
 //!   waits until both are asleep in open(2): nobody has the FIFO open for reading yet;
 //! - it opens the FIFO for reading, which releases both writers at once;
-//! - 40 lines of 4 KB do not fit in the pipe (64 KiB): main waits until both writers
+//! - 40 lines of 4 KB do not fit in the pipe (16 page slots, one line each): main waits until both writers
 //!   are asleep in write(2), the pipe full;
 //! - main reads one line per read(2), as a server reads one request at a time; each read
 //!   makes room for a line, and a writer wakes to fill it, so the writers take turns;
@@ -196,10 +197,11 @@ fn wait_until_full(children: &mut Children, pids: &[u32], fifo: &Path, fd: &Owne
     let capacity = fcntl(fd, FcntlArg::F_GETPIPE_SZ).context("fcntl F_GETPIPE_SZ")?;
     say!(
         ROLE,
-        "writers A and B are both asleep in write(2) (wchan {wchan}): the pipe is full, it holds {capacity} bytes \
-         (F_GETPIPE_SZ) and {} lines of {} bytes do not fit",
-        LINES as usize * WRITERS.len(),
-        LINE + 1
+        "writers A and B are both asleep in write(2) (wchan {wchan}): the pipe is full. Its capacity is {capacity} bytes \
+         (F_GETPIPE_SZ), counted in 16 page-sized slots: each {}-byte write takes a slot of its own, so 16 lines \
+         fill it, and {} lines do not fit",
+        LINE + 1,
+        LINES as usize * WRITERS.len()
     );
     say!(
         ROLE,

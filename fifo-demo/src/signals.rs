@@ -1,4 +1,4 @@
-//! Ctrl+C (SIGINT) and SIGTERM: stop a blocked FIFO call, clean up, then die of the signal.
+//! Ctrl+C (SIGINT), SIGTERM and SIGHUP (the terminal closed): stop a blocked FIFO call, clean up, then die of the signal.
 //!
 //! The handler only stores the signal's number: that is about all a handler may safely
 //! do. It is installed without SA_RESTART, so a blocked open(2), read(2) or write(2)
@@ -13,14 +13,14 @@ use anyhow::{Context, Result};
 use nix::errno::Errno;
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, raise, sigaction};
 
-/// The last SIGINT/SIGTERM received, 0 for none.
+/// The last SIGINT/SIGTERM/SIGHUP received, 0 for none.
 static CAUGHT: AtomicI32 = AtomicI32::new(0);
 
 extern "C" fn remember(signo: std::ffi::c_int) {
     CAUGHT.store(signo, Ordering::SeqCst);
 }
 
-/// Installs the handler for SIGINT and SIGTERM, without SA_RESTART, except for a SIGINT
+/// Installs the handler for SIGINT, SIGTERM and SIGHUP, without SA_RESTART, except for a SIGINT
 /// we were started with ignored, which stays ignored.
 pub fn install() -> Result<()> {
     let action = SigAction::new(
@@ -28,15 +28,18 @@ pub fn install() -> Result<()> {
         SaFlags::empty(), // no SA_RESTART: a blocked call must come back with EINTR
         SigSet::empty(),
     );
-    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
         // SAFETY: `remember` only stores into an atomic, which is async-signal-safe, and
         // nothing else in this program has a handler for these signals to replace.
         let old = unsafe { sigaction(sig, &action) }.with_context(|| format!("sigaction {sig}"))?;
-        // A shell starts `cmd &` in a script (and nohup starts its command) with SIGINT
+        // A non-interactive shell (a script) starts `cmd &` with SIGINT (and SIGQUIT)
         // ignored, so that a Ctrl+C meant for the foreground job does not stop it. A
         // program is expected to keep that choice: put SIG_IGN back. SIGTERM, the
         // signal for "stop now" from `kill`, stays ours either way.
-        if sig == Signal::SIGINT && matches!(old.handler(), SigHandler::SigIgn) {
+        // (nohup ignores SIGHUP only; a SIGHUP we were started with ignored stays too.)
+        if matches!(sig, Signal::SIGINT | Signal::SIGHUP)
+            && matches!(old.handler(), SigHandler::SigIgn)
+        {
             let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
             // SAFETY: SIG_IGN runs no code of ours.
             unsafe { sigaction(sig, &ignore) }.with_context(|| format!("sigaction {sig}"))?;

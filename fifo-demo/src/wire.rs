@@ -58,6 +58,10 @@ pub fn read_full(fd: impl AsFd, buf: &mut [u8]) -> Result<usize> {
     Ok(got)
 }
 
+/// The longest line a LineReader accepts: a writer nobody here wrote (`cat /dev/zero > P`)
+/// must not make us allocate without bound.
+pub const MAX_LINE: usize = 1 << 20;
+
 /// Splits a byte stream into lines, the wire format of text messages (DESIGN §3): each
 /// message is a line ending in `\n`, and the end is EOF.
 pub struct LineReader<F> {
@@ -99,8 +103,11 @@ impl<F: AsFd> LineReader<F> {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
+            if self.end > MAX_LINE {
+                bail!("line too long: more than {MAX_LINE} bytes (1 MiB, the cap) with no newline");
+            }
             if self.end == self.buf.len() {
-                self.buf.resize(self.buf.len() * 2, 0);
+                self.buf.resize((self.buf.len() * 2).min(MAX_LINE + 2), 0);
             }
             let free = &mut self.buf[self.end..];
             match unless_interrupted(|| nix::unistd::read(self.fd.as_fd(), free))? {

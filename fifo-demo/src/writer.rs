@@ -137,7 +137,7 @@ fn send_lines(fifo: impl AsFd, messages: &[String]) -> Result<Summary> {
 /// longer one (act 2 sends lines of 4000 bytes) as its first SHOWN characters, quoted,
 /// then `…` after the quote, the way strace shows a long buffer. The byte count printed
 /// beside it is always the whole text's.
-fn shown(text: &[u8]) -> String {
+pub fn shown(text: &[u8]) -> String {
     const SHOWN: usize = 40;
     let text = String::from_utf8_lossy(text);
     match text.char_indices().nth(SHOWN) {

@@ -390,11 +390,18 @@ fn many_writers_at_once_every_line_arrives_whole() {
 
     let got = received(&reader.stdout, reader.pid);
     assert_eq!(got.len(), WRITERS * LINES, "every line arrives");
+    assert_eq!(
+        reader.lines_with("(4000 bytes)").len(),
+        WRITERS * LINES,
+        "every line 4000 bytes"
+    );
     let mut next = [0usize; WRITERS];
     for line in &got {
         let w: usize = line[1..2].parse().expect("a writer number");
         assert!(w < WRITERS, "line from an unknown writer: {}", &line[..12]);
-        let expected = many_writers_line(w, next[w]);
+        // The reader echoes the first 40 characters (the echo is cut); its byte count
+        // says the rest of the line came whole.
+        let expected = many_writers_line(w, next[w])[..40].to_string();
         assert!(
             *line == expected,
             "line {} of writer {w} arrived mixed or out of order: starts {:?}",
@@ -910,4 +917,66 @@ fn default_run_stops_the_writer_when_the_reader_dies() {
     );
     // The killed reader could not remove its FIFO; main's directory guard did.
     assert!(is_gone(&private_dir(&run.stdout)));
+}
+
+// ---------- SIGHUP, and a flood with no newline ----------
+
+#[test]
+fn sighup_stops_a_reader_asleep_in_open_and_removes_its_directory() {
+    let mut reader = Demo::start(DEMO, &["reader"]);
+    let line = reader.wait_for_line("made the private directory");
+    let dir = line
+        .split("made the private directory ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    reader.wait_for_line("opening");
+    wait_until_asleep_in(reader.pid(), "wait_for_partner");
+    reader.signal_group(Signal::SIGHUP);
+    let reader = reader.finish();
+    reader.assert_killed_by(Signal::SIGHUP);
+    reader.assert_stdout_contains("interrupted by SIGHUP: removed");
+    assert!(is_gone(&dir), "{dir} left behind");
+}
+
+#[test]
+fn sighup_stops_a_reader_asleep_in_read() {
+    let scratch = ScratchDir::new("fifo-hup-read");
+    let fifo = scratch.join("f");
+    let mut reader = start_reader(&fifo, &[]);
+    let idle_writer = open_for_writing(&fifo);
+    reader.wait_for_line("a writer opened");
+    wait_until_asleep_in(reader.pid(), "pipe_read");
+    reader.signal_group(Signal::SIGHUP);
+    let reader = reader.finish();
+    reader.assert_killed_by(Signal::SIGHUP);
+    reader.assert_stdout_contains("interrupted by SIGHUP: removed");
+    assert!(is_gone(&fifo));
+    drop(idle_writer);
+}
+
+#[test]
+fn a_flood_with_no_newline_is_capped_at_1_mib() {
+    let scratch = ScratchDir::new("fifo-flood");
+    let fifo = scratch.join("f");
+    let mut reader = start_reader(&fifo, &[]);
+    let mut writer = open_for_writing(&fifo);
+    reader.wait_for_line("a writer opened");
+    let chunk = vec![b'x'; 64 * 1024];
+    let mut peak = 0;
+    for _ in 0..128 {
+        // 8 MiB in all; EPIPE once the reader has given up.
+        if writer.write_all(&chunk).is_err() {
+            break;
+        }
+        peak = peak.max(vm_hwm_kib(reader.pid()).unwrap_or(0));
+    }
+    drop(writer);
+    let reader = reader.finish();
+    reader.assert_exit_code(1);
+    reader.assert_stderr_contains("line too long: more than 1048576 bytes (1 MiB, the cap)");
+    assert!(peak < 128 * 1024, "VmHWM {peak} KiB");
+    assert!(reader.stdout.len() < 64 * 1024, "the echo was not cut");
+    assert!(is_gone(&fifo));
 }
