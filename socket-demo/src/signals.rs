@@ -16,7 +16,7 @@
 //! `die_of`, so the shell sees the process was killed by the signal.
 
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -176,6 +176,33 @@ pub fn wait_ready(fd: impl AsFd, events: PollFlags) -> Result<PollFlags> {
         }
     })?
     .context("poll")
+}
+
+/// Waits until `fd` (standard input) has something to read, or `peer` (the connection
+/// the lines go to) is closed at the other end, which is an error: a writer waiting for
+/// its next line must not miss that its reader died (POLLHUP, or POLLRDHUP for TCP).
+pub fn wait_readable_watching(fd: BorrowedFd, peer: BorrowedFd) -> Result<()> {
+    let tick = u16::try_from(TICK.as_millis()).unwrap_or(u16::MAX);
+    // POLLRDHUP: the peer shut down its writing half or closed (nix names no such flag).
+    let rdhup = PollFlags::from_bits_retain(libc::POLLRDHUP);
+    let gone = PollFlags::POLLHUP | rdhup | PollFlags::POLLERR;
+    let peer_events = block(|| {
+        let mut fds = [PollFd::new(fd, PollFlags::POLLIN), PollFd::new(peer, rdhup)];
+        match poll(&mut fds, tick) {
+            Ok(0) => Err(io::ErrorKind::WouldBlock.into()),
+            Ok(_) => Ok(fds[1].revents()),
+            Err(e) => Err(e.into()),
+        }
+    })?
+    .context("poll")?;
+    // nix's revents() is None when a bit it does not know is set: POLLRDHUP, here.
+    if peer_events.is_none_or(|events| events.intersects(gone)) {
+        anyhow::bail!(
+            "the reader is gone: it closed its end of the connection (or was killed) while \
+             I waited for my next line on standard input"
+        );
+    }
+    Ok(())
 }
 
 /// Waits until `fd` (standard input) has something to read.

@@ -17,13 +17,13 @@
 //! writer is noticed; std's `read_exact`/`write_all` would retry EINTR and not stop.
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use nix::unistd::{read, write};
 
-use crate::signals::{block, wait_readable};
+use crate::signals::{block, wait_readable, wait_readable_watching};
 use crate::workload::{Summary, check, pattern, stamp};
 
 const READER: &str = "reader";
@@ -78,6 +78,8 @@ pub struct LineReader<F> {
     fd: F,
     /// A terminal or pipe on standard input has no SO_RCVTIMEO: poll it first.
     poll_first: bool,
+    /// While waiting on standard input, also watch this connection for its peer's close.
+    peer: Option<RawFd>,
     buf: Vec<u8>,
     start: usize, // the next line begins here
     end: usize,   // bytes read so far end here
@@ -89,6 +91,7 @@ impl<F: AsFd> LineReader<F> {
         LineReader {
             fd,
             poll_first: false,
+            peer: None,
             buf: vec![0; 64 * 1024],
             start: 0,
             end: 0,
@@ -112,8 +115,15 @@ impl<F: AsFd> LineReader<F> {
         if self.end == self.buf.len() {
             self.buf.resize((self.buf.len() * 2).min(MAX_LINE), 0);
         }
-        if self.poll_first {
-            wait_readable(self.fd.as_fd())?;
+        match (self.poll_first, self.peer) {
+            (true, Some(peer)) => {
+                // SAFETY: `peer` is the connection `each_message_watching` borrowed for
+                // the whole life of this LineReader, so it is open.
+                let peer = unsafe { BorrowedFd::borrow_raw(peer) };
+                wait_readable_watching(self.fd.as_fd(), peer)?;
+            }
+            (true, None) => wait_readable(self.fd.as_fd())?,
+            _ => {}
         }
         let n = read_once(self.fd.as_fd(), &mut self.buf[self.end..])?;
         self.end += n;
@@ -157,12 +167,23 @@ impl<F: AsFd> LineReader<F> {
 }
 
 /// The writer's messages: the MESSAGE arguments, or else each line of standard input.
-pub fn each_message(messages: &[String], mut send: impl FnMut(&str) -> Result<()>) -> Result<()> {
+pub fn each_message(messages: &[String], send: impl FnMut(&str) -> Result<()>) -> Result<()> {
+    each_message_watching(messages, None, send)
+}
+
+/// `each_message`, and while it waits for standard input, an error as soon as `peer`'s
+/// other end closes.
+pub fn each_message_watching(
+    messages: &[String],
+    peer: Option<BorrowedFd>,
+    mut send: impl FnMut(&str) -> Result<()>,
+) -> Result<()> {
     if !messages.is_empty() {
         return messages.iter().try_for_each(|m| send(m));
     }
     let mut stdin = LineReader::new(io::stdin());
     stdin.poll_first = true;
+    stdin.peer = peer.map(|p| p.as_raw_fd());
     while let Some(line) = stdin.next()? {
         send(&String::from_utf8_lossy(line))?;
     }
@@ -181,7 +202,7 @@ pub fn shown(bytes: &[u8]) -> String {
 pub fn send_lines(fd: impl AsFd, messages: &[String]) -> Result<Summary> {
     let mut summary = Summary::start();
     let mut line = Vec::new();
-    each_message(messages, |text| {
+    each_message_watching(messages, Some(fd.as_fd()), |text| {
         line.clear();
         line.extend_from_slice(text.as_bytes());
         line.push(b'\n'); // on a byte stream, the newline is what ends a message
