@@ -46,6 +46,7 @@ mod shared;
 mod signals;
 mod sysv;
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use args::{Flavour, Parsed};
@@ -69,14 +70,25 @@ macro_rules! say {
 pub(crate) use say;
 
 fn main() -> ExitCode {
-    let request = match args::parse(std::env::args().skip(1)) {
+    // args_os: a non-UTF-8 argument is bad usage, not the panic std::env::args() gives.
+    let argv: Result<Vec<String>, _> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.into_string())
+        .collect();
+    let parsed = match argv {
+        Ok(argv) => args::parse(argv),
+        Err(bad) => Err(format!("argument {bad:?} is not valid UTF-8")),
+    };
+    // write_all with the error dropped: print! would panic into a closed pipe.
+    let request = match parsed {
         Ok(Parsed::Help) => {
-            print!("{}", args::USAGE);
+            let _ = std::io::stdout().write_all(args::USAGE.as_bytes());
             return ExitCode::SUCCESS;
         }
         Ok(Parsed::Run(request)) => request,
         Err(problem) => {
-            eprintln!("error: {problem}\n\n{}", args::USAGE);
+            let text = format!("error: {problem}\n\n{}\n", args::USAGE);
+            let _ = std::io::stderr().write_all(text.as_bytes());
             return ExitCode::from(2);
         }
     };
