@@ -64,7 +64,7 @@ fn exit_child(role: &str, outcome: Result<()>) -> ! {
             128 + sig as i32
         }
         (Err(e), None) => {
-            eprintln!("error: {e:#}");
+            _ = writeln!(std::io::stderr(), "error: {e:#}");
             1
         }
     };

@@ -57,6 +57,7 @@ mod signals;
 mod sysv;
 mod workload;
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use args::{Flavour, Parsed, Role};
@@ -118,7 +119,10 @@ fn main() -> ExitCode {
     let limits = match limits {
         Ok(limits) => limits,
         Err(e) => {
-            eprintln!("error: {e:#}: does this kernel have message queues?");
+            _ = writeln!(
+                std::io::stderr(),
+                "error: {e:#}: does this kernel have message queues?"
+            );
             return ExitCode::FAILURE;
         }
     };
@@ -158,13 +162,13 @@ fn main() -> ExitCode {
         // removed the queue and said so. Die of the signal, so the shell knows.
         (Err(_), Some(sig)) => signals::die_of(sig),
         (Err(e), None) => {
-            eprintln!("error: {e:#}");
+            _ = writeln!(std::io::stderr(), "error: {e:#}");
             ExitCode::FAILURE
         }
     }
 }
 
 fn bad_usage(what: &str) -> ExitCode {
-    eprint!("error: {what}\n\n{}", args::USAGE);
+    _ = write!(std::io::stderr(), "error: {what}\n\n{}", args::USAGE);
     ExitCode::from(2)
 }

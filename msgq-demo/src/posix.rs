@@ -30,6 +30,7 @@
 
 use std::ffi::c_int;
 use std::io::BufRead;
+use std::io::Write as _;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -168,7 +169,7 @@ impl Drop for Unlink {
                 "removed queue {name} (mq_unlink): the name is gone, and the kernel frees the \
                  queue once the last descriptor on it is closed"
             ),
-            (Err(e), _) => eprintln!("error: mq_unlink {name}: {e}"),
+            (Err(e), _) => _ = writeln!(std::io::stderr(), "error: mq_unlink {name}: {e}"),
         }
     }
 }

@@ -28,6 +28,7 @@
 
 use std::ffi::{c_int, c_long};
 use std::io::BufRead;
+use std::io::Write as _;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -167,7 +168,7 @@ impl Drop for Remove {
                 "removed queue {id} (key {key:#x}) with msgctl(IPC_RMID): gone at once, with \
                  any message still in it"
             ),
-            (Err(e), _) => eprintln!("error: msgctl IPC_RMID {id}: {e}"),
+            (Err(e), _) => _ = writeln!(std::io::stderr(), "error: msgctl IPC_RMID {id}: {e}"),
         }
     }
 }

@@ -51,7 +51,7 @@ pub fn exit_child(outcome: Result<()>) -> ! {
             if let Some(Interrupted(signal)) = e.downcast_ref::<Interrupted>() {
                 let _ = signals::die_of(*signal);
             }
-            eprintln!("error: {e:#}");
+            _ = writeln!(std::io::stderr(), "error: {e:#}");
             1
         }
     };

@@ -102,7 +102,7 @@ fn main() -> ExitCode {
         // already said what it removed. Die of the signal, so the shell knows.
         (Err(_), Some(signal)) => signals::die_of(signal),
         (Err(e), None) => {
-            eprintln!("error: {e:#}");
+            _ = writeln!(std::io::stderr(), "error: {e:#}");
             ExitCode::FAILURE
         }
     }

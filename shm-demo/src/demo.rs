@@ -107,7 +107,7 @@ fn exit_child(outcome: Result<()>) -> ! {
         (Ok(()), _) => std::process::exit(0),
         (Err(_), Some(sig)) => signals::die_of(sig),
         (Err(e), None) => {
-            eprintln!("error: {e:#}");
+            _ = writeln!(std::io::stderr(), "error: {e:#}");
             std::process::exit(1)
         }
     }

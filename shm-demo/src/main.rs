@@ -41,6 +41,7 @@
 //! `demo.rs` (the default run), `reader.rs`, `writer.rs`, `segment.rs` (the layout in
 //! the segment), `sync.rs` (the semaphores and the waits), `posix.rs`, `sysv.rs`.
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 /// Narrates one event on stdout as `[ROLE PID] ...` (DESIGN §4). Not `println!`, which
@@ -217,14 +218,14 @@ fn main() -> ExitCode {
         // up and said so. Die of the signal, so the shell knows we were stopped.
         (Err(_), Some(sig)) => signals::die_of(sig),
         (Err(e), None) => {
-            eprintln!("error: {e:#}");
+            _ = writeln!(std::io::stderr(), "error: {e:#}");
             ExitCode::FAILURE
         }
     }
 }
 
 fn bad_usage(problem: &str) -> ExitCode {
-    eprint!("error: {problem}\n\n{USAGE}");
+    _ = write!(std::io::stderr(), "error: {problem}\n\n{USAGE}");
     ExitCode::from(2)
 }
 

@@ -81,7 +81,7 @@ pub fn exit_child(outcome: Result<()>) -> ! {
             if let Some(&Stopped(sig)) = e.downcast_ref::<Stopped>() {
                 catch::die_of(sig); // does not return
             }
-            eprintln!("error: {e:#}");
+            _ = writeln!(std::io::stderr(), "error: {e:#}");
             1
         }
     };

@@ -54,6 +54,7 @@ mod ping;
 mod reader;
 mod writer;
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 /// Narrates one event on stdout as `[ROLE PID] ...` (DESIGN §4).
@@ -84,7 +85,7 @@ fn main() -> ExitCode {
         }
         Ok(args::Parsed::Run(request)) => request,
         Err(problem) => {
-            eprint!("error: {problem}\n\n{}", args::USAGE);
+            _ = write!(std::io::stderr(), "error: {problem}\n\n{}", args::USAGE);
             return ExitCode::from(2);
         }
     };
@@ -103,7 +104,7 @@ fn main() -> ExitCode {
             // so the shell sees why we ended, as it would without a handler.
             Some(catch::Stopped(sig)) => catch::die_of(*sig),
             None => {
-                eprintln!("error: {e:#}");
+                _ = writeln!(std::io::stderr(), "error: {e:#}");
                 ExitCode::FAILURE
             }
         },
