@@ -11,6 +11,15 @@
 //! If `exec` fails (no such program on PATH, or not executable), the child exits
 //! 127 or 126, as shells do, so that this status cannot be mistaken for the
 //! program's own (grep's 1 means "no line matched").
+//!
+//! Between `fork` and `exec` the child only makes system calls: the argv is built
+//! before the fork, and a failed exec ends the child with `_exit(2)`, not
+//! `std::process::exit`, which would first run the exit-time clean-up the child
+//! inherited from its parent (flushing a copy of its stdout buffer: output printed
+//! twice; C `atexit` handlers of any library). Here the program is single-threaded,
+//! so allocating in the child would be safe too; in a threaded one it is not (another
+//! thread may have held the allocator's lock at the fork), which is why the child
+//! of a threaded program must stick to async-signal-safe calls (fork(2), signal-safety(7)).
 
 use anyhow::{Context, Result, bail};
 use nix::errno::Errno;
@@ -19,6 +28,7 @@ use nix::sys::signal::{SigHandler, Signal, signal};
 use nix::sys::wait::WaitStatus;
 use nix::unistd::{dup2_stdin, dup2_stdout, execvp, pipe2};
 use std::ffi::CString;
+use std::io::Write as _;
 use std::os::fd::OwnedFd;
 
 use crate::family::{Side, fork, wait_for};
@@ -36,9 +46,12 @@ pub fn run() -> Result<()> {
     // its stdin (dup2's copy does not inherit the flag). Without it, grep
     // would inherit a write end and never see EOF (the classic hanging pipeline).
     let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC).context("pipe2")?;
+    // Both argv built now, before any fork: the children only call exec.
+    let ps_argv = c_strings(&["ps", "auxf"]);
+    let grep_argv = c_strings(&["grep", "ps"]);
 
     let ps = match fork()? {
-        Side::Child { .. } => exec_or_exit(&write_end, Stdio::Out, &["ps", "auxf"]),
+        Side::Child { .. } => exec_or_exit(&write_end, Stdio::Out, &ps_argv),
         Side::Parent { child } => child,
     };
     say!(
@@ -46,7 +59,7 @@ pub fn run() -> Result<()> {
         "forked {ps} for `ps auxf`: its stdout becomes the write end"
     );
     let grep = match fork()? {
-        Side::Child { .. } => exec_or_exit(&read_end, Stdio::In, &["grep", "ps"]),
+        Side::Child { .. } => exec_or_exit(&read_end, Stdio::In, &grep_argv),
         Side::Parent { child } => child,
     };
     say!(
@@ -106,19 +119,32 @@ const EXEC_NOT_EXECUTABLE: i32 = 126;
 
 /// In a child: put `end` on stdin or stdout, then become `argv[0]`. If that fails,
 /// say why and end with 127 or 126 (exec failed) or 1 (the set-up failed). Never
-/// returns into the parent's code.
-fn exec_or_exit(end: &OwnedFd, stdio: Stdio, argv: &[&str]) -> ! {
-    if let Err(e) = prepare(end, stdio) {
-        crate::complain(&format!("error: {e:#}"));
-        std::process::exit(1)
+/// returns into the parent's code, and allocates nothing (see the top of this file).
+fn exec_or_exit(end: &OwnedFd, stdio: Stdio, argv: &[CString]) -> ! {
+    if let Err((call, err)) = prepare(end, stdio) {
+        complain_and_exit(format_args!("error: {call}: {err}"), 1)
     }
-    let err = exec(argv);
+    let Err(err) = execvp(&argv[0], argv);
     let code = match err {
         Errno::EACCES | Errno::EPERM | Errno::ENOEXEC => EXEC_NOT_EXECUTABLE,
         _ => EXEC_NOT_FOUND,
     };
-    crate::complain(&format!("error: exec {:?}: {err}", argv[0]));
-    std::process::exit(code)
+    complain_and_exit(format_args!("error: exec {:?}: {err}", argv[0]), code)
+}
+
+/// In a child whose exec failed: one line on stderr, then `_exit(code)`. The line is
+/// formatted into a buffer on the stack and written with one write(2), so it cannot
+/// interleave with the parent's errors; a longer line is cut.
+fn complain_and_exit(line: std::fmt::Arguments, code: i32) -> ! {
+    let mut buffer = [0u8; 512];
+    let mut cursor = std::io::Cursor::new(&mut buffer[..]);
+    let _ = cursor.write_fmt(line);
+    let len = (cursor.position() as usize).min(buffer.len() - 1);
+    buffer[len] = b'\n';
+    let _ = nix::unistd::write(std::io::stderr(), &buffer[..=len]);
+    // SAFETY: _exit ends the process at once and touches no memory of ours; it runs
+    // no exit handler and flushes nothing, which is the point.
+    unsafe { libc::_exit(code) }
 }
 
 /// Which standard stream a child's pipe end replaces.
@@ -127,26 +153,24 @@ enum Stdio {
     Out,
 }
 
-/// Puts `end` on stdin or stdout, and gives SIGPIPE its default action back.
-fn prepare(end: &OwnedFd, stdio: Stdio) -> Result<()> {
+/// Puts `end` on stdin or stdout, and gives SIGPIPE its default action back. An error
+/// names the call that failed; it allocates nothing.
+fn prepare(end: &OwnedFd, stdio: Stdio) -> Result<(), (&'static str, Errno)> {
     match stdio {
-        Stdio::In => dup2_stdin(end).context("dup2 onto stdin")?,
-        Stdio::Out => dup2_stdout(end).context("dup2 onto stdout")?,
+        Stdio::In => dup2_stdin(end).map_err(|e| ("dup2 onto stdin", e))?,
+        Stdio::Out => dup2_stdout(end).map_err(|e| ("dup2 onto stdout", e))?,
     }
     // Rust ignores SIGPIPE, and an ignored signal stays ignored across exec. Give
     // the program the default back: `ps` should die quietly if grep stops reading.
     // SAFETY: installs no handler, only restores the default action.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.context("reset SIGPIPE")?;
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map_err(|e| ("reset SIGPIPE", e))?;
     Ok(())
 }
 
-/// Becomes `argv[0]`, found on PATH. Returns only if exec failed, with why.
-fn exec(argv: &[&str]) -> Errno {
-    let argv: Vec<CString> = argv
+/// A program's argv as exec wants it. Our words have no NUL byte.
+fn c_strings(words: &[&str]) -> Vec<CString> {
+    words
         .iter()
-        .map(|a| CString::new(*a).expect("our argv has no NUL byte"))
-        .collect();
-    match execvp(&argv[0], &argv) {
-        Err(e) => e,
-    }
+        .map(|w| CString::new(*w).expect("our argv has no NUL byte"))
+        .collect()
 }

@@ -193,6 +193,9 @@ fn ctrl_c_mid_transfer_stops_both_processes() {
 #[test]
 fn writer_survives_a_killed_reader_with_a_clear_error() {
     let (demo, reader) = start_endless_bulk();
+    // The writer outruns the reader: kill the reader while the writer sleeps on the
+    // full pipe.
+    wait_until_asleep_in(demo.pid(), "pipe_write");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(reader), Signal::SIGKILL).unwrap();
     let out = demo.finish();
     out.assert_exit_code(1)
@@ -311,6 +314,43 @@ fn shell_says_grep_could_not_be_run_when_exec_fails() {
         stdout.contains("reaped `grep ps`") && stdout.contains("exited with status 127"),
         "{stdout}"
     );
+    assert_no_line_twice(&stdout);
+    assert_eq!(stderr.matches("exec \"grep\"").count(), 1, "{stderr}");
+}
+
+#[test]
+fn shell_with_neither_program_on_path_says_each_could_not_be_run_once() {
+    // An empty PATH directory: exec finds neither ps nor grep.
+    let dir = ScratchDir::new("pipe-nopath");
+    let bin = dir.join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let (code, stdout, stderr) = run_raw(&dir, &["shell".as_ref()], &[("PATH", &bin)]);
+    assert_eq!(code, Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("`ps auxf` could not be run") && stderr.contains("exit status 127"),
+        "{stderr}"
+    );
+    for program in ["ps", "grep"] {
+        let said = format!("exec \"{program}\": ENOENT");
+        assert_eq!(stderr.matches(&said).count(), 1, "{stderr}");
+    }
+    assert_eq!(
+        stdout.matches("exited with status 127").count(),
+        2,
+        "{stdout}"
+    );
+    // A child whose exec failed ends with _exit: whatever its copy of the parent's
+    // memory holds (stdout's buffer, exit handlers) is not run or printed again.
+    assert_no_line_twice(&stdout);
+}
+
+/// Every line of narration is printed once: a child that flushed a copy of its
+/// parent's buffer would print the parent's lines again.
+fn assert_no_line_twice(stdout: &str) {
+    let mut seen = std::collections::HashSet::new();
+    for line in stdout.lines().filter(|l| l.starts_with('[')) {
+        assert!(seen.insert(line), "printed twice: {line:?}\n{stdout}");
+    }
 }
 
 #[test]
@@ -404,16 +444,18 @@ fn help_into_a_closed_pipe_exits_0() {
     assert!(stderr.is_empty(), "{stderr}");
 }
 
-#[test]
-fn duplex_child_tells_its_parents_death_from_its_eof() {
-    // Enough requests that the parent is still asking when it is stopped.
-    let mut args = vec!["duplex"];
-    args.extend(std::iter::repeat_n("m", 30_000));
-    let mut demo = Demo::start(DEMO, &args);
-    let line = demo.wait_for_line("forked the child, pid ");
-    let child = number_after(&line, "forked the child, pid ") as i32;
+/// Starts pipe-demo with `args`, takes the child's pid from the first line containing
+/// `pid_after`, stops the parent (it sends no more, so the child falls asleep on the
+/// empty pipe), then SIGKILLs the parent. Asserts that the orphaned child exits by
+/// itself with status 1 and says the other side died; returns what was printed.
+fn kill_the_parent_while_its_child_waits_on_an_empty_pipe(
+    args: &[&str],
+    pid_after: &str,
+) -> Finished {
+    let mut demo = Demo::start(DEMO, args);
+    let line = demo.wait_for_line(pid_after);
+    let child = number_after(&line, pid_after) as i32;
     let parent = nix::unistd::Pid::from_raw(demo.pid());
-    // Stopped, the parent sends no more: the child falls asleep on the empty pipe.
     nix::sys::signal::kill(parent, Signal::SIGSTOP).unwrap();
     wait_until_asleep_in(child, "pipe_read");
     nix::sys::signal::kill(parent, Signal::SIGKILL).unwrap();
@@ -423,36 +465,45 @@ fn duplex_child_tells_its_parents_death_from_its_eof() {
     assert_eq!(
         reap_orphans_with_status(out.pid),
         vec![(child, nix::sys::wait::WaitStatus::Exited(child_pid, 1))],
-        "the child must not take its parent's death for a clean EOF: {}",
+        "the child must exit by itself, with status 1, not take its parent's death for \
+         a clean EOF: {}",
         out.stderr
     );
     assert!(out.stderr.contains("died"), "{}", out.stderr);
+    out
+}
+
+#[test]
+fn duplex_child_tells_its_parents_death_from_its_eof() {
+    // Enough requests that the parent is still asking when it is stopped.
+    let mut args = vec!["duplex"];
+    args.extend(std::iter::repeat_n("m", 30_000));
+    kill_the_parent_while_its_child_waits_on_an_empty_pipe(&args, "forked the child, pid ");
 }
 
 #[test]
 fn oneway_reader_tells_its_writers_death_from_the_end_of_act_1() {
-    let mut args = vec![];
-    args.extend(std::iter::repeat_n("m", 30_000));
-    let mut demo = Demo::start(DEMO, &args);
-    let line = demo.wait_for_line("fork(2) made the reader, pid ");
-    let reader = number_after(&line, "made the reader, pid ") as i32;
-    let writer = nix::unistd::Pid::from_raw(demo.pid());
-    nix::sys::signal::kill(writer, Signal::SIGSTOP).unwrap();
-    wait_until_asleep_in(reader, "pipe_read");
-    nix::sys::signal::kill(writer, Signal::SIGKILL).unwrap();
-    let out = demo.finish();
-    assert_eq!(out.status.signal(), Some(Signal::SIGKILL as i32));
-    let reader_pid = nix::unistd::Pid::from_raw(reader);
-    assert_eq!(
-        reap_orphans_with_status(out.pid),
-        vec![(reader, nix::sys::wait::WaitStatus::Exited(reader_pid, 1))],
-        "{}",
-        out.stderr
+    let args = vec!["m"; 30_000];
+    let out = kill_the_parent_while_its_child_waits_on_an_empty_pipe(
+        &args,
+        "fork(2) made the reader, pid ",
     );
-    assert!(out.stderr.contains("died"), "{}", out.stderr);
     assert!(
         !out.stdout.contains("came in the order sent"),
         "a dead writer's EOF is not the end of its messages:\n{}",
         out.stdout
+    );
+}
+
+#[test]
+fn bulk_reader_asleep_on_an_empty_pipe_notices_its_writer_was_killed() {
+    let out = kill_the_parent_while_its_child_waits_on_an_empty_pipe(
+        &["--count", "100000000", "--size", "65536"],
+        "to reader ",
+    );
+    assert!(
+        out.stderr.contains("the writer closed the pipe"),
+        "{}",
+        out.stderr
     );
 }
