@@ -705,3 +705,50 @@ pub fn vm_hwm_kib(pid: i32) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
+
+/// The keys listed in `/proc/sysvipc/TABLE` (`msg`, `shm` or `sem`; the first
+/// column, signed decimal): how a test sees that a System V object is gone.
+pub fn sysv_keys(table: &str) -> Vec<i32> {
+    let text = std::fs::read_to_string(format!("/proc/sysvipc/{table}"))
+        .unwrap_or_else(|e| panic!("read /proc/sysvipc/{table}: {e}"));
+    text.lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+/// True while the POSIX message queue `name` ("/q") exists. Asks the kernel with
+/// `mq_open(O_RDONLY)` rather than looking in `/dev/mqueue`, which is only there
+/// where someone mounted the mqueue filesystem.
+pub fn posix_queue_exists(name: &str) -> bool {
+    let c = std::ffi::CString::new(name).expect("queue name without NUL");
+    // SAFETY: `c` is a valid NUL-terminated string; without O_CREAT mq_open takes
+    // no further arguments. The descriptor it may return is closed at once.
+    let mqd = unsafe { libc::mq_open(c.as_ptr(), libc::O_RDONLY) };
+    if mqd == -1 {
+        let err = std::io::Error::last_os_error();
+        assert_eq!(
+            err.raw_os_error(),
+            Some(libc::ENOENT),
+            "mq_open({name}): {err}"
+        );
+        return false;
+    }
+    // SAFETY: `mqd` is the descriptor mq_open just returned, closed once.
+    unsafe { libc::mq_close(mqd) };
+    true
+}
+
+/// Every path under `/tmp/` or `/dev/shm/` that `text` names, with the punctuation
+/// narration puts around it stripped: after a demo has gone, each must be gone too.
+pub fn tmp_and_shm_paths_in(text: &str) -> Vec<String> {
+    let mut paths: Vec<String> = text
+        .split(|c: char| c.is_whitespace() || matches!(c, '(' | ')' | '"' | '\'' | '`'))
+        .filter(|w| w.starts_with("/tmp/") || w.starts_with("/dev/shm/"))
+        .map(|w| w.trim_end_matches([':', ',', ';', '.']).to_string())
+        .filter(|w| !w.ends_with('/') && !w.contains("XXXX"))
+        .collect();
+    paths.sort();
+    paths.dedup();
+    paths
+}
