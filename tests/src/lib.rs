@@ -103,15 +103,26 @@ impl Demo {
         Demo::spawn(name, args, Some(input))
     }
 
+    /// Starts `name` with `args` and `stdin` as its standard input (a file such as
+    /// /dev/zero: endless input without a newline).
+    pub fn start_with_stdio(name: &str, args: &[&str], stdin: Stdio) -> Demo {
+        Demo::spawn_with(name, args, None, stdin)
+    }
+
     fn spawn(name: &str, args: &[&str], input: Option<Vec<u8>>) -> Demo {
+        let stdin = if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        };
+        Demo::spawn_with(name, args, input, stdin)
+    }
+
+    fn spawn_with(name: &str, args: &[&str], input: Option<Vec<u8>>, stdin: Stdio) -> Demo {
         prepare_test_process();
         let mut cmd = Command::new(demo_bin(name));
         cmd.args(args)
-            .stdin(if input.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .env("RUST_BACKTRACE", "1") // a panic would show a backtrace: tests reject it
