@@ -111,3 +111,72 @@ fn help_into_a_closed_pipe_exits_0_without_a_panic() {
     }
     assert_none(problems);
 }
+
+/// Runs `demo ARGS` with its standard error a pipe whose read end is closed (as in
+/// `demo 2>&1 | true`, or a terminal gone): writing the error gets EPIPE, and a
+/// demo that `eprintln!`s would panic there (exit 101) instead of exiting as it
+/// means to. Returns the exit status.
+fn status_with_stderr_closed(demo: &str, args: &[&str]) -> ExitStatus {
+    ipc_tests::prepare_test_process();
+    let (read_end, write_end): (OwnedFd, OwnedFd) = nix::unistd::pipe().unwrap();
+    drop(read_end);
+    let mut child = Command::new(demo_bin(demo))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(write_end))
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {demo}: {e}"));
+    let mut status = None;
+    let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_until(&format!("{demo} {args:?} exits"), || {
+            status = child.try_wait().unwrap();
+            status.is_some()
+        })
+    }));
+    if waited.is_err() {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{demo} {args:?} did not exit with its stderr closed");
+    }
+    status.unwrap()
+}
+
+#[test]
+fn bad_usage_with_stderr_closed_still_exits_2() {
+    let problems: Vec<String> = DEMOS
+        .iter()
+        .filter_map(|demo| {
+            let status = status_with_stderr_closed(demo, &["--no-such-option"]);
+            (status.code() != Some(2)).then(|| format!("{demo} --no-such-option: {status}"))
+        })
+        .collect();
+    assert_none(problems);
+}
+
+#[test]
+fn a_failure_with_stderr_closed_still_exits_1() {
+    // Each: a writer with nothing to meet, a foreseeable failure (exit 1).
+    let pid = std::process::id();
+    let missing = format!("/tmp/ipc-tests-missing-{pid}/x");
+    let name = format!("/ipc-tests-missing-{pid}");
+    let runs: [(&str, Vec<&str>); 6] = [
+        ("fifo-demo", vec!["writer", "--path", &missing, "hi"]),
+        ("msgq-demo", vec!["writer", "--name", &name, "hi"]),
+        ("shm-demo", vec!["writer", "--name", &name, "hi"]),
+        ("sem-demo", vec!["writer", "--name", &name]),
+        ("signal-demo", vec!["writer", "--pid", "2147483647"]),
+        (
+            "socket-demo",
+            vec!["writer", "unix", "--path", &missing, "hi"],
+        ),
+    ];
+    let problems: Vec<String> = runs
+        .iter()
+        .filter_map(|(demo, args)| {
+            let status = status_with_stderr_closed(demo, args);
+            (status.code() != Some(1)).then(|| format!("{demo} {args:?}: {status}"))
+        })
+        .collect();
+    assert_none(problems);
+}
