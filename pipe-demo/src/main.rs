@@ -1,7 +1,7 @@
 //! pipe-demo: an anonymous pipe between a parent and the child it forks.
 //!
 //! Notes, section 管道:
-//! - 管道传输数据是单向的 (a pipe carries data one way): fd[0] only reads, fd[1] only
+//! - 管道传输数据是单向的 (a pipe carries data one way): `fd[0]` only reads, `fd[1]` only
 //!   writes; talking both ways takes two pipes (the `duplex` flavour).
 //! - 所谓的管道，就是内核里面的一串缓存 (a pipe is a buffer in the kernel): a bounded
 //!   one. We print its size and show the writer falling asleep when it is full.
