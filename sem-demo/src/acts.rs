@@ -300,13 +300,25 @@ pub fn run_on(cpu: Option<usize>) -> Result<()> {
         .with_context(|| format!("sched_setaffinity CPU {cpu}"))
 }
 
+/// How many unprotected increments pass between two looks at the Ctrl+C flag.
+const CHECK_EVERY: u64 = 4096;
+
 /// One process's share of the counting.
 fn count(role: &str, page: &SharedPage, loops: u64, mutex: Option<&dyn Semaphore>) -> Result<()> {
     page.start_together(2, PEER_TIMEOUT)?;
+    say!(
+        role,
+        "counting from now on ({loops} times; Ctrl+C stops me)"
+    );
     let started = Instant::now();
     match mutex {
         None => {
-            for _ in 0..loops {
+            for k in 0..loops {
+                // Nothing here sleeps, so no EINTR tells us of a Ctrl+C: look at the
+                // flag now and then (every 4096 increments: microseconds apart).
+                if k % CHECK_EVERY == 0 {
+                    signals::check()?;
+                }
                 page.add_one();
             }
         }

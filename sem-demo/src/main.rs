@@ -98,7 +98,7 @@ fn main() -> ExitCode {
     });
     match (result, signals::caught()) {
         (Ok(()), _) => ExitCode::SUCCESS,
-        // Whatever failed after SIGINT/SIGTERM is its consequence, and the role has
+        // Whatever failed after SIGINT/SIGTERM/SIGHUP is its consequence, and the role has
         // already said what it removed. Die of the signal, so the shell knows.
         (Err(_), Some(signal)) => signals::die_of(signal),
         (Err(e), None) => {

@@ -1,8 +1,10 @@
-//! Ctrl+C (SIGINT) and SIGTERM while asleep in P: wake up, clean up, then die of it.
+//! Ctrl+C (SIGINT), SIGTERM and SIGHUP (the terminal closed) while asleep in P or
+//! busy counting: wake up, clean up, then die of it.
 //!
 //! The handler only stores the signal's number, about all a handler may safely
-//! do. It is installed without SA_RESTART, so a sleeping sem_timedwait or semtimedop
-//! returns EINTR; the wait loop (`semaphore::p`) sees the number and returns
+//! do. It is installed without SA_RESTART, so a sleeping sem_timedwait returns
+//! EINTR (with SA_RESTART glibc's sem_timedwait would be restarted; semop and
+//! semtimedop return EINTR whatever the flag, signal(7)); the wait loop (`semaphore::p`) sees the number and returns
 //! `Interrupted`, which travels up like any error while every guard on the way
 //! drops (semaphores removed, children reaped). Last, `main` calls `die_of`, so the
 //! shell sees we were killed by the signal, as it would without a handler.
@@ -18,22 +20,23 @@ use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, raise, si
 
 use crate::say;
 
-/// The last SIGINT/SIGTERM received, 0 for none.
+/// The last SIGINT/SIGTERM/SIGHUP received, 0 for none.
 static CAUGHT: AtomicI32 = AtomicI32::new(0);
 
 extern "C" fn remember(signo: std::ffi::c_int) {
     CAUGHT.store(signo, Ordering::SeqCst);
 }
 
-/// Installs the handler for SIGINT and SIGTERM, without SA_RESTART. Children
-/// forked later inherit it.
+/// Installs the handler for SIGINT, SIGTERM and SIGHUP, without SA_RESTART.
+/// Children forked later inherit it. SIGHUP too: closing the terminal sends it, and
+/// its default action would end a sleeping reader with its semaphore left behind.
 pub fn install() -> Result<()> {
     let action = SigAction::new(
         SigHandler::Handler(remember),
-        SaFlags::empty(), // no SA_RESTART: a sleeping call must come back with EINTR
+        SaFlags::empty(), // no SA_RESTART: sem_timedwait must come back with EINTR
         SigSet::empty(),
     );
-    for signal in [Signal::SIGINT, Signal::SIGTERM] {
+    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
         // SAFETY: `remember` only stores into an atomic, which is async-signal-safe,
         // and no other handler for these signals exists in this program.
         unsafe { sigaction(signal, &action) }.with_context(|| format!("sigaction {signal}"))?;
@@ -46,7 +49,8 @@ pub fn caught() -> Option<Signal> {
     Signal::try_from(CAUGHT.load(Ordering::SeqCst)).ok()
 }
 
-/// Returns `Interrupted` if SIGINT/SIGTERM has arrived: called before every sleep.
+/// Returns `Interrupted` if SIGINT/SIGTERM/SIGHUP has arrived: called before every
+/// sleep, and every few thousand steps of a long loop.
 pub fn check() -> Result<(), Interrupted> {
     match caught() {
         Some(signal) => Err(Interrupted(signal)),
@@ -54,7 +58,7 @@ pub fn check() -> Result<(), Interrupted> {
     }
 }
 
-/// A wait was stopped by SIGINT or SIGTERM.
+/// A wait was stopped by SIGINT, SIGTERM or SIGHUP.
 #[derive(Debug)]
 pub struct Interrupted(pub Signal);
 
@@ -81,7 +85,7 @@ pub fn die_of(signal: Signal) -> std::process::ExitCode {
     // SAFETY: SIG_DFL runs no code of ours, so no handler can race with anything.
     let _ = unsafe { sigaction(signal, &default) };
     let _ = raise(signal);
-    // Not reached for SIGINT/SIGTERM, whose default action ends the process; the
+    // Not reached for SIGINT/SIGTERM/SIGHUP, whose default action ends the process; the
     // shell's convention for "killed by signal N" is the fallback.
     std::process::ExitCode::from(128 + signal as u8)
 }

@@ -551,3 +551,77 @@ fn a_killed_ping_writer_is_noticed_by_the_reader_which_cleans_up() {
     assert_no_posix_leftovers(&name("kill-w"));
     assert_no_sysv_leftovers(&key(10));
 }
+
+#[test]
+fn sighup_while_the_reader_sleeps_in_p_removes_its_semaphores() {
+    // Closing the terminal sends SIGHUP; a reader asleep in P must still clean up.
+    for (flavour, option, meeting, wchan, ping) in [
+        ("posix", "--name", name("hup-reader"), "futex", None),
+        ("sysv", "--key", key(11), "semtimedop", None),
+        ("posix", "--name", name("hup-ping"), "futex", Some("5")),
+        ("sysv", "--key", key(12), "semtimedop", Some("5")),
+    ] {
+        let mut args = vec!["reader", flavour, option, meeting.as_str()];
+        if let Some(n) = ping {
+            args.extend(["--ping", n]);
+        }
+        let mut reader = Demo::start(DEMO, &args);
+        reader.wait_for_line("in another terminal");
+        wait_until_asleep_in(reader.pid(), wchan);
+        reader.signal_group(Signal::SIGHUP);
+        let out = reader.finish();
+        out.assert_killed_by_after_reaping(Signal::SIGHUP);
+        out.assert_stdout_contains("interrupted by SIGHUP: removed");
+        if flavour == "sysv" {
+            assert_no_sysv_leftovers(&meeting);
+        } else {
+            assert_no_posix_leftovers(&meeting);
+        }
+    }
+}
+
+#[test]
+fn sighup_during_the_default_run_stops_every_process_and_removes_everything() {
+    let k = key(13);
+    let mut demo = Demo::start(DEMO, &["sysv", "--key", &k]);
+    // Act 4: B sleeps in P on the sync semaphore until A's V.
+    let line = demo.wait_for_line("so I sleep until A does V");
+    let b = pid_of_role(&line, "B").expect("B's pid");
+    wait_until_asleep_in(b, "semtimedop");
+    demo.signal_group(Signal::SIGHUP);
+    let out = demo.finish();
+    out.assert_killed_by_after_reaping(Signal::SIGHUP);
+    out.assert_stdout_contains(&format!(
+        "interrupted by SIGHUP: removed the set at key {k}"
+    ));
+    assert_no_sysv_leftovers(&k);
+}
+
+#[test]
+fn ctrl_c_stops_the_unprotected_counting_loop_at_once() {
+    // 10^9 increments each would take many minutes: only a loop that looks at the
+    // Ctrl+C flag ends within the harness deadline.
+    for (flavour, option, meeting) in [
+        ("sysv", "--key", key(14)),
+        ("posix", "--name", name("long-loop")),
+    ] {
+        let mut demo = Demo::start(DEMO, &[flavour, option, &meeting, "--loops", "1000000000"]);
+        demo.wait_for_line("--- act 2:");
+        demo.wait_for_line("counting from now on");
+        demo.wait_for_line("counting from now on");
+        demo.signal_group(Signal::SIGINT);
+        let out = demo.finish();
+        out.assert_killed_by_after_reaping(Signal::SIGINT);
+        out.assert_stdout_contains("interrupted by SIGINT: removed");
+        assert!(
+            out.lines_with("added 1 1000000000 times").is_empty(),
+            "a process finished its whole loop first:\n{}",
+            out.stdout
+        );
+        if flavour == "sysv" {
+            assert_no_sysv_leftovers(&meeting);
+        } else {
+            assert_no_posix_leftovers(&meeting);
+        }
+    }
+}
