@@ -33,14 +33,19 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use nix::errno::Errno;
+use nix::sys::signal::kill;
 use nix::sys::socket::{
     ControlMessageOwned, MsgFlags, SockaddrLike, UnixAddr, UnixCredentials, recvmsg, setsockopt,
     sockopt,
 };
+use nix::unistd::Pid;
 
-use crate::signals::{TICK, WriterGone, block, block_at_most};
+use crate::args::Meet;
+use crate::signals::{self, PeerGone, TICK, WriterGone, block, block_at_most};
 use crate::stream::{each_message, shown};
 use crate::workload::{Summary, check_body, pattern, sequence, stamp};
+use crate::{inet, unix};
 
 const READER: &str = "reader";
 const WRITER: &str = "writer";
@@ -224,6 +229,90 @@ impl Dgram {
     }
 }
 
+/// How long a reader waits on after the sender it knows is gone: another process may send
+/// next (socat and nc exit after their datagrams, and cannot send the zero-length end).
+const SENDER_GRACE: Duration = Duration::from_millis(1500);
+
+/// Nothing tells a datagram socket that its sender died, so the reader watches the sender
+/// by what the kernel keeps: for a Unix datagram, the pid the kernel put in its
+/// SCM_CREDENTIALS; for UDP from this machine, the sender's port in the kernel's socket
+/// table. Assumes one writer at a time. A pid names a process only until it is reaped: if
+/// another process got it since, it would pass for the writer (a pidfd would not; not
+/// shown here). A UDP sender on another machine cannot be watched at all.
+fn watch_sender(sender: &Sender) {
+    match sender {
+        Sender::Unix {
+            cred: Some(cred),
+            path,
+        } => {
+            let (pid, path) = (cred.pid(), path.clone());
+            signals::watch_peer(SENDER_GRACE, move || {
+                let how = process_gone(pid)?;
+                let left = path.as_deref().map(unix::left_behind).unwrap_or_default();
+                Some(format!(
+                    "the writer, pid {pid} (from the SCM_CREDENTIALS the kernel put on its \
+                     datagrams), is gone: {how}, and nothing came for {SENDER_GRACE:?} \
+                     after{left}"
+                ))
+            });
+        }
+        Sender::Inet(addr) => {
+            let addr = *addr;
+            signals::watch_peer(SENDER_GRACE, move || {
+                (inet::udp_port_open(addr) == Some(false)).then(|| {
+                    format!(
+                        "the writer at {addr} is gone: no socket on this machine has UDP port \
+                         {} open any more (/proc/net/udp), and nothing came for \
+                         {SENDER_GRACE:?} after",
+                        addr.port()
+                    )
+                })
+            });
+        }
+        Sender::Unix { cred: None, .. } => {}
+    }
+}
+
+/// How we know process `pid` is gone, if it is: no such process, or a zombie (dead, not
+/// yet reaped by its parent).
+fn process_gone(pid: i32) -> Option<String> {
+    // Anything but ESRCH means it exists (EPERM: as another user's process).
+    if let Err(Errno::ESRCH) = kill(Pid::from_raw(pid), None) {
+        return Some(format!("kill({pid}, 0) finds no such process"));
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let state = stat.rsplit_once(')')?.1.split_whitespace().next()?;
+    (state == "Z").then(|| format!("it has exited (/proc/{pid}/stat says Z, a zombie)"))
+}
+
+/// The writer's side: nothing tells it that the reader died either (until a send(2) fails),
+/// so while it waits (for standard input, an answer, room in the queue) it watches the
+/// reader's socket in the kernel's tables: a Unix one bound at `meet`'s path
+/// (/proc/net/unix), a UDP port on this machine (/proc/net/udp).
+pub fn watch_reader(meet: &Meet) {
+    match meet.clone() {
+        Meet::Path(path) => signals::watch_peer(Duration::ZERO, move || {
+            (!unix::is_live(&path)).then(|| {
+                format!(
+                    "the reader is gone: no socket is bound at {} any more (/proc/net/unix, \
+                     the kernel's list of bound Unix sockets, has none){}",
+                    path.display(),
+                    unix::left_behind(&path)
+                )
+            })
+        }),
+        Meet::Addr(addr) => signals::watch_peer(Duration::ZERO, move || {
+            (inet::udp_port_open(addr) == Some(false)).then(|| {
+                format!(
+                    "the reader is gone: no socket on this machine has UDP port {} open any \
+                     more (/proc/net/udp)",
+                    addr.port()
+                )
+            })
+        }),
+    }
+}
+
 /// Sends one datagram; `to` names the reader for the error messages.
 fn send_one(socket: &Dgram, buf: &[u8], to: &str) -> Result<()> {
     match block(|| socket.send(buf))? {
@@ -286,7 +375,8 @@ pub fn send_messages(socket: &Dgram, messages: &[String], to: &str) -> Result<Su
             .with_context(|| format!("sending {}", shown(text.as_bytes())))?;
         say!(
             WRITER,
-            "sent {text:?} ({} bytes), one send(2), one datagram",
+            "sent {} ({} bytes), one send(2), one datagram",
+            shown(text.as_bytes()),
             text.len()
         );
         summary.count(text.len());
@@ -304,17 +394,24 @@ pub fn receive_messages(socket: &Dgram, expected: Option<u64>) -> Result<Summary
     let mut summary = Summary::start();
     let mut last_sender = String::new();
     let mut ended = false;
+    let mut gone = None;
     loop {
         let (n, sender) = match block(|| socket.recv_from(&mut buf)) {
             Ok(got) => got.context("recv")?,
             // The default run's writer has exited, and its zero-length end never came.
             Err(e) if e.is::<WriterGone>() => break,
+            // The writer we watched is gone, and nobody else sent anything.
+            Err(e) if e.is::<PeerGone>() => {
+                gone = Some(e.to_string());
+                break;
+            }
             Err(e) => return Err(e),
         };
-        let sender = sender.to_string();
-        if sender != last_sender {
-            say!(READER, "a datagram from {sender}");
-            last_sender = sender;
+        let shown_sender = sender.to_string();
+        if shown_sender != last_sender {
+            say!(READER, "a datagram from {shown_sender}");
+            watch_sender(&sender);
+            last_sender = shown_sender;
         }
         if n == 0 {
             say!(
@@ -324,9 +421,8 @@ pub fn receive_messages(socket: &Dgram, expected: Option<u64>) -> Result<Summary
             ended = true;
             break;
         }
-        let text = String::from_utf8_lossy(&buf[..n]);
         say!(READER, "recv(2) returned one datagram of {n} bytes");
-        say!(READER, "received {text:?} ({n} bytes)");
+        say!(READER, "received {} ({n} bytes)", shown(&buf[..n]));
         summary.count(n);
     }
     summary.stop();
@@ -342,11 +438,16 @@ pub fn receive_messages(socket: &Dgram, expected: Option<u64>) -> Result<Summary
     }
     if !ended {
         summary.extra = " lost=0".into();
-        return Err(summary.failed(
-            "the writer has exited, but its end (a zero-length datagram) never came: it was \
-             lost on the way"
+        let why = match gone {
+            Some(gone) => format!(
+                "{gone}: its end (a zero-length datagram) never came; it was killed, or it \
+                 was a tool that sends no end (socat, nc)"
+            ),
+            None => "the writer has exited, but its end (a zero-length datagram) never came: \
+                     it was lost on the way"
                 .into(),
-        ));
+        };
+        return Err(summary.failed(why));
     }
     say!(
         READER,
@@ -440,6 +541,8 @@ pub fn check_bulk(socket: &Dgram, count: u64, size: usize, acks: bool) -> Result
         socket.connect_to(&sender)?; // acknowledgements go back to it, others are ignored
     }
     say!(READER, "the first datagram came from {sender}");
+    watch_sender(&sender);
+    let mut gone = None;
     loop {
         if n == 0 {
             ended = true;
@@ -468,15 +571,25 @@ pub fn check_bulk(socket: &Dgram, count: u64, size: usize, acks: bool) -> Result
         if acks && ends_window(k, window, count) {
             block(|| socket.send(&(k + 1).to_le_bytes()))?.context("sending an acknowledgement")?;
         }
-        n = match block_at_most(QUIET, || socket.recv(&mut buf))? {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => break,
-            Err(e) => return Err(e).context("recv"),
+        n = match block_at_most(QUIET, || socket.recv(&mut buf)) {
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) if e.kind() == io::ErrorKind::TimedOut => break,
+            Ok(Err(e)) => return Err(e).context("recv"),
+            Err(e) if e.is::<PeerGone>() => {
+                gone = Some(e.to_string());
+                break;
+            }
+            Err(e) => return Err(e),
         };
     }
     let lost = count - received;
     summary.extra = format!(" lost={lost} reordered={reordered}");
     let summary = summary.with_throughput();
+    if let (false, Some(gone)) = (ended, gone) {
+        return Err(summary.failed(format!(
+            "{gone}; it sent {received} of {count} datagrams, and no end"
+        )));
+    }
     if !ended {
         return Err(summary.failed(format!(
             "nothing came for {QUIET:?} after {received} of {count} datagrams, and no end: the \
@@ -544,6 +657,7 @@ pub fn echo(socket: &Dgram, count: u64, size: usize) -> Result<Summary> {
     let mut summary = Summary::start(); // the clock starts with the first ping
     socket.connect_to(&sender)?; // answers go back to it, and only it is heard from now on
     say!(READER, "the first ping came from {sender}");
+    watch_sender(&sender);
     while n > 0 {
         block(|| socket.send(&message[..n]))?.context("answering a ping")?;
         summary.count(n);

@@ -155,8 +155,8 @@ fn read_lines(file: OwnedFd) -> Result<Summary> {
     while let Some(line) = lines.next()? {
         say!(
             READER,
-            "received {:?} ({} bytes), read from the file through the passed fd",
-            String::from_utf8_lossy(line),
+            "received {} ({} bytes), read from the file through the passed fd",
+            crate::stream::shown(line),
             line.len()
         );
         summary.count(line.len());

@@ -92,3 +92,29 @@ pub fn connect_udp(addr: SocketAddr) -> Result<UdpSocket> {
         .with_context(|| format!("connect {addr}"))?;
     Ok(socket)
 }
+
+/// Whether some socket on this machine has UDP port `addr` open (bound), from the kernel's
+/// socket tables /proc/net/udp and /proc/net/udp6. A socket leaves them when it is closed,
+/// by its process or by the kernel when the process dies. None if `addr` is not a loopback
+/// address (a process on another machine is not in our tables) or the tables cannot be read.
+pub fn udp_port_open(addr: SocketAddr) -> Option<bool> {
+    if !addr.ip().is_loopback() {
+        return None;
+    }
+    let port = format!(":{:04X}", addr.port());
+    let (mut open, mut read) = (false, false);
+    for table in ["/proc/net/udp", "/proc/net/udp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        read = true;
+        // `sl local_address rem_address ...`: the local address is IP:PORT in hex. Any
+        // address with this port counts: the careful answer is "still there".
+        open |= text.lines().skip(1).any(|line| {
+            line.split_whitespace()
+                .nth(1)
+                .is_some_and(|local| local.ends_with(&port))
+        });
+    }
+    read.then_some(open)
+}

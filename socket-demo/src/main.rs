@@ -142,6 +142,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
         (Flavour::Pair, _, _) => pair::run(messages),
         (Flavour::Fdpass, Role::Writer, Some(Meet::Path(path))) => {
             fdpass::writer(path, messages, args.file.as_deref())
+                .map_err(|e| writer::with_left_behind(e, path))
         }
         (Flavour::Fdpass, Role::Reader, _) => fdpass::reader(path, None),
         (Flavour::Fdpass, _, _) => fdpass::reader(path, Some((messages, args.file.as_deref()))),

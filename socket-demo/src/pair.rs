@@ -22,12 +22,12 @@
 //! In production: `std::os::unix::net::UnixStream::pair()`, e.g. to talk with a child.
 
 use std::net::Shutdown;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
 
 use anyhow::{Context, Result, bail};
 use nix::errno::Errno;
-use nix::poll::PollFlags;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType, send, socketpair};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, getppid};
@@ -130,7 +130,12 @@ fn parent(socket: UnixStream, messages: &[String]) -> Result<Summary> {
                 rest = &rest[n..];
             }
         }
-        say!(PARENT, "sent {text:?} ({} bytes)", text.len());
+        say!(
+            PARENT,
+            "sent {} ({} bytes)",
+            shown(text.as_bytes()),
+            text.len()
+        );
         summary.count(text.len());
     }
     socket.shutdown(Shutdown::Write).context("shutdown")?;
@@ -182,8 +187,8 @@ fn read_answers(answers: &mut LineReader<&UnixStream>) -> Result<usize> {
 fn received(answer: &[u8]) {
     say!(
         PARENT,
-        "received {:?} ({} bytes) on the same fd I write to",
-        String::from_utf8_lossy(answer),
+        "received {} ({} bytes) on the same fd I write to",
+        shown(answer),
         answer.len()
     );
 }
@@ -202,19 +207,51 @@ fn child(socket: UnixStream, parent: Pid) -> Result<()> {
     let mut answer = Vec::new();
     while let Some(request) = requests.next()? {
         let text = String::from_utf8_lossy(request).into_owned();
-        say!(CHILD, "received {text:?} ({} bytes)", request.len());
+        say!(
+            CHILD,
+            "received {} ({} bytes)",
+            shown(request),
+            request.len()
+        );
         answer.clear();
         answer.extend_from_slice(text.to_uppercase().as_bytes());
         answer.push(b'\n');
         write_all(&socket, &answer, "parent").context("answering")?;
-        say!(CHILD, "answered {:?} on the same fd", text.to_uppercase());
+        say!(
+            CHILD,
+            "answered {} on the same fd",
+            shown(&answer[..answer.len() - 1])
+        );
         summary.count(text.len());
     }
+    parent_still_there(&socket, parent)?;
     say!(
         CHILD,
         "EOF: the parent will send no more; exiting closes my end, the parent's EOF"
     );
     summary.print(CHILD);
+    Ok(())
+}
+
+/// At EOF: did the parent half-close (shutdown(SHUT_WR), its way of saying "done"), or is
+/// its end closed altogether? A process that dies, SIGKILL included, has its sockets closed
+/// by the kernel: both directions at once, which poll(2) reports as POLLHUP. A half-close
+/// only shuts our reading side (POLLRDHUP). The parent keeps its end open until it has read
+/// our EOF, so POLLHUP here means it is gone.
+fn parent_still_there(socket: &UnixStream, parent: Pid) -> Result<()> {
+    let mut fds = [PollFd::new(socket.as_fd(), PollFlags::empty())];
+    poll(&mut fds, PollTimeout::ZERO).context("poll")?;
+    // No events asked for: poll reports POLLHUP (and POLLERR, POLLNVAL) regardless.
+    if fds[0]
+        .revents()
+        .is_some_and(|r| r.contains(PollFlags::POLLHUP))
+    {
+        bail!(
+            "the parent (pid {parent}) closed its end of the socketpair without \
+             shutdown(SHUT_WR) first (POLLHUP: both directions closed): it died before it \
+             had sent everything; a socketpair has no name, so nothing is left to remove"
+        );
+    }
     Ok(())
 }
 

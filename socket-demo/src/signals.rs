@@ -17,6 +17,7 @@
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -98,6 +99,47 @@ impl std::fmt::Display for WriterGone {
 
 impl std::error::Error for WriterGone {}
 
+/// The peer named by a signal-free way (no connection to close, no EOF): how it went, if
+/// it is gone, and how long to wait after that before giving up on it.
+struct PeerWatch {
+    gone: Box<dyn Fn() -> Option<String> + Send>,
+    grace: Duration,
+}
+
+static PEER: Mutex<Option<PeerWatch>> = Mutex::new(None);
+
+/// The peer a datagram side waits for has gone (`watch_peer` told how to see it).
+#[derive(Debug)]
+pub struct PeerGone(pub String);
+
+impl std::fmt::Display for PeerGone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for PeerGone {}
+
+/// From now on, every wait that times out (each `TICK`) also asks `gone` whether the peer
+/// is still there, and fails with `PeerGone` once it has been gone for `grace`. For
+/// datagram sockets, where nothing tells one side that the other died: `gone` looks at
+/// something the kernel keeps (the sender's pid, its port, the reader's bound socket).
+pub fn watch_peer(grace: Duration, gone: impl Fn() -> Option<String> + Send + 'static) {
+    if let Ok(mut peer) = PEER.lock() {
+        *peer = Some(PeerWatch {
+            gone: Box::new(gone),
+            grace,
+        });
+    }
+}
+
+/// How the watched peer went, and the grace, if it is gone.
+fn watched_peer_gone() -> Option<(String, Duration)> {
+    let peer = PEER.lock().ok()?;
+    let peer = peer.as_ref()?;
+    (peer.gone)().map(|how| (how, peer.grace))
+}
+
 /// From now on, a wait that times out also checks whether `writer` (our child) is still
 /// alive: the default run must not wait forever for a writer that died.
 pub fn watch(writer: Pid) {
@@ -141,6 +183,7 @@ fn wait<T>(
 ) -> Result<io::Result<T>> {
     let started = Instant::now();
     let mut writer_gone = None;
+    let mut peer_gone_since: Option<Instant> = None;
     loop {
         if let Some(sig) = caught() {
             return Err(Interrupted(sig).into());
@@ -157,6 +200,15 @@ fn wait<T>(
                     return Err(WriterGone(pid).into());
                 }
                 writer_gone = watched_writer_gone();
+                match watched_peer_gone() {
+                    Some((how, grace)) => {
+                        let since = *peer_gone_since.get_or_insert_with(Instant::now);
+                        if since.elapsed() >= grace {
+                            return Err(PeerGone(how).into());
+                        }
+                    }
+                    None => peer_gone_since = None,
+                }
             }
             done => return Ok(done),
         }

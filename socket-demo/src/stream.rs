@@ -190,12 +190,20 @@ pub fn each_message_watching(
     Ok(())
 }
 
-/// A byte string for a narration line: `"hello\nworld\n"`, cut if long.
+/// A byte string as the narration echoes it, on both sides: quoted in full up to `SHOWN`
+/// characters, a longer one as its first `SHOWN`, quoted, then `…` after the quote (as
+/// fifo-demo and msgq-demo do). A peer nobody here wrote may send a megabyte line: the
+/// byte count printed beside it is always the whole message's.
 pub fn shown(bytes: &[u8]) -> String {
-    const MAX: usize = 120;
-    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX)]);
-    let more = if bytes.len() > MAX { "…" } else { "" };
-    format!("{text:?}{more}")
+    const SHOWN: usize = 40;
+    // Only what can be shown is decoded: a 1 MiB line is not copied to be cut.
+    let head = &bytes[..bytes.len().min(SHOWN * 4)];
+    let text = String::from_utf8_lossy(head);
+    match text.char_indices().nth(SHOWN) {
+        Some((cut, _)) => format!("{:?}…", &text[..cut]),
+        None if head.len() < bytes.len() => format!("{text:?}…"),
+        None => format!("{text:?}"),
+    }
 }
 
 /// Writer, text: one write per message, each a line.
@@ -208,7 +216,12 @@ pub fn send_lines(fd: impl AsFd, messages: &[String]) -> Result<Summary> {
         line.push(b'\n'); // on a byte stream, the newline is what ends a message
         write_all(fd.as_fd(), &line, "reader")
             .with_context(|| format!("sending {}", shown(text.as_bytes())))?;
-        say!(WRITER, "sent {text:?} ({} bytes), one write(2)", text.len());
+        say!(
+            WRITER,
+            "sent {} ({} bytes), one write(2)",
+            shown(text.as_bytes()),
+            text.len()
+        );
         summary.count(text.len());
         Ok(())
     })?;
@@ -242,13 +255,17 @@ pub fn receive_lines(fd: impl AsFd) -> Result<Summary> {
     if let Some(last) = lines.rest() {
         received(last, &mut summary);
     }
-    say!(READER, "EOF: the writer closed its end of the connection");
+    say!(
+        READER,
+        "EOF: the writer closed its end of the connection, or died: the kernel closes a dead \
+         process's sockets just as close(2) would, and lines end with nothing but EOF, so I \
+         cannot tell which (the bulk and ping workloads count, and can)"
+    );
     Ok(summary)
 }
 
 fn received(line: &[u8], summary: &mut Summary) {
-    let text = String::from_utf8_lossy(line);
-    say!(READER, "received {text:?} ({} bytes)", line.len());
+    say!(READER, "received {} ({} bytes)", shown(line), line.len());
     summary.count(line.len());
 }
 

@@ -172,9 +172,26 @@ fn already_there(path: &Path) -> anyhow::Error {
     }
 }
 
+/// What a reader killed by SIGKILL could not remove: its socket file, if one is still at
+/// `path` with no socket bound to it, as "; it could not remove its socket file: rm PATH".
+/// Empty otherwise.
+pub fn left_behind(path: &Path) -> String {
+    let is_socket = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
+    if is_socket && !is_live(path) {
+        format!(
+            "; it could not remove its socket file, which is stale now: rm {}",
+            shell_quoted(&path.to_string_lossy())
+        )
+    } else {
+        String::new()
+    }
+}
+
 /// True if some socket is bound to `path`: the kernel lists every bound Unix socket, with
-/// its path, in /proc/net/unix. Connecting to find out would be taken for a writer.
-fn is_live(path: &Path) -> bool {
+/// its path, in /proc/net/unix, and a socket leaves that list when it is closed, even by
+/// the death of its process, while its file stays. Connecting to find out would be taken
+/// for a writer.
+pub fn is_live(path: &Path) -> bool {
     let Ok(table) = std::fs::read_to_string("/proc/net/unix") else {
         return true; // cannot tell: assume the careful answer
     };

@@ -29,7 +29,7 @@ pub fn run(flavour: Flavour, meet: &Meet, workload: &Workload) -> Result<()> {
                 "connected to {}: the kernel found the reader's socket by its file",
                 path.display()
             );
-            talk_stream(conn, workload)?
+            talk_stream(conn, workload).map_err(|e| with_left_behind(e, path))?
         }
         (Flavour::Tcp, Meet::Addr(addr)) => {
             let conn = inet::connect(*addr)?;
@@ -63,7 +63,9 @@ pub fn run(flavour: Flavour, meet: &Meet, workload: &Workload) -> Result<()> {
                     path.display()
                 ),
             }
-            let summary = talk_datagrams(Dgram::Unix(socket), workload, &path.to_string_lossy());
+            dgram::watch_reader(meet);
+            let summary = talk_datagrams(Dgram::Unix(socket), workload, &path.to_string_lossy())
+                .map_err(|e| with_left_behind(e, path));
             if let Some(own) = own {
                 own.remove(WRITER);
             }
@@ -77,12 +79,26 @@ pub fn run(flavour: Flavour, meet: &Meet, workload: &Workload) -> Result<()> {
                 "a UDP socket on {local}, connected to {addr}: nothing was sent, connect(2) \
                  only sets where send(2) goes"
             );
+            dgram::watch_reader(meet);
             talk_datagrams(Dgram::Udp(socket), workload, &addr.to_string())?
         }
         _ => bail!("{} has no writer of this kind here", flavour.name()),
     };
     summary.print(WRITER);
     Ok(())
+}
+
+/// A reader killed by SIGKILL ran no guard: if its socket file is still at `path` with no
+/// socket bound to it, the error says so, with the command that removes it (once: the
+/// datagram watch may have said it already).
+pub fn with_left_behind(e: anyhow::Error, path: &std::path::Path) -> anyhow::Error {
+    let left = unix::left_behind(path);
+    let said = format!("{e:#}");
+    if left.is_empty() || said.contains(left.trim_start_matches("; ")) {
+        e
+    } else {
+        anyhow::anyhow!("{said}{left}")
+    }
 }
 
 /// Sends on a stream connection, then closes it: the reader's EOF.

@@ -1275,15 +1275,19 @@ fn reader_notices_a_killed_writer() {
 }
 
 #[test]
-fn a_datagram_reader_can_only_guess_that_its_writer_died() {
+fn a_datagram_reader_watches_its_writers_pid() {
     let dir = ScratchDir::new("sock-killdw");
     let (reader, writer, at) = endless_bulk("unix-dgram", &dir);
+    let writer_pid = writer.pid();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(writer.pid()), Signal::SIGKILL).unwrap();
     writer.finish().assert_killed_by(Signal::SIGKILL);
-    // No connection, so no EOF: the reader gives up after a quiet spell and says why.
+    // No connection, so no EOF: the reader watches the pid the kernel put in the
+    // datagrams' SCM_CREDENTIALS, and says how it knows the writer is gone.
     let out = reader.finish();
-    out.assert_exit_code(1)
-        .assert_stderr_contains("and no end: the writer is gone, or the rest was lost");
+    out.assert_exit_code(1).assert_stderr_contains(&format!(
+        "the writer, pid {} (from the SCM_CREDENTIALS",
+        writer_pid
+    ));
     assert!(!out.summary("reader").ok);
     assert_socket_gone(&at, false);
 }
@@ -1300,13 +1304,13 @@ fn writer_notices_a_killed_reader_and_the_stale_file_is_reported() {
         } else {
             "the reader is gone"
         };
-        writer
-            .finish()
-            .assert_exit_code(1)
-            .assert_stderr_contains(needle);
+        let out = writer.finish();
+        out.assert_exit_code(1).assert_stderr_contains(needle);
         if flavour == "tcp" {
             continue;
         }
+        // The writer names what the dead reader could not remove, and how.
+        out.assert_stderr_contains(&format!("rm {at}"));
         // Killed, the reader could not remove its socket file: the next reader is told
         // it is stale and how to remove it, and a writer that nobody listens there.
         assert!(!is_gone(&at), "SIGKILL leaves the file");
@@ -1527,4 +1531,271 @@ fn fdpass_refuses_a_file_that_is_not_regular() {
     run(DEMO, &["fdpass", "--file", "/dev/zero"])
         .assert_exit_code(1)
         .assert_stderr_contains("not a regular file");
+}
+
+// ---------------------------------------------------------------- issue 9: every peer death
+
+/// A process that holds `fd` (as its standard input) and does nothing: a peer the test
+/// can SIGKILL, so the kernel, not a guard of ours, closes that end.
+fn holder(fd: impl Into<std::os::fd::OwnedFd>) -> std::process::Child {
+    prepare_test_process();
+    Command::new("sleep")
+        .arg("600")
+        .stdin(Stdio::from(fd.into()))
+        .stdout(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("spawn sleep")
+}
+
+fn sigkill(child: &mut std::process::Child) {
+    child.kill().expect("SIGKILL");
+    child.wait().expect("wait");
+}
+
+/// A demo whose standard input stays open, and empty, until the test drops it: a writer
+/// that waits for its next line. Its output goes to files in `dir`.
+struct OpenStdin {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    out: String,
+    err: String,
+}
+
+impl OpenStdin {
+    fn start(dir: &ScratchDir, tag: &str, args: &[&str]) -> OpenStdin {
+        prepare_test_process();
+        let (out, err) = (
+            dir.join(&format!("{tag}.out")),
+            dir.join(&format!("{tag}.err")),
+        );
+        let mut child = Command::new(demo_bin(DEMO))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .env("RUST_BACKTRACE", "1")
+            .process_group(0)
+            .spawn()
+            .expect("spawn socket-demo");
+        let stdin = child.stdin.take();
+        OpenStdin {
+            child,
+            stdin,
+            out,
+            err,
+        }
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    fn wait_for_line(&self, needle: &str) {
+        wait_until(&format!("the writer prints {needle:?}"), || {
+            std::fs::read_to_string(&self.out).is_ok_and(|o| o.contains(needle))
+        });
+    }
+
+    /// Waits (with the harness's deadline) for it to exit: (status, stdout, stderr).
+    fn finish(mut self) -> (std::process::ExitStatus, String, String) {
+        let deadline = Instant::now() + DEADLINE;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "the writer did not exit within {DEADLINE:?}: {}",
+                    std::fs::read_to_string(&self.out).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        drop(self.stdin.take());
+        let out = std::fs::read_to_string(&self.out).unwrap();
+        let err = std::fs::read_to_string(&self.err).unwrap();
+        let _ = std::fs::remove_file(&self.out);
+        let _ = std::fs::remove_file(&self.err);
+        (status, out, err)
+    }
+}
+
+impl Drop for OpenStdin {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn assert_no_panic(err: &str) {
+    assert!(
+        !err.contains("panicked") && !err.contains("stack backtrace"),
+        "{err}"
+    );
+}
+
+/// c3a5a5f: a text writer waiting for its next line on standard input notices that its
+/// reader was SIGKILLed (POLLHUP, POLLRDHUP for TCP), exits 1 saying so, and names the
+/// socket file the dead reader could not remove. Before the fix it waited on stdin forever.
+/// Datagrams too: nothing on the socket tells, so the writer watches the reader's socket in
+/// the kernel's tables (/proc/net/unix, /proc/net/udp).
+#[test]
+fn a_stdin_writer_notices_its_reader_was_killed() {
+    for (flavour, said) in [
+        (
+            "unix",
+            "the reader is gone: it closed its end of the connection",
+        ),
+        (
+            "tcp",
+            "the reader is gone: it closed its end of the connection",
+        ),
+        ("unix-dgram", "the reader is gone: no socket is bound at"),
+        (
+            "udp",
+            "the reader is gone: no socket on this machine has UDP port",
+        ),
+    ] {
+        let dir = ScratchDir::new("sock-stdinw");
+        let (mut reader, at) = start_reader(flavour, &dir, &[]);
+        let writer = OpenStdin::start(&dir, "w", &["writer", flavour, meet_option(flavour), &at]);
+        if matches!(flavour, "unix" | "tcp") {
+            reader.wait_for_line("I take one writer");
+        } else {
+            writer.wait_for_line("connected");
+        }
+        wait_until_asleep_in(writer.pid(), "poll");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(reader.pid()), Signal::SIGKILL).unwrap();
+        reader.finish().assert_killed_by(Signal::SIGKILL);
+        let (status, _, err) = writer.finish();
+        assert_eq!(status.code(), Some(1), "{flavour}: {err}");
+        assert!(err.contains(said), "{flavour}: {err}");
+        assert_no_panic(&err);
+        if flavour.starts_with("unix") {
+            // Killed, the reader removed nothing: the writer says what is left, and how.
+            assert!(err.contains(&format!("rm {at}")), "{flavour}: {err}");
+            std::fs::remove_file(&at).unwrap();
+        }
+        assert!(dir.entries().is_empty(), "{flavour}: {:?}", dir.entries());
+    }
+}
+
+/// A datagram reader in two-terminal mode, its writer SIGKILLed after one line: no
+/// connection, no EOF, and the zero-length end never comes. Before the fix it waited
+/// forever; now it watches the sender (its SCM_CREDENTIALS pid; its UDP port in
+/// /proc/net/udp), exits 1 saying so, and removes its socket file.
+#[test]
+fn a_datagram_text_reader_notices_its_writer_was_killed() {
+    for (flavour, said) in [
+        (
+            "unix-dgram",
+            "(from the SCM_CREDENTIALS the kernel put on its datagrams), is gone",
+        ),
+        ("udp", "no socket on this machine has UDP port"),
+    ] {
+        let dir = ScratchDir::new("sock-dgkill");
+        let (mut reader, at) = start_reader(flavour, &dir, &[]);
+        let mut writer =
+            OpenStdin::start(&dir, "w", &["writer", flavour, meet_option(flavour), &at]);
+        writer
+            .stdin
+            .as_mut()
+            .unwrap()
+            .write_all(b"before the kill\n")
+            .unwrap();
+        reader.wait_for_line(r#"received "before the kill""#);
+        let writer_pid = writer.pid();
+        let (status, _, _) = {
+            writer.child.kill().unwrap();
+            writer.finish()
+        };
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+        let out = reader.finish();
+        out.assert_exit_code(1)
+            .assert_stderr_contains(said)
+            .assert_stderr_contains("its end (a zero-length datagram) never came");
+        if flavour == "unix-dgram" {
+            out.assert_stderr_contains(&format!("pid {writer_pid}"));
+        }
+        assert!(!out.summary("reader").ok);
+        assert_meeting_point_gone(flavour, &at);
+        assert!(dir.entries().is_empty(), "{flavour}: {:?}", dir.entries());
+    }
+}
+
+/// Stream readers whose writer is SIGKILLed while they wait in read(2) or recvmsg(2): the
+/// kernel closes the dead writer's end, so the reader sees EOF at once. Where the workload
+/// says how much is to come (bulk, ping, fdpass), that EOF is a failure: exit 1 and a
+/// sentence. For text lines EOF is the end itself: the reader says it cannot tell a writer
+/// that closed from one that died. The socket file is removed in every case.
+#[test]
+fn a_stream_reader_notices_its_writer_was_killed() {
+    struct Case {
+        flavour: &'static str,
+        extra: &'static [&'static str],
+        send: Vec<u8>,
+        code: i32,
+        said: &'static str,
+    }
+    let cases = [
+        Case {
+            flavour: "unix",
+            extra: &[],
+            send: b"one line\n".to_vec(),
+            code: 0,
+            said: "or died: the kernel closes a dead process's sockets just as close(2) would",
+        },
+        Case {
+            flavour: "tcp",
+            extra: &["--count", "10", "--size", "1000"],
+            send: bulk_stream(3, 1000),
+            code: 1,
+            said: "the writer closed the connection after 3 of 10 messages",
+        },
+        Case {
+            flavour: "unix",
+            extra: &["--ping", "5", "--size", "100"],
+            send: Vec::new(),
+            code: 1,
+            said: "after 0 of 5 round trips: is it gone?",
+        },
+        Case {
+            flavour: "fdpass",
+            extra: &[],
+            send: Vec::new(),
+            code: 1,
+            said: "the writer closed the connection before sending its fd: is it gone?",
+        },
+    ];
+    for case in cases {
+        let dir = ScratchDir::new("sock-skill");
+        let (mut reader, at) = start_reader(case.flavour, &dir, case.extra);
+        let mut peer = if case.flavour == "tcp" {
+            let mut conn = std::net::TcpStream::connect(&at).unwrap();
+            conn.write_all(&case.send).unwrap();
+            holder(conn)
+        } else {
+            let mut conn = UnixStream::connect(&at).unwrap();
+            conn.write_all(&case.send).unwrap();
+            holder(conn)
+        };
+        reader.wait_for_line("accepted a connection");
+        let wchan = if case.flavour == "tcp" {
+            "wait_woken"
+        } else {
+            "unix_stream_read_generic"
+        };
+        wait_until_asleep_in(reader.pid(), wchan);
+        sigkill(&mut peer);
+        let out = reader.finish();
+        out.assert_exit_code(case.code);
+        let text = format!("{}\n{}", out.stdout, out.stderr);
+        assert!(text.contains(case.said), "{}: {text}", case.flavour);
+        assert_meeting_point_gone(case.flavour, &at);
+    }
 }
