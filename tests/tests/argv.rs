@@ -37,9 +37,16 @@ fn run_raw(demo: &str, args: &[OsString], stdout: Stdio) -> (ExitStatus, String)
         let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
         text
     });
+    let status = exit_status(child, &format!("{demo} {args:?}"));
+    (status, text.join().unwrap())
+}
+
+/// Waits for `child` to exit; past the deadline, kills it and fails: every run here
+/// should end at once.
+fn exit_status(mut child: std::process::Child, what: &str) -> ExitStatus {
     let mut status = None;
     let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        wait_until(&format!("{demo} {args:?} exits"), || {
+        wait_until(&format!("{what} exits"), || {
             status = child.try_wait().unwrap();
             status.is_some()
         })
@@ -47,9 +54,9 @@ fn run_raw(demo: &str, args: &[OsString], stdout: Stdio) -> (ExitStatus, String)
     if waited.is_err() {
         let _ = child.kill();
         let _ = child.wait();
-        panic!("{demo} {args:?} did not exit: it should have refused its argv at once");
+        panic!("{what} did not exit: it should have ended at once");
     }
-    (status.unwrap(), text.join().unwrap())
+    status.unwrap()
 }
 
 /// What is wrong with one run, if anything: a panic, or an exit code not `want`.
@@ -120,26 +127,14 @@ fn status_with_stderr_closed(demo: &str, args: &[&str]) -> ExitStatus {
     ipc_tests::prepare_test_process();
     let (read_end, write_end): (OwnedFd, OwnedFd) = nix::unistd::pipe().unwrap();
     drop(read_end);
-    let mut child = Command::new(demo_bin(demo))
+    let child = Command::new(demo_bin(demo))
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::from(write_end))
         .spawn()
         .unwrap_or_else(|e| panic!("spawn {demo}: {e}"));
-    let mut status = None;
-    let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        wait_until(&format!("{demo} {args:?} exits"), || {
-            status = child.try_wait().unwrap();
-            status.is_some()
-        })
-    }));
-    if waited.is_err() {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("{demo} {args:?} did not exit with its stderr closed");
-    }
-    status.unwrap()
+    exit_status(child, &format!("{demo} {args:?} (stderr closed)"))
 }
 
 #[test]

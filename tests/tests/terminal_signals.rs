@@ -23,14 +23,6 @@ enum Object {
     SysvKey(&'static str, i32),
 }
 
-/// One run: a demo with its arguments (`{}` is replaced by a name unique to the
-/// run), the output line after which it is waiting or busy, and what it owns.
-struct Case {
-    demo: &'static str,
-    args: &'static [&'static str],
-    ready: &'static str,
-}
-
 /// A name and a System V key that no other run of this test process uses.
 fn unique(n: u32) -> (String, i32) {
     let me = std::process::id();
@@ -40,26 +32,32 @@ fn unique(n: u32) -> (String, i32) {
     )
 }
 
-/// Runs `case` once per signal, checking after each that it ended by that signal,
-/// said so, and left nothing.
-fn ends_cleanly_on_each_signal(case: Case, objects: impl Fn(&str, i32) -> Vec<Object>) {
+/// Runs `demo ARGS` once per signal (`{name}` and `{key}` in ARGS become a POSIX
+/// name and a System V key unique to the run), sends the signal to its process
+/// group once it printed `ready` (it is then waiting or busy), and checks that it
+/// ended by that signal, said so, and left none of `objects` nor any path it named.
+fn ends_cleanly_on_each_signal(
+    demo: &str,
+    args: &[&str],
+    ready: &str,
+    objects: impl Fn(&str, i32) -> Vec<Object>,
+) {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
     for sig in SIGNALS {
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (name, key) = unique(n);
         let key_text = format!("{key:#x}");
-        let args: Vec<String> = case
-            .args
+        let args: Vec<String> = args
             .iter()
             .map(|a| a.replace("{name}", &name).replace("{key}", &key_text))
             .collect();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let mut demo = Demo::start(case.demo, &args);
-        demo.wait_for_line(case.ready);
-        demo.signal_group(sig);
-        let out = demo.finish();
+        let mut run = Demo::start(demo, &args);
+        run.wait_for_line(ready);
+        run.signal_group(sig);
+        let out = run.finish();
         out.assert_killed_by(sig);
-        if case.demo != "pipe-demo" {
+        if demo != "pipe-demo" {
             // pipe-demo alone keeps the signals' default action: its pipes have no
             // name and vanish with the processes, so it has nothing to clean up.
             out.assert_stdout_contains(sig.as_str());
@@ -68,12 +66,12 @@ fn ends_cleanly_on_each_signal(case: Case, objects: impl Fn(&str, i32) -> Vec<Ob
             assert!(
                 is_gone(&path),
                 "{} {args:?}: {path} is left after {sig}:\n{}",
-                case.demo,
+                demo,
                 out.stdout
             );
         }
         for object in objects(&name, key) {
-            assert_gone(&object, case.demo, &args, sig);
+            assert_gone(&object, demo, &args, sig);
         }
     }
 }
@@ -134,128 +132,108 @@ fn sysv_sem(_: &str, key: i32) -> Vec<Object> {
 
 #[test]
 fn fifo_reader_waiting_in_open() {
-    let case = Case {
-        demo: "fifo-demo",
-        args: &["reader"],
-        ready: "opening",
-    };
-    ends_cleanly_on_each_signal(case, nothing);
+    ends_cleanly_on_each_signal("fifo-demo", &["reader"], "opening", nothing);
 }
 
 #[test]
 fn msgq_posix_reader_waiting_for_a_message() {
-    let case = Case {
-        demo: "msgq-demo",
-        args: &["reader", "--name", "{name}"],
-        ready: "waiting for messages",
-    };
-    ends_cleanly_on_each_signal(case, queue_named);
+    ends_cleanly_on_each_signal(
+        "msgq-demo",
+        &["reader", "--name", "{name}"],
+        "waiting for messages",
+        queue_named,
+    );
 }
 
 #[test]
 fn msgq_sysv_reader_waiting_for_a_message() {
-    let case = Case {
-        demo: "msgq-demo",
-        args: &["reader", "sysv", "--key", "{key}"],
-        ready: "waiting for messages",
-    };
-    ends_cleanly_on_each_signal(case, sysv_msg);
+    ends_cleanly_on_each_signal(
+        "msgq-demo",
+        &["reader", "sysv", "--key", "{key}"],
+        "waiting for messages",
+        sysv_msg,
+    );
 }
 
 #[test]
 fn shm_posix_reader_waiting_on_its_semaphore() {
-    let case = Case {
-        demo: "shm-demo",
-        args: &["reader", "--name", "{name}"],
-        ready: "waiting on the semaphore",
-    };
-    ends_cleanly_on_each_signal(case, shm_named);
+    ends_cleanly_on_each_signal(
+        "shm-demo",
+        &["reader", "--name", "{name}"],
+        "waiting on the semaphore",
+        shm_named,
+    );
 }
 
 #[test]
 fn shm_sysv_reader_waiting_on_its_semaphore() {
-    let case = Case {
-        demo: "shm-demo",
-        args: &["reader", "sysv", "--key", "{key}"],
-        ready: "waiting on the semaphore",
-    };
-    ends_cleanly_on_each_signal(case, sysv_shm_and_sem);
+    ends_cleanly_on_each_signal(
+        "shm-demo",
+        &["reader", "sysv", "--key", "{key}"],
+        "waiting on the semaphore",
+        sysv_shm_and_sem,
+    );
 }
 
 #[test]
 fn sem_posix_reader_asleep_in_p() {
-    let case = Case {
-        demo: "sem-demo",
-        args: &["reader", "--name", "{name}"],
-        ready: "P on",
-    };
-    ends_cleanly_on_each_signal(case, sem_named);
+    ends_cleanly_on_each_signal(
+        "sem-demo",
+        &["reader", "--name", "{name}"],
+        "P on",
+        sem_named,
+    );
 }
 
 #[test]
 fn sem_sysv_reader_asleep_in_p() {
-    let case = Case {
-        demo: "sem-demo",
-        args: &["reader", "sysv", "--key", "{key}"],
-        ready: "P on",
-    };
-    ends_cleanly_on_each_signal(case, sysv_sem);
+    ends_cleanly_on_each_signal(
+        "sem-demo",
+        &["reader", "sysv", "--key", "{key}"],
+        "P on",
+        sysv_sem,
+    );
 }
 
 #[test]
 fn signal_reader_waiting_for_signals() {
-    let case = Case {
-        demo: "signal-demo",
-        args: &["reader"],
-        ready: "waiting for signals",
-    };
-    ends_cleanly_on_each_signal(case, nothing);
+    ends_cleanly_on_each_signal("signal-demo", &["reader"], "waiting for signals", nothing);
 }
 
 #[test]
 fn socket_unix_reader_waiting_in_accept() {
-    let case = Case {
-        demo: "socket-demo",
-        args: &["reader", "unix"],
-        ready: "waiting in accept",
-    };
-    ends_cleanly_on_each_signal(case, nothing);
+    ends_cleanly_on_each_signal(
+        "socket-demo",
+        &["reader", "unix"],
+        "waiting in accept",
+        nothing,
+    );
 }
 
 #[test]
 fn socket_unix_dgram_reader_waiting_in_recv() {
-    let case = Case {
-        demo: "socket-demo",
-        args: &["reader", "unix-dgram"],
-        ready: "waiting in recv",
-    };
-    ends_cleanly_on_each_signal(case, nothing);
+    ends_cleanly_on_each_signal(
+        "socket-demo",
+        &["reader", "unix-dgram"],
+        "waiting in recv",
+        nothing,
+    );
 }
 
 #[test]
 fn socket_fdpass_reader_waiting_in_accept() {
-    let case = Case {
-        demo: "socket-demo",
-        args: &["reader", "fdpass"],
-        ready: "waiting in accept",
-    };
-    ends_cleanly_on_each_signal(case, nothing);
+    ends_cleanly_on_each_signal(
+        "socket-demo",
+        &["reader", "fdpass"],
+        "waiting in accept",
+        nothing,
+    );
 }
 
 #[test]
 fn socket_tcp_and_udp_readers_waiting() {
     for (flavour, ready) in [("tcp", "waiting in accept"), ("udp", "waiting in recv")] {
-        let args: &'static [&'static str] = if flavour == "tcp" {
-            &["reader", "tcp"]
-        } else {
-            &["reader", "udp"]
-        };
-        let case = Case {
-            demo: "socket-demo",
-            args,
-            ready,
-        };
-        ends_cleanly_on_each_signal(case, nothing);
+        ends_cleanly_on_each_signal("socket-demo", &["reader", flavour], ready, nothing);
     }
 }
 
@@ -263,39 +241,39 @@ fn socket_tcp_and_udp_readers_waiting() {
 
 #[test]
 fn pipe_default_run_mid_bulk() {
-    let case = Case {
-        demo: "pipe-demo",
-        args: &["--count", "100000000", "--size", "4096"],
-        ready: "sending",
-    };
-    ends_cleanly_on_each_signal(case, nothing);
+    ends_cleanly_on_each_signal(
+        "pipe-demo",
+        &["--count", "100000000", "--size", "4096"],
+        "sending",
+        nothing,
+    );
 }
 
 #[test]
 fn fifo_default_run_mid_bulk() {
-    let case = Case {
-        demo: "fifo-demo",
-        args: &["--count", "100000000", "--size", "4096"],
-        ready: "sending",
-    };
-    ends_cleanly_on_each_signal(case, nothing);
+    ends_cleanly_on_each_signal(
+        "fifo-demo",
+        &["--count", "100000000", "--size", "4096"],
+        "sending",
+        nothing,
+    );
 }
 
 #[test]
 fn msgq_posix_default_run_mid_bulk() {
-    let case = Case {
-        demo: "msgq-demo",
-        args: &["--name", "{name}", "--count", "100000000", "--size", "4096"],
-        ready: "forked reader",
-    };
-    ends_cleanly_on_each_signal(case, queue_named);
+    ends_cleanly_on_each_signal(
+        "msgq-demo",
+        &["--name", "{name}", "--count", "100000000", "--size", "4096"],
+        "forked reader",
+        queue_named,
+    );
 }
 
 #[test]
 fn msgq_sysv_default_run_mid_bulk() {
-    let case = Case {
-        demo: "msgq-demo",
-        args: &[
+    ends_cleanly_on_each_signal(
+        "msgq-demo",
+        &[
             "sysv",
             "--key",
             "{key}",
@@ -304,26 +282,26 @@ fn msgq_sysv_default_run_mid_bulk() {
             "--size",
             "4096",
         ],
-        ready: "forked reader",
-    };
-    ends_cleanly_on_each_signal(case, sysv_msg);
+        "forked reader",
+        sysv_msg,
+    );
 }
 
 #[test]
 fn shm_posix_default_run_mid_bulk() {
-    let case = Case {
-        demo: "shm-demo",
-        args: &["--name", "{name}", "--count", "100000000", "--size", "4096"],
-        ready: "sending",
-    };
-    ends_cleanly_on_each_signal(case, shm_named);
+    ends_cleanly_on_each_signal(
+        "shm-demo",
+        &["--name", "{name}", "--count", "100000000", "--size", "4096"],
+        "sending",
+        shm_named,
+    );
 }
 
 #[test]
 fn shm_sysv_default_run_mid_bulk() {
-    let case = Case {
-        demo: "shm-demo",
-        args: &[
+    ends_cleanly_on_each_signal(
+        "shm-demo",
+        &[
             "sysv",
             "--key",
             "{key}",
@@ -332,65 +310,55 @@ fn shm_sysv_default_run_mid_bulk() {
             "--size",
             "4096",
         ],
-        ready: "sending",
-    };
-    ends_cleanly_on_each_signal(case, sysv_shm_and_sem);
+        "sending",
+        sysv_shm_and_sem,
+    );
 }
 
 #[test]
 fn sem_posix_default_run_mid_race() {
-    let case = Case {
-        demo: "sem-demo",
-        args: &["--name", "{name}", "--loops", "1000000000"],
-        ready: "--- act 2",
-    };
-    ends_cleanly_on_each_signal(case, sem_named);
+    ends_cleanly_on_each_signal(
+        "sem-demo",
+        &["--name", "{name}", "--loops", "1000000000"],
+        "--- act 2",
+        sem_named,
+    );
 }
 
 #[test]
 fn sem_sysv_default_run_mid_race() {
-    let case = Case {
-        demo: "sem-demo",
-        args: &["sysv", "--key", "{key}", "--loops", "1000000000"],
-        ready: "--- act 2",
-    };
-    ends_cleanly_on_each_signal(case, sysv_sem);
+    ends_cleanly_on_each_signal(
+        "sem-demo",
+        &["sysv", "--key", "{key}", "--loops", "1000000000"],
+        "--- act 2",
+        sysv_sem,
+    );
 }
 
 #[test]
 fn sem_posix_default_run_mid_ping() {
-    let case = Case {
-        demo: "sem-demo",
-        args: &["--name", "{name}", "--ping", "100000000"],
-        ready: "round trips",
-    };
-    ends_cleanly_on_each_signal(case, sem_named);
+    ends_cleanly_on_each_signal(
+        "sem-demo",
+        &["--name", "{name}", "--ping", "100000000"],
+        "round trips",
+        sem_named,
+    );
 }
 
 #[test]
 fn signal_default_run_mid_ping() {
-    let case = Case {
-        demo: "signal-demo",
-        args: &["--ping", "1000000"],
-        ready: "round trips",
-    };
-    ends_cleanly_on_each_signal(case, nothing);
+    ends_cleanly_on_each_signal(
+        "signal-demo",
+        &["--ping", "1000000"],
+        "round trips",
+        nothing,
+    );
 }
 
 #[test]
 fn socket_default_runs_mid_bulk() {
     for flavour in ["unix", "unix-dgram", "tcp", "udp"] {
-        let args: &'static [&'static str] = match flavour {
-            "unix" => &["unix", "--count", "100000000", "--size", "4096"],
-            "unix-dgram" => &["unix-dgram", "--count", "100000000", "--size", "4096"],
-            "tcp" => &["tcp", "--count", "100000000", "--size", "4096"],
-            _ => &["udp", "--count", "100000000", "--size", "4096"],
-        };
-        let case = Case {
-            demo: "socket-demo",
-            args,
-            ready: "sending",
-        };
-        ends_cleanly_on_each_signal(case, nothing);
+        let args = [flavour, "--count", "100000000", "--size", "4096"];
+        ends_cleanly_on_each_signal("socket-demo", &args, "sending", nothing);
     }
 }
