@@ -4,14 +4,19 @@
 //! returning into the parent's code; `reap` and `reap_both` wait for children so none
 //! lingers as a zombie, say how each ended, and stop a survivor whose partner died (it
 //! could otherwise wait forever on a queue nobody will touch again).
+//!
+//! The parent owns the queue. If it is killed (SIGKILL: no guard runs), the kernel
+//! tells each child with SIGTERM (PR_SET_PDEATHSIG); the child then says so, names the
+//! queue the parent left behind with the command that removes it (`owns`), and exits 1.
 
 use std::io::Write;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
-use nix::sys::wait::{WaitStatus, waitpid};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, getpid, getppid};
 
 use crate::{say, signals};
@@ -28,7 +33,7 @@ pub fn spawn(role: &'static str, work: impl FnOnce() -> Result<()>) -> Result<Pi
         ForkResult::Child => {
             signals::forget_ticker_after_fork();
             let outcome = die_with_parent(parent).and_then(|()| work());
-            exit_child(role, outcome)
+            exit_child(role, parent, outcome)
         }
         ForkResult::Parent { child } => Ok(child),
     }
@@ -39,8 +44,7 @@ pub fn spawn(role: &'static str, work: impl FnOnce() -> Result<()>) -> Result<Pi
 /// queue would otherwise sleep forever.
 fn die_with_parent(parent: Pid) -> Result<()> {
     // Assumption: one thread. PR_SET_PDEATHSIG fires when the parent *thread* that
-    // forked ends (prctl(2)), not the process; and reap_both waits for any child
-    // (waitpid -1), so a host program with other children must wait for these pids.
+    // forked ends (prctl(2)), not the process.
     nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).context("prctl PR_SET_PDEATHSIG")?;
     if getppid() != parent {
         bail!("the parent {parent} died before I could start"); // too late for the signal
@@ -48,12 +52,37 @@ fn die_with_parent(parent: Pid) -> Result<()> {
     Ok(())
 }
 
+/// What this process owns and a SIGKILL would leave behind, each as the command that
+/// removes it by hand (`ipcrm -q 5`, `rm /dev/mqueue/q`). A forked child has a copy: if
+/// its parent is killed, it names them (see `exit_child`).
+static OWNED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Records a queue this process just created, with the command that removes it.
+pub fn owns(removal: String) {
+    OWNED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(removal);
+}
+
+/// The queue is removed: a dead owner would no longer leave it behind.
+pub fn released(removal: &str) {
+    let mut owned = OWNED.lock().unwrap_or_else(|e| e.into_inner());
+    owned.retain(|c| c != removal);
+}
+
 /// Ends a child: status 0, or 1 after saying what failed, or death by the signal that
 /// stopped it. The child must not return into `main`: the rest of `main` is the
-/// parent's, and so is the queue.
-fn exit_child(role: &str, outcome: Result<()>) -> ! {
+/// parent's, and so is the queue. `parent` is our parent's pid from before the fork:
+/// if getppid(2) no longer says so, the parent died and we were re-parented.
+fn exit_child(role: &str, parent: Pid, outcome: Result<()>) -> ! {
+    let orphaned = getppid() != parent;
     let code = match (outcome, signals::caught()) {
         (Ok(()), _) => 0,
+        (Err(_), Some(Signal::SIGTERM)) if orphaned => {
+            say_parent_died(parent, "the kernel sent me SIGTERM (PR_SET_PDEATHSIG)");
+            1
+        }
         (Err(_), Some(sig)) => {
             say!(
                 role,
@@ -64,7 +93,10 @@ fn exit_child(role: &str, outcome: Result<()>) -> ! {
             128 + sig as i32
         }
         (Err(e), None) => {
-            _ = writeln!(std::io::stderr(), "error: {e:#}");
+            complain(&format!("error: {e:#}"));
+            if orphaned {
+                say_parent_died(parent, "I have a new parent (getppid)");
+            }
             1
         }
     };
@@ -72,24 +104,61 @@ fn exit_child(role: &str, outcome: Result<()>) -> ! {
     std::process::exit(code)
 }
 
+/// One line on stderr: the parent is dead, and what it could not remove, with how.
+fn say_parent_died(parent: Pid, how_i_know: &str) {
+    let owned = OWNED.lock().unwrap_or_else(|e| e.into_inner());
+    let left = if owned.is_empty() {
+        String::from("it owned no queue any more")
+    } else {
+        format!(
+            "the queue it owned is left behind: remove it with {}",
+            owned.join(" and ")
+        )
+    };
+    complain(&format!(
+        "error: the parent (pid {parent}) died without cleaning up ({how_i_know}): {left}"
+    ));
+}
+
+/// How often the parent looks at its children while it waits for them.
+const REAP_SLICE: Duration = Duration::from_millis(10);
+
+/// Writes `line` and a newline to stderr in one write(2): the two children of a run
+/// may complain at once, and `writeln!` on unbuffered stderr writes in pieces that
+/// would interleave.
+fn complain(line: &str) {
+    let _ = std::io::stderr().write_all(format!("{line}\n").as_bytes());
+}
+
+/// Waits until one of `children` has ended and returns its index and how it ended.
+/// Each pid is asked in turn with WNOHANG, then we sleep one `REAP_SLICE`: waiting for
+/// these pids only, never `waitpid(-1)`, which would reap (and lose the status of)
+/// any other child a host program has. A SIGINT/SIGTERM that reached only us is
+/// passed on to the children once (`forwarded`), so that they stop and can be reaped.
+fn wait_for_one(children: &[(Pid, &str)], forwarded: &mut bool) -> Result<(usize, WaitStatus)> {
+    loop {
+        for (at, &(pid, what)) in children.iter().enumerate() {
+            match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(Errno::EINTR) => {}
+                Ok(status) => return Ok((at, status)),
+                Err(e) => bail!("waitpid {what} {pid}: {e}"),
+            }
+        }
+        // Ctrl+C reaches the whole process group, but `kill -INT PARENT` only us.
+        if let (Some(sig), false) = (signals::caught(), *forwarded) {
+            for &(pid, _) in children {
+                let _ = kill(pid, sig);
+            }
+            *forwarded = true;
+        }
+        std::thread::sleep(REAP_SLICE);
+    }
+}
+
 /// Waits for `child` (so it leaves no zombie) and narrates how it ended. An `Err` if it
 /// did not exit with status 0, or if we were interrupted meanwhile.
 pub fn reap(role: &str, child: Pid, what: &str) -> Result<()> {
-    let mut forwarded = false;
-    let status = loop {
-        match waitpid(child, None) {
-            Ok(status) => break status,
-            Err(Errno::EINTR) => {
-                // Ctrl+C reaches the whole process group, but `kill -INT PARENT` only
-                // us: pass it on once, so the child stops too and we can reap it.
-                if let (Some(sig), false) = (signals::caught(), forwarded) {
-                    let _ = kill(child, sig);
-                    forwarded = true;
-                }
-            }
-            Err(e) => bail!("waitpid {what} {child}: {e}"),
-        }
-    };
+    let (_, status) = wait_for_one(&[(child, what)], &mut false)?;
     let ended = report(role, child, what, status);
     signals::check()?;
     ended
@@ -103,24 +172,8 @@ pub fn reap_both(role: &str, first: (Pid, &str), second: (Pid, &str)) -> Result<
     let mut outcome = Ok(());
     let mut forwarded = false;
     while !running.is_empty() {
-        let status = match waitpid(None::<Pid>, None) {
-            Ok(status) => status,
-            Err(Errno::EINTR) => {
-                if let (Some(sig), false) = (signals::caught(), forwarded) {
-                    for &(pid, _) in &running {
-                        let _ = kill(pid, sig);
-                    }
-                    forwarded = true;
-                }
-                continue;
-            }
-            Err(e) => bail!("waitpid: {e}"),
-        };
-        let Some(pid) = status.pid() else { continue };
-        let Some(at) = running.iter().position(|&(p, _)| p == pid) else {
-            continue; // not one of these two (cannot happen: we have no other child)
-        };
-        let (_, what) = running.remove(at);
+        let (at, status) = wait_for_one(&running, &mut forwarded)?;
+        let (pid, what) = running.remove(at);
         let ended = report(role, pid, what, status);
         if ended.is_err() && outcome.is_ok() {
             for &(other, other_what) in &running {

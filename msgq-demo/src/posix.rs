@@ -112,6 +112,8 @@ pub struct Queue {
     buffer: Vec<u8>,
     /// Two-terminal mode: the peer's lock to watch while we wait (see `peer_gone`).
     peer: Option<Peer>,
+    /// Ping's other queue, made and owned by the same reader.
+    partner: Option<String>,
 }
 
 /// A POSIX queue keeps no pid of its users, so each side of the two-terminal mode
@@ -162,6 +164,7 @@ impl Drop for Unlink {
             return;
         }
         let name = &self.name;
+        crate::family::released(&removal_command(name));
         match (mq_unlink(name.as_str()), signals::caught()) {
             (Ok(()), Some(sig)) => say!(self.role, "interrupted by {sig}: removed queue {name}"),
             (Ok(()), None) => say!(
@@ -204,6 +207,7 @@ fn create(name: &str, role: &'static str, limits: &Limits) -> Result<(Unlink, Qu
         owner: getpid(),
         role,
     };
+    crate::family::owns(removal_command(name));
     let queue = Queue::new(mqd, name)?;
     queue.mark(READER_BYTE); // see `Peer`; watched only in two-terminal mode
     say!(
@@ -252,6 +256,7 @@ impl Queue {
             name: name.to_string(),
             buffer: Vec::new(),
             peer: None,
+            partner: None,
         };
         let msgsize = queue.attributes()?.msgsize();
         queue.buffer = vec![0; msgsize as usize]; // mq_receive wants at least mq_msgsize
@@ -305,13 +310,21 @@ impl Queue {
                 peer.seen.set(true);
                 Ok(())
             }
-            (Some(false), true) if who == "reader" => bail!(
-                "the reader of queue {} died without removing it (its lock on the queue is                  gone): nobody will take messages; it is left behind: remove it with {}",
-                self.name,
-                removal_command(&self.name)
-            ),
+            (Some(false), true) if who == "reader" => {
+                // Ping's two queues are both the dead reader's: name both.
+                let mut left = vec![removal_command(&self.name)];
+                left.extend(self.partner.as_deref().map(removal_command));
+                bail!(
+                    "the reader of queue {} died without removing it (its lock on the queue \
+                     is gone): nobody will take messages or answer; it is left behind: \
+                     remove it with {}",
+                    self.name,
+                    left.join(" and ")
+                )
+            }
             (Some(false), true) => bail!(
-                "the writer died before its end marker (its lock on queue {} is gone): no                  more messages will come",
+                "the writer died before its end marker (its lock on queue {} is gone): no \
+                 more messages will come",
                 self.name
             ),
             _ => Ok(()),
@@ -504,9 +517,10 @@ fn order_and_size_limit(queue: &mut Queue) -> Result<()> {
         "act 2: the kernel, not the order of sending, decides what comes out next: the \
          highest priority first"
     );
-    const BY_PRIORITY: [(&str, u32); 3] = [
+    const BY_PRIORITY: [(&str, u32); 4] = [
         ("priority 1, sent first", 1),
         ("priority 9, sent second", 9),
+        ("priority 5, sent third", 5),
         ("priority 5, sent last", 5),
     ];
     let writer = spawn(WRITER, || {
@@ -533,8 +547,9 @@ fn order_and_size_limit(queue: &mut Queue) -> Result<()> {
         }
         say!(
             READER,
-            "highest priority first, whatever the order of sending; equal priorities come \
-             out first in, first out (not shown here)"
+            "highest priority first, whatever the order of sending; the two of equal \
+             priority 5 came out first in, first out (mq_send(3): a new message goes after \
+             the others of its priority)"
         );
         Ok(())
     })?;
@@ -771,6 +786,8 @@ pub fn writer(name: &str, workload: &Workload) -> Result<()> {
             let reader = format!("{reader} --ping {count} --size {size}");
             let mut down = open_watched(name, MQ_OFlag::O_WRONLY, &reader)?;
             let mut up = open_watched(&reply_name(name), MQ_OFlag::O_RDONLY, &reader)?;
+            down.partner = Some(reply_name(name));
+            up.partner = Some(name.to_string());
             fits(&down, *size)?;
             workload::time_round_trips(&mut down, &mut up, *count, *size)?.print(WRITER);
             Ok(())

@@ -10,17 +10,22 @@
 //!
 //! The race: a signal that lands after `check` but before the call goes to sleep only
 //! sets the flag, and the call would sleep on. So no wait here is unbounded: POSIX calls
-//! get a deadline (`mq_timedreceive`, `mq_timedsend`), and System V, which has no timed
-//! `msgrcv`, gets a timer that sends SIGALRM every `TICK` (`tick_while_blocked`): either
-//! way the call returns and the loop looks at the flag again.
+//! get a deadline (`mq_timedreceive`, `mq_timedsend`, an absolute CLOCK_REALTIME time
+//! `TICK` ahead), and System V, which has no timed `msgrcv`/`msgsnd`, first tries the
+//! call with IPC_NOWAIT and, only if it would sleep, arms a timer that sends SIGALRM
+//! every `TICK` for as long as that one call sleeps (`Ticking`): either way the call
+//! returns and the loop looks at the flag again.
 //!
-//! Assumption, before copying this: the ticker is process-wide and never disarmed, so
-//! every blocking call anywhere in the process (a library that does not retry EINTR,
-//! sleep(3)) fails with EINTR five times a second, and SIGALRM is taken. Fine in this
-//! small program, which retries everywhere; elsewhere disarm the timer when the call
-//! returns, or use `msgrcv(IPC_NOWAIT)` plus a sleep, or a signalfd loop.
+//! The timer is disarmed when the call is done, on every way out (the guard's `Drop`),
+//! so the rest of the program, a read of standard input say, is never interrupted by it.
+//! Assumptions, before copying this: one thread (a POSIX timer's signal goes to the
+//! process, not to the thread that sleeps), and SIGALRM is ours (its handler is
+//! installed on first use and stays; `alarm(2)` or `sleep(3)` users elsewhere would
+//! clash). A larger program would rather use `msgrcv(IPC_NOWAIT)` plus a short sleep,
+//! or a signalfd loop.
 
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -95,39 +100,59 @@ pub fn deadline() -> Result<TimeSpec> {
     Ok(now + TimeSpec::from_duration(TICK))
 }
 
-/// Whether this process has armed its ticker. A forked child starts without one (timers
-/// are not inherited across `fork`): `family::spawn` clears this in the child.
-static TICKING: AtomicBool = AtomicBool::new(false);
-
-/// Makes this process's blocked `msgsnd`/`msgrcv` return EINTR every `TICK`: System V
-/// has no timed receive, and this closes the race described at the top of this file.
-/// Called before every blocking call; after the first, it costs one atomic load and no
-/// system call. The timer then lives as long as the process (the kernel deletes it at
-/// exit).
-pub fn tick_while_blocked() -> Result<()> {
-    if TICKING.load(Ordering::Relaxed) {
-        return Ok(());
-    }
-    set_handler(Signal::SIGALRM, SigHandler::Handler(wake_up))?;
-    let alarm = SigEvent::new(SigevNotify::SigevSignal {
-        signal: Signal::SIGALRM,
-        si_value: 0,
-    });
-    let mut timer = Timer::new(ClockId::CLOCK_MONOTONIC, alarm).context("timer_create")?;
-    timer
-        .set(
-            Expiration::Interval(TimeSpec::from_duration(TICK)),
-            TimerSetTimeFlags::empty(),
-        )
-        .context("timer_settime")?;
-    std::mem::forget(timer); // dropping it would delete it
-    TICKING.store(true, Ordering::Relaxed);
-    Ok(())
+thread_local! {
+    /// This process's timer, made on first use and kept (armed only while a `Ticking`
+    /// lives). A forked child starts without one: timers are not inherited across
+    /// `fork`, so `family::spawn` drops the parent's from the child's copy of memory.
+    static TICKER: RefCell<Option<Timer>> = const { RefCell::new(None) };
 }
 
-/// In a child just forked: the parent's timer did not come along.
+/// While this lives, a blocked `msgsnd`/`msgrcv` returns EINTR every `TICK` (System V
+/// has no timed wait; this closes the race described at the top of this file). Made
+/// just before a call that would sleep; dropping it disarms the timer.
+pub struct Ticking(());
+
+impl Ticking {
+    pub fn start() -> Result<Ticking> {
+        TICKER.with_borrow_mut(|slot| -> Result<()> {
+            if slot.is_none() {
+                set_handler(Signal::SIGALRM, SigHandler::Handler(wake_up))?;
+                let alarm = SigEvent::new(SigevNotify::SigevSignal {
+                    signal: Signal::SIGALRM,
+                    si_value: 0,
+                });
+                *slot = Some(Timer::new(ClockId::CLOCK_MONOTONIC, alarm).context("timer_create")?);
+            }
+            let timer = slot.as_mut().expect("made just above");
+            timer
+                .set(
+                    Expiration::Interval(TimeSpec::from_duration(TICK)),
+                    TimerSetTimeFlags::empty(),
+                )
+                .context("timer_settime")
+        })?;
+        Ok(Ticking(()))
+    }
+}
+
+impl Drop for Ticking {
+    fn drop(&mut self) {
+        TICKER.with_borrow_mut(|slot| {
+            if let Some(timer) = slot {
+                // A zero expiry disarms the timer (timer_settime(2)).
+                let _ = timer.set(
+                    Expiration::OneShot(TimeSpec::from_duration(Duration::ZERO)),
+                    TimerSetTimeFlags::empty(),
+                );
+            }
+        });
+    }
+}
+
+/// In a child just forked: the parent's timer did not come along. Forgotten, not
+/// dropped: its id means nothing here, and deleting it would fail.
 pub fn forget_ticker_after_fork() {
-    TICKING.store(false, Ordering::Relaxed);
+    TICKER.with_borrow_mut(|slot| std::mem::forget(slot.take()));
 }
 
 /// Dies of `sig` with its default action, as if no handler had ever been installed.

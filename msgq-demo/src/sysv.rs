@@ -143,6 +143,11 @@ fn msgctl_remove(id: c_int) -> nix::Result<()> {
     Errno::result(unsafe { libc::msgctl(id, libc::IPC_RMID, std::ptr::null_mut()) }).map(drop)
 }
 
+/// How to remove queue `id` by hand (ipcrm is in util-linux).
+fn removal_command(id: c_int) -> String {
+    format!("`ipcrm -q {id}`")
+}
+
 /// Removes the queue when dropped, in the process that created it only (a forked
 /// child has a copy of this guard and must leave its parent's queue alone).
 pub struct Remove {
@@ -158,6 +163,7 @@ impl Drop for Remove {
             return;
         }
         let (id, key) = (self.id, self.key);
+        crate::family::released(&removal_command(id));
         match (msgctl_remove(id), signals::caught()) {
             (Ok(()), Some(sig)) => say!(
                 self.role,
@@ -180,8 +186,10 @@ pub struct Queue {
     key: i32,
     mtype: c_long,
     buffer: Box<MsgBuf>,
-    /// Two-terminal mode: while we wait, look for the other side's death (see `peer_gone`).
-    watch_peer: bool,
+    /// Two-terminal mode: the other side's role, to watch for its death while we wait
+    /// (see `peer_gone`); and its pid, once seen.
+    watch_peer: Option<&'static str>,
+    peer: std::cell::Cell<Option<i32>>,
 }
 
 /// Creates the queue for `key`, exclusively, readable and writable by us only. The guard
@@ -209,6 +217,7 @@ fn create(key: i32, role: &'static str) -> Result<(Remove, Queue)> {
         owner: getpid(),
         role,
     };
+    crate::family::owns(removal_command(id));
     say!(
         role,
         "created queue {id}: msgget(key {key:#x}, IPC_CREAT|IPC_EXCL|0600); it lives in the \
@@ -242,47 +251,76 @@ impl Queue {
                 mtype,
                 mtext: [0; MAX_TEXT],
             }),
-            watch_peer: false,
+            watch_peer: None,
+            peer: None.into(),
         }
     }
 
     /// Two-terminal mode: a side whose peer was killed (SIGKILL runs no guard) would
     /// otherwise sleep forever on a full or empty queue. The kernel keeps the pids of
     /// the last sender and receiver (msg_lspid, msg_lrpid; 0 until the first send or
-    /// receive): the one that is not us is the peer. Checked each `TICK` we wait.
-    /// (Not in the narrated run, where those pids may be children of an earlier act.)
+    /// receive): one that is not us is the peer, and we remember it, since in ping both
+    /// fields can be ours for a while (we sent the ping and received the last reply).
+    /// Checked each `TICK` we wait. (Not in the narrated run, where those pids may be
+    /// children of an earlier act; there the parent watches its children.)
     fn peer_gone(&self) -> Result<()> {
-        if !self.watch_peer {
+        let Some(who) = self.watch_peer else {
+            return Ok(());
+        };
+        self.notice_peer();
+        let Some(pid) = self.peer.get() else {
+            return Ok(()); // not seen yet
+        };
+        if crate::family::alive(pid) {
             return Ok(());
         }
-        let Ok(stat) = msgctl_stat(self.id) else {
-            return Ok(()); // removed: the next call says so (EIDRM)
-        };
-        let me = getpid().as_raw();
-        for (pid, who) in [(stat.msg_lrpid, "reader"), (stat.msg_lspid, "writer")] {
-            if pid == 0 || pid == me || crate::family::alive(pid) {
-                continue;
-            }
-            let (id, key) = (self.id, self.key);
-            if who == "reader" {
-                bail!(
-                    "the reader (pid {pid}, the last to receive) died without removing queue \
-                     {id} (key {key:#x}): nobody will take messages; it is left behind: \
-                     remove it with `ipcrm -q {id}`"
-                );
-            }
+        let (id, key) = (self.id, self.key);
+        if who == READER {
             bail!(
-                "the writer (pid {pid}, the last to send) died before its end marker: no more \
-                 messages will come"
+                "the reader (pid {pid}, by msg_lrpid/msg_lspid) died without removing queue \
+                 {id} (key {key:#x}): nobody will take messages or answer; it is left \
+                 behind: remove it with {}",
+                removal_command(id)
             );
         }
-        Ok(())
+        bail!(
+            "the writer (pid {pid}, by msg_lspid/msg_lrpid) died before its end marker: no \
+             more messages will come"
+        );
+    }
+
+    /// Looks for the peer's pid in msg_lrpid/msg_lspid (one msgctl), and remembers the
+    /// latest one that is not ours. Called on each tick we wait, and after each message
+    /// until the peer is known: a ping writer that never waited a whole tick would
+    /// otherwise not know its reader once both fields name itself (it sent the last
+    /// ping and received the last reply).
+    fn notice_peer(&self) {
+        if self.watch_peer.is_none() {
+            return;
+        }
+        let Ok(stat) = msgctl_stat(self.id) else {
+            return; // removed: the next call says so (EIDRM)
+        };
+        let me = getpid().as_raw();
+        for pid in [stat.msg_lrpid, stat.msg_lspid] {
+            if pid != 0 && pid != me {
+                self.peer.set(Some(pid));
+            }
+        }
+    }
+
+    /// After a message went through: learn the peer, if it is not known yet.
+    fn notice_peer_once(&self) {
+        if self.peer.get().is_none() {
+            self.notice_peer();
+        }
     }
 
     /// The same queue, seen through another message type (ping's replies).
     fn with_type(&self, mtype: c_long) -> Queue {
         Queue {
             watch_peer: self.watch_peer,
+            peer: self.peer.clone(),
             ..Queue::new(self.id, self.key, mtype)
         }
     }
@@ -299,11 +337,24 @@ impl Queue {
         // this buffer (a program built around msgsnd would build it there directly).
         self.buffer.mtype = mtype;
         self.buffer.mtext[..message.len()].copy_from_slice(message);
+        // First without sleeping: most sends find room, and need no timer.
+        signals::check()?;
+        match msgsnd(self.id, &self.buffer, message.len(), libc::IPC_NOWAIT) {
+            Err(Errno::EAGAIN) => {}
+            Ok(()) => {
+                self.notice_peer_once();
+                return Ok(());
+            }
+            Err(e) => return Err(self.failure("msgsnd", e, message.len())),
+        }
+        let _ticking = signals::Ticking::start()?; // disarmed on every way out
         loop {
             signals::check()?;
-            signals::tick_while_blocked()?;
             match msgsnd(self.id, &self.buffer, message.len(), 0) {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    self.notice_peer_once();
+                    return Ok(());
+                }
                 Err(Errno::EINTR) => self.peer_gone()?, // then the flag, and wait again
                 Err(e) => return Err(self.failure("msgsnd", e, message.len())),
             }
@@ -313,11 +364,24 @@ impl Queue {
     /// Takes the message `msgtyp` selects, sleeping while there is none. Returns it
     /// with its type.
     fn receive_typed(&mut self, msgtyp: c_long) -> Result<(&[u8], c_long)> {
+        // First without sleeping, as in `send_typed`.
+        signals::check()?;
+        match msgrcv(self.id, &mut self.buffer, msgtyp, libc::IPC_NOWAIT) {
+            Err(Errno::ENOMSG) => {}
+            Ok(len) => {
+                self.notice_peer_once();
+                return Ok((&self.buffer.mtext[..len], self.buffer.mtype));
+            }
+            Err(e) => return Err(self.failure("msgrcv", e, 0)),
+        }
+        let _ticking = signals::Ticking::start()?; // disarmed on every way out
         loop {
             signals::check()?;
-            signals::tick_while_blocked()?;
             match msgrcv(self.id, &mut self.buffer, msgtyp, 0) {
-                Ok(len) => return Ok((&self.buffer.mtext[..len], self.buffer.mtype)),
+                Ok(len) => {
+                    self.notice_peer_once();
+                    return Ok((&self.buffer.mtext[..len], self.buffer.mtype));
+                }
                 Err(Errno::EINTR) => self.peer_gone()?,
                 Err(e) => return Err(self.failure("msgrcv", e, 0)),
             }
@@ -516,7 +580,7 @@ pub fn reader(key: Option<i32>, workload: &Workload, limits: &Limits) -> Result<
     let key = key.unwrap_or_else(default_key);
     limits.show(READER);
     let (remove, mut queue) = create(key, READER)?;
-    queue.watch_peer = true;
+    queue.watch_peer = Some(WRITER);
     match workload {
         Workload::Text(_) => {
             say!(
@@ -556,7 +620,7 @@ pub fn reader(key: Option<i32>, workload: &Workload, limits: &Limits) -> Result<
 /// `msgq-demo writer sysv`: find the reader's queue, send, and leave.
 pub fn writer(key: i32, workload: &Workload) -> Result<()> {
     let mut queue = open(key)?;
-    queue.watch_peer = true;
+    queue.watch_peer = Some(READER);
     match workload {
         Workload::Text(messages) => {
             say!(WRITER, "found queue {} by key {key:#x}", queue.id);

@@ -9,8 +9,10 @@
 //! the kernel's side of things and inject a message of its own.
 
 use ipc_tests::*;
+use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 use std::ffi::{CString, c_int, c_long};
+use std::time::Duration;
 
 const DEMO: &str = "msgq-demo";
 
@@ -130,6 +132,15 @@ impl Queue {
     }
 }
 
+/// A POSIX queue tagged `tag` and a System V one tagged `tag + 1`: most tests run the
+/// same steps over both flavours.
+fn both_queues(tag: u8) -> [Queue; 2] {
+    [
+        Queue::new(Flavour::Posix, tag),
+        Queue::new(Flavour::Sysv, tag + 1),
+    ]
+}
+
 impl Drop for Queue {
     /// A test that fails half-way has its demos killed (SIGKILL), which cannot remove
     /// their queue: remove it here, so a failure leaves nothing in the kernel either.
@@ -175,13 +186,7 @@ fn posix_send(name: &str, message: &[u8]) {
 /// The (id, message count) of the System V queue with `key`, from /proc/sysvipc/msg,
 /// which exists on every Linux with System V IPC (ipcs may not be installed).
 fn sysv_entry(key: i32) -> Option<(c_int, u64)> {
-    let table = std::fs::read_to_string("/proc/sysvipc/msg").expect("/proc/sysvipc/msg");
-    table.lines().skip(1).find_map(|line| {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        // key msqid perms cbytes qnum ...; the key is printed as a signed decimal.
-        (f.first()?.parse::<i64>().ok()? == i64::from(key))
-            .then(|| Some((f.get(1)?.parse().ok()?, f.get(4)?.parse().ok()?)))?
-    })
+    Some((sysv_field(key, 1)? as c_int, sysv_field(key, 4)? as u64))
 }
 
 #[repr(C)]
@@ -313,8 +318,10 @@ fn posix_narrated_run_shows_every_claim() {
         &out,
         &[
             r#"received "priority 9, sent second" (priority 9)"#,
+            r#"received "priority 5, sent third" (priority 5)"#,
             r#"received "priority 5, sent last" (priority 5)"#,
             r#"received "priority 1, sent first" (priority 1)"#,
+            "the two of equal priority 5 came out first in, first out",
         ],
     );
     let too_big = largest_message(Flavour::Posix) + 1;
@@ -324,7 +331,7 @@ fn posix_narrated_run_shows_every_claim() {
         "{}",
         out.stdout
     );
-    assert!(refused[0].contains("nothing was queued (3 in the queue)"));
+    assert!(refused[0].contains("nothing was queued (4 in the queue)"));
 
     // Act 3: the 11th message waits; the reader saw the writer asleep before it woke.
     let msg_max = kernel_limit("/proc/sys/fs/mqueue/msg_max");
@@ -490,8 +497,8 @@ fn narrated_runs_carry_your_messages_whole() {
 
 #[test]
 fn the_narrated_run_uses_the_name_or_key_given() {
-    for (tag, flavour) in [(104, Flavour::Posix), (105, Flavour::Sysv)] {
-        let queue = Queue::new(flavour, tag);
+    for queue in both_queues(104) {
+        let flavour = queue.flavour;
         let mut args = queue.args();
         args.extend(["--ping", "20"].map(String::from));
         let out = start(&args).finish();
@@ -531,8 +538,8 @@ fn start_reader(queue: &Queue, rest: &[&str]) -> Demo {
 
 #[test]
 fn the_writer_exits_before_the_reader_reads_a_thing() {
-    for (tag, flavour) in [(10, Flavour::Posix), (11, Flavour::Sysv)] {
-        let queue = Queue::new(flavour, tag);
+    for queue in both_queues(10) {
+        let flavour = queue.flavour;
         let reader = start_reader(&queue, &[]);
         // Freeze the reader: now only the kernel can keep the messages.
         freeze(reader.pid());
@@ -572,8 +579,7 @@ fn the_writer_exits_before_the_reader_reads_a_thing() {
 
 #[test]
 fn the_writer_sends_lines_of_standard_input_as_bytes_even_if_not_utf8() {
-    for (tag, flavour) in [(100, Flavour::Posix), (101, Flavour::Sysv)] {
-        let queue = Queue::new(flavour, tag);
+    for queue in both_queues(100) {
         let reader = start_reader(&queue, &[]);
         let writer = start_with_stdin(&command("writer", &queue, &[]), b"abc\n\xff\xfe\n");
         let writer = writer.finish();
@@ -598,8 +604,8 @@ fn the_writer_sends_lines_of_standard_input_as_bytes_even_if_not_utf8() {
 
 #[test]
 fn a_writer_failing_mid_stream_still_ends_the_reader() {
-    for (tag, flavour) in [(102, Flavour::Posix), (103, Flavour::Sysv)] {
-        let queue = Queue::new(flavour, tag);
+    for queue in both_queues(102) {
+        let flavour = queue.flavour;
         let reader = start_reader(&queue, &[]);
         // A line one byte longer than a message may be: the writer cannot send it.
         let too_long = largest_message(flavour) + 1;
@@ -657,8 +663,8 @@ fn writer_asleep_on_a_full_queue(queue: &Queue, count: u64) -> (Demo, Demo, u64)
 
 #[test]
 fn a_full_queue_puts_the_writer_to_sleep_until_the_reader_takes_one() {
-    for (tag, flavour) in [(20, Flavour::Posix), (21, Flavour::Sysv)] {
-        let queue = Queue::new(flavour, tag);
+    for queue in both_queues(20) {
+        let flavour = queue.flavour;
         let count = match flavour {
             Flavour::Posix => 12,
             Flavour::Sysv => 4,
@@ -675,8 +681,7 @@ fn a_full_queue_puts_the_writer_to_sleep_until_the_reader_takes_one() {
 
 #[test]
 fn a_writer_asleep_on_a_full_queue_notices_when_the_reader_removes_it() {
-    for (tag, flavour) in [(22, Flavour::Posix), (23, Flavour::Sysv)] {
-        let queue = Queue::new(flavour, tag);
+    for queue in both_queues(22) {
         let (reader, writer, _) = writer_asleep_on_a_full_queue(&queue, 1000);
         // Ctrl+C for the reader, delivered as soon as it runs again.
         signal(reader.pid(), Signal::SIGINT);
@@ -716,8 +721,7 @@ fn bulk_moves_every_byte_of_8_kib_messages_in_order() {
 
 #[test]
 fn bulk_between_two_processes_checks_every_message() {
-    for (tag, flavour) in [(30, Flavour::Posix), (31, Flavour::Sysv)] {
-        let queue = Queue::new(flavour, tag);
+    for queue in both_queues(30) {
         let workload = ["--count", "300", "--size", "8192"];
         let reader = start_reader(&queue, &workload);
         let writer = start(&command("writer", &queue, &workload)).finish();
@@ -796,8 +800,8 @@ fn ping_reports_round_trip_percentiles() {
 
 #[test]
 fn ping_between_two_processes() {
-    for (tag, flavour) in [(50, Flavour::Posix), (51, Flavour::Sysv)] {
-        let queue = Queue::new(flavour, tag);
+    for queue in both_queues(50) {
+        let flavour = queue.flavour;
         let reader = start_reader(&queue, &["--ping", "200"]);
         let writer = start(&command("writer", &queue, &["--ping", "200"])).finish();
         writer.assert_success();
@@ -869,8 +873,8 @@ fn bad_usage_exits_2_names_the_problem_and_creates_nothing() {
 
 #[test]
 fn a_message_one_byte_over_the_limit_is_bad_usage_and_creates_nothing() {
-    for (tag, flavour) in [(62, Flavour::Posix), (63, Flavour::Sysv)] {
-        let queue = Queue::new(flavour, tag);
+    for queue in both_queues(62) {
+        let flavour = queue.flavour;
         let limit = largest_message(flavour);
         let over = (limit + 1).to_string();
         let long = "x".repeat(limit + 1);
@@ -907,8 +911,7 @@ fn help_prints_the_usage() {
 
 #[test]
 fn a_writer_with_no_queue_says_to_start_the_reader_first() {
-    for (tag, flavour) in [(70, Flavour::Posix), (71, Flavour::Sysv)] {
-        let queue = Queue::new(flavour, tag);
+    for queue in both_queues(70) {
         let out = start(&command("writer", &queue, &["hello"])).finish();
         out.assert_exit_code(1)
             .assert_stderr_contains("no queue")
@@ -919,8 +922,7 @@ fn a_writer_with_no_queue_says_to_start_the_reader_first() {
 
 #[test]
 fn ctrl_c_while_the_reader_waits_removes_the_queue() {
-    for (tag, flavour) in [(80, Flavour::Posix), (81, Flavour::Sysv)] {
-        let queue = Queue::new(flavour, tag);
+    for queue in both_queues(80) {
         let reader = start_reader(&queue, &[]);
         wait_until_asleep_in(reader.pid(), queue.receive_wchan());
         reader.signal_group(Signal::SIGINT);
@@ -966,60 +968,112 @@ fn ctrl_c_during_a_narrated_run_stops_everyone_and_removes_the_queue() {
     }
 }
 
-#[test]
-fn a_killed_child_is_noticed_and_its_partner_stopped() {
-    for (flavour, victim) in [
-        (Flavour::Posix, "reader"),
-        (Flavour::Sysv, "reader"),
-        (Flavour::Posix, "writer"),
-        (Flavour::Sysv, "writer"),
-    ] {
-        let (demo, reader, writer, queue) = start_endless_bulk(flavour);
-        let (dead, partner, partner_role) = match victim {
-            "reader" => (reader, writer, "writer"),
-            _ => (writer, reader, "reader"),
-        };
-        signal(dead, Signal::SIGKILL);
-        let out = demo.finish();
-        out.assert_exit_code(1)
-            .assert_stderr_contains(&format!("the {victim} (pid {dead}) was killed by SIGKILL"))
-            .assert_stdout_contains(&format!(
-                "stopping the {partner_role} {partner} with SIGTERM"
-            ))
-            .assert_stdout_contains(&format!(
-                "reaped {partner_role} {partner}: killed by SIGTERM"
-            ));
-        queue.assert_gone();
+/// Puts one child of a narrated bulk run asleep on the queue, as `blocked` says: the
+/// writer on a full queue (it outruns the reader by itself), or the reader on an empty
+/// one (the writer stopped, so it sends no more).
+fn put_asleep(blocked: &str, reader: i32, writer: i32, queue: &Queue) {
+    match blocked {
+        "writer" => wait_until_asleep_in(writer, queue.send_wchan()),
+        _ => {
+            freeze(writer);
+            wait_until_asleep_in(reader, queue.receive_wchan());
+        }
     }
 }
 
 #[test]
-fn children_of_a_killed_parent_exit_by_themselves() {
-    let (demo, reader, writer, queue) = start_endless_bulk(Flavour::Posix);
-    let parent = demo.pid();
-    signal(parent, Signal::SIGKILL);
-    let out = demo.finish();
-    assert_eq!(
-        std::os::unix::process::ExitStatusExt::signal(&out.status),
-        Some(Signal::SIGKILL as i32)
-    );
-    // The kernel sends them SIGTERM when the parent dies (PR_SET_PDEATHSIG).
-    let mut orphans = reap_orphans(parent);
-    orphans.sort_unstable();
-    let mut children = vec![reader, writer];
-    children.sort_unstable();
-    assert_eq!(orphans, children, "both children should have exited");
-    // SIGKILL gave the owner no chance to remove its queue: it is the leftover the next
-    // test is about. Clean it up here.
-    assert!(queue.exists(), "a SIGKILLed owner cannot remove its queue");
-    queue.remove();
+fn a_killed_child_is_noticed_and_its_partner_stopped() {
+    for flavour in BOTH {
+        // The victim dies while its partner sleeps: the writer on a full queue, the
+        // reader on an empty one.
+        for (victim, blocked) in [("reader", "writer"), ("writer", "reader")] {
+            let (demo, reader, writer, queue) = start_endless_bulk(flavour);
+            put_asleep(blocked, reader, writer, &queue);
+            let (dead, partner) = match victim {
+                "reader" => (reader, writer),
+                _ => (writer, reader),
+            };
+            signal(dead, Signal::SIGKILL);
+            let out = demo.finish();
+            out.assert_exit_code(1)
+                .assert_stderr_contains(&format!("the {victim} (pid {dead}) was killed by SIGKILL"))
+                .assert_stdout_contains(&format!("stopping the {blocked} {partner} with SIGTERM"))
+                .assert_stdout_contains(&format!("reaped {blocked} {partner}: killed by SIGTERM"));
+            queue.assert_gone();
+        }
+    }
+}
+
+#[test]
+fn children_of_a_killed_parent_say_so_and_name_the_queue_it_left() {
+    for flavour in BOTH {
+        for blocked in ["writer", "reader"] {
+            let (demo, reader, writer, queue) = start_endless_bulk(flavour);
+            put_asleep(blocked, reader, writer, &queue);
+            let parent = demo.pid();
+            signal(parent, Signal::SIGKILL);
+            if blocked == "reader" {
+                // The stopped writer takes its SIGTERM once it runs again.
+                wait_until("the parent is dead", || {
+                    matches!(proc_state(parent), Some(('Z', _)) | None)
+                });
+                signal(writer, Signal::SIGCONT);
+            }
+            let out = demo.finish();
+            assert_eq!(
+                std::os::unix::process::ExitStatusExt::signal(&out.status),
+                Some(Signal::SIGKILL as i32)
+            );
+            // The kernel sends them SIGTERM when the parent dies (PR_SET_PDEATHSIG):
+            // each says so and exits 1, by itself.
+            let mut orphans = reap_orphans_with_status(parent);
+            orphans.sort_unstable_by_key(|&(pid, _)| pid);
+            let mut children = [reader, writer];
+            children.sort_unstable();
+            let exited_1: Vec<_> = children
+                .iter()
+                .map(|&pid| (pid, WaitStatus::Exited(Pid::from_raw(pid), 1)))
+                .collect();
+            assert_eq!(orphans, exited_1, "{}", out.stderr);
+            let said = format!("the parent (pid {parent}) died without cleaning up");
+            assert_eq!(out.stderr.matches(&said).count(), 2, "{}", out.stderr);
+            // SIGKILL gave the owner no chance to remove its queue: both name it.
+            assert!(queue.exists(), "a SIGKILLed owner cannot remove its queue");
+            assert_names_the_removal(&out, &queue);
+            remove_as_told(&queue);
+        }
+    }
+}
+
+/// Asserts that `out` names `queue` with the command that removes it.
+fn assert_names_the_removal(out: &Finished, queue: &Queue) {
+    match queue.flavour {
+        Flavour::Posix => {
+            out.assert_stderr_contains(&format!("`rm /dev/mqueue{}`", queue.name));
+        }
+        Flavour::Sysv => {
+            let (id, _) = sysv_entry(queue.key).expect("the queue is left behind");
+            out.assert_stderr_contains(&format!("`ipcrm -q {id}`"));
+        }
+    }
+}
+
+/// Removes a queue left behind, with the very command the demo named where the tool
+/// is installed (System V: ipcrm), else directly; then checks it is gone.
+fn remove_as_told(queue: &Queue) {
+    if let (Flavour::Sysv, Some((id, _))) = (queue.flavour, sysv_entry(queue.key)) {
+        let _ = std::process::Command::new("sh")
+            .args(["-c", &format!("ipcrm -q {id}")])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+    queue.remove(); // whatever is left (POSIX: no /dev/mqueue here to rm from)
     queue.assert_gone();
 }
 
 #[test]
 fn a_queue_left_by_a_killed_reader_is_named_with_the_command_that_removes_it() {
-    for (tag, flavour) in [(90, Flavour::Posix), (91, Flavour::Sysv)] {
-        let queue = Queue::new(flavour, tag);
+    for queue in both_queues(90) {
         let reader = start_reader(&queue, &[]);
         reader.signal_group(Signal::SIGKILL);
         reader.finish().assert_killed_by(Signal::SIGKILL);
@@ -1028,46 +1082,42 @@ fn a_queue_left_by_a_killed_reader_is_named_with_the_command_that_removes_it() {
         let out = start(&command("reader", &queue, &[])).finish();
         out.assert_exit_code(1)
             .assert_stderr_contains("already exists");
-        match flavour {
-            Flavour::Posix => {
-                out.assert_stderr_contains(&format!("rm /dev/mqueue{}", queue.name));
-                queue.remove();
-            }
-            Flavour::Sysv => {
-                let (id, _) = sysv_entry(queue.key).unwrap();
-                let command = format!("ipcrm -q {id}");
-                out.assert_stderr_contains(&format!("`{command}`"));
-                // Run the very command we were told, where the tool is installed.
-                let ran = std::process::Command::new("sh")
-                    .args(["-c", &command])
-                    .status()
-                    .is_ok_and(|s| s.success());
-                if !ran {
-                    queue.remove();
-                }
-            }
-        }
-        queue.assert_gone();
+        assert_names_the_removal(&out, &queue);
+        remove_as_told(&queue);
     }
 }
 
 // ---------------------------------------------------------------------------------
 // A peer killed by SIGKILL (no guard runs): the survivor notices while it waits.
 
-/// The last receiver's pid (msg_lrpid) of the System V queue with `key`.
-fn sysv_lrpid(key: i32) -> Option<i32> {
+/// A field of the System V queue with `key` in /proc/sysvipc/msg (1: msqid, 4: qnum,
+/// 6: lrpid).
+fn sysv_field(key: i32, field: usize) -> Option<i64> {
     let table = std::fs::read_to_string("/proc/sysvipc/msg").expect("/proc/sysvipc/msg");
     table.lines().skip(1).find_map(|line| {
         let f: Vec<&str> = line.split_whitespace().collect();
-        (f.first()?.parse::<i64>().ok()? == i64::from(key)).then(|| f.get(6)?.parse().ok())?
+        // The key is printed as a signed decimal.
+        (f.first()?.parse::<i64>().ok()? == i64::from(key)).then(|| f.get(field)?.parse().ok())?
     })
+}
+
+/// Kills `reader` with SIGKILL and checks that `writer`, asleep on the queue, notices:
+/// status 1, the reader named dead, the queue it left named with its removal command.
+fn kill_the_reader_and_hear_the_writer(reader: Demo, writer: Demo, queue: &Queue) {
+    reader.signal_group(Signal::SIGKILL);
+    reader.finish().assert_killed_by(Signal::SIGKILL);
+    let out = writer.finish();
+    out.assert_exit_code(1)
+        .assert_stderr_contains("died without removing");
+    assert!(queue.exists(), "SIGKILL leaves the queue behind");
+    assert_names_the_removal(&out, queue);
+    remove_as_told(queue);
 }
 
 #[test]
 fn a_writer_asleep_on_a_full_queue_notices_its_reader_was_killed() {
-    for (tag, flavour) in [(110, Flavour::Posix), (111, Flavour::Sysv)] {
-        let queue = Queue::new(flavour, tag);
-        let (reader, writer) = match flavour {
+    for queue in both_queues(110) {
+        let (reader, writer) = match queue.flavour {
             // POSIX: the reader's lock is there from the start, a frozen reader will do.
             Flavour::Posix => {
                 let (reader, writer, _) = writer_asleep_on_a_full_queue(&queue, 1000);
@@ -1078,49 +1128,65 @@ fn a_writer_asleep_on_a_full_queue_notices_its_reader_was_killed() {
                 let workload = ["--count", "100000000", "--size", "100"];
                 let reader = start_reader(&queue, &workload);
                 let writer = start(&command("writer", &queue, &workload));
-                let pid = reader.pid();
+                let pid = i64::from(reader.pid());
                 wait_until("the reader has received", || {
-                    sysv_lrpid(queue.key) == Some(pid)
+                    sysv_field(queue.key, 6) == Some(pid)
                 });
+                wait_until_asleep_in(writer.pid(), queue.send_wchan());
                 (reader, writer)
             }
         };
-        reader.signal_group(Signal::SIGKILL);
-        reader.finish().assert_killed_by(Signal::SIGKILL);
-        let out = writer.finish();
-        out.assert_exit_code(1)
-            .assert_stderr_contains("died without removing");
-        match flavour {
-            Flavour::Posix => {
-                out.assert_stderr_contains(&format!("`rm /dev/mqueue{}`", queue.name));
-            }
-            Flavour::Sysv => {
-                let (id, _) = sysv_entry(queue.key).expect("the queue is left behind");
-                out.assert_stderr_contains(&format!("`ipcrm -q {id}`"));
-            }
-        }
-        assert!(queue.exists(), "SIGKILL leaves the queue behind");
-        queue.remove();
-        queue.assert_gone();
+        kill_the_reader_and_hear_the_writer(reader, writer, &queue);
     }
 }
 
 #[test]
+fn a_ping_writer_waiting_for_its_reply_notices_its_reader_was_killed() {
+    for queue in both_queues(116) {
+        let reader = start_reader(&queue, &["--ping", "100000000"]);
+        let writer = start(&command("writer", &queue, &["--ping", "100000000"]));
+        // Stopped, the reader answers no more: the writer sleeps on the empty reply queue.
+        let pid = reader.pid();
+        match queue.flavour {
+            Flavour::Posix => wait_until("the reply queue exists", || {
+                posix_count(&format!("{}-reply", queue.name)).is_some()
+            }),
+            Flavour::Sysv => wait_until("the reader has received", || {
+                sysv_field(queue.key, 6) == Some(i64::from(pid))
+            }),
+        }
+        freeze(pid);
+        wait_until_asleep_in(writer.pid(), queue.receive_wchan());
+        kill_the_reader_and_hear_the_writer(reader, writer, &queue);
+    }
+}
+
+/// Starts a text writer whose standard input stays open, so it waits for more lines
+/// after those in `input`; its output goes nowhere. Returns it and its stdin.
+fn writer_on_open_stdin(
+    queue: &Queue,
+    input: &[u8],
+) -> (std::process::Child, std::process::ChildStdin) {
+    prepare_test_process();
+    let mut writer = std::process::Command::new(demo_bin(DEMO))
+        .args(command("writer", queue, &[]))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn the writer");
+    let mut stdin = writer.stdin.take().expect("stdin");
+    std::io::Write::write_all(&mut stdin, input).expect("write to the writer");
+    (writer, stdin)
+}
+
+#[test]
 fn a_reader_waiting_on_an_empty_queue_notices_its_writer_was_killed() {
-    for (tag, flavour) in [(112, Flavour::Posix), (113, Flavour::Sysv)] {
-        let queue = Queue::new(flavour, tag);
+    for queue in both_queues(112) {
         let mut reader = start_reader(&queue, &[]);
-        // A writer whose standard input stays open: it sends one line and waits for more.
-        let mut writer = std::process::Command::new(demo_bin(DEMO))
-            .args(command("writer", &queue, &[]))
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn the writer");
-        let mut stdin = writer.stdin.take().expect("stdin");
-        std::io::Write::write_all(&mut stdin, b"hello\n").expect("write to the writer");
+        let (mut writer, stdin) = writer_on_open_stdin(&queue, b"hello\n");
         reader.wait_for_line("received \"hello\"");
+        wait_until_asleep_in(reader.pid(), queue.receive_wchan());
         writer.kill().expect("SIGKILL the writer");
         writer.wait().expect("reap the writer");
         drop(stdin);
@@ -1129,6 +1195,64 @@ fn a_reader_waiting_on_an_empty_queue_notices_its_writer_was_killed() {
             .assert_stderr_contains("the writer")
             .assert_stderr_contains("died before its end marker")
             .assert_stdout_contains("removed queue");
+        queue.assert_gone();
+    }
+}
+
+/// How often `pid` has been switched out, as /proc/PID/status counts it: a process
+/// asleep that nothing wakes keeps the same count.
+fn context_switches(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .filter(|l| l.contains("ctxt_switches:"))
+        .map(|l| {
+            l.rsplit(char::is_whitespace)
+                .next()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum()
+}
+
+#[test]
+fn a_writer_that_slept_on_a_full_queue_is_left_alone_afterwards() {
+    // Row 13 of the review: System V waits are bounded by a SIGALRM timer; it must be
+    // disarmed once the call returns, or every later blocking call of the process (here
+    // the read of standard input) is interrupted five times a second.
+    for queue in both_queues(118) {
+        let size = largest_message(queue.flavour);
+        let capacity = match queue.flavour {
+            Flavour::Posix => kernel_limit("/proc/sys/fs/mqueue/msg_max"),
+            Flavour::Sysv => kernel_limit("/proc/sys/kernel/msgmnb") / size,
+        };
+        let mut line = vec![b'x'; size];
+        line.push(b'\n');
+        let lines = line.repeat(capacity + 1);
+        let reader = start_reader(&queue, &[]);
+        freeze(reader.pid());
+        let (mut writer, stdin) = writer_on_open_stdin(&queue, &lines);
+        let pid = writer.id() as i32;
+        wait_until_asleep_in(pid, queue.send_wchan()); // the last line waits for room
+        signal(reader.pid(), Signal::SIGCONT);
+        wait_until_asleep_in(pid, "pipe_read"); // sent it; now waits for more input
+        let before = context_switches(pid);
+        // Not a wait for a condition: a window in which an armed 200 ms ticker would
+        // have woken the writer about five times, and nothing else can.
+        std::thread::sleep(Duration::from_secs(1));
+        assert_eq!(
+            context_switches(pid),
+            before,
+            "{:?}: something woke the writer while it waited on its stdin",
+            queue.flavour
+        );
+        assert!(matches!(proc_state(pid), Some(('S', w)) if w.contains("pipe_read")));
+        drop(stdin); // EOF: the writer sends the end marker and exits
+        assert!(writer.wait().expect("reap the writer").success());
+        let out = reader.finish();
+        out.assert_success();
+        assert_eq!(out.summary("reader").num("messages"), (capacity + 1) as f64);
         queue.assert_gone();
     }
 }
@@ -1154,8 +1278,7 @@ fn non_utf8_argv_and_help_into_a_closed_pipe_do_not_panic() {
 
 #[test]
 fn sighup_while_the_reader_waits_removes_the_queue() {
-    for (tag, flavour) in [(114, Flavour::Posix), (115, Flavour::Sysv)] {
-        let queue = Queue::new(flavour, tag);
+    for queue in both_queues(114) {
         let reader = start_reader(&queue, &[]);
         wait_until_asleep_in(reader.pid(), queue.receive_wchan());
         signal(reader.pid(), Signal::SIGHUP);
