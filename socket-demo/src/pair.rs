@@ -302,3 +302,20 @@ fn reap(child: Pid) -> Result<()> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A parent that died with nothing of ours unread closes both directions at once
+    /// (POLLHUP): the child must not take that EOF for the half-close that ends a run.
+    #[test]
+    fn a_closed_end_is_told_from_a_half_close() {
+        let (child_end, parent_end) = UnixStream::pair().unwrap();
+        parent_end.shutdown(Shutdown::Write).unwrap();
+        assert!(parent_still_there(&child_end, Pid::from_raw(1)).is_ok());
+        drop(parent_end);
+        let err = parent_still_there(&child_end, Pid::from_raw(1)).unwrap_err();
+        assert!(err.to_string().contains("POLLHUP"), "{err}");
+    }
+}

@@ -1799,3 +1799,113 @@ fn a_stream_reader_notices_its_writer_was_killed() {
         assert_meeting_point_gone(case.flavour, &at);
     }
 }
+
+/// Issue 9: what a side echoes of a message is cut at 40 characters, on both sides and in
+/// every flavour (a peer nobody here wrote may send a megabyte line); the byte count
+/// beside it is the whole message's.
+#[test]
+fn echoes_are_cut_at_40_characters_on_both_sides() {
+    let head = "a".repeat(40);
+    let long = format!("{head}{}", "zq".repeat(30)); // 100 bytes
+    for flavour in ["unix", "unix-dgram", "tcp", "udp", "pair", "fdpass"] {
+        let out = run(DEMO, &[flavour, &long]);
+        out.assert_success();
+        for line in out.stdout.lines() {
+            if line.contains("starting the writer as a separate program") {
+                continue; // the command line we run, not an echo of what came
+            }
+            assert!(
+                !line.to_lowercase().contains("zq"),
+                "{flavour}: not cut: {line}"
+            );
+        }
+        let cut = format!("\"{head}\"… (100 bytes)");
+        let reader = if flavour == "pair" { "child" } else { "reader" };
+        assert!(
+            received(&out, reader).iter().any(|r| r.starts_with(&cut)),
+            "{flavour}: {}",
+            out.stdout
+        );
+        if flavour != "fdpass" {
+            let sender = if flavour == "pair" {
+                "parent"
+            } else {
+                "writer"
+            };
+            let sent = format!("[{sender} {}] sent {cut}", out.pid_of(sender));
+            assert!(
+                !out.lines_with(&sent).is_empty(),
+                "{flavour}: {}",
+                out.stdout
+            );
+        }
+    }
+}
+
+/// pair: SIGKILL either process while the other waits for it. The parent sees its child's
+/// end close and reaps it (killed by SIGKILL); the child tells the parent's death
+/// (ECONNRESET, or POLLHUP: both directions closed) from its half-close (shutdown(SHUT_WR))
+/// and exits 1.
+#[test]
+fn pair_either_side_notices_the_other_was_killed() {
+    let messages: Vec<String> = (1..=20000).map(|i| i.to_string()).collect();
+    let mut args = vec!["pair"];
+    args.extend(messages.iter().map(String::as_str));
+
+    // The child killed: the parent exits 1 and says how its child ended.
+    let mut demo = start(&args);
+    demo.wait_for_line(r#"] received "5" (1 bytes)"#);
+    let child = pid_of_role(&demo.stdout_so_far(), "child").unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child), Signal::SIGKILL).unwrap();
+    let out = demo.finish();
+    out.assert_exit_code(1)
+        .assert_stdout_contains(&format!("reaped child {child}: killed by SIGKILL"));
+    assert!(
+        out.stderr.contains("or died") || out.stderr.contains("the child is gone"),
+        "{}",
+        out.stderr
+    );
+
+    // The parent killed: stop it first, so it cannot finish sending (and half-close)
+    // before the kill; the child, asleep in read(2), then gets the kernel's close.
+    for _attempt in 0..3 {
+        let mut demo = start(&args);
+        demo.wait_for_line(r#"] received "5" (1 bytes)"#);
+        let child = pid_of_role(&demo.stdout_so_far(), "child").unwrap();
+        let parent = nix::unistd::Pid::from_raw(demo.pid());
+        nix::sys::signal::kill(parent, Signal::SIGSTOP).unwrap();
+        wait_until("the parent is stopped", || {
+            proc_state(demo.pid()).is_some_and(|(s, _)| s == 'T')
+        });
+        wait_until_asleep_in(child, "unix_stream_read_generic");
+        nix::sys::signal::kill(parent, Signal::SIGKILL).unwrap();
+        let out = demo.finish();
+        out.assert_killed_by(Signal::SIGKILL);
+        if out.stdout.contains("shutdown(SHUT_WR)") {
+            continue; // it had sent everything before the stop: not this case, again
+        }
+        // The child exits 1, saying so: ECONNRESET when the dead parent left our answers
+        // unread (the usual case), POLLHUP when it had read them all (pair.rs's unit test).
+        let died = format!(
+            "the parent (pid {}) closed its end of the socketpair",
+            out.pid
+        );
+        assert!(
+            out.stderr.contains("(ECONNRESET)") || out.stderr.contains(&died),
+            "{}",
+            out.stderr
+        );
+        assert!(
+            out.lines_with(&format!("[child {child}] summary"))
+                .is_empty()
+                && out
+                    .lines_with("EOF: the parent will send no more")
+                    .is_empty(),
+            "the orphan took the kernel's close for the end: {}",
+            out.stdout
+        );
+        reap_orphans(out.pid);
+        return;
+    }
+    panic!("the parent always finished sending before it could be stopped");
+}
