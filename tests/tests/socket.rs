@@ -1909,3 +1909,178 @@ fn pair_either_side_notices_the_other_was_killed() {
     }
     panic!("the parent always finished sending before it could be stopped");
 }
+
+/// What a role blocked in one place needs from the test: the demo, the kernel function it
+/// sleeps in, what must be gone after it stops, and the test's own end (kept open).
+struct Blocked {
+    demo: Demo,
+    wchan: &'static str,
+    gone: Vec<(&'static str, String)>,
+    _keep: Vec<Box<dyn std::any::Any>>,
+}
+
+/// Issue 9: SIGINT, SIGTERM and SIGHUP (the terminal closed) while a role is blocked, in
+/// each role and flavour: it dies of that signal, says what it removed, and leaves no
+/// socket file, no directory, no bound port. The writers too: a ping writer's own socket
+/// file for the answers, a bulk writer asleep on a full socket.
+#[test]
+fn every_terminal_signal_while_blocked_leaves_nothing() {
+    let setups: [(&str, fn(&ScratchDir) -> Blocked); 9] = [
+        ("unix reader in accept", |_| {
+            let mut demo = start(&["reader"]);
+            let line = demo.wait_for_line("] listening at ");
+            let at = word_after(&line, "] listening at ").to_string();
+            demo.wait_for_line("waiting in accept(2)");
+            Blocked {
+                demo,
+                wchan: "__skb_wait_for_more_packets",
+                gone: vec![("unix-private", at)],
+                _keep: vec![],
+            }
+        }),
+        ("unix reader in read", |dir| {
+            let (mut demo, at) = start_reader("unix", dir, &[]);
+            let quiet = UnixStream::connect(&at).unwrap();
+            demo.wait_for_line("I take one writer");
+            Blocked {
+                demo,
+                wchan: "unix_stream_read_generic",
+                gone: vec![("unix", at)],
+                _keep: vec![Box::new(quiet)],
+            }
+        }),
+        ("unix-dgram reader in recv", |dir| {
+            let (demo, at) = start_reader("unix-dgram", dir, &[]);
+            Blocked {
+                demo,
+                wchan: "__skb_wait_for_more_packets",
+                gone: vec![("unix-dgram", at)],
+                _keep: vec![],
+            }
+        }),
+        ("tcp reader in accept", |dir| {
+            let (demo, at) = start_reader("tcp", dir, &[]);
+            Blocked {
+                demo,
+                wchan: "inet_csk_accept",
+                gone: vec![("tcp", at)],
+                _keep: vec![],
+            }
+        }),
+        ("tcp reader in read", |dir| {
+            let (mut demo, at) = start_reader("tcp", dir, &["--count", "3", "--size", "10"]);
+            let quiet = std::net::TcpStream::connect(&at).unwrap();
+            demo.wait_for_line("I take one writer");
+            Blocked {
+                demo,
+                wchan: "wait_woken",
+                gone: vec![("tcp", at)],
+                _keep: vec![Box::new(quiet)],
+            }
+        }),
+        ("udp reader in recv", |dir| {
+            let (demo, at) = start_reader("udp", dir, &[]);
+            Blocked {
+                demo,
+                wchan: "__skb_wait_for_more_packets",
+                gone: vec![("udp", at)],
+                _keep: vec![],
+            }
+        }),
+        ("fdpass reader in recvmsg", |dir| {
+            let (mut demo, at) = start_reader("fdpass", dir, &[]);
+            let quiet = UnixStream::connect(&at).unwrap();
+            demo.wait_for_line("accepted a connection");
+            Blocked {
+                demo,
+                wchan: "unix_stream_read_generic",
+                gone: vec![("fdpass", at)],
+                _keep: vec![Box::new(quiet)],
+            }
+        }),
+        ("unix-dgram ping writer waiting for an answer", |dir| {
+            // A "reader" that never answers: the test's own socket.
+            let at = dir.join("silent.sock");
+            let silent = UnixDatagram::bind(&at).unwrap();
+            let mut demo = start(&["writer", "unix-dgram", "--path", &at, "--ping", "3"]);
+            let line = demo.wait_for_line("bound my own socket to ");
+            let own = word_after(&line, "bound my own socket to ").to_string();
+            Blocked {
+                demo,
+                wchan: "__skb_wait_for_more_packets",
+                gone: vec![("unix-private", own)],
+                _keep: vec![Box::new(silent)],
+            }
+        }),
+        ("unix bulk writer asleep on a full socket", |dir| {
+            // A "reader" that accepts and never reads: the writer fills the socket.
+            let at = dir.join("full.sock");
+            let listener = std::os::unix::net::UnixListener::bind(&at).unwrap();
+            let mut demo = start(&[
+                "writer", "unix", "--path", &at, "--count", "100000", "--size", "65536",
+            ]);
+            let (conn, _) = listener.accept().unwrap();
+            demo.wait_for_line("sending 100000 messages");
+            Blocked {
+                demo,
+                wchan: "sock_alloc_send_pskb",
+                gone: vec![],
+                _keep: vec![Box::new(conn), Box::new(listener)],
+            }
+        }),
+    ];
+    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        for (role, setup) in &setups {
+            let dir = ScratchDir::new("sock-sigs");
+            let blocked = setup(&dir);
+            wait_until_asleep_in(blocked.demo.pid(), blocked.wchan);
+            blocked.demo.signal_group(sig);
+            let out = blocked.demo.finish();
+            out.assert_killed_by(sig)
+                .assert_stdout_contains(&format!("interrupted by {sig}"));
+            // The test's own end first: a TCP connection it still holds keeps the port.
+            drop(blocked._keep);
+            for (kind, at) in &blocked.gone {
+                match *kind {
+                    "unix-private" => assert_socket_gone(at, true),
+                    flavour => assert_meeting_point_gone(flavour, at),
+                }
+            }
+            let left: Vec<String> = dir
+                .entries()
+                .into_iter()
+                .filter(|e| !matches!(e.as_str(), "silent.sock" | "full.sock"))
+                .collect();
+            assert!(left.is_empty(), "{role}, {sig}: {left:?}");
+        }
+    }
+}
+
+/// The writer waiting for its next line on standard input, for each terminal signal.
+#[test]
+fn every_terminal_signal_stops_a_writer_waiting_on_stdin() {
+    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        for flavour in ["unix", "unix-dgram"] {
+            let dir = ScratchDir::new("sock-sigw");
+            let (reader, at) = start_reader(flavour, &dir, &[]);
+            let writer = OpenStdin::start(&dir, "w", &["writer", flavour, "--path", &at]);
+            writer.wait_for_line("connected");
+            wait_until_asleep_in(writer.pid(), "poll");
+            nix::sys::signal::killpg(nix::unistd::Pid::from_raw(writer.pid()), sig).unwrap();
+            let (status, out, err) = writer.finish();
+            use std::os::unix::process::ExitStatusExt;
+            assert_eq!(status.signal(), Some(sig as i32), "{flavour} {sig}: {err}");
+            assert!(out.contains(&format!("interrupted by {sig}")), "{out}");
+            assert_no_panic(&err);
+            // Its reader: a stream one sees EOF and ends; a datagram one never heard from
+            // this writer (it sent nothing), so it waits on, until told to stop.
+            if flavour == "unix-dgram" {
+                reader.signal_group(Signal::SIGTERM);
+                reader.finish().assert_killed_by(Signal::SIGTERM);
+            } else {
+                reader.finish().assert_success();
+            }
+            assert_socket_gone(&at, false);
+        }
+    }
+}
