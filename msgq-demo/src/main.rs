@@ -35,9 +35,10 @@
 //!   cargo run -p msgq-demo -- sysv --ping 10000             round trips
 //!
 //! Watch for: the reader's pid appearing only after the writer was reaped; the counts
-//! going up with each send and down with each receive; priority 9 before 5 before 1;
-//! the writer asleep in the kernel (`wq_sleep`, `do_msgsnd`) on a full queue; SIGUSR1
-//! arriving only after re-arming. Meanwhile `ipcs -q` lists the System V queue, and
+//! going up with each send and down with each receive; priority 9 before 5 before 1,
+//! and two of priority 5 in the order sent; the writer asleep in the kernel
+//! (`wq_sleep`, `do_msgsnd`) on a full queue; a second SIGUSR1 only because the reader
+//! re-armed mq_notify. Meanwhile `ipcs -q` lists the System V queue, and
 //! `ls /dev/mqueue` the POSIX one where the mqueue filesystem is mounted.
 //!
 //! In production: for messages between processes on one machine, a Unix socket

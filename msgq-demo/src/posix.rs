@@ -1,7 +1,8 @@
 //! POSIX message queues: `mq_open`, `mq_send`, `mq_receive`, `mq_notify`, `mq_unlink`.
 //!
-//! A queue has a name like `/q` that any process can open, and lives in the kernel until
-//! it is unlinked, whoever created it and whether anyone has it open. Each message has a
+//! A queue has a name like `/q` that any process its permissions allow can open, and
+//! lives in the kernel until it is unlinked (then until its last descriptor is closed),
+//! whoever created it and whether anyone has it open. Each message has a
 //! priority; `mq_receive` always takes the oldest message of the highest priority. A
 //! queue is made with two limits, `mq_maxmsg` messages of at most `mq_msgsize` bytes,
 //! capped by /proc/sys/fs/mqueue (msg_max, msgsize_max) for a process without
@@ -16,14 +17,16 @@
 //! Run: `cargo run -p msgq-demo` (the narrated acts below); in two terminals,
 //! `cargo run -p msgq-demo -- reader --name /q` and then
 //! `cargo run -p msgq-demo -- writer --name /q hello there`.
-//! Watch for: the counts from mq_getattr going up and down; priority 9 overtaking;
-//! EMSGSIZE at mq_msgsize + 1 bytes; the writer asleep in `wq_sleep` when the queue
-//! holds mq_maxmsg messages; SIGUSR1 from mq_notify, once per registration.
+//! Watch for: the counts from mq_getattr going up and down; priority 9 overtaking, the
+//! two of priority 5 in the order sent; EMSGSIZE at mq_msgsize + 1 bytes; the writer
+//! asleep in `wq_sleep` when the queue holds mq_maxmsg messages; SIGUSR1 from
+//! mq_notify, once per registration.
 //! In production: the `posixmq` crate (RAII, mio support; stable but dormant), or a
 //! Unix datagram socket, which also keeps message boundaries.
 //!
 //! Traps this file steps around: `mq_open` with O_CREAT must be given the attributes
-//! (nix's `None` calls the two-argument C form, and glibc reads garbage: EINVAL); nix's
+//! (nix's `None` calls the two-argument C form, and glibc then reads a mode and
+//! attributes that were never passed: undefined behaviour, EINVAL at best); nix's
 //! `MqdT` has no `Drop`, so `Queue` closes it; `mq_receive` refuses a buffer smaller than
 //! `mq_msgsize` (EMSGSIZE) even for a short message; nix has no `mq_timedsend` and no
 //! `mq_notify`, so those two come from libc.

@@ -1,11 +1,13 @@
-//! Ctrl+C (SIGINT), SIGTERM and SIGHUP (the terminal closed): stop a blocked send or receive, remove the queue, then
-//! die of the signal.
+//! Ctrl+C (SIGINT), SIGTERM and SIGHUP (the terminal closed): stop a blocked send or
+//! receive, remove the queue, then die of the signal.
 //!
 //! The handler only stores the signal's number: about all a handler may safely do. It
-//! is installed without SA_RESTART, so a process asleep in `mq_timedreceive`, `msgrcv`,
-//! `msgsnd` or `waitpid` comes back with EINTR; `check` then turns the stored number into
-//! an `Interrupted` error, which travels up like any error while every guard on the way
-//! drops (the queue is removed). Last, `main` calls `die_of`, so the shell sees we were
+//! is installed without SA_RESTART, so a process asleep in `mq_timedreceive` or
+//! `mq_timedsend` comes back with EINTR (`msgrcv` and `msgsnd` would even with it:
+//! signal(7) lists them as never restarted); the parent, which looks at its children
+//! every few milliseconds (family.rs), sees the flag at its next look. `check` turns
+//! the stored number into an `Interrupted` error, which travels up like any error while
+//! every guard on the way drops (the queue is removed). Last, `main` calls `die_of`, so the shell sees we were
 //! killed by the signal, as it would have without a handler.
 //!
 //! The race: a signal that lands after `check` but before the call goes to sleep only
@@ -39,7 +41,7 @@ use nix::time::ClockId;
 /// How long a blocking call sleeps at most before it looks at the flag again.
 pub const TICK: Duration = Duration::from_millis(200);
 
-/// The last SIGINT/SIGTERM received, 0 for none.
+/// The last SIGINT/SIGTERM/SIGHUP received, 0 for none.
 static CAUGHT: AtomicI32 = AtomicI32::new(0);
 
 extern "C" fn remember(signo: std::ffi::c_int) {
@@ -49,7 +51,7 @@ extern "C" fn remember(signo: std::ffi::c_int) {
 /// Does nothing: SIGALRM's only job is to make a blocked call return EINTR.
 extern "C" fn wake_up(_: std::ffi::c_int) {}
 
-/// Installs the handler for SIGINT and SIGTERM, without SA_RESTART. Forked children
+/// Installs the handler for SIGINT, SIGTERM and SIGHUP, without SA_RESTART. Forked children
 /// inherit it, so Ctrl+C stops every process of the run the same way.
 pub fn install() -> Result<()> {
     for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
@@ -72,7 +74,7 @@ pub fn caught() -> Option<Signal> {
     Signal::try_from(CAUGHT.load(Ordering::SeqCst)).ok()
 }
 
-/// A blocking call was stopped by SIGINT or SIGTERM.
+/// A blocking call was stopped by SIGINT, SIGTERM or SIGHUP.
 #[derive(Debug)]
 pub struct Interrupted(pub Signal);
 
@@ -84,7 +86,7 @@ impl std::fmt::Display for Interrupted {
 
 impl std::error::Error for Interrupted {}
 
-/// `Err(Interrupted)` once SIGINT or SIGTERM has arrived. Every blocking loop calls it
+/// `Err(Interrupted)` once SIGINT, SIGTERM or SIGHUP has arrived. Every blocking loop calls it
 /// before each try.
 pub fn check() -> Result<(), Interrupted> {
     match caught() {
@@ -159,7 +161,7 @@ pub fn forget_ticker_after_fork() {
 pub fn die_of(sig: Signal) -> std::process::ExitCode {
     let _ = set_handler(sig, SigHandler::SigDfl);
     let _ = raise(sig);
-    // Not reached for SIGINT/SIGTERM, whose default action ends the process; the
+    // Not reached for SIGINT/SIGTERM/SIGHUP, whose default action ends the process; the
     // shell's convention for "killed by signal N" is the fallback.
     std::process::ExitCode::from(128 + sig as u8)
 }
