@@ -278,19 +278,28 @@ fn assert_in_order(out: &Finished, needles: &[&str]) {
 // ---------------------------------------------------------------------------------
 // The narrated runs.
 
-#[test]
-fn posix_narrated_run_shows_every_claim() {
-    let out = run(DEMO, &[]);
-    let ours = Queue::of_default_run(Flavour::Posix, out.pid); // removed if we fail
+/// Runs a narrated run of `flavour` with `rest` to the end; asserts it succeeded and
+/// removed its queue (ping's second one too).
+fn run_narrated(flavour: Flavour, rest: &[&str]) -> Finished {
+    let mut args = vec![flavour_word(flavour)];
+    args.extend_from_slice(rest);
+    let out = run(DEMO, &args);
+    let ours = Queue::of_default_run(flavour, out.pid); // removed if we fail
     out.assert_success();
     ours.assert_gone();
+    if flavour == Flavour::Posix {
+        assert!(posix_count(&format!("/msgq-demo-{}-reply", out.pid)).is_none());
+    }
+    out
+}
 
-    // Act 1: the writer sends, exits and is reaped before the reader is even forked;
-    // meanwhile the kernel holds the messages, counted up and down.
+/// Act 1 as both flavours narrate it: the writer sends, exits and is reaped before the
+/// reader is even forked; meanwhile the kernel holds the messages, counted up and down.
+fn assert_act_1(out: &Finished) {
     let writer = out.pid_of("writer");
     let reader = out.pid_of("reader");
     assert_in_order(
-        &out,
+        out,
         &[
             r#"sent "hello" (5 bytes): 1 in the queue"#,
             "(36 bytes): 2 in the queue",
@@ -312,6 +321,12 @@ fn posix_narrated_run_shows_every_claim() {
         assert_eq!(summary.num("messages"), 3.0);
         assert_eq!(summary.num("bytes"), 45.0);
     }
+}
+
+#[test]
+fn posix_narrated_run_shows_every_claim() {
+    let out = run_narrated(Flavour::Posix, &[]);
+    assert_act_1(&out);
 
     // Act 2: highest priority first; one byte over mq_msgsize refused.
     assert_in_order(
@@ -402,26 +417,8 @@ fn posix_narrated_run_shows_every_claim() {
 
 #[test]
 fn sysv_narrated_run_shows_every_claim() {
-    let out = run(DEMO, &["sysv"]);
-    let ours = Queue::of_default_run(Flavour::Sysv, out.pid); // removed if we fail
-    out.assert_success();
-    ours.assert_gone();
-
-    let writer = out.pid_of("writer");
-    assert_in_order(
-        &out,
-        &[
-            r#"sent "hello" (5 bytes): 1 in the queue"#,
-            "sent the end marker (a zero-length message): 4 in the queue",
-            &format!("reaped writer {writer}: exited with status 0"),
-            "no reader exists yet, but the queue holds 4 messages",
-            "forked only now",
-            r#"received "hello" (5 bytes): the kernel deleted it from the queue, 3 left"#,
-            "received the end marker (0 bytes)",
-            "receives of exactly [5, 36, 4] bytes",
-        ],
-    );
-    assert_eq!(out.summary("reader").num("bytes"), 45.0);
+    let out = run_narrated(Flavour::Sysv, &[]);
+    assert_act_1(&out);
 
     // Act 2: type 2 asked for by number, then the lowest types first.
     assert_in_order(
@@ -468,13 +465,7 @@ fn sysv_narrated_run_shows_every_claim() {
 #[test]
 fn narrated_runs_carry_your_messages_whole() {
     for flavour in BOTH {
-        let out = run(
-            DEMO,
-            &[flavour_word(flavour), "first one", "two\nlines", "ünï ✓"],
-        );
-        let ours = Queue::of_default_run(flavour, out.pid); // removed if we fail
-        out.assert_success();
-        ours.assert_gone();
+        let out = run_narrated(flavour, &["first one", "two\nlines", "ünï ✓"]);
         let received: Vec<&str> = out
             .lines_with("[reader ")
             .into_iter()
@@ -702,13 +693,7 @@ fn a_writer_asleep_on_a_full_queue_notices_when_the_reader_removes_it() {
 fn bulk_moves_every_byte_of_8_kib_messages_in_order() {
     for flavour in BOTH {
         let size = largest_message(flavour).min(8192).to_string();
-        let out = run(
-            DEMO,
-            &[flavour_word(flavour), "--count", "2000", "--size", &size],
-        );
-        let ours = Queue::of_default_run(flavour, out.pid); // removed if we fail
-        out.assert_success();
-        ours.assert_gone();
+        let out = run_narrated(flavour, &["--count", "2000", "--size", &size]);
         for role in ["writer", "reader"] {
             let summary = out.summary(role);
             assert!(summary.ok, "{}", summary.line);
@@ -779,16 +764,7 @@ fn a_corrupted_missing_or_wrong_sized_message_fails_the_reader() {
 #[test]
 fn ping_reports_round_trip_percentiles() {
     for flavour in BOTH {
-        let out = run(
-            DEMO,
-            &[flavour_word(flavour), "--ping", "300", "--size", "64"],
-        );
-        let ours = Queue::of_default_run(flavour, out.pid); // removed if we fail
-        out.assert_success();
-        ours.assert_gone();
-        if flavour == Flavour::Posix {
-            assert!(posix_count(&format!("/msgq-demo-{}-reply", out.pid)).is_none());
-        }
+        let out = run_narrated(flavour, &["--ping", "300", "--size", "64"]);
         let summary = out.summary("writer");
         assert_eq!(summary.num("messages"), 300.0);
         assert_eq!(summary.num("bytes"), 300.0 * 64.0);
