@@ -37,7 +37,7 @@ use crate::acts::{self, Stage};
 use crate::args::{Meeting, Request, Role};
 use crate::roles;
 use crate::say;
-use crate::semaphore::Semaphore;
+use crate::semaphore::{Peer, Semaphore};
 use crate::signals;
 
 /// A named semaphore this process has open. Closed on drop; removed on drop too if
@@ -204,6 +204,149 @@ impl Semaphore for NamedSemaphore {
     }
 }
 
+/// A peer found in /proc: the process other than us that has a semaphore's file
+/// mapped. A POSIX semaphore keeps no pid of its users, but glibc's sem_open maps
+/// /dev/shm/sem.NAME into every process that opens it, and /proc/PID/maps lists
+/// that mapping, with the file's inode, until the process closes it or dies,
+/// SIGKILL included. (We can read the maps of our own user's processes only; the
+/// file is 0600, so no other user's process, root aside, has it open.)
+///
+/// The mapping is matched by device and inode, not by path: glibc creates a
+/// semaphore in a file of a temporary name and link(2)s it into place, so its
+/// creator's maps show `/dev/shm/sem.XXXXXX (deleted)`, and everyone's do once
+/// the name is unlinked.
+pub struct Mapper {
+    file: String,
+    /// The file's device as /proc/PID/maps prints it (`00:1b`), and its inode.
+    device: String,
+    inode: u64,
+    who: &'static str,
+    /// What the peer leaves behind if it dies, and the command that removes it.
+    leaves: Option<String>,
+    /// The role that watches, for the narration.
+    watcher: &'static str,
+    /// The peer's pid, once found.
+    found: std::cell::Cell<Option<Pid>>,
+    /// Set once we took a V: a peer existed, even if we never saw its pid.
+    came: std::cell::Cell<bool>,
+}
+
+impl Mapper {
+    /// Watches, from now on, whoever else has `name`'s file mapped.
+    fn of(
+        name: &str,
+        watcher: &'static str,
+        who: &'static str,
+        leaves: Option<String>,
+    ) -> Result<Mapper> {
+        let file = file_of(name);
+        let meta = std::fs::metadata(&file).with_context(|| format!("stat {file}"))?;
+        let device = format!(
+            "{:02x}:{:02x}",
+            libc::major(meta.dev()),
+            libc::minor(meta.dev())
+        );
+        Ok(Mapper {
+            file,
+            device,
+            inode: meta.ino(),
+            who,
+            leaves,
+            watcher,
+            found: None.into(),
+            came: false.into(),
+        })
+    }
+
+    /// True if process `pid`'s /proc/PID/maps shows our file: a line
+    /// `ADDR PERMS OFFSET DEVICE INODE PATH` with our device and inode.
+    fn maps_it(&self, pid: &str) -> bool {
+        let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
+            return false; // gone, or not ours to read
+        };
+        maps.lines().any(|line| {
+            let mut fields = line.split_whitespace().skip(3);
+            fields.next() == Some(self.device.as_str())
+                && fields.next().and_then(|i| i.parse::<u64>().ok()) == Some(self.inode)
+        })
+    }
+
+    /// Looks through every /proc/PID for a process other than us with the file
+    /// mapped, and remembers it.
+    fn look(&self) -> Option<Pid> {
+        if let Some(pid) = self.found.get() {
+            return Some(pid);
+        }
+        let me = std::process::id().to_string();
+        let dir = std::fs::read_dir("/proc").ok()?;
+        let pid = dir
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|name| name.bytes().all(|b| b.is_ascii_digit()) && *name != me)
+            .find(|pid| self.maps_it(pid))?;
+        let pid = Pid::from_raw(pid.parse().ok()?);
+        self.found.set(Some(pid));
+        say!(
+            self.watcher,
+            "the {} is pid {pid}: /proc/{pid}/maps maps {} (device {}, inode {}); I watch it",
+            self.who,
+            self.file,
+            self.device,
+            self.inode
+        );
+        Some(pid)
+    }
+
+    /// The writer's first step: the reader must be there, or it died without
+    /// removing its semaphore and no V of ours would ever be taken.
+    fn require(&self) -> Result<Pid> {
+        match self.look() {
+            Some(pid) => Ok(pid),
+            None => bail!(
+                "no process has {} mapped (/proc/*/maps): the {} that made it died without \
+                 removing {}",
+                self.file,
+                self.who,
+                self.leaves.as_deref().unwrap_or("it")
+            ),
+        }
+    }
+}
+
+impl Peer for Mapper {
+    fn death(&self) -> Result<Option<String>> {
+        let left = match &self.leaves {
+            Some(leaves) => format!("; it died without removing {leaves}"),
+            None => String::new(),
+        };
+        let Some(pid) = self.look() else {
+            // Never seen alive. If it did a V, it existed, and with no process but
+            // us mapping the file it can do no more; otherwise it may still come.
+            return Ok(self.came.get().then(|| {
+                format!(
+                    "the {} died before its next V (no process but me maps {} any more, \
+                     /proc/*/maps), so no V will come{left}",
+                    self.who, self.file
+                )
+            }));
+        };
+        if self.maps_it(&pid.to_string()) {
+            return Ok(None);
+        }
+        Ok(Some(format!(
+            "the {} (pid {pid}) died before its next V (/proc/{pid}/maps no longer maps {}), so \
+             no V will come{left}",
+            self.who, self.file
+        )))
+    }
+
+    fn notice(&self) {
+        // Just after a V of its own the peer has the file mapped: find it now, as
+        // the waits between two pings may never time out while it lives.
+        self.came.set(true);
+        let _ = self.look();
+    }
+}
+
 /// The file behind a name: `/x` → `/dev/shm/sem.x`.
 fn file_of(name: &str) -> String {
     format!("/dev/shm/sem.{}", name.trim_start_matches('/'))
@@ -287,7 +430,8 @@ fn ping_both(name: &str, count: u64, cpus: Option<(usize, usize)>) -> Result<()>
 }
 
 /// The reader: creates the sync semaphore (and the answer one for `--ping`),
-/// sleeps in P until the writer's V, removes them.
+/// sleeps in P until the writer's V, removes them. A writer it has seen in /proc
+/// that dies before its V ends the wait.
 fn reader(name: &str, ping: Option<u64>) -> Result<()> {
     let pong_name = format!("{name}-pong");
     let removed = match ping {
@@ -305,14 +449,19 @@ fn reader(name: &str, ping: Option<u64>) -> Result<()> {
             roles::READER,
             "in another terminal: sem-demo writer --name {name}{ping_option}"
         );
-        let summary = match (&pong, ping) {
-            (Some(pong), Some(count)) => roles::answer_pings(&sync, pong, count, None)?,
-            _ => roles::wait_for_writer(&sync)?,
+        let writer = Mapper::of(name, roles::READER, "writer", None)?;
+        let waited = match (&pong, ping) {
+            (Some(pong), Some(count)) => {
+                roles::answer_pings(&sync, pong, count, Some(&writer), None)
+            }
+            _ => roles::wait_for_writer(&sync, &writer),
         };
+        // Removed on every way out, and said so (a guard's drop could only be silent).
         sync.remove(roles::READER)?;
         if let Some(pong) = pong {
             pong.remove(roles::READER)?;
         }
+        let summary = waited?;
         summary.print();
         Ok(())
     })();
@@ -320,21 +469,41 @@ fn reader(name: &str, ping: Option<u64>) -> Result<()> {
     result
 }
 
-/// The writer: opens the reader's semaphore(s) and does V (or pings).
+/// The writer: opens the reader's semaphore(s), checks in /proc that the reader
+/// is alive, and does V (or pings, watching the reader while it waits).
 fn writer(name: &str, ping: Option<u64>) -> Result<()> {
     let sync = NamedSemaphore::open(name)?;
-    let summary = match ping {
-        Some(count) => {
-            let pong_name = format!("{name}-pong");
-            let pong = NamedSemaphore::open(&pong_name).map_err(|_| {
-                anyhow::anyhow!(
-                    "no semaphore {pong_name}: the reader at {name} answers no pings; \
-                     start it with sem-demo reader --name {name} --ping {count}"
-                )
-            })?;
-            roles::time_round_trips(&sync, &pong, count, None)?
+    let pong_name = format!("{name}-pong");
+    let pong = match ping {
+        Some(count) => Some(NamedSemaphore::open(&pong_name).map_err(|_| {
+            anyhow::anyhow!(
+                "no semaphore {pong_name}: the reader at {name} answers no pings; \
+                 start it with sem-demo reader --name {name} --ping {count}"
+            )
+        })?),
+        None => None,
+    };
+    let mut files = vec![file_of(name)];
+    if pong.is_some() {
+        files.push(file_of(&pong_name));
+    }
+    let remedy = format!(
+        "{}: remove with `rm {}`",
+        files.join(" and "),
+        files.join(" ")
+    );
+    let reader = Mapper::of(name, roles::WRITER, "reader", Some(remedy))?;
+    let reader_pid = reader.require()?;
+    let summary = match (pong, ping) {
+        (Some(pong), Some(count)) => {
+            say!(
+                roles::WRITER,
+                "{count} round trips of V then P with reader {reader_pid} over {name} and \
+                 {pong_name} (found in /proc/{reader_pid}/maps)"
+            );
+            roles::time_round_trips(&sync, &pong, count, Some(&reader))?
         }
-        None => roles::post_to_reader(&sync)?,
+        _ => roles::post_to_reader(&sync)?,
     };
     summary.print();
     Ok(())

@@ -18,10 +18,10 @@ use anyhow::{Result, bail};
 use crate::acts::run_on;
 use crate::family::{Side, exit_child, fork};
 use crate::say;
-use nix::unistd::{Pid, getpid};
+use nix::unistd::getpid;
 
 use crate::semaphore::{
-    PEER_TIMEOUT, STEPPED_OUT, Semaphore, Took, count_sleepers, is_alive, p, p_watching,
+    PEER_TIMEOUT, Peer, Process, STEPPED_OUT, Semaphore, Took, count_sleepers, is_alive, p_watching,
 };
 
 pub const WRITER: &str = "writer";
@@ -55,8 +55,9 @@ impl Summary {
     }
 }
 
-/// The reader's one P: sleeps until a writer does V, or Ctrl+C.
-pub fn wait_for_writer(sync: &dyn Semaphore) -> Result<Summary> {
+/// The reader's one P: sleeps until a writer does V, or Ctrl+C, or until a writer
+/// seen (`writer`) dies before its V.
+pub fn wait_for_writer(sync: &dyn Semaphore, writer: &dyn Peer) -> Result<Summary> {
     say!(
         READER,
         "P on {}: value {}, so I sleep in the kernel until a writer does V (Ctrl+C stops me)",
@@ -64,7 +65,7 @@ pub fn wait_for_writer(sync: &dyn Semaphore) -> Result<Summary> {
         sync.value()?
     );
     let started = Instant::now();
-    p(sync, None)?; // no time limit: a writer may come in an hour
+    p_watching(sync, None, Some(writer))?; // no time limit: a writer may come in an hour
     let elapsed = started.elapsed();
     say!(
         READER,
@@ -123,8 +124,12 @@ pub fn ping_both(
     let writer = getpid();
     match fork("reader")? {
         Side::Child => {
+            let peer = Process {
+                pid: writer,
+                who: "the writer",
+            };
             let answered = run_on(cpus.map(|(_, r)| r))
-                .and_then(|()| answer_pings(ping, pong, count, Some((writer, "the writer"))));
+                .and_then(|()| answer_pings(ping, pong, count, Some(&peer), Some(PEER_TIMEOUT)));
             if answered.is_err() && !is_alive(writer) {
                 remove_for_dead_writer(&[ping, pong]);
             }
@@ -138,9 +143,12 @@ pub fn ping_both(
                 ping.label(),
                 pong.label()
             );
-            let timed = run_on(cpus.map(|(w, _)| w)).and_then(|()| {
-                time_round_trips(ping, pong, count, Some((reader.pid(), "the reader")))
-            });
+            let peer = Process {
+                pid: reader.pid(),
+                who: "the reader",
+            };
+            let timed = run_on(cpus.map(|(w, _)| w))
+                .and_then(|()| time_round_trips(ping, pong, count, Some(&peer)));
             let reaped = reader.reap_ok(WRITER);
             let summary = timed?;
             reaped?;
@@ -165,12 +173,12 @@ fn remove_for_dead_writer(sems: &[&dyn Semaphore]) {
 }
 
 /// The ping side: V on `ping`, then P on `pong`, timed, `count` times. `peer`: the
-/// answering process, if we know it, so that its death ends the wait at once.
+/// answering process, watched so that its death ends the wait at once.
 pub fn time_round_trips(
     ping: &dyn Semaphore,
     pong: &dyn Semaphore,
     count: u64,
-    peer: Option<(Pid, &str)>,
+    peer: Option<&dyn Peer>,
 ) -> Result<Summary> {
     let mut rtts = Vec::with_capacity(count as usize);
     let started = Instant::now();
@@ -200,16 +208,16 @@ pub fn time_round_trips(
 }
 
 /// The answering side: P on `ping`, then V on `pong`, `count` times. `peer`: the
-/// pinging process, when we know it (our parent); then all waits watch it and
-/// have a time limit. Without it (a writer started by hand, maybe later), the
-/// first P waits as long as it takes.
+/// pinging process, watched by every wait. `first_limit`: how long the first P
+/// may wait (`None` for a writer started by hand, maybe in an hour); the later
+/// ones wait at most PEER_TIMEOUT, the last resort for a peer never seen.
 pub fn answer_pings(
     ping: &dyn Semaphore,
     pong: &dyn Semaphore,
     count: u64,
-    peer: Option<(Pid, &str)>,
+    peer: Option<&dyn Peer>,
+    first_limit: Option<Duration>,
 ) -> Result<Summary> {
-    let first_limit = peer.map(|_| PEER_TIMEOUT);
     if p_watching(ping, first_limit, peer)? == Took::TimedOut {
         bail!(
             "no ping came on {} within {PEER_TIMEOUT:?}: is the writer gone?",

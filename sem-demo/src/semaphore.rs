@@ -49,6 +49,11 @@ pub trait Semaphore {
     /// True if the kernel gives back the units a process took when it dies
     /// (System V's SEM_UNDO); a POSIX semaphore has no such thing.
     fn undone_at_exit(&self) -> bool;
+    /// What an error of P means for this flavour, in a sentence (EIDRM: the set
+    /// was removed; for POSIX, sem_unlink never takes an open semaphore away).
+    fn why_failed(&self, e: Errno) -> String {
+        e.to_string()
+    }
     /// Removes the semaphore from the kernel on behalf of its creator, which died
     /// without a chance to (SIGKILL). Already gone is fine.
     fn remove_for_dead_creator(&self) -> Result<()>;
@@ -67,13 +72,38 @@ pub fn p(sem: &dyn Semaphore, limit: Option<Duration>) -> Result<Took> {
     p_watching(sem, limit, None)
 }
 
+/// The process that should do the V we wait for. A semaphore has no end of file,
+/// so a wait looks at the peer itself whenever a slice passes with no V; each
+/// flavour finds it by something the kernel keeps (a pid, SEM_UNDO's undo at
+/// death, /proc/PID/maps).
+pub trait Peer {
+    /// `Some(sentence)` once the peer is known to be dead: what happened, why no V
+    /// will come, and what it left behind with the command that removes it.
+    fn death(&self) -> Result<Option<String>>;
+    /// Called after each P that took a unit, while the peer must be alive (it has
+    /// just done V): a chance to find a peer not known yet. Nothing by default.
+    fn notice(&self) {}
+}
+
+/// A peer known by its pid: the parent or the child of a one-run ping.
+pub struct Process<'a> {
+    pub pid: Pid,
+    pub who: &'a str,
+}
+
+impl Peer for Process<'_> {
+    fn death(&self) -> Result<Option<String>> {
+        Ok((!is_alive(self.pid))
+            .then(|| format!("{} (pid {}) is gone, so no V will come", self.who, self.pid)))
+    }
+}
+
 /// P, as `p`, that also gives up with an error once `peer`, the process that
-/// should do the V, has died: a semaphore has no EOF, so we look at the process
-/// (in /proc) whenever a slice of the wait passes with no V.
+/// should do the V, has died.
 pub fn p_watching(
     sem: &dyn Semaphore,
     limit: Option<Duration>,
-    peer: Option<(Pid, &str)>,
+    peer: Option<&dyn Peer>,
 ) -> Result<Took> {
     let deadline = limit.map(|l| Instant::now() + l);
     loop {
@@ -83,23 +113,27 @@ pub fn p_watching(
             None => SLICE,
         };
         match sem.p_within(slice) {
-            Ok(true) => return Ok(Took::Yes),
+            Ok(true) => {
+                if let Some(peer) = peer {
+                    peer.notice();
+                }
+                return Ok(Took::Yes);
+            }
             Ok(false) if deadline.is_some_and(|d| Instant::now() >= d) => {
                 return Ok(Took::TimedOut);
             }
-            Ok(false) => match peer {
-                Some((pid, who)) if !is_alive(pid) => bail!(
-                    "P on {}: {who} (pid {pid}) is gone, so no V will come",
-                    sem.label()
-                ),
-                _ => continue,
-            },
+            Ok(false) => {
+                let Some(peer) = peer else { continue };
+                let Some(why) = peer.death()? else { continue };
+                // Its last V may have come just before it ended: take that unit
+                // without sleeping before saying nothing will come.
+                if sem.p_within(Duration::ZERO) == Ok(true) {
+                    return Ok(Took::Yes);
+                }
+                bail!("P on {}: {why}", sem.label());
+            }
             Err(Errno::EINTR) => continue, // the loop re-checks the flag
-            Err(Errno::EIDRM) | Err(Errno::EINVAL) => bail!(
-                "P on {}: the semaphore was removed while I waited (its creator ended)",
-                sem.label()
-            ),
-            Err(e) => bail!("P on {}: {e}", sem.label()),
+            Err(e) => bail!("P on {}: {}", sem.label(), sem.why_failed(e)),
         }
     }
 }

@@ -36,7 +36,7 @@ use crate::acts::{self, Stage};
 use crate::args::{Meeting, Request, Role};
 use crate::roles;
 use crate::say;
-use crate::semaphore::Semaphore;
+use crate::semaphore::{Peer, Semaphore};
 use crate::signals;
 
 /// The fourth argument of semctl, which C programs must declare themselves
@@ -271,10 +271,118 @@ impl Semaphore for SysvSem<'_> {
         self.undo
     }
 
+    fn why_failed(&self, e: Errno) -> String {
+        match e {
+            Errno::EIDRM => "the set was removed (IPC_RMID) while I waited".to_string(),
+            Errno::EINVAL => format!("set {} no longer exists (removed)", self.set.id),
+            e => e.to_string(),
+        }
+    }
+
     fn remove_for_dead_creator(&self) -> Result<()> {
         match semctl(self.set.id, 0, libc::IPC_RMID, 0) {
             Ok(_) | Err(Errno::EINVAL) | Err(Errno::EIDRM) => Ok(()), // EINVAL: already gone
             Err(e) => bail!("semctl IPC_RMID set {}: {e}", self.set.id),
+        }
+    }
+}
+
+/// Two-terminal mode: where each side says it is there. The reader's set holds,
+/// besides the semaphores it waits on, one presence semaphore per side. Each side
+/// raises its own by 1 with SEM_UNDO, so the kernel lowers it again when that
+/// process ends, however it ends (SIGKILL included), and semctl GETPID names the
+/// last process that changed it: that side. Value 0 after a GETPID of someone else
+/// means that side has come and gone. (SEM_UNDO does here what it does for act 5's
+/// mutex: it makes the kernel act at a death no code of ours sees.)
+const SYNC: c_ushort = 0;
+const READER_HERE: c_ushort = 1;
+const WRITER_HERE: c_ushort = 2;
+/// With `--ping`: the answers.
+const PONG: c_ushort = 3;
+
+impl SemSet {
+    /// Raises presence semaphore `num` with SEM_UNDO, only if no one else holds it
+    /// (one semop of two operations, done whole or not at all: wait-for-zero without
+    /// waiting, then +1). Err(EAGAIN): someone does.
+    fn announce(&self, num: c_ushort) -> nix::Result<()> {
+        let mut sops = [
+            libc::sembuf {
+                sem_num: num,
+                sem_op: 0,
+                sem_flg: libc::IPC_NOWAIT as c_short,
+            },
+            libc::sembuf {
+                sem_num: num,
+                sem_op: 1,
+                sem_flg: libc::SEM_UNDO as c_short,
+            },
+        ];
+        // SAFETY: `sops` is an array of two valid sembufs, alive for the call.
+        Errno::result(unsafe { libc::semop(self.id, sops.as_mut_ptr(), sops.len()) }).map(drop)
+    }
+
+    /// semctl GETPID: the last process that changed semaphore `num` (or SETVAL).
+    fn last_pid(&self, num: c_ushort) -> Result<Pid> {
+        let pid = semctl(self.id, num, libc::GETPID, 0)
+            .with_context(|| format!("semctl GETPID set {} #{num}", self.id))?;
+        Ok(Pid::from_raw(pid))
+    }
+}
+
+/// The other side of a two-terminal run, seen through its presence semaphore.
+struct Presence<'a> {
+    set: &'a SemSet,
+    num: c_ushort,
+    /// The role that watches, for the narration.
+    watcher: &'static str,
+    who: &'static str,
+    /// Set once its pid was said.
+    named: std::cell::Cell<bool>,
+    /// What it leaves behind if it dies, with the command that removes it.
+    leaves: Option<String>,
+}
+
+impl Presence<'_> {
+    /// The pid of the side that has come and gone, if it has: value 0 and the last
+    /// change by someone other than us (our own SETVAL at creation is ours).
+    fn gone(&self) -> Result<Option<Pid>> {
+        let value = semctl(self.set.id, self.num, libc::GETVAL, 0)
+            .with_context(|| format!("semctl GETVAL set {} #{}", self.set.id, self.num))?;
+        let last = self.set.last_pid(self.num)?;
+        Ok((value == 0 && last != getpid()).then_some(last))
+    }
+}
+
+impl Peer for Presence<'_> {
+    fn death(&self) -> Result<Option<String>> {
+        let Some(pid) = self.gone()? else {
+            return Ok(None);
+        };
+        let left = match &self.leaves {
+            Some(leaves) => format!("; it died without removing {leaves}"),
+            None => String::new(),
+        };
+        Ok(Some(format!(
+            "the {} (pid {pid}) died before its next V (its presence semaphore, set {} #{}, fell \
+             back to 0: SEM_UNDO), so no V will come{left}",
+            self.who, self.set.id, self.num
+        )))
+    }
+
+    fn notice(&self) {
+        // Once: name the peer, as the kernel does (GETPID on its presence semaphore).
+        if !self.named.get()
+            && let Ok(pid) = self.set.last_pid(self.num)
+            && pid != getpid()
+        {
+            self.named.set(true);
+            say!(
+                self.watcher,
+                "the {} is pid {pid} (semctl GETPID on set {} #{}); I watch it",
+                self.who,
+                self.set.id,
+                self.num
+            );
         }
     }
 }
@@ -332,27 +440,41 @@ fn ping_both(key: libc::key_t, count: u64, cpus: Option<(usize, usize)>) -> Resu
     result
 }
 
-/// The reader: creates the set (#0 sync; #1 for the answers with `--ping`), sleeps
-/// in P until the writer's V, removes the set.
+/// The reader: creates the set (#0 sync, #1 and #2 the presence of reader and
+/// writer, #3 for the answers with `--ping`), says it is there, sleeps in P until
+/// the writer's V, removes the set. A writer that came and died ends the wait.
 fn reader(key: libc::key_t, ping: Option<u64>) -> Result<()> {
     let result = (|| {
-        let values: &[(&str, c_int)] = match ping {
-            Some(_) => &[("sync", 0), ("pong", 0)],
-            None => &[("sync", 0)],
-        };
-        let set = SemSet::create(key, values, roles::READER)?;
+        let mut values = vec![("sync", 0), ("reader here", 0), ("writer here", 0)];
+        if ping.is_some() {
+            values.push(("pong", 0));
+        }
+        let set = SemSet::create(key, &values, roles::READER)?;
+        set.announce(READER_HERE)
+            .with_context(|| format!("semop +1 (SEM_UNDO) on set {} #1", set.id))?;
         let ping_option = ping.map(|n| format!(" --ping {n}")).unwrap_or_default();
         say!(
             roles::READER,
             "in another terminal: sem-demo writer sysv --key {key:#x}{ping_option}"
         );
-        let summary = match ping {
-            Some(count) => {
-                roles::answer_pings(&set.sem(0, false), &set.sem(1, false), count, None)?
-            }
-            None => roles::wait_for_writer(&set.sem(0, false))?,
+        let writer = Presence {
+            set: &set,
+            num: WRITER_HERE,
+            watcher: roles::READER,
+            who: "writer",
+            named: false.into(),
+            leaves: None,
         };
+        let sync = set.sem(SYNC, false);
+        let waited = match ping {
+            Some(count) => {
+                roles::answer_pings(&sync, &set.sem(PONG, false), count, Some(&writer), None)
+            }
+            None => roles::wait_for_writer(&sync, &writer),
+        };
+        // Removed on every way out, and said so (a guard's drop could only be silent).
         set.remove(roles::READER)?;
+        let summary = waited?;
         summary.print();
         Ok(())
     })();
@@ -360,21 +482,59 @@ fn reader(key: libc::key_t, ping: Option<u64>) -> Result<()> {
     result
 }
 
-/// The writer: finds the reader's set and does V on #0 (or pings).
+/// The writer: finds the reader's set, checks that its reader is alive, says it is
+/// there, and does V on #0 (or pings, watching the reader while it waits).
 fn writer(key: libc::key_t, ping: Option<u64>) -> Result<()> {
     let set = SemSet::open(key)?;
+    let reader = Presence {
+        set: &set,
+        num: READER_HERE,
+        watcher: roles::WRITER,
+        who: "reader",
+        named: true.into(), // our own line names it
+        leaves: Some(format!(
+            "set {}: remove it with `ipcrm -s {}`",
+            set.id, set.id
+        )),
+    };
+    match reader.gone() {
+        Ok(Some(pid)) => bail!(
+            "the reader (pid {pid}) died without removing set {} (its presence semaphore #1 \
+             is back at 0: SEM_UNDO): remove the set with `ipcrm -s {}`",
+            set.id,
+            set.id
+        ),
+        Ok(None) => {}
+        Err(_) => bail!(
+            "the set at key {key:#x} is not a sem-demo reader's (no semaphore #1 for its \
+             presence)"
+        ),
+    }
+    if set.announce(WRITER_HERE) == Err(Errno::EAGAIN) {
+        bail!(
+            "another writer (pid {}) is already at the set at key {key:#x}",
+            set.last_pid(WRITER_HERE)?
+        );
+    }
     let summary = match ping {
         Some(count) => {
-            let pong = set.sem(1, false);
+            let pong = set.sem(PONG, false);
             if pong.value().is_err() {
                 bail!(
-                    "the set at key {key:#x} has no semaphore #1 for answers: start the reader \
+                    "the set at key {key:#x} has no semaphore #3 for answers: start the reader \
                      with sem-demo reader sysv --key {key:#x} --ping {count}"
                 );
             }
-            roles::time_round_trips(&set.sem(0, false), &pong, count, None)?
+            say!(
+                roles::WRITER,
+                "{count} round trips of V then P with reader {} over set {} #0 and #3 (its pid \
+                 from semctl GETPID on #1)",
+                set.last_pid(READER_HERE)?,
+                set.id
+            );
+            roles::time_round_trips(&set.sem(SYNC, false), &pong, count, Some(&reader))?
         }
-        None => roles::post_to_reader(&set.sem(0, false))?,
+        None => roles::post_to_reader(&set.sem(SYNC, false))?,
     };
     summary.print();
     Ok(())

@@ -582,19 +582,20 @@ fn sighup_while_the_reader_sleeps_in_p_removes_its_semaphores() {
 
 #[test]
 fn sighup_during_the_default_run_stops_every_process_and_removes_everything() {
-    let k = key(13);
-    let mut demo = Demo::start(DEMO, &["sysv", "--key", &k]);
-    // Act 4: B sleeps in P on the sync semaphore until A's V.
-    let line = demo.wait_for_line("so I sleep until A does V");
-    let b = pid_of_role(&line, "B").expect("B's pid");
-    wait_until_asleep_in(b, "semtimedop");
+    let n = name("hup-run");
+    let mut demo = Demo::start(DEMO, &["posix", "--name", &n]);
+    // Act 5: C sleeps (up to 2 s) on the mutex a killed B still holds.
+    let line = demo.wait_for_line("B holds it, so I sleep");
+    let c = pid_of_role(&line, "C").expect("C's pid");
+    wait_until_asleep_in(c, "futex");
     demo.signal_group(Signal::SIGHUP);
     let out = demo.finish();
     out.assert_killed_by_after_reaping(Signal::SIGHUP);
     out.assert_stdout_contains(&format!(
-        "interrupted by SIGHUP: removed the set at key {k}"
+        "interrupted by SIGHUP: removed {n}-mutex and {n}-sync"
     ));
-    assert_no_sysv_leftovers(&k);
+    assert!(!process_exists(c), "C outlived SIGHUP");
+    assert_no_posix_leftovers(&n);
 }
 
 #[test]
@@ -623,5 +624,149 @@ fn ctrl_c_stops_the_unprotected_counting_loop_at_once() {
         } else {
             assert_no_posix_leftovers(&meeting);
         }
+    }
+}
+
+/// Both flavours' two-terminal meeting points, as (flavour, option, meeting).
+fn two_terminal_meetings(tag: &str, key_tag: u32) -> [(&'static str, &'static str, String); 2] {
+    [
+        ("posix", "--name", name(tag)),
+        ("sysv", "--key", key(key_tag)),
+    ]
+}
+
+fn wchan_of(flavour: &str) -> &'static str {
+    if flavour == "sysv" {
+        "semtimedop"
+    } else {
+        "futex"
+    }
+}
+
+fn assert_nothing_left(flavour: &str, meeting: &str) {
+    if flavour == "sysv" {
+        assert_no_sysv_leftovers(meeting);
+    } else {
+        assert_no_posix_leftovers(meeting);
+    }
+}
+
+/// A ping reader and writer started by hand, the round trips under way; the
+/// pids of reader and writer are their process groups.
+fn start_endless_ping_pair(flavour: &str, option: &str, meeting: &str) -> (Demo, Demo) {
+    let mut reader = Demo::start(
+        DEMO,
+        &["reader", flavour, option, meeting, "--ping", ENDLESS_PING],
+    );
+    reader.wait_for_line("in another terminal");
+    wait_until_asleep_in(reader.pid(), wchan_of(flavour));
+    let mut writer = Demo::start(
+        DEMO,
+        &["writer", flavour, option, meeting, "--ping", ENDLESS_PING],
+    );
+    writer.wait_for_line(&format!(
+        "round trips of V then P with reader {}",
+        reader.pid()
+    ));
+    // The reader names the writer once it has found it (in /proc, or by GETPID).
+    reader.wait_for_line(&format!("the writer is pid {}", writer.pid()));
+    (reader, writer)
+}
+
+/// The command in the last `...` of `text`: what the demo says removes a leftover.
+fn last_quoted_command(text: &str) -> String {
+    let end = text.rfind('`').expect("a `command` in the message");
+    let start = text[..end].rfind('`').expect("an opening `");
+    text[start + 1..end].to_string()
+}
+
+/// Runs the command a demo named for what a dead process left behind: it must work.
+fn run_named_command(command: &str) {
+    let status = std::process::Command::new("sh")
+        .args(["-c", command])
+        .status()
+        .expect("sh");
+    assert!(status.success(), "`{command}` failed: {status}");
+}
+
+#[test]
+fn a_two_terminal_reader_notices_its_killed_writer_and_removes_its_semaphores() {
+    for (flavour, option, meeting) in two_terminal_meetings("tt-kill-w", 15) {
+        let (reader, writer) = start_endless_ping_pair(flavour, option, &meeting);
+        let writer_pid = writer.pid();
+        writer.signal_group(Signal::SIGKILL);
+        writer.finish().assert_killed_by(Signal::SIGKILL);
+        let out = reader.finish();
+        out.assert_exit_code(1)
+            .assert_stderr_contains(&format!("the writer (pid {writer_pid}) died"))
+            .assert_stderr_contains("so no V will come");
+        match flavour {
+            "sysv" => out.assert_stdout_contains("removed semaphore set id"),
+            _ => out.assert_stdout_contains(&format!("removed semaphore {meeting}-pong")),
+        };
+        assert_nothing_left(flavour, &meeting);
+    }
+}
+
+#[test]
+fn a_two_terminal_writer_notices_its_killed_reader_and_names_what_it_left() {
+    for (flavour, option, meeting) in two_terminal_meetings("tt-kill-r", 16) {
+        let (reader, writer) = start_endless_ping_pair(flavour, option, &meeting);
+        let reader_pid = reader.pid();
+        reader.signal_group(Signal::SIGKILL);
+        reader.finish().assert_killed_by(Signal::SIGKILL);
+        let out = writer.finish();
+        out.assert_exit_code(1)
+            .assert_stderr_contains(&format!("the reader (pid {reader_pid}) died"))
+            .assert_stderr_contains("died without removing");
+        let command = last_quoted_command(&out.stderr);
+        match flavour {
+            "sysv" => assert!(command.starts_with("ipcrm -s "), "{command}"),
+            _ => assert!(command.starts_with("rm /dev/shm/sem."), "{command}"),
+        }
+        run_named_command(&command);
+        assert_nothing_left(flavour, &meeting);
+    }
+}
+
+#[test]
+fn a_writer_that_finds_a_killed_readers_semaphore_says_so_instead_of_posting() {
+    for (flavour, option, meeting) in two_terminal_meetings("tt-dead-r", 17) {
+        let reader = start_reader(&["reader", flavour, option, &meeting], wchan_of(flavour));
+        reader.signal_group(Signal::SIGKILL);
+        reader.finish().assert_killed_by(Signal::SIGKILL);
+        let out = run(DEMO, &["writer", flavour, option, &meeting]);
+        out.assert_exit_code(1)
+            .assert_stderr_contains("died without removing");
+        assert!(
+            out.lines_with("V on").is_empty(),
+            "a V for nobody: {}",
+            out.stdout
+        );
+        run_named_command(&last_quoted_command(&out.stderr));
+        assert_nothing_left(flavour, &meeting);
+    }
+}
+
+#[test]
+fn sighup_while_the_ping_writer_waits_for_an_answer() {
+    for (flavour, option, meeting) in two_terminal_meetings("tt-hup-w", 18) {
+        let mut reader = Demo::start(DEMO, &["reader", flavour, option, &meeting, "--ping", "5"]);
+        reader.wait_for_line("in another terminal");
+        wait_until_asleep_in(reader.pid(), wchan_of(flavour));
+        // A stopped reader answers nothing: the writer sleeps in P for its answer.
+        reader.signal_group(Signal::SIGSTOP);
+        let mut writer = Demo::start(DEMO, &["writer", flavour, option, &meeting, "--ping", "5"]);
+        writer.wait_for_line("round trips of V then P");
+        wait_until_asleep_in(writer.pid(), wchan_of(flavour));
+        writer.signal_group(Signal::SIGHUP);
+        writer
+            .finish()
+            .assert_killed_by_after_reaping(Signal::SIGHUP);
+        // The reader, woken, takes the one ping, then finds its writer gone.
+        reader.signal_group(Signal::SIGCONT);
+        let out = reader.finish();
+        out.assert_exit_code(1);
+        assert_nothing_left(flavour, &meeting);
     }
 }
