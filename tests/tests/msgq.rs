@@ -12,6 +12,7 @@ use ipc_tests::*;
 use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 use std::ffi::{CString, c_int, c_long};
+use std::os::unix::process::CommandExt;
 use std::time::Duration;
 
 const DEMO: &str = "msgq-demo";
@@ -1264,4 +1265,55 @@ fn sighup_while_the_reader_waits_removes_the_queue() {
             .assert_stdout_contains("interrupted by SIGHUP: removed queue");
         queue.assert_gone();
     }
+}
+
+#[test]
+fn the_parent_waits_for_its_own_children_only() {
+    // Review row 16: `waitpid(-1)` reaps any child, and loses the status of one a host
+    // program made. Here the demo inherits such a child: the shell forks `sleep`, then
+    // becomes the demo by exec, so the demo is that sleep's parent without knowing.
+    prepare_test_process();
+    let mut demo = std::process::Command::new("sh")
+        .args([
+            "-c",
+            "sleep 1000 & echo $!; exec \"$0\" sysv --count 100000000 --size 1000",
+        ])
+        .arg(demo_bin(DEMO))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("spawn sh");
+    let pgid = demo.id() as i32;
+    let queue = Queue::of_default_run(Flavour::Sysv, pgid); // removed if we fail
+    let stdout = demo.stdout.take().expect("stdout");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    let mut next_line = || lines.next().expect("a line").expect("read a line");
+    let sleeper: i32 = next_line().trim().parse().expect("the sleep's pid");
+    while !next_line().contains("forked reader") {}
+    // The inherited child dies while the demo waits for its two children.
+    signal(sleeper, Signal::SIGKILL);
+    wait_until(
+        "the inherited child is dead",
+        || !matches!(proc_state(sleeper), Some((state, _)) if state != 'Z'),
+    );
+    nix::sys::signal::killpg(Pid::from_raw(pgid), Signal::SIGINT).expect("killpg");
+    std::thread::spawn(move || while lines.next().is_some() {}); // never a full pipe
+    let status = demo.wait().expect("wait for the demo");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(Signal::SIGINT as i32)
+    );
+    queue.assert_gone();
+    // Not reaped by the demo: its zombie came to us (the subreaper) when the demo exited.
+    assert_eq!(
+        nix::sys::wait::waitpid(Pid::from_raw(sleeper), None),
+        Ok(WaitStatus::Signaled(
+            Pid::from_raw(sleeper),
+            Signal::SIGKILL,
+            false
+        )),
+        "the demo reaped a child it did not make"
+    );
 }
