@@ -1499,29 +1499,70 @@ fn nc_as_the_reader() {
 
 // ---------------------------------------------------------------- input nobody here wrote
 
-/// Review row 2: a client that sends no newline. The reader stops at the 1 MiB cap with
-/// a sentence naming it, exits 1 and removes its socket file; its memory stays bounded.
-/// (The issue's 200 MB flood, by hand: see the report; 8 MiB keeps the test fast.)
+/// Review row 2 and issue 9: a client that sends 200 MB with no newline, on a Unix stream
+/// and on TCP. The reader stops at the 1 MiB cap with a sentence naming it, exits 1 and
+/// removes its socket file; its peak memory (VmHWM) stays far under 128 MiB, and the flood
+/// is cut short: the reader closed, so the sender's writes fail long before 200 MB.
 #[test]
 fn a_flood_with_no_newline_stops_at_the_line_cap() {
-    let dir = ScratchDir::new("sock-flood");
-    let (reader, at) = start_reader("unix", &dir, &[]);
-    let mut conn = UnixStream::connect(&at).unwrap();
-    let chunk = vec![b'a'; 64 * 1024];
+    const FLOOD: usize = 200 << 20;
+    for flavour in ["unix", "tcp"] {
+        let dir = ScratchDir::new("sock-flood");
+        let (reader, at) = start_reader(flavour, &dir, &[]);
+        let mut conn: Box<dyn Write> = if flavour == "tcp" {
+            Box::new(std::net::TcpStream::connect(&at).unwrap())
+        } else {
+            Box::new(UnixStream::connect(&at).unwrap())
+        };
+        let chunk = vec![b'a'; 64 * 1024];
+        let (mut peak, mut sent) = (0, 0);
+        while sent < FLOOD {
+            if let Some(kib) = vm_hwm_kib(reader.pid()) {
+                peak = peak.max(kib);
+            }
+            if conn.write_all(&chunk).is_err() {
+                break; // the reader gave up and closed the connection
+            }
+            sent += chunk.len();
+        }
+        drop(conn);
+        let out = reader.finish();
+        println!(
+            "{flavour}: flood of {sent} bytes sent before the reader closed; its VmHWM {peak} KiB"
+        );
+        assert!(peak < 128 * 1024, "{flavour}: reader VmHWM {peak} KiB");
+        assert!(sent < FLOOD, "{flavour}: the reader took all {sent} bytes");
+        out.assert_exit_code(1)
+            .assert_stderr_contains("a line longer than 1048576 bytes (1 MiB) with no '\\n'");
+        assert_meeting_point_gone(flavour, &at);
+    }
+}
+
+/// The datagram path of the same flood: 200 MB in 1000 Unix datagrams of 200 000 bytes,
+/// then the end. Each datagram is bounded by the reader's one buffer (the send buffer's
+/// size, about 208 KiB), so its memory stays bounded without a line cap, and what it
+/// echoes of each is cut.
+#[test]
+fn a_datagram_flood_keeps_the_reader_bounded() {
+    let dir = ScratchDir::new("sock-dgflood");
+    let (reader, at) = start_reader("unix-dgram", &dir, &[]);
+    let socket = UnixDatagram::unbound().unwrap();
+    let datagram = vec![b'a'; 200_000];
     let mut peak = 0;
-    for _ in 0..128 {
+    for _ in 0..1000 {
         if let Some(kib) = vm_hwm_kib(reader.pid()) {
             peak = peak.max(kib);
         }
-        if conn.write_all(&chunk).is_err() {
-            break; // the reader gave up and closed the connection
-        }
+        socket.send_to(&datagram, &at).unwrap();
     }
-    drop(conn);
+    socket.send_to(&[], &at).unwrap();
     let out = reader.finish();
+    println!("unix-dgram: 1000 datagrams of 200000 bytes; reader VmHWM {peak} KiB");
     assert!(peak < 128 * 1024, "reader VmHWM {peak} KiB");
-    out.assert_exit_code(1)
-        .assert_stderr_contains("a line longer than 1048576 bytes");
+    out.assert_success();
+    assert_eq!(out.summary("reader").num("bytes"), 200_000_000.0);
+    let cut = format!("\"{}\"… (200000 bytes)", "a".repeat(40));
+    assert_eq!(out.lines_with(&cut).len(), 1000, "echo not cut");
     assert_socket_gone(&at, false);
 }
 
@@ -1919,13 +1960,16 @@ struct Blocked {
     _keep: Vec<Box<dyn std::any::Any>>,
 }
 
+/// Starts a role and brings it to where it blocks.
+type Setup = fn(&ScratchDir) -> Blocked;
+
 /// Issue 9: SIGINT, SIGTERM and SIGHUP (the terminal closed) while a role is blocked, in
 /// each role and flavour: it dies of that signal, says what it removed, and leaves no
 /// socket file, no directory, no bound port. The writers too: a ping writer's own socket
 /// file for the answers, a bulk writer asleep on a full socket.
 #[test]
 fn every_terminal_signal_while_blocked_leaves_nothing() {
-    let setups: [(&str, fn(&ScratchDir) -> Blocked); 9] = [
+    let setups: [(&str, Setup); 9] = [
         ("unix reader in accept", |_| {
             let mut demo = start(&["reader"]);
             let line = demo.wait_for_line("] listening at ");
