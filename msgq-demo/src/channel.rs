@@ -22,6 +22,11 @@ pub trait Channel {
     fn receive(&mut self) -> Result<&[u8]>;
     /// How many messages wait in the queue now, as the kernel counts them.
     fn count(&self) -> Result<u64>;
+    /// For a workload's whole loop: whatever bounds this queue's waits, kept ready
+    /// until the guard drops (System V: its timer, see signals.rs; POSIX: nothing).
+    fn hold_ticker(&self) -> Result<Option<crate::signals::Ticking>> {
+        Ok(None)
+    }
 }
 
 /// The end marker: a message with no bytes at all.

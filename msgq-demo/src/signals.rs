@@ -20,13 +20,16 @@
 //!
 //! The timer is disarmed when the call is done, on every way out (the guard's `Drop`),
 //! so the rest of the program, a read of standard input say, is never interrupted by it.
+//! A workload (bulk, ping) holds it for its whole loop instead, so that its waits cost
+//! no timer_settime each: while that loop runs, SIGALRM comes every `TICK`, to calls
+//! that all retry EINTR; once it ends, on any way out, the timer is disarmed.
 //! Assumptions, before copying this: one thread (a POSIX timer's signal goes to the
 //! process, not to the thread that sleeps), and SIGALRM is ours (its handler is
 //! installed on first use and stays; `alarm(2)` or `sleep(3)` users elsewhere would
 //! clash). A larger program would rather use `msgrcv(IPC_NOWAIT)` plus a short sleep,
 //! or a signalfd loop.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
@@ -107,54 +110,65 @@ thread_local! {
     /// lives). A forked child starts without one: timers are not inherited across
     /// `fork`, so `family::spawn` drops the parent's from the child's copy of memory.
     static TICKER: RefCell<Option<Timer>> = const { RefCell::new(None) };
+    /// How many `Ticking` guards live now: the timer is armed while this is above 0.
+    static HOLDERS: Cell<u32> = const { Cell::new(0) };
 }
 
 /// While this lives, a blocked `msgsnd`/`msgrcv` returns EINTR every `TICK` (System V
 /// has no timed wait; this closes the race described at the top of this file). Made
-/// just before a call that would sleep; dropping it disarms the timer.
+/// just before a call that would sleep, or once for a whole workload (bulk, ping),
+/// whose tight loop then pays no timer_settime per wait; the last one dropped disarms
+/// the timer.
 pub struct Ticking(());
 
 impl Ticking {
     pub fn start() -> Result<Ticking> {
-        TICKER.with_borrow_mut(|slot| -> Result<()> {
-            if slot.is_none() {
-                set_handler(Signal::SIGALRM, SigHandler::Handler(wake_up))?;
-                let alarm = SigEvent::new(SigevNotify::SigevSignal {
-                    signal: Signal::SIGALRM,
-                    si_value: 0,
-                });
-                *slot = Some(Timer::new(ClockId::CLOCK_MONOTONIC, alarm).context("timer_create")?);
-            }
-            let timer = slot.as_mut().expect("made just above");
-            timer
-                .set(
-                    Expiration::Interval(TimeSpec::from_duration(TICK)),
-                    TimerSetTimeFlags::empty(),
-                )
-                .context("timer_settime")
-        })?;
+        if HOLDERS.get() == 0 {
+            arm(Expiration::Interval(TimeSpec::from_duration(TICK)))?;
+        }
+        HOLDERS.set(HOLDERS.get() + 1);
         Ok(Ticking(()))
     }
 }
 
 impl Drop for Ticking {
     fn drop(&mut self) {
-        TICKER.with_borrow_mut(|slot| {
-            if let Some(timer) = slot {
-                // A zero expiry disarms the timer (timer_settime(2)).
-                let _ = timer.set(
-                    Expiration::OneShot(TimeSpec::from_duration(Duration::ZERO)),
-                    TimerSetTimeFlags::empty(),
-                );
-            }
-        });
+        HOLDERS.set(HOLDERS.get() - 1);
+        if HOLDERS.get() == 0 {
+            // A zero expiry disarms the timer (timer_settime(2)).
+            let _ = arm(Expiration::OneShot(TimeSpec::from_duration(Duration::ZERO)));
+        }
     }
+}
+
+/// Whether the timer is armed now: a call may then sleep without arming it again.
+pub fn ticking() -> bool {
+    HOLDERS.get() > 0
+}
+
+/// Sets this process's timer to `expiration`, making it (and SIGALRM's handler) first.
+fn arm(expiration: Expiration) -> Result<()> {
+    TICKER.with_borrow_mut(|slot| {
+        if slot.is_none() {
+            set_handler(Signal::SIGALRM, SigHandler::Handler(wake_up))?;
+            let alarm = SigEvent::new(SigevNotify::SigevSignal {
+                signal: Signal::SIGALRM,
+                si_value: 0,
+            });
+            *slot = Some(Timer::new(ClockId::CLOCK_MONOTONIC, alarm).context("timer_create")?);
+        }
+        let timer = slot.as_mut().expect("made just above");
+        timer
+            .set(expiration, TimerSetTimeFlags::empty())
+            .context("timer_settime")
+    })
 }
 
 /// In a child just forked: the parent's timer did not come along. Forgotten, not
 /// dropped: its id means nothing here, and deleting it would fail.
 pub fn forget_ticker_after_fork() {
     TICKER.with_borrow_mut(|slot| std::mem::forget(slot.take()));
+    HOLDERS.set(0);
 }
 
 /// Dies of `sig` with its default action, as if no handler had ever been installed.

@@ -36,6 +36,7 @@ impl Done {
 
 /// The bulk writer: `count` messages from one buffer, only the head rewritten each time.
 pub fn send_bulk(queue: &mut impl Channel, count: u64, size: usize) -> Result<Done> {
+    let _ticking = queue.hold_ticker()?; // disarmed on every way out
     let mut message = pattern(size);
     let started = Instant::now();
     for k in 0..count {
@@ -51,6 +52,7 @@ pub fn send_bulk(queue: &mut impl Channel, count: u64, size: usize) -> Result<Do
 
 /// The bulk reader: checks every message, then that the end marker comes next.
 pub fn receive_bulk(queue: &mut impl Channel, count: u64, size: usize) -> Result<Done> {
+    let _ticking = queue.hold_ticker()?; // disarmed on every way out
     let expected = pattern(size);
     let started = Instant::now();
     for k in 0..count {
@@ -77,6 +79,7 @@ pub fn time_round_trips(
     count: u64,
     size: usize,
 ) -> Result<Done> {
+    let _ticking = down.hold_ticker()?; // disarmed on every way out
     let mut message = pattern(size);
     let mut rtts = Vec::with_capacity(count as usize);
     let started = Instant::now();
@@ -114,6 +117,7 @@ pub fn echo(
     count: u64,
     size: usize,
 ) -> Result<Done> {
+    let _ticking = down.hold_ticker()?; // disarmed on every way out
     let mut echoed = 0;
     let mut started = None;
     loop {
