@@ -2,7 +2,9 @@
 //!
 //! 1. P and V, as the notes define them (quoted on screen), with both views after
 //!    each step: the notes' count, which goes to -1 when B blocks, and Linux's
-//!    value, which stays at 0 while the kernel counts B among the sleepers.
+//!    value, which stays at 0 while B is counted among the sleepers (by the kernel
+//!    for System V; for POSIX, glibc's count is unreadable, so A counts B asleep
+//!    in /proc/PID/wchan, and says which it printed).
 //! 2. A race without a semaphore: A and B each add 1 to a counter in shared memory
 //!    N times; updates get lost (printed, never assumed: it depends on the timing).
 //! 3. A mutex semaphore, value 1 (互斥信号量): the same counting, each increment
@@ -109,21 +111,23 @@ fn p_and_v(mutex: &dyn Semaphore) -> Result<()> {
     );
     say!(
         A,
-        "Linux never lets the value go below 0: a P that finds 0 sleeps and the kernel counts the sleepers apart, so notes' count = value - asleep_in_P"
+        "Linux never lets the value go below 0: a P that finds 0 sleeps and is counted apart \
+         (System V: by the kernel, GETNCNT; POSIX: by glibc inside the sem_t, where no call \
+         reads it, so we look at /proc/PID/wchan), so notes' count = value - asleep_in_P"
     );
     let mut notes = NotesCount(mutex.value()?);
     say!(
         A,
         "{} at the start: {}",
         mutex.label(),
-        View::of(mutex, 0)?.both()
+        View::of(mutex, &[])?.both()
     );
     p_from(mutex, PEER_TIMEOUT, "a holder")?;
     let rule = notes.p();
     say!(
         A,
         "P: took the mutex | {} | notes: {rule}",
-        View::of(mutex, 0)?
+        View::of(mutex, &[])?
     );
 
     let b = match fork(B)? {
@@ -136,11 +140,11 @@ fn p_and_v(mutex: &dyn Semaphore) -> Result<()> {
         A,
         "B is asleep in the kernel (/proc/{}/wchan: {wchan}) | {} | notes: {rule}",
         b.pid(),
-        View::of(mutex, 1)?
+        View::once_asleep(mutex, &[b.pid()])?
     );
     mutex.v()?;
     let rule = notes.v();
-    let view = View::of(mutex, 0)?;
+    let view = View::of(mutex, &[b.pid()])?;
     let in_flight = if view.value - view.sleepers != notes.0 {
         " (B, woken, has yet to take the unit)"
     } else {
@@ -152,7 +156,7 @@ fn p_and_v(mutex: &dyn Semaphore) -> Result<()> {
     );
     b.reap_ok(A)?;
     let rule = notes.v(); // B's V, seen from here once B is done
-    say!(A, "after B's V | {} | notes: {rule}", View::of(mutex, 0)?);
+    say!(A, "after B's V | {} | notes: {rule}", View::of(mutex, &[])?);
     Ok(())
 }
 
@@ -363,7 +367,7 @@ fn sync(page: &SharedPage, sync: &dyn Semaphore, clock: Instant) -> Result<()> {
         "{} B is asleep in P on {} ({wchan}) | {}",
         t(clock),
         sync.label(),
-        View::of(sync, 1)?.both()
+        View::once_asleep(sync, &[b.pid()])?.both()
     );
     page.set_note(42);
     say!(A, "{} A's step: wrote 42 into the shared page", t(clock));
@@ -421,7 +425,11 @@ fn dead_holder(mutex: &dyn Semaphore, sync: &dyn Semaphore) -> Result<()> {
     drop(a_alive);
     // B says "I hold it" with a V on the sync semaphore: act 4's tool again.
     p_from(sync, PEER_TIMEOUT, "B")?;
-    say!(A, "B holds the mutex | {}", View::of(mutex, 0)?.both());
+    say!(
+        A,
+        "B holds the mutex | {}",
+        View::of(mutex, &[b.pid()])?.both()
+    );
     let c = match fork(C)? {
         Side::Child => exit_child(c_waits_for_the_mutex(mutex)),
         Side::Parent(c) => c,
@@ -430,7 +438,7 @@ fn dead_holder(mutex: &dyn Semaphore, sync: &dyn Semaphore) -> Result<()> {
     say!(
         A,
         "C is asleep in P ({wchan}) | {}",
-        View::of(mutex, 1)?.both()
+        View::once_asleep(mutex, &[c.pid()])?.both()
     );
     say!(
         A,
@@ -447,14 +455,14 @@ fn dead_holder(mutex: &dyn Semaphore, sync: &dyn Semaphore) -> Result<()> {
         say!(
             A,
             "the kernel released a dead holder's mutex (SEM_UNDO), and C went on | {}",
-            View::of(mutex, 0)?.both()
+            View::of(mutex, &[])?.both()
         );
     } else {
         say!(
             A,
             "nothing released it: {} stays taken by a dead process for good | {}",
             mutex.label(),
-            View::of(mutex, 0)?.both()
+            View::of(mutex, &[])?.both()
         );
         say!(
             A,

@@ -1,8 +1,10 @@
 //! sem-demo: semaphores, the P and V operations, POSIX and System V.
 //!
-//! A semaphore is a counter kept by the kernel, changed only by two atomic
-//! operations: P (wait: take one unit, sleeping while there is none) and V (post:
-//! give one back, waking a sleeper). The notes, section 信号量:
+//! A semaphore is a counter changed only by two atomic operations: P (wait: take
+//! one unit, sleeping while there is none) and V (post: give one back, waking a
+//! sleeper). System V keeps the counter in the kernel; a POSIX semaphore is a
+//! counter in shared memory that glibc changes with atomics, entering the kernel
+//! (futex(2)) only to sleep or to wake a sleeper. The notes, section 信号量:
 //! - 信号量其实是一个整型的计数器，主要用于实现进程间的互斥与同步，而不是用于缓存进程间
 //!   通信的数据 (a semaphore is an integer counter for mutual exclusion and
 //!   synchronisation, not a buffer for data): so this demo moves no bytes, and a bulk
@@ -24,7 +26,7 @@
 //! `cat /proc/PID/wchan` for a process asleep in P.
 //!
 //! Watch for: the notes' count going negative while Linux keeps the value at 0 and
-//! counts the sleepers apart; the race losing updates and the mutex not; B always
+//! counts the sleepers apart (System V's kernel; for POSIX, glibc); the race losing updates and the mutex not; B always
 //! after A; a dead holder's mutex freed by System V's SEM_UNDO and never by POSIX.
 //!
 //! In production: between threads, `std::sync::Mutex`/`Condvar`; between

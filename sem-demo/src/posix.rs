@@ -2,10 +2,15 @@
 //!
 //! A named semaphore is a `sem_t` in a small file of the tmpfs /dev/shm: the name
 //! `/x` becomes /dev/shm/sem.x, which glibc maps into every process that opens it.
-//! P and V are atomic operations on that shared word, done in user space when
-//! nobody has to sleep; only a P that finds 0 enters the kernel (futex(2)), which
-//! is why `cat /proc/PID/wchan` of a sleeper shows a futex function, and why the
-//! kernel cannot tell anyone how many sleep there, nor undo a dead holder's P.
+//! P and V are user-space atomics on that shared memory: a P that finds 0 sleeps
+//! in futex(2), and a V that finds sleepers wakes one with futex(2); with nobody
+//! asleep neither enters the kernel. So `cat /proc/PID/wchan` of a sleeper shows a
+//! futex function. The kernel keeps only the page and the futex's queue of
+//! sleepers: it knows no value and no holder, so it cannot undo a dead holder's P.
+//! glibc does count the sleepers, in the `sem_t` beside the value (its `nwaiters`,
+//! which lets sem_post skip the system call when it is 0), but no call reads that
+//! count; on x86-64 glibc 2.36, `xxd /dev/shm/sem.x` shows the value in bytes 0-3
+//! and nwaiters in bytes 4-7 (glibc's private layout, not an interface).
 //!
 //! Notes (信号量): 信号量其实是一个整型的计数器 (an integer counter): here it is one
 //! 32-byte file you can `ls -l`.
@@ -83,7 +88,8 @@ impl NamedSemaphore {
         };
         say!(
             role,
-            "created semaphore {name}, value {value}: the kernel keeps it as the file {}",
+            "created semaphore {name}, value {value}: a sem_t in the file {} (a tmpfs page \
+             the kernel holds; glibc changes the value in it)",
             describe_file(name)
         );
         Ok(sem)
@@ -184,7 +190,8 @@ impl Semaphore for NamedSemaphore {
     }
 
     fn sleepers(&self) -> Result<Option<i32>> {
-        // POSIX allows sem_getvalue to return minus the sleepers; Linux returns 0.
+        // POSIX allows sem_getvalue to return minus the sleepers; glibc returns 0
+        // (sem_getvalue(3)). Its own count of them (nwaiters) no call returns.
         Ok(None)
     }
 
@@ -457,11 +464,12 @@ fn reader(name: &str, ping: Option<u64>) -> Result<()> {
             _ => roles::wait_for_writer(&sync, &writer),
         };
         // Removed on every way out, and said so (a guard's drop could only be silent).
-        sync.remove(roles::READER)?;
-        if let Some(pong) = pong {
-            pong.remove(roles::READER)?;
-        }
-        let summary = waited?;
+        let removed = sync.remove(roles::READER).and_then(|()| match pong {
+            Some(pong) => pong.remove(roles::READER),
+            None => Ok(()),
+        });
+        let summary = waited?; // the wait's error first
+        removed?;
         summary.print();
         Ok(())
     })();

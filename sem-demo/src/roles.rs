@@ -1,15 +1,23 @@
 //! The reader and the writer, and the ping workload, for either flavour.
 //!
-//! Reader and writer meet at a sync semaphore of value 0 (同步信号量): the reader's
-//! P finds 0 and sleeps; the writer's V wakes it. So the reader goes on only after
-//! the writer has run, whichever was started first, which is the notes' "A before
-//! B" between two unrelated programs.
+//! Reader and writer meet at a sync semaphore of value 0 (同步信号量), which the
+//! reader creates (so it starts first): its P finds 0 and sleeps until the writer's
+//! V wakes it. (A V that comes before the reader's P leaves its unit waiting, and
+//! that P takes it without sleeping.) Either way the reader goes on only after the
+//! writer's V, which is the notes' "A before B" between two unrelated programs.
 //!
 //! Ping: the writer does V on `ping` and P on `pong`; the reader P on `ping`, V on
 //! `pong`; N times, then one last V on `ping` says "done". Two semaphores, because
 //! each says one thing ("your turn"), and no data moves, so this times the bare
-//! cost of a sleep and a wake-up through the kernel, twice per round trip. The
+//! cost of the hand-off: when the other side is asleep, a wake-up and a sleep
+//! through the kernel, up to twice per round trip (System V: every P and V is a
+//! system call; POSIX: only a P that finds 0 and a V that finds a sleeper are). The
 //! summary says messages=N bytes=0.
+//!
+//! A semaphore has no end of file, so every wait here also watches the peer and
+//! stops once it is dead (`semaphore::Peer`): by its pid in a one-run ping, by
+//! SEM_UNDO and GETPID (`sysv::Presence`) or /proc/PID/maps (`posix::Mapper`) in
+//! two-terminal mode.
 
 use std::time::{Duration, Instant};
 

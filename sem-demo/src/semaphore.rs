@@ -8,10 +8,12 @@
 //!   于是会将该进程唤醒运行 (V adds 1; at 0 or below, a process is blocked: wake it).
 //!
 //! Linux does not store that count. Its value never goes below 0: a P that finds 0
-//! does not subtract, it puts the process to sleep, and the kernel keeps the
-//! sleepers apart (System V reports how many with GETNCNT; POSIX has no call for it,
-//! but /proc/PID/wchan shows each sleeper). The two views agree through one line:
-//! the notes' count = Linux's value − the processes asleep in P. `View` prints both.
+//! does not subtract, it puts the process to sleep, and the sleepers are counted
+//! apart: by the kernel for System V (semctl GETNCNT reports it), by glibc inside
+//! the `sem_t` for POSIX (no call reports it; /proc/PID/wchan shows each sleeper,
+//! which is how this program counts its own). The two views agree through one
+//! line: the notes' count = Linux's value − the processes asleep in P. `View`
+//! prints both, and says where its count of sleepers comes from.
 
 use std::time::{Duration, Instant};
 
@@ -164,28 +166,43 @@ pub fn p_from(sem: &dyn Semaphore, limit: Duration, peer: &str) -> Result<()> {
 pub struct View {
     pub value: i32,
     pub sleepers: i32,
-    /// Where the sleepers count comes from: GETNCNT, or the processes we saw
-    /// asleep in /proc.
+    /// Where the sleepers count comes from: GETNCNT, our own look at /proc, or
+    /// nowhere (the program knows none of its processes can be in P).
     pub source: &'static str,
 }
 
 impl View {
-    /// Looks at `sem`. `known_asleep` is how many processes we saw asleep in P
-    /// (through /proc), used when the API cannot count them.
-    pub fn of(sem: &dyn Semaphore, known_asleep: i32) -> Result<View> {
-        let sleepers = count_sleepers(sem, known_asleep, STEPPED_OUT)?;
+    /// Looks at `sem` once. `watched`: the processes of ours that may be asleep in P
+    /// on it now (in these acts, a futex or semtimedop sleep can only be that P);
+    /// empty when the program knows none can be, which the label then says.
+    pub fn of(sem: &dyn Semaphore, watched: &[Pid]) -> Result<View> {
+        View::look(sem, watched, 0)
+    }
+
+    /// As `of`, for processes just seen asleep in P: looks again (for at most
+    /// STEPPED_OUT) until all of them are counted, as one may be between two
+    /// slices of its wait (see `count_sleepers`).
+    pub fn once_asleep(sem: &dyn Semaphore, watched: &[Pid]) -> Result<View> {
+        View::look(sem, watched, watched.len() as i32)
+    }
+
+    fn look(sem: &dyn Semaphore, watched: &[Pid], expected: i32) -> Result<View> {
+        let kernel = count_sleepers(sem, expected, STEPPED_OUT)?;
+        let (sleepers, source) = match kernel {
+            Some(n) => (n, "GETNCNT"),
+            // POSIX: glibc counts its waiters inside the sem_t, but no call reads
+            // that count; so we count our processes asleep in the kernel.
+            None if watched.is_empty() => (0, "assumed: no process of ours is in P"),
+            None => (
+                count_asleep(watched, sem.sleeps_in(), expected)?,
+                "counted here from /proc/PID/wchan",
+            ),
+        };
         let value = sem.value()?;
-        Ok(match sleepers {
-            Some(n) => View {
-                value,
-                sleepers: n,
-                source: "GETNCNT",
-            },
-            None => View {
-                value,
-                sleepers: known_asleep,
-                source: "/proc: POSIX keeps no count",
-            },
+        Ok(View {
+            value,
+            sleepers,
+            source,
         })
     }
 
@@ -193,6 +210,32 @@ impl View {
     pub fn notes_count(&self) -> i32 {
         self.value - self.sleepers
     }
+}
+
+/// How many of `pids` sleep in the kernel in a function containing `wchan`, looked
+/// at again until at least `expected` do, for at most STEPPED_OUT.
+fn count_asleep(pids: &[Pid], wchan: &str, expected: i32) -> Result<i32> {
+    let deadline = Instant::now() + STEPPED_OUT;
+    loop {
+        let n = pids.iter().filter(|&&pid| asleep_in(pid, wchan)).count() as i32;
+        if n >= expected || Instant::now() >= deadline {
+            return Ok(n);
+        }
+        signals::check()?;
+        nap();
+    }
+}
+
+/// True if `pid` sleeps (state S) in a kernel function containing `wchan`.
+fn asleep_in(pid: Pid, wchan: &str) -> bool {
+    let state = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let (_, rest) = stat.rsplit_once(')')?;
+            rest.trim_start().chars().next()
+        });
+    state == Some('S')
+        && std::fs::read_to_string(format!("/proc/{pid}/wchan")).is_ok_and(|w| w.contains(wchan))
 }
 
 /// The kernel's count of the processes asleep in P (GETNCNT; `None` for POSIX),

@@ -31,8 +31,9 @@ use crate::signals;
 struct Page {
     /// Acts 2 and 3: the counter both processes increment.
     counter: AtomicU64,
-    /// Act 4: what A leaves for B to read.
-    note: u64,
+    /// Act 4: what A leaves for B to read. An atomic, so that no order of calls
+    /// can be a data race (undefined behaviour), not only the right one.
+    note: AtomicU64,
     /// Processes at the starting line, so both start counting at once.
     at_the_start: AtomicU32,
 }
@@ -72,7 +73,10 @@ impl SharedPage {
 
     /// counter = counter + 1, as two separate steps: load, then store. Relaxed is
     /// enough: the lesson is not about ordering but about the gap between the two
-    /// steps (and in act 3, P and V, system calls, order everything around them).
+    /// steps. (In act 3, P and V are acquire/release operations, POSIX requires
+    /// sem_wait/sem_post and semop to synchronize memory, so everything inside the
+    /// critical section is ordered; an uncontended POSIX P or V is not even a
+    /// system call.)
     pub fn add_one(&self) {
         let counter = self.counter_cell();
         let seen = counter.load(Ordering::Relaxed);
@@ -82,16 +86,22 @@ impl SharedPage {
         counter.store(seen + 1, Ordering::Relaxed);
     }
 
-    pub fn note(&self) -> u64 {
-        // SAFETY: `page` is mapped, aligned and lives as long as `self`. The note is
-        // never accessed by two processes at once: A writes it before its V on the
-        // sync semaphore, B reads it only after its P (act 4).
-        unsafe { (&raw const (*self.page.as_ptr()).note).read_volatile() }
+    fn note_cell(&self) -> &AtomicU64 {
+        // SAFETY: the field is in our mapping for as long as `self` lives, and every
+        // process touches it only through atomic operations.
+        unsafe { &(*self.page.as_ptr()).note }
     }
 
+    /// The note. Relaxed: that B sees A's 42 is not this load's doing but the sync
+    /// semaphore's: A stores before its V, B loads after its P, and V/P synchronize
+    /// memory. A load at another moment is still no data race: it may see 0 or 42.
+    pub fn note(&self) -> u64 {
+        self.note_cell().load(Ordering::Relaxed)
+    }
+
+    /// Sets the note (see `note` for why Relaxed).
     pub fn set_note(&self, value: u64) {
-        // SAFETY: as in `note`.
-        unsafe { (&raw mut (*self.page.as_ptr()).note).write_volatile(value) }
+        self.note_cell().store(value, Ordering::Relaxed)
     }
 
     fn at_the_start(&self) -> &AtomicU32 {

@@ -2,9 +2,12 @@
 //!
 //! System V semaphores live entirely in the kernel, in sets found by a numeric key
 //! (`ipcs -s` lists them, /proc/sysvipc/sem too). Every P and V is a system call,
-//! semop(2), which is what lets the kernel do what POSIX cannot: count the
-//! processes asleep in P (semctl GETNCNT), and, with SEM_UNDO, remember what each
-//! process took so it can give it back when the process dies, however it dies.
+//! semop(2), which is what lets the kernel do what POSIX cannot: report the
+//! processes asleep in P (semctl GETNCNT), name the last process that changed a
+//! semaphore (GETPID), and, with SEM_UNDO, remember what each process took so it
+//! can give it back when the process dies, however it dies. In two-terminal mode
+//! each side raises a presence semaphore of its own with SEM_UNDO, so the other
+//! notices its death (see `Presence`).
 //!
 //! Notes (信号量): 控制信号量的方式有两种原子操作 (two atomic operations control it):
 //! semop with sem_op -1 is P, +1 is V, and the kernel does each one whole.
@@ -473,8 +476,9 @@ fn reader(key: libc::key_t, ping: Option<u64>) -> Result<()> {
             None => roles::wait_for_writer(&sync, &writer),
         };
         // Removed on every way out, and said so (a guard's drop could only be silent).
-        set.remove(roles::READER)?;
-        let summary = waited?;
+        let removed = set.remove(roles::READER);
+        let summary = waited?; // the wait's error first: it may be why removing failed
+        removed?;
         summary.print();
         Ok(())
     })();

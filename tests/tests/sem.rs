@@ -153,7 +153,15 @@ fn posix_default_run_shows_p_v_race_mutex_sync_and_a_holder_nothing_releases() {
     out.assert_stdout_contains(&format!(
         "/dev/shm/sem.sem-demo-{a}-mutex (rw-------, 32 bytes)"
     ));
-    check_acts_1_to_4(&out, "/proc: POSIX keeps no count");
+    check_acts_1_to_4(&out, "counted here from /proc/PID/wchan");
+    // Where no process of ours can be in P, the count is said to be assumed: POSIX
+    // gives no way to read glibc's own count of sleepers.
+    assert!(
+        only_line(&out, "P: took the mutex")
+            .contains("asleep_in_P=0 (assumed: no process of ours is in P)"),
+        "{}",
+        out.stdout
+    );
 
     // Act 5: B is killed holding the mutex; C's timed wait gives up, clearly.
     assert!(
@@ -769,4 +777,23 @@ fn sighup_while_the_ping_writer_waits_for_an_answer() {
         out.assert_exit_code(1);
         assert_nothing_left(flavour, &meeting);
     }
+}
+
+#[test]
+fn a_set_removed_under_a_waiting_reader_is_named_as_removed_not_as_its_creator_ending() {
+    let k = key(19);
+    let mut reader = Demo::start(DEMO, &["reader", "sysv", "--key", &k]);
+    let line = reader.wait_for_line("created semaphore set id");
+    let id = number_after(&line, "set id ");
+    wait_until_asleep_in(reader.pid(), "semtimedop");
+    run_named_command(&format!("ipcrm -s {id}"));
+    let out = reader.finish();
+    out.assert_exit_code(1)
+        .assert_stderr_contains("the set was removed (IPC_RMID) while I waited");
+    assert!(
+        !out.stderr.contains("its creator ended"),
+        "the reader is its creator: {}",
+        out.stderr
+    );
+    assert_no_sysv_leftovers(&k);
 }
