@@ -3,10 +3,9 @@
 
 use std::ffi::{OsString, c_int};
 
-use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
-use crate::ffi;
+use signal_demo::names;
 
 pub const USAGE: &str = "\
 usage: signal-demo [--ping N [--cpus W,R]]        both sides, narrated: the parent signals its forked child
@@ -162,7 +161,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, String>
                     pid,
                     signals: words
                         .iter()
-                        .map(|w| signal_number(w))
+                        .map(|w| names::parse(w))
                         .collect::<Result<_, _>>()?,
                 },
             }
@@ -224,87 +223,12 @@ fn cpu_pair(value: Option<String>) -> Result<Cpus, String> {
     }
 }
 
-/// A signal's number from its name: `SIGUSR1`, `USR1`, `usr1`, `RTMIN+2`, `SIGRTMAX-1`.
-pub fn signal_number(word: &str) -> Result<c_int, String> {
-    let upper = word.to_ascii_uppercase();
-    let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
-    if let Some(found) = realtime_number(bare) {
-        return found.map_err(|why| format!("{word}: {why}"));
-    }
-    format!("SIG{bare}")
-        .parse::<Signal>()
-        .map(|sig| sig as c_int)
-        .map_err(|_| {
-            format!(
-                "{word}: not a signal name (try USR1, SIGUSR2, TERM, RTMIN+1; `kill -l` lists them)"
-            )
-        })
-}
-
-/// `RTMIN`, `RTMIN+N`, `RTMAX`, `RTMAX-N`: None if `bare` is not of that shape.
-fn realtime_number(bare: &str) -> Option<Result<c_int, String>> {
-    let (min, max) = (ffi::rtmin(), ffi::rtmax());
-    let (base, sign, rest) = if let Some(rest) = bare.strip_prefix("RTMIN") {
-        (min, 1, rest)
-    } else if let Some(rest) = bare.strip_prefix("RTMAX") {
-        (max, -1, rest)
-    } else {
-        return None;
-    };
-    let offset = match rest {
-        "" => 0,
-        _ => {
-            let digits = rest.strip_prefix(if sign > 0 { '+' } else { '-' });
-            match digits.and_then(|d| d.parse::<c_int>().ok()) {
-                Some(n) => n,
-                None => return Some(Err("not a signal name (RTMIN+N or RTMAX-N)".into())),
-            }
-        }
-    };
-    // Checked: RTMIN+2147483647 would overflow a c_int.
-    let number = offset.checked_mul(sign).and_then(|o| base.checked_add(o));
-    Some(
-        if let Some(number) = number.filter(|n| (min..=max).contains(n)) {
-            Ok(number)
-        } else {
-            Err(format!(
-                "out of range: real-time signals here are RTMIN ({min}) to RTMAX ({max})"
-            ))
-        },
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn parse_line(line: &str) -> Result<Parsed, String> {
         parse(line.split_whitespace().map(OsString::from))
-    }
-
-    #[test]
-    fn names_with_and_without_sig_in_any_case() {
-        for name in ["SIGUSR1", "USR1", "usr1", "SigUsr1"] {
-            assert_eq!(signal_number(name), Ok(libc::SIGUSR1), "{name}");
-        }
-        assert_eq!(signal_number("RTMIN"), Ok(ffi::rtmin()));
-        assert_eq!(signal_number("SIGRTMIN+2"), Ok(ffi::rtmin() + 2));
-        assert_eq!(signal_number("rtmax-1"), Ok(ffi::rtmax() - 1));
-        for bad in [
-            "USR3",
-            "SIG",
-            "",
-            "RTMIN+99",
-            "RTMIN-1",
-            "RTMAX+1",
-            "RTMINx",
-            "10",
-            "RTMIN+2147483647",
-            "RTMAX-2147483647",
-            "RTMAX-2147483648",
-        ] {
-            assert!(signal_number(bad).is_err(), "{bad:?} should be refused");
-        }
     }
 
     #[test]

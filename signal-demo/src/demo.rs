@@ -32,13 +32,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use nix::errno::Errno;
-use nix::sys::signal::{SigSet, Signal, kill};
+use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::WaitStatus;
 use nix::unistd::{Pid, getpid, getppid, setpgid};
+use signal_demo::catch::{self, Restart};
+use signal_demo::{Caught, mask, names, send, take};
 
-use crate::catch::{self, Caught};
 use crate::family::{Kid, Side, describe, exit_child, fork};
-use crate::{ffi, say};
+use crate::say;
+use crate::stop::{self, Origin};
 
 const WRITER: &str = "writer";
 const READER: &str = "reader";
@@ -53,9 +55,7 @@ pub fn run() -> Result<()> {
     let (pipe_r, mut pipe_w) = std::io::pipe().context("pipe")?;
     // The reader's answers (SIGUSR2) stay pending until we take them: none is lost,
     // not even one that comes before we wait for it.
-    SigSet::from(Signal::SIGUSR2)
-        .thread_block()
-        .context("sigprocmask SIGUSR2")?;
+    mask::block(&SigSet::from(Signal::SIGUSR2)).context("sigprocmask SIGUSR2")?;
     let writer_pid = getpid();
     match fork()? {
         Side::Child => {
@@ -93,8 +93,8 @@ fn own_group() -> Result<()> {
     setpgid(Pid::from_raw(0), Pid::from_raw(0)).context("setpgid")?;
     // A background group writing to a terminal set with `stty tostop` is stopped by
     // SIGTTOU, unless it blocks that signal: then the write goes through.
-    SigSet::from(Signal::SIGTTOU)
-        .thread_block()
+    mask::block(&SigSet::from(Signal::SIGTTOU))
+        .map(drop)
         .context("sigprocmask SIGTTOU")
 }
 
@@ -167,12 +167,12 @@ fn writer(kid: &mut Kid, pipe: &mut PipeWriter) -> Result<()> {
     say!(
         WRITER,
         "act 4: {BURST} SIGRTMIN (signal {}) with sigqueue(3), carrying the values 0 to {}, as fast as it goes",
-        ffi::rtmin(),
+        names::rtmin(),
         BURST - 1
     );
     let started = Instant::now();
     for k in 0..BURST {
-        ffi::sigqueue(reader, ffi::rtmin(), k as i32).map_err(|e| match e {
+        send::sigqueue(reader, names::rtmin(), k as i32).map_err(|e| match e {
             Errno::EAGAIN => anyhow::anyhow!(
                 "sigqueue SIGRTMIN number {k}: EAGAIN: the kernel's queue of pending signals \
                  is full (RLIMIT_SIGPENDING, `ulimit -i`)"
@@ -194,7 +194,7 @@ fn writer(kid: &mut Kid, pipe: &mut PipeWriter) -> Result<()> {
 }
 
 fn send(reader: Pid, sig: Signal) -> Result<()> {
-    kill(reader, sig).with_context(|| format!("kill {sig} to the reader {reader}"))
+    send::kill(reader, sig as c_int).with_context(|| format!("kill {sig} to the reader {reader}"))
 }
 
 /// Act 3: BURST SIGUSR1, then SIGUSR2. Returns how long the SIGUSR1 took, in µs.
@@ -212,7 +212,7 @@ fn burst(reader: Pid) -> Result<u128> {
 /// the reader ended (SIGCHLD, then waitpid tells how), it is silent too long, or we
 /// were asked to stop (SIGINT, SIGTERM, SIGHUP).
 fn await_answer(kid: &mut Kid) -> Result<()> {
-    let answers = catch::stop_signals() | Signal::SIGUSR2 | Signal::SIGCHLD;
+    let answers = stop::stop_signals() | Signal::SIGUSR2 | Signal::SIGCHLD;
     let deadline = Instant::now() + PATIENCE;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -222,7 +222,7 @@ fn await_answer(kid: &mut Kid) -> Result<()> {
                 kid.pid()
             );
         }
-        match ffi::sigtimedwait(&answers, left).context("sigtimedwait")? {
+        match take::take(&answers, left).context("sigtimedwait")? {
             Some(c) if c.is(Signal::SIGUSR2) && c.pid == kid.pid().as_raw() => return Ok(()),
             Some(c) if c.is(Signal::SIGCHLD) => {
                 if let Some(status) = kid.has_ended()? {
@@ -234,7 +234,7 @@ fn await_answer(kid: &mut Kid) -> Result<()> {
                 }
             }
             // SIGINT, SIGTERM or SIGHUP: stop. A SIGUSR2 from some other process: ignored.
-            Some(c) => catch::stop_if_asked(WRITER, &c)?,
+            Some(c) => stop::stop_if_asked(WRITER, &c)?,
             None => {} // a timeout slice
         }
     }
@@ -246,7 +246,7 @@ fn await_answer(kid: &mut Kid) -> Result<()> {
 fn wait_until_asleep(kid: &mut Kid, wchan: &str) -> Result<String> {
     let pid = kid.pid();
     let deadline = Instant::now() + PATIENCE;
-    let stop = catch::stop_signals();
+    let stop = stop::stop_signals();
     loop {
         if let Some(status) = kid.has_ended()? {
             bail!("the reader (pid {pid}) ended: {}", describe(status));
@@ -259,10 +259,8 @@ fn wait_until_asleep(kid: &mut Kid, wchan: &str) -> Result<String> {
             bail!("the reader (pid {pid}) was not seen asleep in {wchan} within {PATIENCE:?}");
         }
         // Look again in 1 ms, unless Ctrl+C comes first.
-        if let Some(c) =
-            ffi::sigtimedwait(&stop, Duration::from_millis(1)).context("sigtimedwait")?
-        {
-            catch::stop_if_asked(WRITER, &c)?;
+        if let Some(c) = take::take(&stop, Duration::from_millis(1)).context("sigtimedwait")? {
+            stop::stop_if_asked(WRITER, &c)?;
         }
     }
 }
@@ -278,15 +276,15 @@ fn state_of(pid: Pid) -> char {
 // ---- the reader: the child ---------------------------------------------------------
 
 fn reader(pipe: PipeReader, writer: Pid) -> Result<()> {
-    catch::install(
-        &[
-            Signal::SIGUSR1,
-            Signal::SIGUSR2,
-            Signal::SIGTSTP,
-            Signal::SIGCONT,
-        ],
-        &[ffi::rtmin()],
-    )?;
+    // No SA_RESTART: act 1's read(2) must return EINTR, not restart.
+    let caught = [
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+        libc::SIGTSTP,
+        libc::SIGCONT,
+        names::rtmin(),
+    ];
+    catch::install(&caught, Restart::No).context("sigaction")?;
     say!(
         READER,
         "handlers installed for SIGUSR1, SIGUSR2, SIGTSTP, SIGCONT and SIGRTMIN: each only \
@@ -304,7 +302,7 @@ fn reader(pipe: PipeReader, writer: Pid) -> Result<()> {
 
 /// Tells the writer this step is done.
 fn answer(writer: Pid) -> Result<()> {
-    match kill(writer, Signal::SIGUSR2) {
+    match send::kill(writer, libc::SIGUSR2) {
         Err(Errno::ESRCH) => bail!("the writer (pid {writer}) is gone: kill(2) says ESRCH"),
         done => done.context("answering the writer (kill SIGUSR2)"),
     }
@@ -320,10 +318,10 @@ fn interrupted_read(pipe: &PipeReader, writer: Pid) -> Result<()> {
     );
     // The writer signals only once it sees us asleep in the read. A signal landing
     // between the unblock and the read would run the handler and leave the read
-    // blocked: the race that ppoll (catch.rs) closes for plain waiting.
-    usr1.thread_unblock().context("sigprocmask SIG_UNBLOCK")?;
+    // blocked: the race that ppoll (`catch::wait`) closes for plain waiting.
+    mask::unblock(&usr1).context("sigprocmask SIG_UNBLOCK")?;
     let first = nix::unistd::read(pipe, &mut buf);
-    usr1.thread_block().context("sigprocmask SIG_BLOCK")?;
+    mask::block(&usr1).context("sigprocmask SIG_BLOCK")?;
     match first {
         Err(Errno::EINTR) => {}
         Ok(0) => bail!(
@@ -383,7 +381,8 @@ fn stopped_and_resumed(writer: Pid) -> Result<()> {
         "received SIGTSTP {}: stopping for real: its default action back, raised, let in",
         tstp.origin()
     );
-    let (stopped_for, after) = catch::stop_for_real()?;
+    let stopped_for = catch::stop_self().context("stopping (SIGTSTP)")?;
+    let after = catch::take();
     let cont = after
         .caught
         .iter()
@@ -432,7 +431,7 @@ fn coalesced_while_blocked(writer: Pid) -> Result<()> {
         "SIGUSR2 came; /proc/self/status: {}",
         pending_usr1()?
     );
-    catch::let_in(Signal::SIGUSR1)?;
+    mask::let_in(&SigSet::from(Signal::SIGUSR1)).context("sigprocmask")?;
     let ran = catch::take()
         .caught
         .iter()
@@ -465,7 +464,7 @@ fn pending_usr1() -> Result<String> {
 
 /// Act 4: BURST SIGRTMIN, each with its value, checked one by one.
 fn queued(writer: Pid) -> Result<()> {
-    let rtmin = ffi::rtmin();
+    let rtmin = names::rtmin();
     say!(
         READER,
         "act 4: SIGRTMIN let in: real-time signals queue, one entry per signal sent, with its value"
@@ -503,7 +502,7 @@ fn collect(
     let mut noted = Vec::new();
     let mut quiet_since = Instant::now();
     loop {
-        let batch = catch::wait(allowed, Some(SLICE))?;
+        let batch = catch::wait(allowed, Some(SLICE)).context("ppoll")?;
         if batch.unlogged > 0 {
             bail!(
                 "{} signals came faster than I could note them",

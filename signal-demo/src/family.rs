@@ -1,36 +1,27 @@
-//! Parent and child: fork, the child's exit, and waiting for the child with a deadline.
+//! Parent and child, narrated: the library's `child::fork` and `Child` (which wait
+//! for the child with a deadline, by SIGCHLD and waitpid on its pid), plus what this
+//! demo decides around them.
 //!
-//! waitpid(2) has no timeout, and a parent that waits forever for a stuck child hangs
-//! too. So the parent blocks SIGCHLD before fork (the kernel sends it each time a
-//! child stops, continues or ends) and sleeps in sigtimedwait(2) for it, with a
-//! timeout, between two waitpid(WNOHANG) looks. Blocked, a SIGCHLD that comes before
-//! the parent starts waiting stays pending, so the wake-up is never missed; several
-//! child events may merge into one SIGCHLD (a standard signal is one pending bit),
-//! which is why each wake-up looks with waitpid again rather than count signals. Signals telling a parent about
-//! its children: the oldest use of the mechanism.
-//!
-//! Ctrl+C must not leave a zombie either. The parent keeps SIGINT, SIGTERM and SIGHUP blocked
-//! too and takes them in the same waits; then it passes the signal on to the child,
-//! reaps it, and only then dies of the signal (main.rs). A `Kid` dropped before it was
-//! reaped (an error path) is killed and reaped by its `Drop`.
+//! Ctrl+C must not leave a zombie either. The parent keeps SIGINT, SIGTERM and SIGHUP
+//! blocked too and takes them in the same waits; then it passes the signal on to the
+//! child, reaps it, and only then dies of the signal (main.rs). A `Kid` dropped
+//! before it was reaped (an error path) is killed and reaped by the library's `Drop`.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use nix::sys::signal::{SigmaskHow, Signal, kill};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::{ForkResult, Pid};
+use nix::sys::signal::Signal;
+use nix::sys::wait::WaitStatus;
+use nix::unistd::Pid;
+use signal_demo::catch;
+use signal_demo::child::{self, Change, Child, Forked};
 
-use crate::catch::{self, Stopped};
-use crate::{ffi, say};
+use crate::say;
+use crate::stop::{self, Stopped};
 
 /// The child, as its parent sees it.
-pub struct Kid {
-    pid: Pid,
-    /// Its end, once waitpid has reported it (then it is reaped: no second look).
-    ended: Option<WaitStatus>,
-}
+pub struct Kid(Child);
 
 /// Which process we are after `fork`.
 pub enum Side {
@@ -47,23 +38,14 @@ pub enum Side {
 /// passing SIGINT, SIGTERM or SIGHUP on, the child gives those three their default
 /// action (end), even if we were started with them ignored.
 pub fn fork() -> Result<Side> {
-    let before = (catch::stop_signals() | Signal::SIGCHLD)
-        .thread_swap_mask(SigmaskHow::SIG_BLOCK)
-        .context("sigprocmask SIGCHLD SIGINT SIGTERM")?;
-    // A line still in our stdout buffer would be copied into the child and printed
-    // twice.
-    let _ = std::io::stdout().flush();
+    let stop = stop::stop_signals();
     // SAFETY: this program is single-threaded, so the child cannot inherit a lock
     // (stdout's, the allocator's) that some other thread held at the moment of fork.
-    match unsafe { nix::unistd::fork() }.context("fork")? {
-        ForkResult::Parent { child } => Ok(Side::Parent(Kid {
-            pid: child,
-            ended: None,
-        })),
-        ForkResult::Child => {
-            before.thread_set_mask().context("sigprocmask")?;
-            for sig in catch::stop_signals().iter() {
-                catch::default_action(sig).with_context(|| format!("sigaction {sig}"))?;
+    match unsafe { child::fork(&stop) }.context("fork")? {
+        Forked::Parent(kid) => Ok(Side::Parent(Kid(kid))),
+        Forked::Child => {
+            for sig in stop.iter() {
+                catch::default_action(sig as i32).with_context(|| format!("sigaction {sig}"))?;
             }
             Ok(Side::Child)
         }
@@ -91,18 +73,12 @@ pub fn exit_child(outcome: Result<()>) -> ! {
 
 impl Kid {
     pub fn pid(&self) -> Pid {
-        self.pid
+        self.0.pid()
     }
 
     /// A look without waiting: how it ended, if it has (it is then reaped).
     pub fn has_ended(&mut self) -> Result<Option<WaitStatus>> {
-        if self.ended.is_none() {
-            let status = waitpid(self.pid, Some(WaitPidFlag::WNOHANG)).context("waitpid")?;
-            if matches!(status, WaitStatus::Exited(..) | WaitStatus::Signaled(..)) {
-                self.ended = Some(status);
-            }
-        }
-        Ok(self.ended)
+        self.0.try_wait().context("waitpid")
     }
 
     /// Waits up to `limit` for the child to stop, continue or end, as a shell waits
@@ -110,32 +86,19 @@ impl Kid {
     /// SIGHUP meanwhile: `Stopped`, after `role` says so.
     pub fn wait_change(&mut self, role: &str, limit: Duration) -> Result<WaitStatus> {
         let deadline = Instant::now() + limit;
-        let events = catch::stop_signals() | Signal::SIGCHLD;
         loop {
-            if let Some(ended) = self.ended {
-                return Ok(ended);
-            }
-            let flags = WaitPidFlag::WNOHANG | WaitPidFlag::WUNTRACED | WaitPidFlag::WCONTINUED;
-            match waitpid(self.pid, Some(flags)).context("waitpid")? {
-                WaitStatus::StillAlive => {}
-                status @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..)) => {
-                    self.ended = Some(status);
-                }
-                change => return Ok(change),
-            }
             let left = deadline.saturating_duration_since(Instant::now());
-            if self.ended.is_none() {
-                if left.is_zero() {
-                    bail!(
-                        "the reader (pid {}) did not stop, continue or end within {limit:?}",
-                        self.pid
-                    );
-                }
-                // Sleep until the kernel says something happened to a child (SIGCHLD),
-                // or Ctrl+C.
-                if let Some(c) = ffi::sigtimedwait(&events, left).context("sigtimedwait")? {
-                    catch::stop_if_asked(role, &c)?;
-                }
+            match self
+                .0
+                .wait_change(&stop::stop_signals(), left)
+                .context("waitpid")?
+            {
+                Change::Child(status) => return Ok(status),
+                Change::Signal(c) => stop::stop_if_asked(role, &c)?,
+                Change::TimedOut => bail!(
+                    "the reader (pid {}) did not stop, continue or end within {limit:?}",
+                    self.pid()
+                ),
             }
         }
     }
@@ -151,14 +114,14 @@ impl Kid {
                 Ok(_) => continue, // a stop or a continue: not the end yet
                 Err(e) => match e.downcast_ref::<Stopped>() {
                     Some(&Stopped(sig)) => {
-                        self.end(sig);
+                        self.0.end(sig);
                         asked_to_stop = Some(sig);
                     }
                     None => return Err(e), // it did not end in time: `Drop` kills it
                 },
             }
         };
-        let pid = self.pid;
+        let pid = self.pid();
         // After waitpid the kernel has freed the child's last trace, its /proc entry.
         let gone = if std::path::Path::new(&format!("/proc/{pid}")).exists() {
             String::new() // the pid was reused already: nothing to show
@@ -184,39 +147,9 @@ impl Kid {
             Some(&Stopped(sig)) => sig,
             None => Signal::SIGKILL,
         };
-        self.end(sig);
+        self.0.end(sig);
         let _ = self.reap(role, limit);
     }
-
-    /// Sends `sig` to the child, unless it has ended, then SIGCONT: a stopped process
-    /// dies of SIGKILL at once, of another signal only once it runs again.
-    fn end(&mut self, sig: Signal) {
-        if matches!(self.has_ended(), Ok(None)) {
-            let _ = kill(self.pid, sig);
-            let _ = kill(self.pid, Signal::SIGCONT);
-        }
-    }
-}
-
-impl Drop for Kid {
-    /// A child not reaped yet: some error path gave up on it. SIGKILL (it works on a
-    /// stopped process too, and cannot be caught), then a waitpid that blocks: no
-    /// zombie and no child left running, whatever happened.
-    fn drop(&mut self) {
-        if self.ended.is_none() {
-            let _ = kill(self.pid, Signal::SIGKILL);
-            let _ = waitpid(self.pid, None);
-        }
-    }
-}
-
-/// Pins this process to one CPU (`sched_setaffinity`), if asked: `--cpus`.
-pub fn run_on_cpu(cpu: Option<usize>) -> Result<()> {
-    let Some(cpu) = cpu else { return Ok(()) };
-    let mut set = nix::sched::CpuSet::new();
-    set.set(cpu).with_context(|| format!("CPU {cpu}"))?;
-    nix::sched::sched_setaffinity(Pid::from_raw(0), &set)
-        .with_context(|| format!("sched_setaffinity to CPU {cpu}"))
 }
 
 /// How a child ended, in words: "exited with status 0", "killed by SIGKILL".

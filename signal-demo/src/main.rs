@@ -41,17 +41,22 @@
 //! signals, async adapters), or a signalfd in your poll loop; and never signals for
 //! data: a pipe, a socket or a queue carries bytes, in order, without loss.
 //!
-//! This file: the command line and which role runs. The lesson lives in `catch.rs`
-//! (handlers and masks), `demo.rs` (the narrated run), `reader.rs`, `writer.rs` and
-//! `ping.rs`.
+//! Copy from: the library half, `lib.rs` and its modules (crate `signal_demo`):
+//! `catch` (the one handler, explicitly installed; ppoll), `take` (sigtimedwait up to
+//! a deadline), `send` (kill, sigqueue), `mask`, `names`, `child` (fork, and a child
+//! waited for with a deadline). `cargo doc -p signal-demo --open` is its reference.
+//!
+//! This file: which role runs. The lesson, narrated around library calls:
+//! `demo.rs` (the default run), `reader.rs`, `writer.rs`; `family.rs` and `stop.rs`
+//! (the parent's side, and "stop"); `workload.rs` (--ping, measurement machinery);
+//! `args.rs` (the command line).
 
 mod args;
-mod catch;
 mod demo;
 mod family;
-mod ffi;
-mod ping;
 mod reader;
+mod stop;
+mod workload;
 mod writer;
 
 use std::io::Write as _;
@@ -91,18 +96,18 @@ fn main() -> ExitCode {
     };
     let result = match request {
         args::Request::Demo => demo::run(),
-        args::Request::Ping(options) => ping::both(&options),
+        args::Request::Ping(options) => workload::both(&options),
         args::Request::Reader => reader::run(),
-        args::Request::ReaderPing(options) => ping::reader(&options),
+        args::Request::ReaderPing(options) => workload::reader(&options),
         args::Request::Writer { pid, signals } => writer::run(pid, &signals),
-        args::Request::WriterPing { pid, ping } => ping::writer(pid, &ping),
+        args::Request::WriterPing { pid, ping } => workload::writer(pid, &ping),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => match e.downcast_ref::<catch::Stopped>() {
+        Err(e) => match e.downcast_ref::<stop::Stopped>() {
             // Asked to stop (SIGINT, SIGTERM, SIGHUP): the role has said so. Die of that signal,
             // so the shell sees why we ended, as it would without a handler.
-            Some(catch::Stopped(sig)) => catch::die_of(*sig),
+            Some(stop::Stopped(sig)) => signal_demo::catch::die_of(*sig),
             None => {
                 _ = writeln!(std::io::stderr(), "error: {e:#}");
                 ExitCode::FAILURE

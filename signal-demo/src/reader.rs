@@ -5,7 +5,7 @@
 //!
 //! Ctrl+Z is the interesting one. A program that catches SIGTSTP has taken the stop
 //! away from the shell: to behave like a job, after reporting it must stop itself
-//! (catch.rs, `stop_for_real`), and after `fg` pick up where it was.
+//! (the library's `catch::stop_self`), and after `fg` pick up where it was.
 //!
 //! SIGQUIT (Ctrl+\) is left alone, as a way out that works whatever my handlers do
 //! (unless I was started with it ignored, as a script's `cmd &` is); SIGKILL and
@@ -13,12 +13,15 @@
 
 use std::ffi::c_int;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use nix::sys::signal::Signal;
 use nix::unistd::getpid;
 
-use crate::catch::{self, Batch, Stopped};
-use crate::{ffi, say};
+use signal_demo::catch::{self, Batch, Restart};
+use signal_demo::names;
+
+use crate::say;
+use crate::stop::{Origin, Stopped};
 
 const READER: &str = "reader";
 
@@ -36,8 +39,11 @@ const CAUGHT: [Signal; 9] = [
 ];
 
 pub fn run() -> Result<()> {
-    let realtime: Vec<c_int> = (ffi::rtmin()..=ffi::rtmax()).collect();
-    catch::install(&CAUGHT, &realtime)?;
+    let realtime: Vec<c_int> = (names::rtmin()..=names::rtmax()).collect();
+    let mut allowed: Vec<c_int> = CAUGHT.iter().map(|&s| s as c_int).collect();
+    allowed.extend(&realtime);
+    // No SA_RESTART: a blocked call interrupted by a caught signal returns EINTR.
+    catch::install(&allowed, Restart::No).context("sigaction")?;
     let me = getpid();
     let names: Vec<&str> = CAUGHT.iter().map(|s| s.as_str()).collect();
     say!(
@@ -55,11 +61,9 @@ pub fn run() -> Result<()> {
         READER,
         "waiting for signals (ppoll(2): they are let in only while I wait)"
     );
-    let mut allowed: Vec<c_int> = CAUGHT.iter().map(|&s| s as c_int).collect();
-    allowed.extend(&realtime);
     let mut received = 0;
     loop {
-        let batch = catch::wait(&allowed, None)?;
+        let batch = catch::wait(&allowed, None).context("ppoll")?;
         report(batch, &mut received)?;
     }
 }
@@ -94,8 +98,8 @@ fn report(batch: Batch, received: &mut u64) -> Result<()> {
                      `fg` or SIGCONT resumes me",
                     c.origin()
                 );
-                let (stopped_for, after) = catch::stop_for_real()?;
-                resumed(after, stopped_for.as_secs_f64(), received)?;
+                let stopped_for = catch::stop_self().context("stopping (SIGTSTP)")?;
+                resumed(catch::take(), stopped_for.as_secs_f64(), received)?;
             }
             Ok(Signal::SIGCONT) => say!(
                 READER,

@@ -11,10 +11,11 @@ use std::ffi::c_int;
 
 use anyhow::{Result, anyhow};
 use nix::errno::Errno;
-use nix::sys::signal::{Signal, kill};
+use nix::sys::signal::Signal;
 use nix::unistd::Pid;
+use signal_demo::{names, send};
 
-use crate::{ffi, say};
+use crate::say;
 
 const WRITER: &str = "writer";
 
@@ -25,14 +26,14 @@ pub fn run(pid: Pid, signals: &[c_int]) -> Result<()> {
         signals
     };
     for (k, &signo) in signals.iter().enumerate() {
-        let name = ffi::signal_name(signo);
+        let name = names::name(signo);
         match Signal::try_from(signo) {
             Ok(sig) => {
-                kill(pid, sig).map_err(|e| explain(e, pid, "kill(2)"))?;
+                send::kill(pid, sig as c_int).map_err(|e| explain(e, pid, "kill(2)"))?;
                 say!(WRITER, "sent {name} to {pid} with kill(2)");
             }
             Err(_) => {
-                ffi::sigqueue(pid, signo, k as i32).map_err(|e| explain(e, pid, "sigqueue(3)"))?;
+                send::sigqueue(pid, signo, k as i32).map_err(|e| explain(e, pid, "sigqueue(3)"))?;
                 say!(
                     WRITER,
                     "sent {name} to {pid} with sigqueue(3), value {k}: real-time, queued with its value"
@@ -48,7 +49,7 @@ pub fn run(pid: Pid, signals: &[c_int]) -> Result<()> {
                 WRITER,
                 "{} went {times} times: one still pending when the next comes merges with it, \
                  so the receiver may see it fewer times",
-                ffi::signal_name(signo)
+                names::name(signo)
             );
         }
     }

@@ -1,4 +1,6 @@
-//! The --ping workload: how long a signal takes to go there and back.
+//! The --ping workload: how long a signal takes to go there and back. Measurement
+//! machinery, not the lesson: built on the same library calls (`send::sigqueue`,
+//! `take::take_once`), so the benchmark measures the code people copy.
 //!
 //! The writer sends SIGUSR1 with sigqueue(3), carrying the round's number k; the
 //! reader answers with SIGUSR1 carrying k back. Neither runs a handler: both keep
@@ -18,14 +20,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use nix::errno::Errno;
-use nix::sys::signal::{SigSet, Signal, kill};
+use nix::sys::signal::{SigSet, Signal};
 use nix::unistd::{Pid, getpid, getppid};
+use signal_demo::take::{self, Waited};
+use signal_demo::{Caught, mask, send};
 
 use crate::args::Ping;
-use crate::catch::{self, Caught};
-use crate::family::{Kid, Side, describe, exit_child, fork, run_on_cpu};
-use crate::ffi::{self, Waited};
+use crate::family::{Kid, Side, describe, exit_child, fork};
 use crate::say;
+use crate::stop::{self, Origin};
 
 const WRITER: &str = "writer";
 const READER: &str = "reader";
@@ -61,11 +64,9 @@ impl Peer<'_> {
                 .map(|status| format!("ended: {}", describe(status))),
             // A zombie still takes kill(pid, 0): it is dead, only not yet reaped by
             // its parent (a shell reaps at once; another program may not).
-            Peer::Other(pid) => match kill(*pid, None) {
-                Err(Errno::ESRCH) => Some("is gone (kill(2) says ESRCH)".into()),
-                _ if state_of(*pid) == Some('Z') => Some("died: it is a zombie".into()),
-                _ => None,
-            },
+            Peer::Other(pid) if !send::exists(*pid) => Some("is gone (kill(2) says ESRCH)".into()),
+            Peer::Other(pid) if state_of(*pid) == Some('Z') => Some("died: it is a zombie".into()),
+            Peer::Other(_) => None,
         })
     }
 }
@@ -73,7 +74,7 @@ impl Peer<'_> {
 /// What both sides take with sigtimedwait, and so keep blocked: the pings, and
 /// "stop" (SIGINT, SIGTERM, SIGHUP).
 fn waited_for() -> SigSet {
-    catch::stop_signals() | Signal::SIGUSR1
+    stop::stop_signals() | Signal::SIGUSR1
 }
 
 /// The default run's ping: the parent times, the child it forks answers. Both stay
@@ -84,7 +85,7 @@ pub fn both(ping: &Ping) -> Result<()> {
     let count = ping.count;
     // Before fork, so the child starts with them blocked too: a ping sent before it
     // waits stays pending.
-    waited_for().thread_block().context("sigprocmask")?;
+    mask::block(&waited_for()).context("sigprocmask")?;
     let writer_pid = getpid();
     match fork()? {
         Side::Child => {
@@ -121,7 +122,7 @@ pub fn both(ping: &Ping) -> Result<()> {
 pub fn reader(ping: &Ping) -> Result<()> {
     let count = ping.count;
     let set = waited_for();
-    set.thread_block().context("sigprocmask")?;
+    mask::block(&set).context("sigprocmask")?;
     let me = getpid();
     say!(
         READER,
@@ -129,11 +130,11 @@ pub fn reader(ping: &Ping) -> Result<()> {
     );
     // Like a server, wait as long as it takes for the first one: it names the writer.
     let first = loop {
-        if let Some(c) = ffi::sigtimedwait(&set, SLICE).context("sigtimedwait")? {
+        if let Some(c) = take::take(&set, SLICE).context("sigtimedwait")? {
             break c;
         }
     };
-    catch::stop_if_asked(READER, &first)?;
+    stop::stop_if_asked(READER, &first)?;
     say!(READER, "first ping {}: answering each one", first.origin());
     echo(
         &mut Peer::Other(Pid::from_raw(first.pid)),
@@ -144,7 +145,7 @@ pub fn reader(ping: &Ping) -> Result<()> {
 
 /// `signal-demo writer --pid PID --ping N`.
 pub fn writer(pid: Pid, ping: &Ping) -> Result<()> {
-    waited_for().thread_block().context("sigprocmask")?;
+    mask::block(&waited_for()).context("sigprocmask")?;
     say!(
         WRITER,
         "{} round trips of SIGUSR1 with pid {pid}, blocked both ways and taken with \
@@ -193,7 +194,7 @@ fn time_round_trips(peer: &mut Peer, ping: &Ping) -> Result<Timed> {
         send(peer, k)?;
         let reply = next_from(&set, peer)?;
         rtts.push(sent_at.elapsed());
-        catch::stop_if_asked(WRITER, &reply)?;
+        stop::stop_if_asked(WRITER, &reply)?;
         check(&reply, k, peer)?;
     }
     let elapsed = started.elapsed();
@@ -211,7 +212,7 @@ fn echo(peer: &mut Peer, mut first: Option<Caught>, count: u64) -> Result<()> {
             Some(ping) => ping,
             None => next_from(&set, peer)?,
         };
-        catch::stop_if_asked(READER, &ping)?;
+        stop::stop_if_asked(READER, &ping)?;
         let started = *started.get_or_insert_with(Instant::now);
         check(&ping, k, peer)?;
         send(peer, k)?;
@@ -230,7 +231,7 @@ fn echo(peer: &mut Peer, mut first: Option<Caught>, count: u64) -> Result<()> {
 /// later, that the peer died.
 fn send(peer: &Peer, k: u64) -> Result<()> {
     let pid = peer.pid();
-    match ffi::sigqueue(pid, libc::SIGUSR1, k as i32) {
+    match send::sigqueue(pid, libc::SIGUSR1, k as i32) {
         Ok(()) => Ok(()),
         Err(Errno::ESRCH) if k == 0 && matches!(peer, Peer::Other(_)) => bail!(
             "no process {pid}: sigqueue(3) failed with ESRCH (no such process): start \
@@ -254,7 +255,7 @@ fn send(peer: &Peer, k: u64) -> Result<()> {
 fn next_from(set: &SigSet, peer: &mut Peer) -> Result<Caught> {
     let mut silent = Duration::ZERO;
     loop {
-        let ran_out = match ffi::wait_for_signal(set, SLICE).context("sigtimedwait")? {
+        let ran_out = match take::take_once(set, SLICE).context("sigtimedwait")? {
             Waited::Got(c) => return Ok(c),
             Waited::RanOut => true,
             Waited::Interrupted => false, // stopped meanwhile, for who knows how long
@@ -263,7 +264,7 @@ fn next_from(set: &SigSet, peer: &mut Peer) -> Result<Caught> {
             // It may have sent its last signal and ended between the end of our slice
             // and this look: that signal is pending. Take it (a zero timeout) before
             // calling the peer gone, or a run that went well is reported as failed.
-            if let Some(c) = ffi::sigtimedwait(set, Duration::ZERO).context("sigtimedwait")? {
+            if let Some(c) = take::take(set, Duration::ZERO).context("sigtimedwait")? {
                 return Ok(c);
             }
             bail!("the other side (pid {}) {why}", peer.pid());
@@ -279,6 +280,15 @@ fn next_from(set: &SigSet, peer: &mut Peer) -> Result<Caught> {
             );
         }
     }
+}
+
+/// Pins this process to one CPU (`sched_setaffinity`), if asked: `--cpus`.
+fn run_on_cpu(cpu: Option<usize>) -> Result<()> {
+    let Some(cpu) = cpu else { return Ok(()) };
+    let mut set = nix::sched::CpuSet::new();
+    set.set(cpu).with_context(|| format!("CPU {cpu}"))?;
+    nix::sched::sched_setaffinity(Pid::from_raw(0), &set)
+        .with_context(|| format!("sched_setaffinity to CPU {cpu}"))
 }
 
 /// Whether `pid` is stopped (state T, or t under a tracer).
