@@ -12,21 +12,23 @@
 //! 127 or 126, as shells do, so that this status cannot be mistaken for the
 //! program's own (grep's 1 means "no line matched").
 //!
-//! Between `fork` and `exec` the child only makes system calls: the argv is built
-//! before the fork, and a failed exec ends the child with `_exit(2)`, not
-//! `std::process::exit`, which would first run the exit-time clean-up the child
-//! inherited from its parent (flushing a copy of its stdout buffer: output printed
-//! twice; C `atexit` handlers of any library). Here the program is single-threaded,
-//! so allocating in the child would be safe too; in a threaded one it is not (another
-//! thread may have held the allocator's lock at the fork), which is why the child
-//! of a threaded program must stick to async-signal-safe calls (fork(2), signal-safety(7)).
+//! Between `fork` and `exec` the child allocates nothing and makes only system
+//! calls (dup2, sigaction, execve through execvp): the argv and its array of pointers
+//! are built before the fork, and a failed exec ends the child with `_exit(2)` after
+//! one line formatted on the stack. Not `std::process::exit`, which would first run
+//! the exit-time clean-up the child inherited from its parent: flushing its copy of
+//! the parent's stdout buffer (output printed twice) and any C `atexit` handler. Here
+//! the program is single-threaded, so allocating in the child would be safe too; in a
+//! threaded one it is not (another thread may have held the allocator's lock at the
+//! fork), which is why such a child must stick to async-signal-safe calls (fork(2),
+//! signal-safety(7)).
 
 use anyhow::{Context, Result, bail};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::signal::{SigHandler, Signal, signal};
 use nix::sys::wait::WaitStatus;
-use nix::unistd::{dup2_stdin, dup2_stdout, execvp, pipe2};
+use nix::unistd::{dup2_stdin, dup2_stdout, pipe2};
 use std::ffi::CString;
 use std::io::Write as _;
 use std::os::fd::OwnedFd;
@@ -47,8 +49,8 @@ pub fn run() -> Result<()> {
     // would inherit a write end and never see EOF (the classic hanging pipeline).
     let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC).context("pipe2")?;
     // Both argv built now, before any fork: the children only call exec.
-    let ps_argv = c_strings(&["ps", "auxf"]);
-    let grep_argv = c_strings(&["grep", "ps"]);
+    let ps_argv = Argv::new(&["ps", "auxf"]);
+    let grep_argv = Argv::new(&["grep", "ps"]);
 
     let ps = match fork()? {
         Side::Child { .. } => exec_or_exit(&write_end, Stdio::Out, &ps_argv),
@@ -120,16 +122,22 @@ const EXEC_NOT_EXECUTABLE: i32 = 126;
 /// In a child: put `end` on stdin or stdout, then become `argv[0]`. If that fails,
 /// say why and end with 127 or 126 (exec failed) or 1 (the set-up failed). Never
 /// returns into the parent's code, and allocates nothing (see the top of this file).
-fn exec_or_exit(end: &OwnedFd, stdio: Stdio, argv: &[CString]) -> ! {
+fn exec_or_exit(end: &OwnedFd, stdio: Stdio, argv: &Argv) -> ! {
     if let Err((call, err)) = prepare(end, stdio) {
         complain_and_exit(format_args!("error: {call}: {err}"), 1)
     }
-    let Err(err) = execvp(&argv[0], argv);
+    // Not nix's execvp: it collects the pointer array into a fresh Vec, here, after
+    // the fork. Ours was made before it.
+    // SAFETY: `argv.pointers` holds pointers to the NUL-terminated strings of
+    // `argv.words`, which outlive this call, and ends with a null pointer, as
+    // execvp(3) requires. execvp returns only on failure.
+    unsafe { libc::execvp(argv.pointers[0], argv.pointers.as_ptr()) };
+    let err = Errno::last();
     let code = match err {
         Errno::EACCES | Errno::EPERM | Errno::ENOEXEC => EXEC_NOT_EXECUTABLE,
         _ => EXEC_NOT_FOUND,
     };
-    complain_and_exit(format_args!("error: exec {:?}: {err}", argv[0]), code)
+    complain_and_exit(format_args!("error: exec {:?}: {err}", argv.words[0]), code)
 }
 
 /// In a child whose exec failed: one line on stderr, then `_exit(code)`. The line is
@@ -167,10 +175,27 @@ fn prepare(end: &OwnedFd, stdio: Stdio) -> Result<(), (&'static str, Errno)> {
     Ok(())
 }
 
-/// A program's argv as exec wants it. Our words have no NUL byte.
-fn c_strings(words: &[&str]) -> Vec<CString> {
-    words
-        .iter()
-        .map(|w| CString::new(*w).expect("our argv has no NUL byte"))
-        .collect()
+/// A program's argv as execvp(3) wants it: the words as C strings, and the array of
+/// pointers to them that ends with a null pointer. Made before the fork, so that the
+/// child allocates nothing.
+struct Argv {
+    words: Vec<CString>,
+    pointers: Vec<*const libc::c_char>,
+}
+
+impl Argv {
+    fn new(words: &[&str]) -> Argv {
+        let words: Vec<CString> = words
+            .iter()
+            .map(|w| CString::new(*w).expect("our argv has no NUL byte"))
+            .collect();
+        // Pointers into the CStrings' own heap buffers, which moving `words` into the
+        // struct does not move.
+        let pointers = words
+            .iter()
+            .map(|w| w.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect();
+        Argv { words, pointers }
+    }
 }
