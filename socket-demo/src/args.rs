@@ -232,8 +232,9 @@ fn check(role: Role, raw: Raw) -> Result<Args, String> {
 
     if flavour == Flavour::Pair && role != Role::Both {
         return Err(
-            "pair has no reader or writer role: a socketpair has no name, it only joins a \
-             parent and the child it forks (for two terminals, use unix)"
+            "pair has no reader or writer role: a socketpair has no name to meet at, it \
+             joins processes that hold its fds, here a parent and the child it forks (for two \
+             terminals, use unix)"
                 .into(),
         );
     }

@@ -4,7 +4,8 @@
 //! reader just bound, exactly what you would type in a second terminal. It inherits no
 //! socket (std opens everything with O_CLOEXEC, and exec closes those), so the only thing
 //! the two processes share is the meeting point: a file name, or an address and port.
-//! That is the difference from a pipe or a socketpair, which only a child can inherit.
+//! That is the difference from a pipe or a socketpair, which have no name: another process
+//! gets one only as inherited fds (a child) or as fds passed over a Unix socket (`fdpass`).
 //!
 //! The reader waits for its child, on every way out, and says how it ended.
 

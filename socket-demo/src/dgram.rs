@@ -1,17 +1,22 @@
 //! Datagrams (Unix datagram sockets, UDP): messages, bulk and ping.
 //!
 //! A datagram socket keeps message boundaries: one send(2) is one datagram, and one
-//! recv(2) returns exactly one whole datagram, however many wait in the queue. So a text
+//! recv(2) returns exactly one datagram, however many wait in the queue: whole, if the
+//! buffer holds it (the rest of a longer one is thrown away, MSG_TRUNC, which the reader
+//! checks for). So a text
 //! message is the text's bytes, and the end is one zero-length datagram (DESIGN §3).
 //!
 //! There is no connection. The reader learns who sent a datagram from each recv (UDP: an
 //! address and port; Unix: the credentials the kernel attaches, SCM_CREDENTIALS), and
-//! nothing tells it when a writer dies. The two families differ in flow control:
+//! nothing on the socket tells it when a writer dies: it watches the sender's pid or port
+//! instead (`watch_sender`), and the writer the reader's bound socket (`watch_reader`). The two families differ in flow control:
 //! - Unix: the kernel queues at most `net.unix.max_dgram_qlen` + 1 datagrams for a reader
 //!   (the kernel's default is 10; systemd sets 512; see /proc/sys/net/unix/max_dgram_qlen),
 //!   then puts the writer to sleep. Nothing is lost.
-//! - UDP: nothing makes the writer wait. When the reader's receive buffer is full, the
-//!   kernel drops the datagram, and nobody is told. So the UDP bulk writer waits for the
+//! - UDP: nothing the reader does makes the writer wait (only its own send buffer can).
+//!   When the reader's receive buffer is full, the kernel drops the datagram and tells
+//!   neither side (it only counts it: the `drops` column of /proc/net/udp,
+//!   `RcvbufErrors` in /proc/net/snmp). So the UDP bulk writer waits for the
 //!   reader's acknowledgement every `window` datagrams (flow control of our own), and the
 //!   reader counts what is missing by the sequence numbers, and says so.
 //!
@@ -250,8 +255,8 @@ fn watch_sender(sender: &Sender) {
                 let how = process_gone(pid)?;
                 let left = path.as_deref().map(unix::left_behind).unwrap_or_default();
                 Some(format!(
-                    "the writer, pid {pid} (from the SCM_CREDENTIALS the kernel put on its \
-                     datagrams), is gone: {how}, and nothing came for {SENDER_GRACE:?} \
+                    "the writer, pid {pid} (from the SCM_CREDENTIALS on its datagrams, which \
+                     the kernel fills in or checks), is gone: {how}, and nothing came for {SENDER_GRACE:?} \
                      after{left}"
                 ))
             });

@@ -26,7 +26,8 @@
 //! Run: `cargo run -p socket-demo -- fdpass`; two terminals: `socket-demo reader fdpass
 //! --path /tmp/f`, then `socket-demo writer fdpass --path /tmp/f --file /etc/hostname`.
 //! Watch for: `/proc/self/fd/N -> ... (deleted)` in the reader's lines.
-//! Who does this for real: systemd socket activation, Wayland buffers, Chrome's sandbox.
+//! Who does this for real: systemd's fd store (sd_pid_notify_with_fds; socket activation
+//! itself hands fds down by inheritance, not SCM_RIGHTS), Wayland buffers, Chrome's sandbox.
 //! In production: `ipc-channel` (fd passing and shared memory), `memmap2` for the mapping.
 
 use std::fs::File;

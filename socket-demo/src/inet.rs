@@ -31,7 +31,7 @@ const DEFAULT_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCA
 fn bind_error(e: io::Error, addr: SocketAddr, flavour: Flavour) -> anyhow::Error {
     if e.kind() == io::ErrorKind::AddrInUse {
         anyhow::anyhow!(
-            "bind {addr}: the {} port {} is taken by another program (EADDRINUSE): pick \
+            "bind {addr}: the {} port {} is taken by another socket (EADDRINUSE): pick \
              another --addr, or port 0 to let the kernel choose",
             flavour.name(),
             addr.port()
@@ -65,7 +65,8 @@ fn start_reader(flavour: Flavour, addr: SocketAddr) -> String {
 }
 
 /// The TCP writer: connect(2) performs the three-way handshake with the reader's kernel,
-/// before the reader has even called accept.
+/// before the reader has even called accept (while the listen backlog has room; when it is
+/// full, the reader's kernel ignores the SYN and ours retries it, so connect waits).
 pub fn connect(addr: SocketAddr) -> Result<TcpStream> {
     match TcpStream::connect(addr) {
         Ok(stream) => Ok(stream),

@@ -13,8 +13,9 @@
 //! - stream vs datagram: two writes can come out of one read on a stream; a datagram
 //!   socket hands out exactly one message per recv (`unix`, `unix-dgram`);
 //! - who is calling: on a Unix socket the kernel tells the server the client's pid, uid and
-//!   gid (SO_PEERCRED, SCM_CREDENTIALS). The kernel checks them: an unprivileged client can
-//!   state only its own, a privileged one (CAP_SYS_ADMIN, CAP_SETUID, CAP_SETGID: root) any;
+//!   gid: SO_PEERCRED, recorded by the kernel at connect(2), the client states nothing;
+//!   SCM_CREDENTIALS, filled in by the kernel or, if the sender states them, checked: only
+//!   its own ids, unless it has CAP_SYS_ADMIN (any pid), CAP_SETUID, CAP_SETGID, as root has;
 //!   TCP/UDP tell only an address;
 //! - full duplex: one socketpair carries both directions at once, where a pipe is one-way
 //!   (`pair`);

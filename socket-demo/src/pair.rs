@@ -1,7 +1,8 @@
 //! pair: socketpair(2), two connected Unix stream sockets, between a parent and its child.
 //!
-//! Like a pipe, a socketpair has no name: only a child made by fork(2) can share it, since
-//! fork copies the parent's file descriptors. Unlike a pipe, each end reads AND writes: one
+//! Like a pipe, a socketpair has no name: another process gets it only as file descriptors,
+//! inherited across fork(2) (as here: fork copies the parent's fds) or passed over a Unix
+//! socket (SCM_RIGHTS, as `fdpass` does with a file). Unlike a pipe, each end reads AND writes: one
 //! socketpair is a channel both ways at once (full duplex), where pipe-demo's `duplex`
 //! needs two pipes. Each direction has its own kernel buffer, so both sides can write at
 //! the same time. But a buffer is finite, and counts more than the bytes (a short line
@@ -61,8 +62,8 @@ pub fn run(messages: &[String]) -> Result<()> {
     }
     say!(
         PARENT,
-        "socketpair(2) gave two connected sockets, fd {} and fd {}: no name, no file, so only \
-         a child can share them",
+        "socketpair(2) gave two connected sockets, fd {} and fd {}: no name, no file, so \
+         another process gets them only as fds (here: a child, by fork)",
         parent_end.as_raw_fd(),
         child_end.as_raw_fd()
     );

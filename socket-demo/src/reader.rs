@@ -5,7 +5,9 @@
 //! socket for this one writer; the listening socket only ever hands out connections, so
 //! once we have our writer we close it and the kernel refuses anyone else.
 //! Datagram sockets (unix-dgram, udp): socket → bind, then recv. No listen, no accept: any
-//! process may send to the address, and each datagram says who sent it.
+//! process may send to the address, and each datagram comes with its sender's address (a
+//! UDP address and port; a Unix sender's socket file, if it bound one) and, on a Unix
+//! socket with SO_PASSCRED, its pid, uid and gid.
 //!
 //! In the default run the reader also starts the writer (`demo.rs`), and in the text run
 //! it waits for the writer to finish before reading anything, so that every message waits

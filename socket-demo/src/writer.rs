@@ -2,8 +2,9 @@
 //! and closes.
 //!
 //! Streams: connect(2) makes the connection (for TCP, the three-way handshake); closing it
-//! is the reader's EOF. Datagrams: connect(2) only sets where send(2) goes; the end is one
-//! zero-length datagram, since there is no connection to close.
+//! is the reader's EOF. Datagrams: connect(2) sends nothing, it only sets where send(2)
+//! goes (and that recv(2) hears from that address alone); the end is one zero-length
+//! datagram, since there is no connection to close.
 
 use std::os::fd::AsFd;
 
@@ -41,7 +42,8 @@ pub fn run(flavour: Flavour, meet: &Meet, workload: &Workload) -> Result<()> {
             say!(
                 WRITER,
                 "connected to {addr} from {local} (the kernel picked my port): the handshake \
-                 is done, even before the reader calls accept(2)"
+                 is done, even before the reader calls accept(2) (its kernel queues the \
+                 connection, while its listen(2) backlog has room)"
             );
             talk_stream(conn, workload)?
         }
@@ -77,7 +79,7 @@ pub fn run(flavour: Flavour, meet: &Meet, workload: &Workload) -> Result<()> {
             say!(
                 WRITER,
                 "a UDP socket on {local}, connected to {addr}: nothing was sent, connect(2) \
-                 only sets where send(2) goes"
+                 only sets where send(2) goes and whom recv(2) hears from"
             );
             dgram::watch_reader(meet);
             talk_datagrams(Dgram::Udp(socket), workload, &addr.to_string())?

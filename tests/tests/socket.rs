@@ -1734,7 +1734,7 @@ fn a_datagram_text_reader_notices_its_writer_was_killed() {
     for (flavour, said) in [
         (
             "unix-dgram",
-            "(from the SCM_CREDENTIALS the kernel put on its datagrams), is gone",
+            "(from the SCM_CREDENTIALS on its datagrams, which the kernel fills in or checks), is gone",
         ),
         ("udp", "no socket on this machine has UDP port"),
     ] {
