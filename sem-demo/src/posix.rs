@@ -5,8 +5,9 @@
 //! P and V are user-space atomics on that shared memory: a P that finds 0 sleeps
 //! in futex(2), and a V that finds sleepers wakes one with futex(2); with nobody
 //! asleep neither enters the kernel. So `cat /proc/PID/wchan` of a sleeper shows a
-//! futex function. The kernel keeps only the page and the futex's queue of
-//! sleepers: it knows no value and no holder, so it cannot undo a dead holder's P.
+//! futex function. The kernel keeps the page, and while someone sleeps the futex's
+//! queue of sleepers; what the word means, and who took a unit, only glibc's code
+//! knows, so nothing can undo a dead holder's P.
 //! glibc does count the sleepers, in the `sem_t` beside the value (its `nwaiters`,
 //! which lets sem_post skip the system call when it is 0), but no call reads that
 //! count; on x86-64 glibc 2.36, `xxd /dev/shm/sem.x` shows the value in bytes 0-3

@@ -39,7 +39,7 @@ use crate::acts::{self, Stage};
 use crate::args::{Meeting, Request, Role};
 use crate::roles;
 use crate::say;
-use crate::semaphore::{Peer, Semaphore};
+use crate::semaphore::{Peer, Semaphore, is_alive};
 use crate::signals;
 
 /// The fourth argument of semctl, which C programs must declare themselves
@@ -346,13 +346,15 @@ struct Presence<'a> {
 }
 
 impl Presence<'_> {
-    /// The pid of the side that has come and gone, if it has: value 0 and the last
-    /// change by someone other than us (our own SETVAL at creation is ours).
+    /// The pid of the side that has come and gone, if it has: value 0, and the
+    /// last change by a process other than us (Linux's SETVAL sets the pid too, so
+    /// the reader's own creation names the reader) that no longer runs.
     fn gone(&self) -> Result<Option<Pid>> {
         let value = semctl(self.set.id, self.num, libc::GETVAL, 0)
             .with_context(|| format!("semctl GETVAL set {} #{}", self.set.id, self.num))?;
         let last = self.set.last_pid(self.num)?;
-        Ok((value == 0 && last != getpid()).then_some(last))
+        let came_and_went = last.as_raw() != 0 && last != getpid() && !is_alive(last);
+        Ok((value == 0 && came_and_went).then_some(last))
     }
 }
 
