@@ -5,7 +5,7 @@ use std::ffi::{OsString, c_int};
 
 use nix::unistd::Pid;
 
-use signal_demo::names;
+use signal_demo::send;
 
 pub const USAGE: &str = "\
 usage: signal-demo [--ping N [--cpus W,R]]        both sides, narrated: the parent signals its forked child
@@ -161,7 +161,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, String>
                     pid,
                     signals: words
                         .iter()
-                        .map(|w| names::parse(w))
+                        .map(|w| send::parse(w))
                         .collect::<Result<_, _>>()?,
                 },
             }

@@ -27,7 +27,7 @@ use nix::errno::Errno;
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 use nix::sys::time::TimeSpec;
 
-use crate::{Caught, mask, send};
+use crate::{Caught, mask};
 
 /// Whether a blocking call that a caught signal interrupts fails or restarts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,10 +35,10 @@ pub enum Restart {
     /// No SA_RESTART: read(2), write(2), waits... fail with EINTR, so the program
     /// hears about the signal. Every such call must then handle EINTR.
     No,
-    /// SA_RESTART: most of them restart silently (not all: poll, ppoll,
-    /// sigtimedwait, nanosleep, semop and others always fail with EINTR; see
-    /// signal(7)). Code that never looks at EINTR stays correct, but a read(2)
-    /// blocked forever stays blocked.
+    /// SA_RESTART: read(2), write(2), wait(2) and others on slow devices restart
+    /// silently, but not all calls: poll, ppoll, sigtimedwait, nanosleep, semop and
+    /// others still fail with EINTR (signal(7) lists both). And a restarted read(2)
+    /// that no data reaches stays blocked: the signal cannot wake it.
     Yes,
 }
 
@@ -209,7 +209,7 @@ pub fn stop_self() -> nix::Result<Duration> {
     let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
     // SAFETY: SIG_DFL runs no code of ours; the old action is put back below.
     let old = unsafe { sigaction(Signal::SIGTSTP, &dfl) }?;
-    send::raise(Signal::SIGTSTP)?; // pending while blocked
+    nix::sys::signal::raise(Signal::SIGTSTP)?; // pending while blocked
     let stop_and_cont = SigSet::from(Signal::SIGTSTP) | Signal::SIGCONT;
     let since = Instant::now();
     mask::unblock(&stop_and_cont)?; // stopped in here until SIGCONT
@@ -230,7 +230,7 @@ pub fn die_of(sig: Signal) -> std::process::ExitCode {
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
     let _ = default_action(sig as c_int);
-    let _ = send::raise(sig); // pending while blocked...
+    let _ = nix::sys::signal::raise(sig); // pending while blocked...
     let _ = mask::unblock(&SigSet::from(sig)); // ...and delivered here: we end
     std::process::ExitCode::from(128 + sig as u8)
 }

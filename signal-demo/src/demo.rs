@@ -36,7 +36,7 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::WaitStatus;
 use nix::unistd::{Pid, getpid, getppid, setpgid};
 use signal_demo::catch::{self, Restart};
-use signal_demo::{Caught, mask, names, send, take};
+use signal_demo::{Caught, mask, send, take};
 
 use crate::family::{Kid, Side, describe, exit_child, fork};
 use crate::say;
@@ -167,12 +167,12 @@ fn writer(kid: &mut Kid, pipe: &mut PipeWriter) -> Result<()> {
     say!(
         WRITER,
         "act 4: {BURST} SIGRTMIN (signal {}) with sigqueue(3), carrying the values 0 to {}, as fast as it goes",
-        names::rtmin(),
+        send::rtmin(),
         BURST - 1
     );
     let started = Instant::now();
     for k in 0..BURST {
-        send::sigqueue(reader, names::rtmin(), k as i32).map_err(|e| match e {
+        send::sigqueue(reader, send::rtmin(), k as i32).map_err(|e| match e {
             Errno::EAGAIN => anyhow::anyhow!(
                 "sigqueue SIGRTMIN number {k}: EAGAIN: the kernel's queue of pending signals \
                  is full (RLIMIT_SIGPENDING, `ulimit -i`)"
@@ -282,7 +282,7 @@ fn reader(pipe: PipeReader, writer: Pid) -> Result<()> {
         libc::SIGUSR2,
         libc::SIGTSTP,
         libc::SIGCONT,
-        names::rtmin(),
+        send::rtmin(),
     ];
     catch::install(&caught, Restart::No).context("sigaction")?;
     say!(
@@ -464,7 +464,7 @@ fn pending_usr1() -> Result<String> {
 
 /// Act 4: BURST SIGRTMIN, each with its value, checked one by one.
 fn queued(writer: Pid) -> Result<()> {
-    let rtmin = names::rtmin();
+    let rtmin = send::rtmin();
     say!(
         READER,
         "act 4: SIGRTMIN let in: real-time signals queue, one entry per signal sent, with its value"

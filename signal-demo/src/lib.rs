@@ -1,13 +1,15 @@
 //! `signal_demo`: the copyable half of signal-demo. Every signal call the demo makes,
 //! narration-free, in the order a program makes them:
 //!
-//! 1. name a signal: [`names::parse`] (`"USR1"`, `"RTMIN+3"`), [`names::name`];
+//! 1. name a signal: [`send::parse`] (`"USR1"`, `"RTMIN+3"`), [`send::name`],
+//!    [`send::rtmin`];
 //! 2. block it: [`mask::block`] (sigprocmask), so one that comes early stays pending;
 //! 3. either take it like a message, no handler at all: [`take::take`]
 //!    (sigtimedwait(2) up to a deadline), or install the one handler, explicitly:
 //!    [`catch::install`] (it notes each signal in a fixed array of atomics), and wait
 //!    for it with [`catch::wait`] (ppoll(2) with a timeout);
-//! 4. send: [`send::kill`], [`send::sigqueue`] (one int travels with it);
+//! 4. send: [`send::kill`], [`send::sigqueue`] (one int travels with it), from any
+//!    process (`kill -USR1 PID` too);
 //! 5. a child process waited for with a deadline: [`child::fork`], [`child::Child`]
 //!    (SIGCHLD taken with sigtimedwait, waitpid on that child's pid; `Drop` kills
 //!    and reaps it);
@@ -30,7 +32,6 @@ use nix::sys::signal::Signal;
 pub mod catch;
 pub mod child;
 pub mod mask;
-pub mod names;
 pub mod send;
 pub mod take;
 
@@ -79,8 +80,8 @@ impl Caught {
         self.signo == sig as c_int
     }
 
-    /// "SIGUSR1", "SIGRTMIN+2": [`names::name`].
+    /// "SIGUSR1", "SIGRTMIN+2": [`send::name`].
     pub fn name(&self) -> String {
-        names::name(self.signo)
+        send::name(self.signo)
     }
 }

@@ -43,7 +43,7 @@
 //!
 //! Copy from: the library half, `lib.rs` and its modules (crate `signal_demo`):
 //! `catch` (the one handler, explicitly installed; ppoll), `take` (sigtimedwait up to
-//! a deadline), `send` (kill, sigqueue), `mask`, `names`, `child` (fork, and a child
+//! a deadline), `send` (names, kill, sigqueue), `mask`, `child` (fork, and a child
 //! waited for with a deadline). `cargo doc -p signal-demo --open` is its reference.
 //!
 //! This file: which role runs. The lesson, narrated around library calls:

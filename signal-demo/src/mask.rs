@@ -20,8 +20,8 @@ use nix::sys::signal::{SigSet, SigmaskHow};
 ///
 /// # Examples
 /// ```
-/// use signal_demo::{mask, names};
-/// let set = mask::set_of(&[libc::SIGUSR1, names::rtmin() + 1]);
+/// use signal_demo::{mask, send};
+/// let set = mask::set_of(&[libc::SIGUSR1, send::rtmin() + 1]);
 /// assert!(set.contains(nix::sys::signal::Signal::SIGUSR1));
 /// ```
 pub fn set_of(signos: &[c_int]) -> SigSet {

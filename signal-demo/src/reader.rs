@@ -18,7 +18,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::getpid;
 
 use signal_demo::catch::{self, Batch, Restart};
-use signal_demo::names;
+use signal_demo::send;
 
 use crate::say;
 use crate::stop::{Origin, Stopped};
@@ -39,7 +39,7 @@ const CAUGHT: [Signal; 9] = [
 ];
 
 pub fn run() -> Result<()> {
-    let realtime: Vec<c_int> = (names::rtmin()..=names::rtmax()).collect();
+    let realtime: Vec<c_int> = (send::rtmin()..=send::rtmax()).collect();
     let mut allowed: Vec<c_int> = CAUGHT.iter().map(|&s| s as c_int).collect();
     allowed.extend(&realtime);
     // No SA_RESTART: a blocked call interrupted by a caught signal returns EINTR.

@@ -13,7 +13,7 @@ use anyhow::{Result, anyhow};
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use signal_demo::{names, send};
+use signal_demo::send;
 
 use crate::say;
 
@@ -26,7 +26,7 @@ pub fn run(pid: Pid, signals: &[c_int]) -> Result<()> {
         signals
     };
     for (k, &signo) in signals.iter().enumerate() {
-        let name = names::name(signo);
+        let name = send::name(signo);
         match Signal::try_from(signo) {
             Ok(sig) => {
                 send::kill(pid, sig as c_int).map_err(|e| explain(e, pid, "kill(2)"))?;
@@ -49,7 +49,7 @@ pub fn run(pid: Pid, signals: &[c_int]) -> Result<()> {
                 WRITER,
                 "{} went {times} times: one still pending when the next comes merges with it, \
                  so the receiver may see it fewer times",
-                names::name(signo)
+                send::name(signo)
             );
         }
     }
