@@ -8,6 +8,7 @@
 //! a message is the text's bytes, nothing added (System V: `mtype` 1), and the writer
 //! says it is done with one zero-length message, the end marker.
 
+use std::io::BufRead;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -31,6 +32,59 @@ pub trait Channel {
 
 /// The end marker: a message with no bytes at all.
 pub const END: &[u8] = b"";
+
+/// The lines of `input` (bytes up to each '\n', which need not be UTF-8), each at
+/// most `cap` bytes, the largest message the queue takes. A longer line is an error
+/// as soon as it passes the cap, not once its '\n' comes: `split(b'\n')` would first
+/// hold the whole line in memory, and `cat /dev/zero` has none.
+pub fn capped_lines(input: impl BufRead, cap: usize) -> CappedLines<impl BufRead> {
+    CappedLines { input, cap }
+}
+
+/// The iterator `capped_lines` returns.
+pub struct CappedLines<R> {
+    input: R,
+    cap: usize,
+}
+
+impl<R: BufRead> Iterator for CappedLines<R> {
+    type Item = std::io::Result<Vec<u8>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut line = Vec::new();
+        loop {
+            let available = match self.input.fill_buf() {
+                Ok(bytes) => bytes,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Some(Err(e)),
+            };
+            if available.is_empty() {
+                // EOF: the last line may lack its '\n'.
+                return (!line.is_empty()).then_some(Ok(line));
+            }
+            let (take, ends) = match available.iter().position(|&b| b == b'\n') {
+                Some(at) => (at + 1, true),
+                None => (available.len(), false),
+            };
+            line.extend_from_slice(&available[..take]);
+            self.input.consume(take);
+            let text = line.len() - usize::from(ends);
+            if text > self.cap {
+                return Some(Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "a line longer than {} bytes, the most a message of this queue holds: \
+                         it cannot be sent as one message, so I stop here rather than hold it",
+                        self.cap
+                    ),
+                )));
+            }
+            if ends {
+                return Some(Ok(line));
+            }
+        }
+    }
+}
 
 /// Sends each text as one message, then the end marker, saying how full the queue is
 /// after each. Returns (messages, bytes) of text sent.

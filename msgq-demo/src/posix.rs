@@ -32,7 +32,6 @@
 //! `mq_notify`, so those two come from libc.
 
 use std::ffi::c_int;
-use std::io::BufRead;
 use std::io::Write as _;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::path::Path;
@@ -771,8 +770,10 @@ pub fn writer(name: &str, workload: &Workload) -> Result<()> {
             let mut queue = open_watched(name, MQ_OFlag::O_WRONLY, &reader)?;
             say!(WRITER, "opened queue {name}");
             if messages.is_empty() {
-                // Bytes up to each '\n', not `lines()`: a line need not be UTF-8.
-                channel::writer(&mut queue, WRITER, std::io::stdin().lock().split(b'\n'))
+                // Bytes up to each '\n' (a line need not be UTF-8), capped at the
+                // largest message, so an endless line cannot fill our memory.
+                let lines = channel::capped_lines(std::io::stdin().lock(), queue.msgsize());
+                channel::writer(&mut queue, WRITER, lines)
             } else {
                 channel::writer(&mut queue, WRITER, messages.iter().map(Ok))
             }

@@ -27,7 +27,6 @@
 //! smaller than the message gives E2BIG.
 
 use std::ffi::{c_int, c_long};
-use std::io::BufRead;
 use std::io::Write as _;
 use std::time::Instant;
 
@@ -635,8 +634,11 @@ pub fn writer(key: i32, workload: &Workload) -> Result<()> {
         Workload::Text(messages) => {
             say!(WRITER, "found queue {} by key {key:#x}", queue.id);
             if messages.is_empty() {
-                // Bytes up to each '\n', not `lines()`: a line need not be UTF-8.
-                channel::writer(&mut queue, WRITER, std::io::stdin().lock().split(b'\n'))
+                // Bytes up to each '\n' (a line need not be UTF-8), capped at the
+                // largest message, so an endless line cannot fill our memory.
+                let lines =
+                    channel::capped_lines(std::io::stdin().lock(), Limits::read()?.largest());
+                channel::writer(&mut queue, WRITER, lines)
             } else {
                 channel::writer(&mut queue, WRITER, messages.iter().map(Ok))
             }
