@@ -27,7 +27,7 @@ use nix::errno::Errno;
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 use nix::sys::time::TimeSpec;
 
-use crate::{Caught, mask};
+use crate::{Caught, pending};
 
 /// Whether a blocking call that a caught signal interrupts fails or restarts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,19 +99,19 @@ extern "C" fn note(signo: c_int, info: *mut libc::siginfo_t, _context: *mut c_vo
 ///
 /// # Examples
 /// ```
-/// use signal_demo::{catch, mask, send};
+/// use signal_demo::{catch, pending, send};
 /// use std::time::Duration;
-/// let before = mask::current().unwrap();
+/// let before = pending::current().unwrap();
 /// catch::install(&[libc::SIGUSR1], catch::Restart::No).unwrap();
 /// send::kill(nix::unistd::getpid(), libc::SIGUSR1).unwrap(); // pending: blocked
 /// let batch = catch::wait(&[libc::SIGUSR1], Some(Duration::from_secs(5))).unwrap();
 /// assert_eq!(batch.caught[0].signo, libc::SIGUSR1);
 /// assert_eq!(batch.caught[0].pid as u32, std::process::id());
 /// catch::default_action(libc::SIGUSR1).unwrap();
-/// mask::restore(&before).unwrap();
+/// pending::restore(&before).unwrap();
 /// ```
 pub fn install(signos: &[c_int], restart: Restart) -> nix::Result<()> {
-    mask::block(&mask::set_of(signos))?;
+    pending::block(&pending::set_of(signos))?;
     let flags = match restart {
         Restart::No => libc::SA_SIGINFO,
         Restart::Yes => libc::SA_SIGINFO | libc::SA_RESTART,
@@ -166,9 +166,9 @@ pub fn take() -> Batch {
 /// ppoll(2) with no fd is sigsuspend(2) with a timeout: the kernel sets the wait's
 /// mask and sleeps in one step, and puts the mask back on the way out.
 pub fn wait(allowed: &[c_int], timeout: Option<Duration>) -> nix::Result<Batch> {
-    let mut during = mask::current()?;
+    let mut during = pending::current()?;
     for &signo in allowed {
-        during = mask::without(&during, signo);
+        during = pending::without(&during, signo);
     }
     match nix::poll::ppoll(&mut [], timeout.map(TimeSpec::from_duration), Some(during)) {
         Ok(_) | Err(Errno::EINTR) => Ok(take()), // EINTR: a handler ran
@@ -212,9 +212,9 @@ pub fn stop_self() -> nix::Result<Duration> {
     nix::sys::signal::raise(Signal::SIGTSTP)?; // pending while blocked
     let stop_and_cont = SigSet::from(Signal::SIGTSTP) | Signal::SIGCONT;
     let since = Instant::now();
-    mask::unblock(&stop_and_cont)?; // stopped in here until SIGCONT
+    pending::unblock(&stop_and_cont)?; // stopped in here until SIGCONT
     let stopped_for = since.elapsed();
-    mask::block(&stop_and_cont)?;
+    pending::block(&stop_and_cont)?;
     // SAFETY: `old` is the action that was installed before, ours or the caller's.
     unsafe { sigaction(Signal::SIGTSTP, &old) }?;
     Ok(stopped_for)
@@ -231,6 +231,6 @@ pub fn die_of(sig: Signal) -> std::process::ExitCode {
     let _ = std::io::stdout().flush();
     let _ = default_action(sig as c_int);
     let _ = nix::sys::signal::raise(sig); // pending while blocked...
-    let _ = mask::unblock(&SigSet::from(sig)); // ...and delivered here: we end
+    let _ = pending::unblock(&SigSet::from(sig)); // ...and delivered here: we end
     std::process::ExitCode::from(128 + sig as u8)
 }

@@ -18,8 +18,8 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid};
 
-use crate::take::{self, Waited};
-use crate::{Caught, mask, send};
+use crate::pending::{self, Waited};
+use crate::{Caught, send};
 
 /// Which process we are after [`fork`].
 pub enum Forked {
@@ -42,7 +42,7 @@ pub enum Forked {
 /// a lock another thread held at the moment of fork (the allocator's, stdout's)
 /// stays locked in it forever.
 pub unsafe fn fork(also: &SigSet) -> nix::Result<Forked> {
-    let before = mask::block(&(*also | Signal::SIGCHLD))?;
+    let before = pending::block(&(*also | Signal::SIGCHLD))?;
     let _ = std::io::Write::flush(&mut std::io::stdout());
     // SAFETY: the caller promises the conditions above.
     match unsafe { nix::unistd::fork() }? {
@@ -51,7 +51,7 @@ pub unsafe fn fork(also: &SigSet) -> nix::Result<Forked> {
             ended: None,
         })),
         ForkResult::Child => {
-            mask::restore(&before)?;
+            pending::restore(&before)?;
             Ok(Forked::Child)
         }
     }
@@ -133,7 +133,7 @@ impl Child {
             }
             // Sleep until the kernel says something happened to a child (SIGCHLD,
             // maybe another child's: the next waitpid tells), or a signal of `also`.
-            match take::take_once(&events, left)? {
+            match pending::take_once(&events, left)? {
                 Waited::Got(c) if c.is(Signal::SIGCHLD) => {}
                 Waited::Got(c) => return Ok(Change::Signal(c)),
                 Waited::RanOut | Waited::Interrupted => {}

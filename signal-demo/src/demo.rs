@@ -36,7 +36,7 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::WaitStatus;
 use nix::unistd::{Pid, getpid, getppid, setpgid};
 use signal_demo::catch::{self, Restart};
-use signal_demo::{Caught, mask, send, take};
+use signal_demo::{Caught, pending, send};
 
 use crate::family::{Kid, Side, describe, exit_child, fork};
 use crate::say;
@@ -55,7 +55,7 @@ pub fn run() -> Result<()> {
     let (pipe_r, mut pipe_w) = std::io::pipe().context("pipe")?;
     // The reader's answers (SIGUSR2) stay pending until we take them: none is lost,
     // not even one that comes before we wait for it.
-    mask::block(&SigSet::from(Signal::SIGUSR2)).context("sigprocmask SIGUSR2")?;
+    pending::block(&SigSet::from(Signal::SIGUSR2)).context("sigprocmask SIGUSR2")?;
     let writer_pid = getpid();
     match fork()? {
         Side::Child => {
@@ -93,7 +93,7 @@ fn own_group() -> Result<()> {
     setpgid(Pid::from_raw(0), Pid::from_raw(0)).context("setpgid")?;
     // A background group writing to a terminal set with `stty tostop` is stopped by
     // SIGTTOU, unless it blocks that signal: then the write goes through.
-    mask::block(&SigSet::from(Signal::SIGTTOU))
+    pending::block(&SigSet::from(Signal::SIGTTOU))
         .map(drop)
         .context("sigprocmask SIGTTOU")
 }
@@ -222,7 +222,7 @@ fn await_answer(kid: &mut Kid) -> Result<()> {
                 kid.pid()
             );
         }
-        match take::take(&answers, left).context("sigtimedwait")? {
+        match pending::take(&answers, left).context("sigtimedwait")? {
             Some(c) if c.is(Signal::SIGUSR2) && c.pid == kid.pid().as_raw() => return Ok(()),
             Some(c) if c.is(Signal::SIGCHLD) => {
                 if let Some(status) = kid.has_ended()? {
@@ -259,7 +259,7 @@ fn wait_until_asleep(kid: &mut Kid, wchan: &str) -> Result<String> {
             bail!("the reader (pid {pid}) was not seen asleep in {wchan} within {PATIENCE:?}");
         }
         // Look again in 1 ms, unless Ctrl+C comes first.
-        if let Some(c) = take::take(&stop, Duration::from_millis(1)).context("sigtimedwait")? {
+        if let Some(c) = pending::take(&stop, Duration::from_millis(1)).context("sigtimedwait")? {
             stop::stop_if_asked(WRITER, &c)?;
         }
     }
@@ -319,9 +319,9 @@ fn interrupted_read(pipe: &PipeReader, writer: Pid) -> Result<()> {
     // The writer signals only once it sees us asleep in the read. A signal landing
     // between the unblock and the read would run the handler and leave the read
     // blocked: the race that ppoll (`catch::wait`) closes for plain waiting.
-    mask::unblock(&usr1).context("sigprocmask SIG_UNBLOCK")?;
+    pending::unblock(&usr1).context("sigprocmask SIG_UNBLOCK")?;
     let first = nix::unistd::read(pipe, &mut buf);
-    mask::block(&usr1).context("sigprocmask SIG_BLOCK")?;
+    pending::block(&usr1).context("sigprocmask SIG_BLOCK")?;
     match first {
         Err(Errno::EINTR) => {}
         Ok(0) => bail!(
@@ -431,7 +431,7 @@ fn coalesced_while_blocked(writer: Pid) -> Result<()> {
         "SIGUSR2 came; /proc/self/status: {}",
         pending_usr1()?
     );
-    mask::let_in(&SigSet::from(Signal::SIGUSR1)).context("sigprocmask")?;
+    pending::let_in(&SigSet::from(Signal::SIGUSR1)).context("sigprocmask")?;
     let ran = catch::take()
         .caught
         .iter()

@@ -3,8 +3,8 @@
 //!
 //! 1. name a signal: [`send::parse`] (`"USR1"`, `"RTMIN+3"`), [`send::name`],
 //!    [`send::rtmin`];
-//! 2. block it: [`mask::block`] (sigprocmask), so one that comes early stays pending;
-//! 3. either take it like a message, no handler at all: [`take::take`]
+//! 2. block it: [`pending::block`] (sigprocmask), so one that comes early stays pending;
+//! 3. either take it like a message, no handler at all: [`pending::take`]
 //!    (sigtimedwait(2) up to a deadline), or install the one handler, explicitly:
 //!    [`catch::install`] (it notes each signal in a fixed array of atomics), and wait
 //!    for it with [`catch::wait`] (ppoll(2) with a timeout);
@@ -25,63 +25,9 @@
 
 #![warn(missing_docs)]
 
-use std::ffi::c_int;
-
-use nix::sys::signal::Signal;
-
 pub mod catch;
 pub mod child;
-pub mod mask;
+pub mod pending;
 pub mod send;
-pub mod take;
 
-/// One signal as the kernel described it, in the siginfo it hands to a handler
-/// (SA_SIGINFO) or to sigtimedwait(2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Caught {
-    /// The signal's number (real-time ones included, hence not a nix `Signal`).
-    pub signo: c_int,
-    /// `si_code`: how it was sent. `libc::SI_USER` kill(2), `SI_QUEUE` sigqueue(3),
-    /// `SI_TKILL` tgkill(2)/raise(3), `SI_KERNEL` the kernel (a terminal key);
-    /// for SIGCHLD, `CLD_EXITED` and friends.
-    pub code: c_int,
-    /// The sender's pid (for SI_USER, SI_QUEUE, SI_TKILL; the child's for SIGCHLD).
-    pub pid: i32,
-    /// The sender's real uid, for the same codes.
-    pub uid: u32,
-    /// The int sigqueue(3) attached, for SI_QUEUE (0 otherwise, meaningless).
-    pub value: i32,
-}
-
-impl Caught {
-    /// Reads a siginfo. Async-signal-safe (no allocation, no lock): a handler may call it.
-    pub fn from_siginfo(signo: c_int, info: &libc::siginfo_t) -> Caught {
-        // SAFETY: the kernel filled the whole siginfo_t. si_pid, si_uid and si_value
-        // are plain integers at fixed offsets in it: reading them is always sound;
-        // they mean something only for the si_code values documented above.
-        let (pid, uid, value) = unsafe {
-            (
-                info.si_pid(),
-                info.si_uid(),
-                info.si_value().sival_ptr as isize as i32,
-            )
-        };
-        Caught {
-            signo,
-            code: info.si_code,
-            pid,
-            uid,
-            value,
-        }
-    }
-
-    /// Whether this is `sig`.
-    pub fn is(&self, sig: Signal) -> bool {
-        self.signo == sig as c_int
-    }
-
-    /// "SIGUSR1", "SIGRTMIN+2": [`send::name`].
-    pub fn name(&self) -> String {
-        send::name(self.signo)
-    }
-}
+pub use pending::Caught;

@@ -42,9 +42,9 @@
 //! data: a pipe, a socket or a queue carries bytes, in order, without loss.
 //!
 //! Copy from: the library half, `lib.rs` and its modules (crate `signal_demo`):
-//! `catch` (the one handler, explicitly installed; ppoll), `take` (sigtimedwait up to
-//! a deadline), `send` (names, kill, sigqueue), `mask`, `child` (fork, and a child
-//! waited for with a deadline). `cargo doc -p signal-demo --open` is its reference.
+//! `pending` (the mask; sigtimedwait up to a deadline; the siginfo, `Caught`),
+//! `catch` (the one handler, installed explicitly; ppoll), `send` (names, kill,
+//! sigqueue), `child` (fork, and a child waited for with a deadline). `cargo doc -p signal-demo --open` is its reference.
 //!
 //! This file: which role runs. The lesson, narrated around library calls:
 //! `demo.rs` (the default run), `reader.rs`, `writer.rs`; `family.rs` and `stop.rs`

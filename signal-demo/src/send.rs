@@ -33,15 +33,15 @@ pub fn kill(pid: Pid, signo: c_int) -> nix::Result<()> {
 /// # Examples
 /// ```
 /// use nix::sys::signal::SigSet;
-/// use signal_demo::{mask, send, take};
+/// use signal_demo::{pending, send};
 /// use std::time::Duration;
 /// let rt = send::rtmin() + 1;
-/// let set = mask::set_of(&[rt]);
-/// let before = mask::block(&set).unwrap(); // blocked first: it waits for us
+/// let set = pending::set_of(&[rt]);
+/// let before = pending::block(&set).unwrap(); // blocked first: it waits for us
 /// send::sigqueue(nix::unistd::getpid(), rt, 42).unwrap();
-/// let got = take::take(&set, Duration::from_secs(5)).unwrap().unwrap();
+/// let got = pending::take(&set, Duration::from_secs(5)).unwrap().unwrap();
 /// assert_eq!((got.signo, got.value, got.code), (rt, 42, libc::SI_QUEUE));
-/// mask::restore(&before).unwrap();
+/// pending::restore(&before).unwrap();
 /// ```
 pub fn sigqueue(pid: Pid, signo: c_int, value: i32) -> nix::Result<()> {
     // The value travels in a union of int and pointer; libc only names the pointer.

@@ -1,6 +1,6 @@
 //! The --ping workload: how long a signal takes to go there and back. Measurement
 //! machinery, not the lesson: built on the same library calls (`send::sigqueue`,
-//! `take::take_once`), so the benchmark measures the code people copy.
+//! `pending::take_once`), so the benchmark measures the code people copy.
 //!
 //! The writer sends SIGUSR1 with sigqueue(3), carrying the round's number k; the
 //! reader answers with SIGUSR1 carrying k back. Neither runs a handler: both keep
@@ -22,8 +22,8 @@ use anyhow::{Context, Result, bail};
 use nix::errno::Errno;
 use nix::sys::signal::{SigSet, Signal};
 use nix::unistd::{Pid, getpid, getppid};
-use signal_demo::take::{self, Waited};
-use signal_demo::{Caught, mask, send};
+use signal_demo::pending::{self, Waited};
+use signal_demo::{Caught, send};
 
 use crate::args::Ping;
 use crate::family::{Kid, Side, describe, exit_child, fork};
@@ -85,7 +85,7 @@ pub fn both(ping: &Ping) -> Result<()> {
     let count = ping.count;
     // Before fork, so the child starts with them blocked too: a ping sent before it
     // waits stays pending.
-    mask::block(&waited_for()).context("sigprocmask")?;
+    pending::block(&waited_for()).context("sigprocmask")?;
     let writer_pid = getpid();
     match fork()? {
         Side::Child => {
@@ -122,7 +122,7 @@ pub fn both(ping: &Ping) -> Result<()> {
 pub fn reader(ping: &Ping) -> Result<()> {
     let count = ping.count;
     let set = waited_for();
-    mask::block(&set).context("sigprocmask")?;
+    pending::block(&set).context("sigprocmask")?;
     let me = getpid();
     say!(
         READER,
@@ -130,7 +130,7 @@ pub fn reader(ping: &Ping) -> Result<()> {
     );
     // Like a server, wait as long as it takes for the first one: it names the writer.
     let first = loop {
-        if let Some(c) = take::take(&set, SLICE).context("sigtimedwait")? {
+        if let Some(c) = pending::take(&set, SLICE).context("sigtimedwait")? {
             break c;
         }
     };
@@ -145,7 +145,7 @@ pub fn reader(ping: &Ping) -> Result<()> {
 
 /// `signal-demo writer --pid PID --ping N`.
 pub fn writer(pid: Pid, ping: &Ping) -> Result<()> {
-    mask::block(&waited_for()).context("sigprocmask")?;
+    pending::block(&waited_for()).context("sigprocmask")?;
     say!(
         WRITER,
         "{} round trips of SIGUSR1 with pid {pid}, blocked both ways and taken with \
@@ -255,7 +255,7 @@ fn send(peer: &Peer, k: u64) -> Result<()> {
 fn next_from(set: &SigSet, peer: &mut Peer) -> Result<Caught> {
     let mut silent = Duration::ZERO;
     loop {
-        let ran_out = match take::take_once(set, SLICE).context("sigtimedwait")? {
+        let ran_out = match pending::take_once(set, SLICE).context("sigtimedwait")? {
             Waited::Got(c) => return Ok(c),
             Waited::RanOut => true,
             Waited::Interrupted => false, // stopped meanwhile, for who knows how long
@@ -264,7 +264,7 @@ fn next_from(set: &SigSet, peer: &mut Peer) -> Result<Caught> {
             // It may have sent its last signal and ended between the end of our slice
             // and this look: that signal is pending. Take it (a zero timeout) before
             // calling the peer gone, or a run that went well is reported as failed.
-            if let Some(c) = take::take(set, Duration::ZERO).context("sigtimedwait")? {
+            if let Some(c) = pending::take(set, Duration::ZERO).context("sigtimedwait")? {
                 return Ok(c);
             }
             bail!("the other side (pid {}) {why}", peer.pid());
