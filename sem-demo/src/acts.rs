@@ -30,7 +30,10 @@ use nix::unistd::Pid;
 
 use crate::family::{Side, exit_child, fork};
 use crate::say;
-use crate::semaphore::{PEER_TIMEOUT, Semaphore, Took, View, p, p_from, wait_until_asleep};
+use crate::semaphore::{
+    PEER_TIMEOUT, Process, Semaphore, Took, View, is_alive, p, p_from, p_watching,
+    wait_until_asleep,
+};
 use crate::shared::SharedPage;
 use crate::signals;
 
@@ -53,11 +56,56 @@ pub struct Stage<'a> {
 pub fn run(stage: &Stage) -> Result<()> {
     let page = SharedPage::map()?;
     let clock = Instant::now();
-    p_and_v(stage.mutex)?;
-    let unprotected = race(&page, stage.loops)?;
-    mutex(&page, stage.mutex, stage.loops, unprotected)?;
-    sync(&page, stage.sync, clock)?;
-    dead_holder(stage.mutex, stage.sync)
+    // Taken before any fork: a child's getppid() would name whoever adopted it
+    // once A is dead.
+    let cast = Cast {
+        stage,
+        a: nix::unistd::getpid(),
+    };
+    p_and_v(&cast)?;
+    let unprotected = race(&cast, &page)?;
+    mutex(&cast, &page, unprotected)?;
+    sync(&cast, &page, clock)?;
+    dead_holder(&cast)
+}
+
+/// The stage and A's pid, which every child watches.
+struct Cast<'a> {
+    stage: &'a Stage<'a>,
+    a: Pid,
+}
+
+impl Cast<'_> {
+    /// Ends a child of A (B or C). If A has died (SIGKILL runs no guard of its),
+    /// the child removes the semaphores A made, so the run leaves nothing behind.
+    fn end_child(&self, role: &str, outcome: Result<()>) -> ! {
+        if !is_alive(self.a) {
+            for sem in [self.stage.mutex, self.stage.sync] {
+                match sem.remove_for_dead_creator() {
+                    Ok(()) => say!(
+                        role,
+                        "A (pid {}) died without removing {}: removed it",
+                        self.a,
+                        sem.label()
+                    ),
+                    Err(e) => say!(role, "could not remove {}: {e:#}", sem.label()),
+                }
+            }
+        }
+        exit_child(outcome)
+    }
+}
+
+/// P that waits for `who` (pid `pid`) to do V, for at most PEER_TIMEOUT: its death
+/// ends the wait at once, as a semaphore has no end of file.
+fn p_from_live(sem: &dyn Semaphore, pid: Pid, who: &str) -> Result<()> {
+    match p_watching(sem, Some(PEER_TIMEOUT), Some(&Process { pid, who }))? {
+        Took::Yes => Ok(()),
+        Took::TimedOut => bail!(
+            "P on {}: no V came from {who} (pid {pid}) within {PEER_TIMEOUT:?}",
+            sem.label()
+        ),
+    }
 }
 
 /// The notes' count, kept by the notes' rules: P subtracts 1 and blocks below 0,
@@ -96,7 +144,8 @@ impl NotesCount {
 }
 
 /// Act 1: A takes the mutex, B blocks on it, A's V wakes B, B's V frees it.
-fn p_and_v(mutex: &dyn Semaphore) -> Result<()> {
+fn p_and_v(cast: &Cast) -> Result<()> {
+    let mutex = cast.stage.mutex;
     say!(
         A,
         "--- act 1: P and V, as the notes define them and as Linux does them ---"
@@ -131,7 +180,7 @@ fn p_and_v(mutex: &dyn Semaphore) -> Result<()> {
     );
 
     let b = match fork(B)? {
-        Side::Child => exit_child(b_waits_for_the_mutex(mutex)),
+        Side::Child => cast.end_child(B, b_waits_for_the_mutex(mutex, cast.a)),
         Side::Parent(b) => b,
     };
     let wchan = wait_until_asleep(b.pid(), mutex.sleeps_in(), PEER_TIMEOUT)?;
@@ -161,14 +210,14 @@ fn p_and_v(mutex: &dyn Semaphore) -> Result<()> {
 }
 
 /// Act 1, B's part: P sleeps while A holds the mutex, then V.
-fn b_waits_for_the_mutex(mutex: &dyn Semaphore) -> Result<()> {
+fn b_waits_for_the_mutex(mutex: &dyn Semaphore, a: Pid) -> Result<()> {
     say!(
         B,
         "P on {}: value {}, A holds it, so I sleep",
         mutex.label(),
         mutex.value()?
     );
-    p_from(mutex, PEER_TIMEOUT, "A")?;
+    p_from_live(mutex, a, "A")?;
     say!(B, "woke up holding the mutex (value {})", mutex.value()?);
     mutex.v()?;
     say!(B, "V: value {}", mutex.value()?);
@@ -177,7 +226,8 @@ fn b_waits_for_the_mutex(mutex: &dyn Semaphore) -> Result<()> {
 
 /// Act 2: both count with nothing protecting the counter. Returns what one
 /// unprotected increment cost, for act 3 to compare with.
-fn race(page: &SharedPage, loops: u64) -> Result<Duration> {
+fn race(cast: &Cast, page: &SharedPage) -> Result<Duration> {
+    let loops = cast.stage.loops;
     say!(
         A,
         "--- act 2: no semaphore: A and B each add 1 to one shared counter {loops} times ---"
@@ -188,7 +238,7 @@ fn race(page: &SharedPage, loops: u64) -> Result<Duration> {
          an increment is an atomic load, a moment's work, then an atomic store: each step \
          is atomic, the pair is not"
     );
-    let (total, took) = count_in_two(page, loops, None)?;
+    let (total, took) = count_in_two(cast, page, None)?;
     let expected = 2 * loops;
     say!(
         A,
@@ -212,19 +262,15 @@ fn race(page: &SharedPage, loops: u64) -> Result<Duration> {
 }
 
 /// Act 3: the same counting, each increment inside P and V on the mutex.
-fn mutex(
-    page: &SharedPage,
-    mutex: &dyn Semaphore,
-    loops: u64,
-    unprotected: Duration,
-) -> Result<()> {
+fn mutex(cast: &Cast, page: &SharedPage, unprotected: Duration) -> Result<()> {
+    let (mutex, loops) = (cast.stage.mutex, cast.stage.loops);
     say!(
         A,
         "--- act 3: a mutex semaphore, value 1 (互斥信号量): the same counting, each \
          increment between P and V on {} ---",
         mutex.label()
     );
-    let (total, took) = count_in_two(page, loops, Some(mutex))?;
+    let (total, took) = count_in_two(cast, page, Some(mutex))?;
     let expected = 2 * loops;
     say!(
         A,
@@ -248,10 +294,11 @@ fn mutex(
 /// given, each on a CPU of its own when there are two. Returns the counter at the
 /// end and how long the counting took.
 fn count_in_two(
+    cast: &Cast,
     page: &SharedPage,
-    loops: u64,
     mutex: Option<&dyn Semaphore>,
 ) -> Result<(u64, Duration)> {
+    let loops = cast.stage.loops;
     page.reset();
     let cpus = two_cpus()?;
     match cpus {
@@ -268,14 +315,25 @@ fn count_in_two(
     let started = Instant::now();
     let b = match fork(B)? {
         Side::Child => {
-            exit_child(run_on(cpus.map(|(_, b)| b)).and_then(|()| count(B, page, loops, mutex)))
+            let other = Process {
+                pid: cast.a,
+                who: "A",
+            };
+            let counted =
+                run_on(cpus.map(|(_, b)| b)).and_then(|()| count(B, page, loops, mutex, &other));
+            cast.end_child(B, counted)
         }
         Side::Parent(b) => b,
     };
     let mask = nix::sched::sched_getaffinity(Pid::from_raw(0)).context("sched_getaffinity")?;
-    let counted = run_on(cpus.map(|(a, _)| a)).and_then(|()| count(A, page, loops, mutex));
+    let other = Process {
+        pid: b.pid(),
+        who: "B",
+    };
+    let counted = run_on(cpus.map(|(a, _)| a)).and_then(|()| count(A, page, loops, mutex, &other));
     let reaped = match counted {
         Ok(()) => b.reap_ok(A),
+        Err(_) if !is_alive(b.pid()) => b.reap(A).map(drop), // says how B died
         Err(_) => {
             drop(b); // B would wait for us in vain: the guard kills and reaps it
             Ok(())
@@ -307,9 +365,31 @@ pub fn run_on(cpu: Option<usize>) -> Result<()> {
 /// How many unprotected increments pass between two looks at the Ctrl+C flag.
 const CHECK_EVERY: u64 = 4096;
 
-/// One process's share of the counting.
-fn count(role: &str, page: &SharedPage, loops: u64, mutex: Option<&dyn Semaphore>) -> Result<()> {
-    page.start_together(2, PEER_TIMEOUT)?;
+/// One process's share of the counting. `other`: the process counting with us; if
+/// it dies before it has finished, we stop too.
+fn count(
+    role: &str,
+    page: &SharedPage,
+    loops: u64,
+    mutex: Option<&dyn Semaphore>,
+    other: &Process,
+) -> Result<()> {
+    page.start_together(2, PEER_TIMEOUT, || is_alive(other.pid))?;
+    // Now and then (every 4096 increments: microseconds apart), look at the Ctrl+C
+    // flag (nothing here sleeps, so no EINTR tells us) and at the other process.
+    let look = |k: u64| -> Result<()> {
+        if k.is_multiple_of(CHECK_EVERY) {
+            signals::check()?;
+            if page.finished() == 0 && !is_alive(other.pid) {
+                bail!(
+                    "{} (pid {}) died before it had finished counting",
+                    other.who,
+                    other.pid
+                );
+            }
+        }
+        Ok(())
+    };
     say!(
         role,
         "counting from now on ({loops} times; Ctrl+C stops me)"
@@ -318,22 +398,20 @@ fn count(role: &str, page: &SharedPage, loops: u64, mutex: Option<&dyn Semaphore
     match mutex {
         None => {
             for k in 0..loops {
-                // Nothing here sleeps, so no EINTR tells us of a Ctrl+C: look at the
-                // flag now and then (every 4096 increments: microseconds apart).
-                if k % CHECK_EVERY == 0 {
-                    signals::check()?;
-                }
+                look(k)?;
                 page.add_one();
             }
         }
         Some(mutex) => {
-            for _ in 0..loops {
-                p_from(mutex, PEER_TIMEOUT, "the other process")?;
+            for k in 0..loops {
+                look(k)?;
+                p_from_live(mutex, other.pid, other.who)?;
                 page.add_one();
                 mutex.v()?;
             }
         }
     }
+    page.finish();
     say!(
         role,
         "added 1 {loops} times in {:.1} ms",
@@ -349,14 +427,15 @@ fn t(clock: Instant) -> String {
 }
 
 /// Act 4: B waits on the sync semaphore; A does its step, then V.
-fn sync(page: &SharedPage, sync: &dyn Semaphore, clock: Instant) -> Result<()> {
+fn sync(cast: &Cast, page: &SharedPage, clock: Instant) -> Result<()> {
+    let sync = cast.stage.sync;
     say!(
         A,
         "--- act 4: a sync semaphore, value 0 (同步信号量): B is started first, yet A's step comes first ---"
     );
     page.set_note(0);
     let b = match fork(B)? {
-        Side::Child => exit_child(b_waits_for_a(page, sync, clock)),
+        Side::Child => cast.end_child(B, b_waits_for_a(page, sync, clock, cast.a)),
         Side::Parent(b) => b,
     };
     // Wait until B really sleeps in P, to show that even a B that is ready first
@@ -387,7 +466,7 @@ fn sync(page: &SharedPage, sync: &dyn Semaphore, clock: Instant) -> Result<()> {
 }
 
 /// Act 4, B's part.
-fn b_waits_for_a(page: &SharedPage, sync: &dyn Semaphore, clock: Instant) -> Result<()> {
+fn b_waits_for_a(page: &SharedPage, sync: &dyn Semaphore, clock: Instant, a: Pid) -> Result<()> {
     say!(
         B,
         "{} P on {}: value {}, so I sleep until A does V",
@@ -395,7 +474,7 @@ fn b_waits_for_a(page: &SharedPage, sync: &dyn Semaphore, clock: Instant) -> Res
         sync.label(),
         sync.value()?
     );
-    p_from(sync, PEER_TIMEOUT, "A")?;
+    p_from_live(sync, a, "A")?;
     say!(
         B,
         "{} woke up. B's step: read {} from the shared page, written by A before its V",
@@ -406,7 +485,8 @@ fn b_waits_for_a(page: &SharedPage, sync: &dyn Semaphore, clock: Instant) -> Res
 }
 
 /// Act 5: B takes the mutex and is killed holding it; C waits for it.
-fn dead_holder(mutex: &dyn Semaphore, sync: &dyn Semaphore) -> Result<()> {
+fn dead_holder(cast: &Cast) -> Result<()> {
+    let (mutex, sync) = (cast.stage.mutex, cast.stage.sync);
     say!(
         A,
         "--- act 5: the holder dies: B takes the mutex and is killed before its V ---"
@@ -418,20 +498,20 @@ fn dead_holder(mutex: &dyn Semaphore, sync: &dyn Semaphore) -> Result<()> {
     let b = match fork(B)? {
         Side::Child => {
             drop(a_alive_writer);
-            exit_child(hold_until_killed(mutex, sync, a_alive))
+            cast.end_child(B, hold_until_killed(mutex, sync, a_alive))
         }
         Side::Parent(b) => b,
     };
     drop(a_alive);
     // B says "I hold it" with a V on the sync semaphore: act 4's tool again.
-    p_from(sync, PEER_TIMEOUT, "B")?;
+    p_from_live(sync, b.pid(), "B")?;
     say!(
         A,
         "B holds the mutex | {}",
         View::of(mutex, &[b.pid()])?.both()
     );
     let c = match fork(C)? {
-        Side::Child => exit_child(c_waits_for_the_mutex(mutex)),
+        Side::Child => cast.end_child(C, c_waits_for_the_mutex(mutex)),
         Side::Parent(c) => c,
     };
     let wchan = wait_until_asleep(c.pid(), mutex.sleeps_in(), PEER_TIMEOUT)?;

@@ -36,6 +36,8 @@ struct Page {
     note: AtomicU64,
     /// Processes at the starting line, so both start counting at once.
     at_the_start: AtomicU32,
+    /// Processes done counting: a peer that is gone after finishing did not die.
+    finished: AtomicU32,
 }
 
 /// One shared page; unmapped on drop (each process unmaps its own mapping).
@@ -110,22 +112,49 @@ impl SharedPage {
         unsafe { &(*self.page.as_ptr()).at_the_start }
     }
 
-    /// Resets the counter and the starting line, before forking the counters.
+    fn finished_cell(&self) -> &AtomicU32 {
+        // SAFETY: the field is in our mapping for as long as `self` lives, and every
+        // process touches it only through atomic operations.
+        unsafe { &(*self.page.as_ptr()).finished }
+    }
+
+    /// How many processes have finished counting.
+    pub fn finished(&self) -> u32 {
+        self.finished_cell().load(Ordering::SeqCst)
+    }
+
+    /// Says this process has finished counting.
+    pub fn finish(&self) {
+        self.finished_cell().fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Resets the counter, the starting line and the finish, before forking the
+    /// counters.
     pub fn reset(&self) {
         self.counter_cell().store(0, Ordering::Relaxed);
         self.at_the_start().store(0, Ordering::SeqCst);
+        self.finished_cell().store(0, Ordering::SeqCst);
     }
 
     /// Waits (spinning, a few microseconds) until `processes` have arrived here, so
     /// they count at the same time: without it, a fresh child may start only after
-    /// its parent has finished, and nothing would collide.
-    pub fn start_together(&self, processes: u32, limit: Duration) -> Result<()> {
+    /// its parent has finished, and nothing would collide. `other_alive` tells
+    /// whether the process we wait for still runs.
+    pub fn start_together(
+        &self,
+        processes: u32,
+        limit: Duration,
+        other_alive: impl Fn() -> bool,
+    ) -> Result<()> {
         let start = self.at_the_start();
         start.fetch_add(1, Ordering::SeqCst);
         let deadline = Instant::now() + limit;
         while start.load(Ordering::SeqCst) < processes {
             if Instant::now() >= deadline {
-                bail!("the other process never reached the starting line: is it gone?");
+                bail!("the other process never reached the starting line: is it stuck?");
+            }
+            if !other_alive() {
+                bail!("the other process died before the starting line");
             }
             signals::check()?;
             std::hint::spin_loop();

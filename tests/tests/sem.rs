@@ -797,3 +797,67 @@ fn a_set_removed_under_a_waiting_reader_is_named_as_removed_not_as_its_creator_e
     );
     assert_no_sysv_leftovers(&k);
 }
+
+/// Starts the default run with endless counting and returns it, with B's pid,
+/// once A and B count in act 2.
+fn start_endless_race(flavour: &str, option: &str, meeting: &str) -> (Demo, i32) {
+    let mut demo = Demo::start(DEMO, &[flavour, option, meeting, "--loops", "1000000000"]);
+    demo.wait_for_line("--- act 2:");
+    let mut b = None;
+    for _ in 0..2 {
+        let line = demo.wait_for_line("counting from now on");
+        if line.starts_with("[B ") {
+            b = pid_of_role(&line, "B");
+        }
+    }
+    (demo, b.expect("B's counting line"))
+}
+
+#[test]
+fn a_child_whose_parent_was_killed_mid_run_stops_and_removes_the_semaphores() {
+    for (flavour, option, meeting) in two_terminal_meetings("race-kill-a", 20) {
+        let (demo, b) = start_endless_race(flavour, option, &meeting);
+        let a = demo.pid();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(a), Signal::SIGKILL).unwrap();
+        let out = demo.finish();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&out.status),
+            Some(Signal::SIGKILL as i32)
+        );
+        let orphans = reap_orphans_with_status(a);
+        assert_eq!(
+            orphans,
+            vec![(
+                b,
+                nix::sys::wait::WaitStatus::Exited(nix::unistd::Pid::from_raw(b), 1)
+            )],
+            "B should notice and exit 1 by itself"
+        );
+        assert!(
+            out.stderr
+                .contains(&format!("A (pid {a}) died before it had finished counting")),
+            "{}",
+            out.stderr
+        );
+        assert!(
+            out.stdout
+                .contains(&format!("A (pid {a}) died without removing")),
+            "{}",
+            out.stdout
+        );
+        assert_nothing_left(flavour, &meeting);
+    }
+}
+
+#[test]
+fn a_parent_whose_child_was_killed_mid_run_says_so_and_removes_the_semaphores() {
+    for (flavour, option, meeting) in two_terminal_meetings("race-kill-b", 21) {
+        let (demo, b) = start_endless_race(flavour, option, &meeting);
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(b), Signal::SIGKILL).unwrap();
+        let out = demo.finish();
+        out.assert_exit_code(1)
+            .assert_stderr_contains(&format!("B (pid {b}) died before it had finished counting"))
+            .assert_stdout_contains(&format!("reaped B {b}: killed by SIGKILL"));
+        assert_nothing_left(flavour, &meeting);
+    }
+}
