@@ -147,7 +147,12 @@ fn run(args: &Args) -> anyhow::Result<()> {
         }
         (Flavour::Fdpass, Role::Reader, _) => fdpass::reader(path, None),
         (Flavour::Fdpass, _, _) => fdpass::reader(path, Some((messages, args.file.as_deref()))),
-        (flavour, Role::Writer, Some(meet)) => writer::run(flavour, meet, &args.workload),
+        (flavour, Role::Writer, Some(meet)) => {
+            writer::run(flavour, meet, &args.workload).map_err(|e| match meet {
+                Meet::Path(path) => writer::with_left_behind(e, path),
+                Meet::Addr(_) => e,
+            })
+        }
         (flavour, role, meet) => {
             let start = (role == Role::Both).then_some(args.cpus);
             reader::run(flavour, meet.as_ref(), &args.workload, start)

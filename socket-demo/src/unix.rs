@@ -177,13 +177,21 @@ fn already_there(path: &Path) -> anyhow::Error {
 /// Empty otherwise.
 pub fn left_behind(path: &Path) -> String {
     let is_socket = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
-    if is_socket && !is_live(path) {
-        format!(
-            "; it could not remove its socket file, which is stale now: rm {}",
-            shell_quoted(&path.to_string_lossy())
-        )
-    } else {
-        String::new()
+    if !is_socket || is_live(path) {
+        return String::new();
+    }
+    let file = shell_quoted(&path.to_string_lossy());
+    // A default run's socket is in a private directory of its own: that is left too.
+    match path.parent().filter(|dir| {
+        dir.file_name()
+            .is_some_and(|name| name.to_string_lossy().starts_with("socket-demo-"))
+    }) {
+        Some(dir) => format!(
+            "; it could not remove its socket file, which is stale now, nor its private \
+             directory: rm {file} && rmdir {}",
+            shell_quoted(&dir.to_string_lossy())
+        ),
+        None => format!("; it could not remove its socket file, which is stale now: rm {file}"),
     }
 }
 

@@ -30,7 +30,7 @@ pub fn run(flavour: Flavour, meet: &Meet, workload: &Workload) -> Result<()> {
                 "connected to {}: the kernel found the reader's socket by its file",
                 path.display()
             );
-            talk_stream(conn, workload).map_err(|e| with_left_behind(e, path))?
+            talk_stream(conn, workload)?
         }
         (Flavour::Tcp, Meet::Addr(addr)) => {
             let conn = inet::connect(*addr)?;
@@ -66,8 +66,7 @@ pub fn run(flavour: Flavour, meet: &Meet, workload: &Workload) -> Result<()> {
                 ),
             }
             dgram::watch_reader(meet);
-            let summary = talk_datagrams(Dgram::Unix(socket), workload, &path.to_string_lossy())
-                .map_err(|e| with_left_behind(e, path));
+            let summary = talk_datagrams(Dgram::Unix(socket), workload, &path.to_string_lossy());
             if let Some(own) = own {
                 own.remove(WRITER);
             }
