@@ -15,9 +15,11 @@
 //!    gives its unit back and C goes on; a POSIX semaphore stays taken, and C's
 //!    timed wait gives up.
 //!
-//! A is the parent; it forks B (and C) for each act and reaps them. Every wait has
-//! a time limit, or (B's in act 5) ends when A's end of a pipe closes, so a process
-//! whose peer died says so instead of hanging.
+//! A is the parent; it forks B (and C) for each act and reaps them. A wait for a V
+//! watches the process that should do it (by its pid, in /proc) and has a time
+//! limit besides; B's in act 5 ends when A's end of a pipe closes; so a process
+//! whose peer died says so instead of hanging. A child that outlives a SIGKILLed A
+//! removes A's semaphores, which A no longer can.
 
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};

@@ -25,8 +25,9 @@
 //!
 //! Traps met here: libc has no `union semun` (we define it and pass it by value to
 //! the variadic semctl), no `semtimedop` wrapper (we make the system call, which
-//! answers EAGAIN on timeout), and `sem_flg` is a `c_short`. SEM_UNDO goes only on
-//! the mutex: on a sync semaphore, the kernel would undo a writer's V at its exit.
+//! answers EAGAIN on timeout), and `sem_flg` is a `c_short`. SEM_UNDO goes on the
+//! mutex and on the two-terminal presence semaphores, never on a sync semaphore:
+//! there the kernel would undo a writer's V at its exit.
 
 use std::ffi::{c_int, c_short, c_ushort};
 use std::time::Duration;
