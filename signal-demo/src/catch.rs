@@ -18,6 +18,8 @@
 //! handler runs, so [`take`] reads the log with nobody writing it. That holds for a
 //! single-threaded program; in a threaded one block them before the first thread
 //! starts (see the crate's top).
+//!
+//! Needs `pending.rs` beside it, and nix with the features "signal" and "poll".
 
 use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicUsize, Ordering::SeqCst};
@@ -27,7 +29,7 @@ use nix::errno::Errno;
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 use nix::sys::time::TimeSpec;
 
-use crate::{Caught, pending};
+use crate::pending::{self, Caught};
 
 /// Whether a blocking call that a caught signal interrupts fails or restarts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

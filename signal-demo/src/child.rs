@@ -11,6 +11,8 @@
 //!
 //! A [`Child`] dropped before it was reaped is killed (SIGKILL) and reaped: no
 //! zombie and no child left running, whatever path the parent took.
+//!
+//! Needs `pending.rs` and `send.rs` beside it; nix features "signal", "process".
 
 use std::time::{Duration, Instant};
 
@@ -18,8 +20,8 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid};
 
-use crate::pending::{self, Waited};
-use crate::{Caught, send};
+use crate::pending::{self, Caught, Waited};
+use crate::send;
 
 /// Which process we are after [`fork`].
 pub enum Forked {

@@ -16,7 +16,9 @@
 //! Every mask change here is the calling thread's (pthread_sigmask; in a
 //! single-threaded program that is the process's). Threads inherit the mask: block
 //! before starting any thread, or a process-directed signal goes to a thread that
-//! has it unblocked (and, with no handler, its default action ends the process).
+//! has it unblocked (with no handler, its default action: for most, the end).
+//!
+//! Stands alone: copy it with nix's feature "signal" (and libc).
 
 use std::ffi::c_int;
 use std::time::{Duration, Instant};
@@ -198,10 +200,5 @@ impl Caught {
     /// Whether this is `sig`.
     pub fn is(&self, sig: Signal) -> bool {
         self.signo == sig as c_int
-    }
-
-    /// "SIGUSR1", "SIGRTMIN+2": [`send::name`](crate::send::name).
-    pub fn name(&self) -> String {
-        crate::send::name(self.signo)
     }
 }

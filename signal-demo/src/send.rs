@@ -9,6 +9,8 @@
 //! pending when the next of its kind comes merges with it (one pending bit); a
 //! real-time one is queued with its value, up to RLIMIT_SIGPENDING (`ulimit -i`) per
 //! user: beyond it sigqueue fails with EAGAIN.
+//!
+//! Stands alone: copy it with nix's feature "signal" (and libc).
 
 use std::ffi::{c_int, c_void};
 

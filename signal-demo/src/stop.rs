@@ -4,7 +4,7 @@
 
 use anyhow::Result;
 use nix::sys::signal::{SigSet, Signal};
-use signal_demo::{Caught, catch};
+use signal_demo::{Caught, catch, send};
 
 /// SIGINT, SIGTERM and SIGHUP, "stop". A process that takes its signals with
 /// sigtimedwait(2) (workload.rs, and a parent waiting for its child) keeps these
@@ -48,13 +48,19 @@ impl std::fmt::Display for Stopped {
 
 impl std::error::Error for Stopped {}
 
-/// Who sent a signal and how, in words, for the narration.
+/// Which signal, who sent it and how, in words, for the narration.
 pub trait Origin {
+    /// "SIGUSR1", "SIGRTMIN+2".
+    fn name(&self) -> String;
     /// "from pid 4242 (bash) with kill(2)", "from the kernel (the terminal: Ctrl+C)"...
     fn origin(&self) -> String;
 }
 
 impl Origin for Caught {
+    fn name(&self) -> String {
+        send::name(self.signo)
+    }
+
     fn origin(&self) -> String {
         let sender = || format!("pid {} ({})", self.pid, command_of(self.pid));
         match self.code {
