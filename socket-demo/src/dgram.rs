@@ -663,10 +663,29 @@ pub fn echo(socket: &Dgram, count: u64, size: usize) -> Result<Summary> {
     socket.connect_to(&sender)?; // answers go back to it, and only it is heard from now on
     say!(READER, "the first ping came from {sender}");
     watch_sender(&sender);
+    // A ping writer bound a socket file of its own for the answers: killed, it left it.
+    let left = || match &sender {
+        Sender::Unix { path: Some(p), .. } => unix::left_behind(p),
+        _ => String::new(),
+    };
     while n > 0 {
-        block(|| socket.send(&message[..n]))?.context("answering a ping")?;
+        match block(|| socket.send(&message[..n]))? {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => bail!(
+                "answering ping {}: the writer is gone (ECONNREFUSED: nothing is bound at its \
+                 address any more){}",
+                summary.messages,
+                left()
+            ),
+            Err(e) => return Err(e).context("answering a ping"),
+        }
         summary.count(n);
-        n = match block_at_most(QUIET, || socket.recv(&mut message))? {
+        let next = match block_at_most(QUIET, || socket.recv(&mut message)) {
+            // The default run's writer died (PeerGone says what is left itself).
+            Err(e) if e.is::<WriterGone>() => bail!("{e}{}", left()),
+            next => next?,
+        };
+        n = match next {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::TimedOut => bail!(
                 "no ping for {QUIET:?} after {} of {count}: the writer is gone, or its end was \

@@ -172,7 +172,7 @@ fn already_there(path: &Path) -> anyhow::Error {
     }
 }
 
-/// What a reader killed by SIGKILL could not remove: its socket file, if one is still at
+/// What a peer killed by SIGKILL could not remove: its socket file, if one is still at
 /// `path` with no socket bound to it, as "; it could not remove its socket file: rm PATH".
 /// Empty otherwise.
 pub fn left_behind(path: &Path) -> String {

@@ -2246,3 +2246,65 @@ fn the_default_run_survives_either_side_killed() {
         }
     }
 }
+
+/// A unix-dgram ping writer binds a socket file of its own, in a private directory, for
+/// the answers. SIGKILLed, it removes neither: its reader (two terminals: watching its
+/// SCM_CREDENTIALS pid; the default run: its child gone) exits 1 saying so, removes its
+/// own socket file, and names the writer's with `rm … && rmdir …`.
+#[test]
+fn a_killed_ping_writer_leaves_its_socket_file_and_the_reader_names_it() {
+    for two_terminals in [true, false] {
+        let dir = ScratchDir::new("sock-pingkill");
+        let workload = ["--ping", "100000000", "--size", "100"];
+        let (demo, writer, at) = if two_terminals {
+            let (mut reader, at) = start_reader("unix-dgram", &dir, &workload);
+            let mut args = vec!["writer", "unix-dgram", "--path", &at];
+            args.extend(workload);
+            let writer = start(&args);
+            reader.wait_for_line("the first ping came from");
+            (reader, Some(writer), at)
+        } else {
+            let mut args = vec!["unix-dgram"];
+            args.extend(workload);
+            let mut demo = start(&args);
+            demo.wait_for_line("the first ping came from");
+            let at = listening_path(&demo.stdout_so_far());
+            (demo, None, at)
+        };
+        let so_far = demo.stdout_so_far();
+        let own_line = match &writer {
+            Some(w) => {
+                let mut w_out = String::new();
+                wait_until("the writer says where it bound", || {
+                    w_out = w.stdout_so_far();
+                    w_out.contains("bound my own socket to ")
+                });
+                w_out
+            }
+            None => so_far.clone(),
+        };
+        let own = word_after(
+            own_line
+                .lines()
+                .find(|l| l.contains("bound my own socket to "))
+                .unwrap(),
+            "bound my own socket to ",
+        )
+        .to_string();
+        let writer_pid = match &writer {
+            Some(w) => w.pid(),
+            None => pid_of_role(&so_far, "writer").unwrap(),
+        };
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(writer_pid), Signal::SIGKILL).unwrap();
+        if let Some(w) = writer {
+            w.finish().assert_killed_by(Signal::SIGKILL);
+        }
+        let out = demo.finish();
+        let own_dir = Path::new(&own).parent().unwrap().display().to_string();
+        out.assert_exit_code(1)
+            .assert_stderr_contains(&format!("rm {own} && rmdir {own_dir}"));
+        assert_socket_gone(&at, !two_terminals);
+        std::fs::remove_file(&own).unwrap();
+        std::fs::remove_dir(&own_dir).unwrap();
+    }
+}
