@@ -8,7 +8,9 @@
 //!
 //! 1. A file: the writer writes the messages into a new file, opens it read-only, and
 //!    removes its name (and its private directory) before sending the fd. The reader reads
-//!    every line through the fd it received: a file nobody can open by name any more.
+//!    every line through the fd it received: a file no directory names any more (only the
+//!    magic links /proc/PID/fd/N of a process that holds it still reach it, for its owner
+//!    or root: not shown here).
 //!    (`--file PATH` sends an existing file instead.)
 //! 2. Shared memory: the writer makes a memfd (memfd_create: a file that lives only in
 //!    memory, with no name in any directory), sends it the same way, and both map it
@@ -239,7 +241,8 @@ fn write_nameless_file(messages: &[String]) -> Result<(OwnedFd, Summary)> {
     name.remove(WRITER);
     say!(
         WRITER,
-        "nobody can open that file by name any more; my fd still reads it: /proc/self/fd/{} -> {}",
+        "no directory names that file any more (only /proc/PID/fd links of its holders reach \
+         it); my fd still reads it: /proc/self/fd/{} -> {}",
         file.as_raw_fd(),
         fd_target(&file)
     );

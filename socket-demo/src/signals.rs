@@ -168,8 +168,9 @@ pub fn block<T>(call: impl FnMut() -> io::Result<T>) -> Result<io::Result<T>> {
 }
 
 /// Like `block`, but gives up after `patience` with the call's result
-/// `Err(ErrorKind::TimedOut)`: for datagrams, where a lost one or a dead peer would
-/// otherwise leave us waiting forever (nothing tells a datagram socket its peer is gone).
+/// `Err(ErrorKind::TimedOut)`: for datagrams, where a lost one would otherwise leave us
+/// waiting forever (and nothing on a datagram socket tells that its peer is gone:
+/// `watch_peer` looks at the kernel's tables instead).
 pub fn block_at_most<T>(
     patience: Duration,
     call: impl FnMut() -> io::Result<T>,
