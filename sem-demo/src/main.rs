@@ -26,8 +26,9 @@
 //! `cat /proc/PID/wchan` for a process asleep in P.
 //!
 //! Watch for: the notes' count going negative while Linux keeps the value at 0 and
-//! counts the sleepers apart (System V's kernel; for POSIX, glibc); the race losing updates and the mutex not; B always
-//! after A; a dead holder's mutex freed by System V's SEM_UNDO and never by POSIX.
+//! counts the sleepers apart (System V's kernel; for POSIX, glibc); the race
+//! losing updates and the mutex not; B always after A; a dead holder's mutex freed
+//! by System V's SEM_UNDO and never by POSIX.
 //!
 //! In production: between threads, `std::sync::Mutex`/`Condvar`; between
 //! processes, prefer POSIX semaphores (or a process-shared robust pthread mutex,

@@ -237,7 +237,14 @@ pub struct Mapper {
     found: std::cell::Cell<Option<Pid>>,
     /// Set once we took a V: a peer existed, even if we never saw its pid.
     came: std::cell::Cell<bool>,
+    /// When we last looked through all of /proc for it.
+    scanned: std::cell::Cell<Option<std::time::Instant>>,
 }
+
+/// How often a wait looks through all of /proc for a peer it has not found yet (a
+/// few hundred files, so not at every slice); once found, its own maps file is
+/// read at every slice.
+const RESCAN: Duration = Duration::from_secs(1);
 
 impl Mapper {
     /// Watches, from now on, whoever else has `name`'s file mapped.
@@ -263,6 +270,7 @@ impl Mapper {
             watcher,
             found: None.into(),
             came: false.into(),
+            scanned: None.into(),
         })
     }
 
@@ -285,6 +293,7 @@ impl Mapper {
         if let Some(pid) = self.found.get() {
             return Some(pid);
         }
+        self.scanned.set(Some(std::time::Instant::now()));
         let me = std::process::id().to_string();
         let dir = std::fs::read_dir("/proc").ok()?;
         let pid = dir
@@ -326,6 +335,10 @@ impl Peer for Mapper {
             Some(leaves) => format!("; it died without removing {leaves}"),
             None => String::new(),
         };
+        let scanned_lately = self.scanned.get().is_some_and(|t| t.elapsed() < RESCAN);
+        if self.found.get().is_none() && !self.came.get() && scanned_lately {
+            return Ok(None); // not found a moment ago; no need to look so soon
+        }
         let Some(pid) = self.look() else {
             // Never seen alive. If it did a V, it existed, and with no process but
             // us mapping the file it can do no more; otherwise it may still come.

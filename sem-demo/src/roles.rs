@@ -99,7 +99,7 @@ pub fn post_to_reader(sync: &dyn Semaphore) -> Result<Summary> {
     let before = sync.value()?;
     let counted = match sleepers {
         Some(n) => format!("{n} asleep in P (GETNCNT)"),
-        None => "POSIX cannot say how many sleep in P".to_string(),
+        None => "no POSIX call says how many sleep in P".to_string(),
     };
     say!(WRITER, "opened {}: value {before}, {counted}", sync.label());
     sync.v()?;

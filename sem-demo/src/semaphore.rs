@@ -56,7 +56,8 @@ pub trait Semaphore {
     fn why_failed(&self, e: Errno) -> String {
         e.to_string()
     }
-    /// Removes the semaphore from the kernel on behalf of its creator, which died
+    /// Removes the semaphore (System V: the set; POSIX: its name and file) on behalf
+    /// of its creator, which died
     /// without a chance to (SIGKILL). Already gone is fine.
     fn remove_for_dead_creator(&self) -> Result<()>;
 }
