@@ -57,8 +57,8 @@ pub trait Semaphore {
         e.to_string()
     }
     /// Removes the semaphore (System V: the set; POSIX: its name and file) on behalf
-    /// of its creator, which died
-    /// without a chance to (SIGKILL). Already gone is fine.
+    /// of its creator, which died without a chance to (SIGKILL). Already gone is
+    /// fine.
     fn remove_for_dead_creator(&self) -> Result<()>;
 }
 
