@@ -37,10 +37,11 @@ pub enum Restart {
     /// No SA_RESTART: read(2), write(2), waits... fail with EINTR, so the program
     /// hears about the signal. Every such call must then handle EINTR.
     No,
-    /// SA_RESTART: read(2), write(2), wait(2) and others on slow devices restart
-    /// silently, but not all calls: poll, ppoll, sigtimedwait, nanosleep, semop and
-    /// others still fail with EINTR (signal(7) lists both). And a restarted read(2)
-    /// that no data reaches stays blocked: the signal cannot wake it.
+    /// SA_RESTART: read(2) and write(2) on slow devices (pipes, terminals), wait(2),
+    /// open(2) of a FIFO and others restart silently, but not all calls: poll,
+    /// ppoll, sigtimedwait, nanosleep, semop and others still fail with EINTR
+    /// (signal(7) lists both). And a restarted read(2) that no data reaches stays
+    /// blocked: the signal cannot wake it.
     Yes,
 }
 

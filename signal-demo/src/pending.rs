@@ -71,8 +71,9 @@ pub fn block(set: &SigSet) -> nix::Result<SigSet> {
     set.thread_swap_mask(SigmaskHow::SIG_BLOCK)
 }
 
-/// Unblocks `set`. A pending one is delivered (its handler runs, or its default
-/// action: a pending SIGTERM with no handler ends the process) before this returns.
+/// Unblocks `set`. What was pending is delivered before this returns to your code
+/// (its handler runs, or its default action: a pending SIGTERM with no handler ends
+/// the process). Linux delivers every one pending; POSIX promises at least one.
 pub fn unblock(set: &SigSet) -> nix::Result<()> {
     set.thread_unblock()
 }
@@ -171,7 +172,9 @@ pub struct Caught {
     pub pid: i32,
     /// The sender's real uid, for the same codes.
     pub uid: u32,
-    /// The int sigqueue(3) attached, for SI_QUEUE (0 otherwise, meaningless).
+    /// The int sigqueue(3) attached, for SI_QUEUE. For other codes it is whatever
+    /// that part of the siginfo holds (for SIGCHLD, it overlaps the exit status):
+    /// ignore it.
     pub value: i32,
 }
 
