@@ -71,6 +71,20 @@ pub enum Change {
 }
 
 /// A child of ours, by pid. Not reaped: `Drop` kills and reaps it.
+///
+/// # Examples
+/// ```
+/// use nix::sys::signal::SigSet;
+/// use signal_demo::child::{self, Forked};
+/// // SAFETY: this doctest is single-threaded; the child only calls pause.
+/// let pid = match unsafe { child::fork(&SigSet::empty()) }.unwrap() {
+///     Forked::Child => loop {
+///         unsafe { libc::pause() };
+///     },
+///     Forked::Parent(kid) => kid.pid(), // `kid` dropped here: SIGKILL, waitpid
+/// };
+/// assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "no zombie");
+/// ```
 pub struct Child {
     pid: Pid,
     /// Its end, once waitpid has reported it (then it is reaped: no second look).

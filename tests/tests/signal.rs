@@ -1150,3 +1150,69 @@ fn sigcont_after_sigstop_does_not_claim_the_reader_was_not_stopped() {
     reader.signal_group(Signal::SIGTERM);
     reader.finish().assert_killed_by(Signal::SIGTERM);
 }
+
+/// The signal calls a program copies, as they appear in code (`kill(pid, …)`, not
+/// the narration's `kill(2)`): the binary half must reach each through the library.
+const SIGNAL_CALLS: [&str; 13] = [
+    "kill(",
+    "raise(",
+    "sigaction(",
+    "sigqueue(",
+    "sigtimedwait(",
+    "ppoll(",
+    "waitpid(",
+    "thread_block(",
+    "thread_unblock(",
+    "thread_swap_mask(",
+    "thread_set_mask(",
+    "unistd::fork",
+    "libc::sig",
+];
+
+#[test]
+fn the_narrated_binary_makes_every_signal_call_through_the_library() {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../signal-demo/src");
+    let lib = std::fs::read_to_string(src.join("lib.rs")).expect("lib.rs");
+    let library: Vec<String> = lib
+        .lines()
+        .filter_map(|l| l.strip_prefix("pub mod "))
+        .map(|m| format!("{}.rs", m.trim_end_matches(';')))
+        .collect();
+    assert!(
+        library.len() >= 3,
+        "lib.rs declares its modules: {library:?}"
+    );
+    let mut offences = Vec::new();
+    for entry in std::fs::read_dir(&src).expect("signal-demo/src") {
+        let path = entry.expect("dir entry").path();
+        let file = path.file_name().unwrap().to_string_lossy().to_string();
+        if file == "lib.rs" || library.contains(&file) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("source file");
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            for call in SIGNAL_CALLS {
+                for (at, _) in code.match_indices(call) {
+                    let before = &code[..at];
+                    let next = code[at + call.len()..].chars().next().unwrap_or(' ');
+                    // `send::kill(`, `catch::wait(`... are the library; `kill(2)` and
+                    // `waitpid(WUNTRACED)` in a sentence are not calls.
+                    let through_library = ["send::", "pending::", "catch::", "child::"]
+                        .iter()
+                        .any(|m| before.ends_with(m));
+                    let a_call = call.ends_with("::") || call.ends_with("::sig") || {
+                        !(next.is_ascii_digit() || next.is_ascii_uppercase())
+                    };
+                    if a_call && !through_library {
+                        offences.push(format!("{file}:{}: {}", n + 1, line.trim()));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        offences.is_empty(),
+        "signal calls outside the library: {offences:#?}"
+    );
+}
