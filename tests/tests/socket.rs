@@ -2310,3 +2310,49 @@ fn a_killed_ping_writer_leaves_its_socket_file_and_the_reader_names_it() {
         std::fs::remove_dir(&own_dir).unwrap();
     }
 }
+
+/// Busy runs of two processes (the default run's reader and writer, pair's parent and
+/// child), for each terminal signal sent to the group: both stop, the parent reaps the
+/// child, dies of the signal, and no socket file, directory or port is left.
+#[test]
+fn busy_two_process_runs_stop_on_every_terminal_signal() {
+    let messages: Vec<String> = (1..=20000).map(|i| i.to_string()).collect();
+    let mut pair = vec!["pair"];
+    pair.extend(messages.iter().map(String::as_str));
+    let runs: [(Vec<&str>, &str, &str); 3] = [
+        (pair, "parent", r#"] received "5" (1 bytes)"#),
+        (
+            vec!["unix", "--count", "10000000", "--size", "65536"],
+            "reader",
+            "checking 10000000 messages",
+        ),
+        (
+            vec!["udp", "--ping", "10000000", "--size", "100"],
+            "reader",
+            "the first ping came from",
+        ),
+    ];
+    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        for (args, parent, busy) in &runs {
+            let mut demo = start(args);
+            demo.wait_for_line(busy);
+            demo.signal_group(sig);
+            let out = demo.finish();
+            out.assert_killed_by_after_reaping(sig);
+            let child = if *parent == "parent" {
+                "child"
+            } else {
+                "writer"
+            };
+            let child_pid = out.pid_of(child);
+            out.assert_stdout_contains(&format!("[{parent} {}] interrupted by {sig}", out.pid))
+                .assert_stdout_contains(&format!("{child} {child_pid}: killed by {sig}"));
+            assert!(!process_exists(child_pid));
+            match args[0] {
+                "unix" => assert_socket_gone(&listening_path(&out.stdout), true),
+                "udp" => assert_port_free("udp", &bound_addr(&out.stdout)),
+                _ => {}
+            }
+        }
+    }
+}
