@@ -97,7 +97,7 @@ impl Children {
         Ok(pid)
     }
 
-    /// Waits until the child `pid` (a reader or a writer) is asleep in open(2) on
+    /// Waits until the child `pid` (the reader) is asleep in open(2) on
     /// `fifo`, waiting for the other side to open it. Returns the kernel function it
     /// sleeps in.
     pub fn wait_until_opening(&mut self, pid: u32, fifo: &Path) -> Result<String> {

@@ -6,9 +6,15 @@
 //! - `Fifo`: the file of type `p` itself (提前创建了一个类型为管道的设备文件), made with
 //!   mkfifo(3), mode 0600, and unlinked when its guard drops: on success, on an error
 //!   and after Ctrl+C alike.
+//! - `PidFile`: `P.pid`, the reader's pid and start time, so that a writer waiting for
+//!   the reader can tell a reader that is coming from one that was killed (SIGKILL: no
+//!   guard runs, P stays and nobody will ever open it). The file is only where the pid is
+//!   published; whether that process lives is asked of the kernel (/proc/PID/stat).
 
+use std::fs::OpenOptions;
+use std::io::Write as _;
 use std::os::fd::AsFd;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -137,4 +143,126 @@ pub fn reply_path(path: &Path) -> PathBuf {
     let mut reply = path.as_os_str().to_owned();
     reply.push(".reply");
     PathBuf::from(reply)
+}
+
+/// `P.pid`, beside the FIFO P: the pid file of the process that reads P.
+pub fn pid_path(path: &Path) -> PathBuf {
+    let mut pid = path.as_os_str().to_owned();
+    pid.push(".pid");
+    PathBuf::from(pid)
+}
+
+/// `P.pid`, written by the process that reads P before it makes P, removed when dropped.
+/// Its first line is `PID STARTTIME` (the start time, field 22 of /proc/PID/stat, tells
+/// this process from a later one that got the same pid); a second line, if any, is the
+/// directory that process made around P, for a survivor to name.
+pub struct PidFile {
+    path: PathBuf,
+}
+
+impl PidFile {
+    pub fn create(fifo: &Path, dir: Option<&Path>) -> Result<PidFile> {
+        let path = pid_path(fifo);
+        let shown = path.display();
+        let me = std::process::id();
+        let start = start_time(me).context("read our own /proc/self/stat")?;
+        let mut text = format!("{me} {start}\n");
+        if let Some(dir) = dir {
+            text.push_str(&format!("{}\n", dir.display()));
+        }
+        let mut file = match OpenOptions::new()
+            .write(true)
+            .create_new(true) // never trust a pid file someone else left
+            .mode(0o600)
+            .open(&path)
+        {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => bail!(
+                "create {shown}: it already exists (left by a killed run?): remove it with rm {shown}"
+            ),
+            Err(e) => return Err(e).with_context(|| format!("create {shown}")),
+        };
+        let guard = PidFile { path: path.clone() };
+        file.write_all(text.as_bytes())
+            .with_context(|| format!("write {shown}"))?;
+        Ok(guard)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Removes the file now, reporting a failure (`Drop` can only ignore it).
+    pub fn remove(mut self) -> Result<()> {
+        let path = std::mem::take(&mut self.path); // leaves `Drop` nothing to do
+        std::fs::remove_file(&path).with_context(|| format!("unlink {}", path.display()))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        if !self.path.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// What a writer can learn about the reader of the FIFO `path`.
+pub enum ReaderOf {
+    /// No `P.pid`: a FIFO made by `mkfifo`, not by `fifo-demo reader`. Nothing tells
+    /// whether a reader will come.
+    Unknown,
+    /// The process named in `P.pid` is running.
+    Alive(u32),
+    /// The process named in `P.pid` is gone (or a zombie) and did not remove its files:
+    /// it was killed by a signal no handler sees (SIGKILL), or crashed. `remove` is the
+    /// command that removes what it left.
+    Dead { pid: u32, remove: String },
+}
+
+/// Reads `P.pid` and asks the kernel whether that process still runs. Assumes /proc
+/// shows it (same user; `hidepid` hides only other users' processes).
+pub fn reader_of(path: &Path) -> ReaderOf {
+    let Ok(text) = std::fs::read_to_string(pid_path(path)) else {
+        return ReaderOf::Unknown;
+    };
+    let mut lines = text.lines();
+    let mut first = lines.next().unwrap_or_default().split(' ');
+    let (Some(Ok(pid)), Some(Ok(start))) = (
+        first.next().map(str::parse::<u32>),
+        first.next().map(str::parse::<u64>),
+    ) else {
+        return ReaderOf::Unknown; // half written, or not ours
+    };
+    if start_time(pid) == Some(start) {
+        return ReaderOf::Alive(pid);
+    }
+    let remove = match lines.next() {
+        Some(dir) => format!("rm -r {dir}"),
+        None => {
+            let mut files = vec![path.to_path_buf()];
+            let reply = reply_path(path);
+            if reply.exists() {
+                files.push(reply);
+            }
+            files.push(pid_path(path));
+            let files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+            format!("rm {}", files.join(" "))
+        }
+    };
+    ReaderOf::Dead { pid, remove }
+}
+
+/// The start time of a running process (field 22 of /proc/PID/stat, in clock ticks
+/// since boot), or None if there is no such process or it is a zombie (state Z, X):
+/// a zombie has died, it only waits for its parent to read its exit status.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    let state = fields.next()?; // field 3
+    if matches!(state, "Z" | "X") {
+        return None;
+    }
+    fields.nth(18)?.parse().ok() // field 22
 }

@@ -8,11 +8,11 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use nix::fcntl::OFlag;
 
 use crate::args::Workload;
-use crate::fifo::{self, Fifo, PrivateDir};
+use crate::fifo::{self, Fifo, PidFile, PrivateDir};
 use crate::signals;
 use crate::wire::{self, LineReader};
 use crate::workload::{self, Summary};
@@ -33,11 +33,18 @@ pub fn run(path: Option<&Path>, workload: &Workload) -> Result<()> {
             (Some(dir), path)
         }
     };
-    let fifo = make_fifo(&path)?;
+    // The pid file first, then P.reply, then P: a writer that finds P finds the others.
+    let pid_file = PidFile::create(&path, dir.as_ref().map(PrivateDir::path))?;
+    say!(
+        ROLE,
+        "wrote our pid to {}: a writer waiting for us checks there that we still run",
+        pid_file.path().display()
+    );
     let reply = match workload {
         Workload::Ping { .. } => Some(make_fifo(&fifo::reply_path(&path))?),
         _ => None,
     };
+    let fifo = make_fifo(&path)?;
     if dir.is_some() {
         let p = path.display();
         say!(
@@ -55,6 +62,8 @@ pub fn run(path: Option<&Path>, workload: &Workload) -> Result<()> {
         gone.push(reply.path().display().to_string());
         removed = removed.and(reply.remove());
     }
+    gone.push(pid_file.path().display().to_string());
+    removed = removed.and(pid_file.remove());
     if let Some(dir) = dir {
         gone.push(dir.path().display().to_string());
         removed = removed.and(dir.remove());
@@ -71,8 +80,10 @@ pub fn run(path: Option<&Path>, workload: &Workload) -> Result<()> {
             Ok(())
         }
         Err(e) => {
-            if let Some(sig) = signals::caught() {
-                say!(ROLE, "interrupted by {sig}: removed {gone}");
+            match signals::caught() {
+                Some(sig) => say!(ROLE, "interrupted by {sig}: removed {gone}"),
+                None if removed.is_ok() => say!(ROLE, "removed {gone}, all of it ours"),
+                None => {}
             }
             Err(e)
         }
@@ -117,7 +128,7 @@ fn receive(path: &Path, workload: &Workload) -> Result<Summary> {
             workload::check_bulk(&fifo, count, size)
         }
         Workload::Ping { count, size } => {
-            let reply = open_reply(path)?;
+            let reply = open_reply(path, &fifo)?;
             say!(ROLE, "answering {count} pings of {size} bytes");
             workload::echo(&fifo, &reply, count, size)
         }
@@ -138,19 +149,41 @@ fn print_lines(fifo: OwnedFd) -> Result<Summary> {
         );
         summary.count(line.len());
     }
-    say!(ROLE, "EOF: every writer has closed its end");
+    say!(
+        ROLE,
+        "EOF: every writer has closed its end (a writer that exits, or is killed even by SIGKILL, \
+         closes it too: EOF cannot tell which)"
+    );
     Ok(summary.finish())
 }
 
 /// The answers go back through a second FIFO: one FIFO carries bytes one way only. The
-/// writer opens P, then P.reply, in the same order as we do, so neither waits forever.
-fn open_reply(path: &Path) -> Result<OwnedFd> {
+/// writer opens P.reply for reading before it opens P, so it is normally open already.
+/// If not, open(2) with O_NONBLOCK fails with ENXIO and we try again, watching `fifo`:
+/// POLLHUP there means every writer of P is gone (exited or killed), and nobody will
+/// open P.reply. A blocking open would sleep forever then.
+fn open_reply(path: &Path, fifo: &OwnedFd) -> Result<OwnedFd> {
     let reply: PathBuf = fifo::reply_path(path);
+    let shown = reply.display();
     say!(
         ROLE,
-        "opening {} for writing: the answers go back through a second FIFO",
-        reply.display()
+        "opening {shown} for writing: the answers go back through a second FIFO"
     );
-    wire::open(&reply, OFlag::O_WRONLY)?
-        .with_context(|| format!("open {} for writing", reply.display()))
+    let waiting = || {
+        say!(
+            ROLE,
+            "no writer has {shown} open for reading yet (ENXIO): trying every {} ms while its writer holds {}",
+            wire::RETRY.as_millis(),
+            path.display()
+        );
+    };
+    let writer_gone = || match wire::peer_closed(fifo)? {
+        true => bail!(
+            "the writer closed {} before opening {shown}: it exited or was killed (a FIFO cannot tell which)",
+            path.display()
+        ),
+        false => Ok(()),
+    };
+    wire::open_for_writing(&reply, waiting, writer_gone)?
+        .with_context(|| format!("open {shown} for writing"))
 }

@@ -16,9 +16,12 @@
 //! - main makes `DIR/server` with mkfifo and writes each writer's input into a file: 20
 //!   lines of exactly 4000 bytes (`A 0001 AAAA…`), so each line with its newline is one
 //!   write(2) of 4001 bytes, within PIPE_BUF;
-//! - it starts writers A and B (`fifo-demo writer --path DIR/server < DIR/A.lines`) and
-//!   waits until both are asleep in open(2): nobody has the FIFO open for reading yet;
-//! - it opens the FIFO for reading, which releases both writers at once;
+//! - it writes its pid to `DIR/server.pid`, as `fifo-demo reader` does, so that a writer
+//!   waiting for main to open can tell whether main still runs;
+//! - it starts writers A and B (`fifo-demo writer --path DIR/server < DIR/A.lines`):
+//!   nobody has the FIFO open for reading yet, so their open(2) with O_NONBLOCK fails
+//!   with ENXIO, and they try again every 10 ms;
+//! - it opens the FIFO for reading (that open sleeps until a writer's next try succeeds);
 //! - 40 lines of 4 KB do not fit in the pipe (16 page slots, one line each): main waits until both writers
 //!   are asleep in write(2), the pipe full;
 //! - main reads one line per read(2), as a server reads one request at a time; each read
@@ -43,7 +46,7 @@ use anyhow::{Context, Result, bail};
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 
 use crate::children::Children;
-use crate::fifo::{self, Fifo};
+use crate::fifo::{self, Fifo, PidFile};
 use crate::wire::{self, LineReader};
 
 const ROLE: &str = "main";
@@ -70,6 +73,7 @@ pub fn run(dir: &Path) -> Result<()> {
         "act 2: PIPE_BUF. main is now the server of a well-known FIFO: two writers at once, main reads"
     );
     let (server, pipe_buf) = make_server(dir)?;
+    let pid_file = PidFile::create(server.path(), Some(dir))?;
     let inputs = WRITERS
         .iter()
         .map(|&w| write_input(dir, w))
@@ -81,8 +85,9 @@ pub fn run(dir: &Path) -> Result<()> {
     let tally = read_and_check(fd, &pids)?;
     say!(
         ROLE,
-        "EOF: both writers have closed their end. Both had opened before main, so EOF could not come between \
-         them; a server that runs on keeps a write end open itself, so that it never sees EOF"
+        "EOF: both writers have closed their end. Both had opened before main read anything (main waited \
+         until both were asleep in write(2)), so EOF could not come between them; a server that runs on \
+         keeps a write end open itself, so that it never sees EOF"
     );
     children.wait_for(|_| true)?; // reaps both and says how each ended
     tally.check_complete()?;
@@ -99,10 +104,14 @@ pub fn run(dir: &Path) -> Result<()> {
 
     let shown = server.path().display().to_string();
     server.remove()?;
+    pid_file.remove()?;
     for input in &inputs {
         std::fs::remove_file(input).with_context(|| format!("remove {}", input.display()))?;
     }
-    say!(ROLE, "removed {shown} and the two input files");
+    say!(
+        ROLE,
+        "removed {shown}, its pid file and the two input files"
+    );
     Ok(())
 }
 
@@ -152,21 +161,18 @@ fn write_input(dir: &Path, writer: u8) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// Starts writer A and B, each reading its input file, and waits until both are asleep
-/// in open(2): a FIFO opened for writing waits for a reader.
+/// Starts writer A and B, each reading its input file. Nobody has the FIFO open for
+/// reading yet: each writer's open(2) with O_NONBLOCK fails with ENXIO, and it tries again.
 fn start_writers(children: &mut Children, fifo: &Path, inputs: &[PathBuf]) -> Result<Vec<u32>> {
     let args = ["--path".to_string(), fifo.display().to_string()];
     let mut pids = Vec::new();
     for input in inputs {
         pids.push(children.spawn_with_input("writer", &args, input)?);
     }
-    let mut wchan = String::new();
-    for &pid in &pids {
-        wchan = children.wait_until_opening(pid, fifo)?;
-    }
     say!(
         ROLE,
-        "writers A {} and B {} are both asleep in open(2) (wchan {wchan}): nobody has {} open for reading yet",
+        "writers A {} and B {} started: while nobody has {} open for reading, their open(2) with O_NONBLOCK \
+         fails with ENXIO, and they try again every 10 ms",
         pids[0],
         pids[1],
         fifo.display()
@@ -174,15 +180,15 @@ fn start_writers(children: &mut Children, fifo: &Path, inputs: &[PathBuf]) -> Re
     Ok(pids)
 }
 
-/// Opens the FIFO for reading. Writers are already waiting in open, so this does not
-/// block: it completes the rendezvous and wakes them both.
+/// Opens the FIFO for reading. This open sleeps until a writer opens the FIFO for
+/// writing: a writer's next try, within 10 ms.
 fn open_for_reading(fifo: &Path) -> Result<OwnedFd> {
     let shown = fifo.display();
     let fd =
         wire::open(fifo, OFlag::O_RDONLY)?.with_context(|| format!("open {shown} for reading"))?;
     say!(
         ROLE,
-        "opened {shown} for reading: both writers' open(2) return at once, and they start writing"
+        "opened {shown} for reading: the writers' next open(2) succeeds, and they start writing"
     );
     Ok(fd)
 }

@@ -5,10 +5,12 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
+use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::stat::Mode;
 
 use crate::signals::unless_interrupted;
@@ -22,6 +24,94 @@ pub fn open(path: &Path, flags: OFlag) -> Result<nix::Result<OwnedFd>> {
     Ok(unless_interrupted(|| {
         nix::fcntl::open(path, flags, Mode::empty())
     })?)
+}
+
+/// How long a writer waiting for a reader sleeps between two tries of open(2).
+pub const RETRY: Duration = Duration::from_millis(10);
+
+/// open(2) for writing that does not sleep in the kernel: with O_NONBLOCK, opening a
+/// FIFO for writing fails with ENXIO while no process has it open for reading (open(2),
+/// fifo(7)), instead of blocking. So we try every RETRY, and between tries
+/// `reader_gone` looks at the reader (an `Err` from it ends the wait): a blocking open
+/// would sleep forever once the reader has died. `waiting` runs once, at the first
+/// ENXIO. Once open, O_NONBLOCK is cleared, so writes block while the pipe is full.
+pub fn open_for_writing(
+    path: &Path,
+    mut waiting: impl FnMut(),
+    mut reader_gone: impl FnMut() -> Result<()>,
+) -> Result<nix::Result<OwnedFd>> {
+    let flags = OFlag::O_WRONLY | OFlag::O_NONBLOCK;
+    let mut first = true;
+    loop {
+        match open(path, flags)? {
+            Err(Errno::ENXIO) => {
+                if std::mem::take(&mut first) {
+                    waiting();
+                }
+                reader_gone()?;
+                std::thread::sleep(RETRY); // a signal's flag is seen by the next `open`
+            }
+            Ok(fd) => {
+                clear_nonblock(&fd)?;
+                return Ok(Ok(fd));
+            }
+            Err(e) => return Ok(Err(e)),
+        }
+    }
+}
+
+/// open(2) for reading that never blocks: with O_NONBLOCK a FIFO's open for reading
+/// succeeds at once, writer or not (fifo(7)). O_NONBLOCK is then cleared. Until a
+/// writer has opened, read(2) returns 0 as at EOF: see `wait_readable`.
+pub fn open_for_reading_now(path: &Path) -> Result<nix::Result<OwnedFd>> {
+    match open(path, OFlag::O_RDONLY | OFlag::O_NONBLOCK)? {
+        Ok(fd) => {
+            clear_nonblock(&fd)?;
+            Ok(Ok(fd))
+        }
+        Err(e) => Ok(Err(e)),
+    }
+}
+
+fn clear_nonblock(fd: &OwnedFd) -> Result<()> {
+    let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL).context("fcntl F_GETFL")?);
+    fcntl(fd, FcntlArg::F_SETFL(flags - OFlag::O_NONBLOCK)).context("fcntl F_SETFL")?;
+    Ok(())
+}
+
+/// Whether the other ends of a FIFO we hold are gone, asked without waiting: poll(2)
+/// reports POLLHUP on a read end once every writer has closed (after at least one had
+/// opened), and POLLERR on a write end once every reader has closed (pipe(7), poll(2)).
+/// A process that dies, of SIGKILL too, closes its ends like one that closes them.
+pub fn peer_closed(fd: impl AsFd) -> Result<bool> {
+    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::empty())];
+    poll(&mut fds, PollTimeout::ZERO).context("poll")?;
+    let gone = PollFlags::POLLHUP | PollFlags::POLLERR;
+    Ok(fds[0].revents().is_some_and(|r| r.intersects(gone)))
+}
+
+/// Waits until `from` (a read end opened with `open_for_reading_now`) has data, or a
+/// writer opened it and closed it again, or the readers of `to` are gone. A read end
+/// opened with O_NONBLOCK reports no POLLHUP before a writer has been seen, so this does
+/// not mistake "nobody has opened it yet" for EOF. Err if `to`'s readers are gone.
+pub fn wait_readable(from: impl AsFd, to: impl AsFd, peer: &str) -> Result<()> {
+    loop {
+        let mut fds = [
+            PollFd::new(from.as_fd(), PollFlags::POLLIN),
+            PollFd::new(to.as_fd(), PollFlags::empty()),
+        ];
+        // poll(2) is never restarted after a signal handler (signal(7)): Ctrl+C gets EINTR.
+        unless_interrupted(|| poll(&mut fds, PollTimeout::NONE))?.context("poll")?;
+        if fds[1]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLERR))
+        {
+            bail!("the {peer} is gone: nobody has the FIFO open for reading any more");
+        }
+        if fds[0].revents().is_some_and(|r| !r.is_empty()) {
+            return Ok(());
+        }
+    }
 }
 
 /// Writes all of `bytes`. A write of at most PIPE_BUF bytes is done by the kernel in one

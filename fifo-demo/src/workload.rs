@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::wire::{read_full, write_all};
+use crate::wire::{read_full, wait_readable, write_all};
 
 /// The tally a side prints as its last line.
 pub struct Summary {
@@ -108,7 +108,10 @@ pub fn check_bulk(fifo: impl AsFd, count: u64, size: usize) -> Result<Summary> {
                 0 => String::new(),
                 n => format!(" and {n} bytes of the next one"),
             };
-            bail!("the writer closed the FIFO after {k} of {count} messages{part}");
+            bail!(
+                "the writer closed the FIFO after {k} of {count} messages{part} \
+                 (it exited or was killed: EOF cannot tell which)"
+            );
         }
         stamp(&mut want, k);
         if got != want {
@@ -141,8 +144,19 @@ pub fn ping(to: impl AsFd, from: impl AsFd, count: u64, size: usize) -> Result<S
         let sent = Instant::now();
         write_all(to.as_fd(), &message, "reader")
             .with_context(|| format!("send ping {k} of {count}"))?;
+        if k == 0 {
+            // P.reply was opened without waiting for the reader: until the reader has
+            // opened it too, a read would return 0 as at EOF. So the first answer is
+            // awaited with poll(2), which also sees the reader die (P's POLLERR). Round
+            // trip 0 therefore includes the reader's open of P.reply (one system call).
+            wait_readable(from.as_fd(), to.as_fd(), "reader")
+                .with_context(|| format!("wait for the answer to ping 0 of {count}"))?;
+        }
         if read_full(from.as_fd(), &mut reply)? < size {
-            bail!("the reader closed the reply FIFO after {k} of {count} round trips");
+            bail!(
+                "the reader closed the reply FIFO after {k} of {count} round trips \
+                 (it exited or was killed: EOF cannot tell which)"
+            );
         }
         rtts.push(sent.elapsed());
         if reply != message {
@@ -166,7 +180,10 @@ pub fn echo(from: impl AsFd, to: impl AsFd, count: u64, size: usize) -> Result<S
     let mut summary = Summary::start();
     for k in 0..count {
         if read_full(from.as_fd(), &mut message)? < size {
-            bail!("the writer closed the FIFO after {k} of {count} round trips");
+            bail!(
+                "the writer closed the FIFO after {k} of {count} round trips \
+                 (it exited or was killed: EOF cannot tell which)"
+            );
         }
         write_all(to.as_fd(), &message, "writer")
             .with_context(|| format!("answer ping {k} of {count}"))?;

@@ -7,14 +7,13 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
 
 use crate::args::Workload;
-use crate::fifo;
+use crate::fifo::{self, ReaderOf};
 use crate::signals;
 use crate::wire::{self, LineReader};
 use crate::workload::{self, Summary};
@@ -29,24 +28,35 @@ pub fn run(path: &Path, workload: &Workload) -> Result<()> {
             "interrupted by {sig}: nothing to remove, the FIFO is the reader's"
         );
     }
-    let summary = result?;
+    let summary = match result {
+        Ok(summary) => summary,
+        Err(e) if signals::caught().is_some() => return Err(e),
+        Err(e) => return Err(with_what_the_reader_left(e, path)),
+    };
     summary.print(ROLE);
     Ok(())
 }
 
 fn send(path: &Path, workload: &Workload) -> Result<Summary> {
     let shown = path.display();
+    look(path).with_context(|| format!("open {shown} for writing"))?;
+    // Ping opens P.reply first, for reading: that never waits (see `open_reply`), and the
+    // reader, once P is open, finds P.reply already open and opens it at once.
+    let reply = match workload {
+        Workload::Ping { .. } => Some(open_reply(path)?),
+        _ => None,
+    };
     let fifo = open_fifo(path).with_context(|| format!("open {shown} for writing"))?;
-    let summary = match *workload {
-        Workload::Text(ref messages) => {
+    let summary = match (workload, reply) {
+        (Workload::Text(messages), _) => {
             send_lines(&fifo, messages).with_context(|| format!("send to {shown}"))?
         }
-        Workload::Bulk { count, size } => {
+        (&Workload::Bulk { count, size }, _) => {
             say!(ROLE, "sending {count} messages of {size} bytes");
             workload::send_bulk(&fifo, count, size).with_context(|| format!("send to {shown}"))?
         }
-        Workload::Ping { count, size } => {
-            let reply = open_reply(path)?;
+        (&Workload::Ping { count, size }, reply) => {
+            let reply = reply.context("P.reply was not opened")?;
             say!(ROLE, "timing {count} round trips of {size} bytes");
             workload::ping(&fifo, &reply, count, size).with_context(|| format!("ping {shown}"))?
         }
@@ -59,27 +69,52 @@ fn send(path: &Path, workload: &Workload) -> Result<Summary> {
     Ok(summary)
 }
 
-/// Opens an existing FIFO for writing: blocks until a reader has it open.
-fn open_fifo(path: &Path) -> Result<OwnedFd> {
+/// Look before opening: open(2) would fail on a missing name anyway, but on a regular
+/// file it would succeed, and our messages would land in that file.
+fn look(path: &Path) -> Result<()> {
     let shown = path.display();
-    // Look before opening: open(2) would fail on a missing name anyway, but on a regular
-    // file it would succeed, and our messages would land in that file.
     match std::fs::metadata(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(no_fifo(path)),
-        Err(e) => return Err(e).with_context(|| format!("stat {shown}")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(no_fifo(path)),
+        Err(e) => Err(e).with_context(|| format!("stat {shown}")),
         Ok(meta) if !meta.file_type().is_fifo() => bail!(
             "{shown} is not a FIFO ({}): the reader makes one with mkfifo",
             fifo::describe(path)?
         ),
-        Ok(_) => {}
+        Ok(_) => Ok(()),
     }
+}
+
+/// Opens an existing FIFO for writing, once a reader has it open. A blocking open(2)
+/// would sleep until then, forever if the reader was killed after making P (P stays,
+/// nobody will open it); so this tries with O_NONBLOCK every 10 ms and, between tries,
+/// asks the kernel whether the reader named in `P.pid` still runs.
+fn open_fifo(path: &Path) -> Result<OwnedFd> {
+    let shown = path.display();
     say!(
         ROLE,
-        "opening {shown} for writing: open blocks until a reader opens it"
+        "opening {shown} for writing with O_NONBLOCK: it fails (ENXIO) while no reader has it open, \
+         so we try again every {} ms",
+        wire::RETRY.as_millis()
     );
     let asked = Instant::now();
+    let waiting = || {
+        let pid_file = fifo::pid_path(path);
+        let pid_file = pid_file.display();
+        match fifo::reader_of(path) {
+            ReaderOf::Unknown => say!(
+                ROLE,
+                "no reader has {shown} open yet, and no {pid_file} names one to watch (a FIFO made \
+                 with mkfifo?): waiting until one opens it, as `echo hi > {shown}` would"
+            ),
+            ReaderOf::Alive(pid) => say!(
+                ROLE,
+                "no reader has {shown} open yet; its reader {pid} ({pid_file}) runs: waiting for it"
+            ),
+            ReaderOf::Dead { .. } => {} // said by `reader_alive` next
+        }
+    };
     // No O_CREAT, ever: making the name is the reader's job.
-    let fd = match wire::open(path, OFlag::O_WRONLY)? {
+    let fd = match wire::open_for_writing(path, waiting, || reader_alive(path))? {
         Ok(fd) => fd,
         Err(Errno::ENOENT) => return Err(no_fifo(path)), // removed since we looked
         Err(e) => return Err(e.into()),
@@ -90,6 +125,50 @@ fn open_fifo(path: &Path) -> Result<OwnedFd> {
         asked.elapsed().as_secs_f64() * 1e3
     );
     Ok(fd)
+}
+
+/// Err if `P.pid` names a reader that is gone: it will never open P.
+fn reader_alive(path: &Path) -> Result<()> {
+    match fifo::reader_of(path) {
+        ReaderOf::Dead { pid, remove } => Err(anyhow!(dead_reader(path, pid, &remove))),
+        _ => Ok(()),
+    }
+}
+
+/// The sentence for a reader that died without cleaning up, with the command that
+/// removes what it left.
+fn dead_reader(path: &Path, pid: u32, remove: &str) -> String {
+    format!(
+        "the reader {pid} that made {} is gone and did not remove it (killed by SIGKILL, or crashed: \
+         its cleanup never ran); remove what it left with: {remove}",
+        path.display()
+    )
+}
+
+/// After a failure (EPIPE, an early EOF on P.reply): if the reader was killed, say so,
+/// with what it left. A reader killed just now may not be a zombie yet when our write
+/// fails (the kernel closes a dying process's files before it marks it dead), so this
+/// looks again for up to DEATH_NOTICED while `P.pid` names a running process.
+fn with_what_the_reader_left(e: anyhow::Error, path: &Path) -> anyhow::Error {
+    const DEATH_NOTICED: Duration = Duration::from_secs(2);
+    let since = Instant::now();
+    loop {
+        match fifo::reader_of(path) {
+            ReaderOf::Dead { pid, remove } => {
+                let note = dead_reader(path, pid, &remove);
+                let text = format!("{e:#}");
+                return match text.contains(&note) {
+                    true => e,
+                    false => anyhow!("{text}\n{note}"),
+                };
+            }
+            ReaderOf::Alive(_) if since.elapsed() < DEATH_NOTICED => {
+                std::thread::sleep(wire::RETRY);
+            }
+            // It runs on (it closed its end), or it cleaned up, or it is not ours.
+            _ => return e,
+        }
+    }
 }
 
 fn no_fifo(path: &Path) -> anyhow::Error {
@@ -161,14 +240,17 @@ impl Source<'_> {
     }
 }
 
-/// Ping's answers come back through `P.reply`, opened after P, in the reader's order.
+/// Ping's answers come back through `P.reply`. Opened for reading with O_NONBLOCK, which
+/// returns at once, reader or not: a blocking open would wait for the reader to open
+/// P.reply for writing, forever if it died first. `workload::ping` then waits for the
+/// first answer with poll(2), watching P for the reader's death.
 fn open_reply(path: &Path) -> Result<OwnedFd> {
     let reply = fifo::reply_path(path);
     say!(
         ROLE,
-        "opening {} for reading: the answers come back through a second FIFO",
+        "opening {} for reading with O_NONBLOCK (it returns at once): the answers come back through a second FIFO",
         reply.display()
     );
-    wire::open(&reply, OFlag::O_RDONLY)?
+    wire::open_for_reading_now(&reply)?
         .with_context(|| format!("open {} for reading", reply.display()))
 }

@@ -89,6 +89,22 @@ fn start_reader(fifo: &str, extra: &[&str]) -> Demo {
     reader
 }
 
+/// Starts `fifo-demo reader` with no --path, so it makes its own private directory;
+/// waits until it sleeps in open(2). Returns the reader and that directory.
+fn start_reader_in_its_own_dir() -> (Demo, String) {
+    let mut reader = Demo::start(DEMO, &["reader"]);
+    let line = reader.wait_for_line("made the private directory");
+    let dir = line
+        .split("made the private directory ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    reader.wait_for_line("opening");
+    wait_until_asleep_in(reader.pid(), "wait_for_partner");
+    (reader, dir)
+}
+
 /// The test itself takes the writer's side: open the FIFO for writing. Call only once
 /// a reader is asleep in open, or this would block.
 fn open_for_writing(fifo: &str) -> File {
@@ -180,12 +196,12 @@ fn default_run_narrates_the_rendezvous_and_pipe_buf() {
     // Act 2: main reads two writers at once, once both wait in open(2), then in write(2).
     run.assert_stdout_contains("PIPE_BUF is 4096 bytes");
     let (a, b) = (act2_writer(&run, 'A'), act2_writer(&run, 'B'));
-    let both_opening = run.line_index(&format!(
-        "writers A {a} and B {b} are both asleep in open(2) (wchan wait_for_partner)"
+    let started = run.line_index(&format!(
+        "writers A {a} and B {b} started: while nobody has "
     ));
-    let opened = run.line_index("for reading: both writers' open(2) return at once");
+    let opened = run.line_index("for reading: the writers' next open(2) succeeds");
     let both_full = run.line_index("writers A and B are both asleep in write(2) (wchan ");
-    assert!(both_opening < opened && opened < both_full, "{out}");
+    assert!(started < opened && opened < both_full, "{out}");
     for (letter, pid) in [('A', a), ('B', b)] {
         // Each writer narrates its 4000-byte lines shortened, with the exact byte count.
         let lines = run.lines_with(&format!("[writer {pid}] sent \""));
@@ -237,7 +253,7 @@ fn default_run_narrates_the_rendezvous_and_pipe_buf() {
         .collect();
     assert_eq!(runs.len(), turns + 1, "{out}");
     assert_eq!(runs.iter().sum::<usize>(), 40, "{out}");
-    run.assert_stdout_contains("/server and the two input files");
+    run.assert_stdout_contains("/server, its pid file and the two input files");
 }
 
 #[test]
@@ -726,12 +742,12 @@ fn reader_refuses_a_stale_fifo() {
 // ---------- signals ----------
 
 #[test]
-fn sigint_stops_a_writer_asleep_in_open() {
+fn sigint_stops_a_writer_waiting_for_a_reader() {
     let scratch = ScratchDir::new("fifo-sigint-writer");
     let fifo = scratch.join("fifo");
     mkfifo(&fifo); // a FIFO with no reader: the writer's open(2) waits for one
-    let writer = Demo::start(DEMO, &["writer", "--path", &fifo, "hello"]);
-    wait_until_asleep_in(writer.pid(), "wait_for_partner");
+    let mut writer = Demo::start(DEMO, &["writer", "--path", &fifo, "hello"]);
+    writer.wait_for_line("no reader has");
     writer.signal_group(Signal::SIGINT);
     let writer = writer.finish();
     writer.assert_killed_by(Signal::SIGINT);
@@ -820,16 +836,7 @@ fn sigint_ignored_at_start_stays_ignored() {
 
 #[test]
 fn sigterm_stops_a_reader_and_removes_its_own_directory() {
-    let mut reader = Demo::start(DEMO, &["reader"]);
-    let line = reader.wait_for_line("made the private directory");
-    let dir = line
-        .split("made the private directory ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap()
-        .to_string();
-    reader.wait_for_line("opening");
-    wait_until_asleep_in(reader.pid(), "wait_for_partner");
+    let (reader, dir) = start_reader_in_its_own_dir();
     reader.signal_group(Signal::SIGTERM);
     let reader = reader.finish();
     reader.assert_killed_by(Signal::SIGTERM);
@@ -856,6 +863,11 @@ fn sigint_stops_the_whole_default_run() {
 }
 
 // ---------- a peer dies ----------
+//
+// SIGKILL of either side at each point where the other waits: in open(2), on a full
+// pipe, on an empty one; two terminals and the default run. The survivor must exit 1
+// within the deadline with a sentence, remove what it owns, and name with `rm` what the
+// dead side left.
 
 const ENDLESS: &[&str] = &["--count", "100000000", "--size", "65536"];
 
@@ -870,40 +882,313 @@ fn mid_bulk(fifo: &str) -> (Demo, Demo) {
     (reader, writer)
 }
 
+/// SIGKILLs `stopped` at a moment when `waiting` surely sleeps in `wchan`: stops it
+/// (SIGSTOP), waits until `waiting` sleeps, and kills it if that sleep is in `wchan`;
+/// otherwise (the stop came between two moves, and `waiting` sleeps elsewhere) lets it
+/// go on (SIGCONT) and tries again.
+fn kill_while_other_waits(stopped: i32, waiting: i32, wchan: &str) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        kill(Pid::from_raw(stopped), Signal::SIGSTOP).unwrap();
+        let mut slept_in = String::new();
+        wait_until(&format!("pid {waiting} sleeps"), || {
+            match proc_state(waiting) {
+                Some(('S', w)) if w != "0" => {
+                    slept_in = w;
+                    true
+                }
+                _ => false,
+            }
+        });
+        if slept_in.contains(wchan) {
+            kill(Pid::from_raw(stopped), Signal::SIGKILL).unwrap();
+            return;
+        }
+        kill(Pid::from_raw(stopped), Signal::SIGCONT).unwrap();
+        assert!(
+            Instant::now() < deadline,
+            "pid {waiting} never slept in {wchan} while {stopped} was stopped (last: {slept_in})"
+        );
+    }
+}
+
+/// The message the writer gives when the reader died and left `remove` behind.
+fn dead_reader_sentence(pid: i32, fifo: &str, remove: &str) -> String {
+    format!(
+        "the reader {pid} that made {fifo} is gone and did not remove it (killed by SIGKILL, or crashed: \
+         its cleanup never ran); remove what it left with: {remove}"
+    )
+}
+
+/// Field 22 of /proc/PID/stat: the start time `P.pid` records.
+fn start_time(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    fields[19].parse().expect("starttime")
+}
+
+/// A helper process (sh, sleep) that is SIGKILLed, and reaped, when dropped, so a test
+/// that fails half-way leaves none behind.
+struct Helper(Child);
+
+impl Helper {
+    fn pid(&self) -> i32 {
+        self.0.id() as i32
+    }
+
+    /// SIGKILL, and no wait: until reaped it stays a zombie, which must count as dead.
+    fn kill(&self) {
+        kill(Pid::from_raw(self.pid()), Signal::SIGKILL).unwrap();
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A process that holds `fifo` open, `<` for reading or `>` for writing, and then only
+/// sleeps: a peer that never moves, for this test to SIGKILL. Its pid stays the same
+/// through `exec`.
+fn holder(fifo: &str, redirect: &str) -> Helper {
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(format!("exec 3{redirect}\"$0\"; exec sleep 1000"))
+        .arg(fifo)
+        .stdout(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("spawn sh");
+    Helper(child)
+}
+
+/// Writes `P.pid` for `pid`, as a reader would: the test plays that reader.
+fn publish_reader_pid(fifo: &str, pid: i32) {
+    std::fs::write(
+        format!("{fifo}.pid"),
+        format!("{pid} {}\n", start_time(pid)),
+    )
+    .unwrap();
+}
+
 #[test]
-fn writer_gets_epipe_when_the_reader_is_killed() {
+fn writer_started_after_its_reader_was_killed_exits_1() {
+    let scratch = ScratchDir::new("fifo-dead-reader-open");
+    let fifo = scratch.join("f");
+    let reader = start_reader(&fifo, &[]);
+    let reader_pid = reader.pid();
+    kill(Pid::from_raw(reader_pid), Signal::SIGKILL).unwrap();
+    reader.finish().assert_killed_by(Signal::SIGKILL);
+    // P and P.pid are left; a blocking open(2) for writing would now sleep forever.
+    let writer = run(DEMO, &["writer", "--path", &fifo, "hello"]);
+    writer.assert_exit_code(1);
+    writer.assert_stderr_contains(&dead_reader_sentence(
+        reader_pid,
+        &fifo,
+        &format!("rm {fifo} {fifo}.pid"),
+    ));
+    assert!(is_fifo(&fifo), "the writer removes nothing of the reader's");
+    assert_eq!(scratch.entries(), ["f", "f.pid"]);
+}
+
+#[test]
+fn writer_waiting_for_a_reader_notices_its_death() {
+    // The test plays a reader that made P and published its pid, then never opens P.
+    let scratch = ScratchDir::new("fifo-dead-reader-wait");
+    let fifo = scratch.join("f");
+    mkfifo(&fifo);
+    let sleeper = Helper(
+        Command::new("sleep")
+            .arg("1000")
+            .stdout(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("spawn sleep"),
+    );
+    let pid = sleeper.pid();
+    publish_reader_pid(&fifo, pid);
+    let mut writer = Demo::start(DEMO, &["writer", "--path", &fifo, "hello"]);
+    writer.wait_for_line(&format!("its reader {pid} ("));
+    sleeper.kill();
+    let writer = writer.finish();
+    drop(sleeper);
+    writer.assert_exit_code(1);
+    writer.assert_stderr_contains(&dead_reader_sentence(
+        pid,
+        &fifo,
+        &format!("rm {fifo} {fifo}.pid"),
+    ));
+}
+
+#[test]
+fn writer_on_a_full_pipe_gets_epipe_when_the_reader_is_killed() {
     let scratch = ScratchDir::new("fifo-kill-reader");
     let fifo = scratch.join("f");
     let (reader, writer) = mid_bulk(&fifo);
-    kill(Pid::from_raw(reader.pid()), Signal::SIGKILL).unwrap();
+    let reader_pid = reader.pid();
+    kill_while_other_waits(reader_pid, writer.pid(), "pipe_write");
     reader.finish().assert_killed_by(Signal::SIGKILL);
     let writer = writer.finish();
     writer.assert_exit_code(1);
     writer.assert_stderr_contains("the reader is gone (EPIPE)");
+    writer.assert_stderr_contains(&dead_reader_sentence(
+        reader_pid,
+        &fifo,
+        &format!("rm {fifo} {fifo}.pid"),
+    ));
     // SIGKILL leaves no chance to clean up: the FIFO stays (the scratch dir goes).
-    assert!(is_fifo(&fifo));
+    assert_eq!(scratch.entries(), ["f", "f.pid"]);
 }
 
 #[test]
-fn reader_sees_early_eof_when_the_writer_is_killed() {
+fn reader_on_an_empty_fifo_sees_early_eof_when_the_writer_is_killed() {
     let scratch = ScratchDir::new("fifo-kill-writer");
     let fifo = scratch.join("f");
     let (reader, writer) = mid_bulk(&fifo);
-    kill(Pid::from_raw(writer.pid()), Signal::SIGKILL).unwrap();
+    kill_while_other_waits(writer.pid(), reader.pid(), "pipe_read");
     writer.finish().assert_killed_by(Signal::SIGKILL);
     let reader = reader.finish();
     reader.assert_exit_code(1);
     reader.assert_stderr_contains("the writer closed the FIFO after");
-    reader.assert_stderr_contains("of 100000000 messages");
-    assert!(is_gone(&fifo));
+    reader.assert_stderr_contains(
+        "of 100000000 messages (it exited or was killed: EOF cannot tell which)",
+    );
+    reader.assert_stdout_contains(&format!("removed {fifo} and {fifo}.pid, all of it ours"));
+    assert!(scratch.entries().is_empty(), "{:?}", scratch.entries());
+}
+
+#[test]
+fn text_reader_says_eof_cannot_tell_a_killed_writer() {
+    let scratch = ScratchDir::new("fifo-kill-text-writer");
+    let fifo = scratch.join("f");
+    let mut reader = start_reader(&fifo, &[]);
+    // A real writer, reading lines from a stdin that stays open: it sends one, then waits.
+    let mut writer = Command::new(demo_bin(DEMO))
+        .args(["writer", "--path", &fifo])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("spawn writer");
+    let mut input = writer.stdin.take().unwrap();
+    input.write_all(b"one\n").unwrap();
+    reader.wait_for_line("received \"one\"");
+    wait_until_asleep_in(reader.pid(), "pipe_read");
+    kill(Pid::from_raw(writer.id() as i32), Signal::SIGKILL).unwrap();
+    assert_eq!(wait_child(writer, "writer").signal(), Some(9));
+    drop(input);
+    let reader = reader.finish();
+    // For text, EOF is the end of the messages: the reader cannot know it was a death.
+    reader.assert_success();
+    reader.assert_stdout_contains(
+        "EOF: every writer has closed its end (a writer that exits, or is killed even by SIGKILL, \
+         closes it too: EOF cannot tell which)",
+    );
+    assert!(scratch.entries().is_empty(), "{:?}", scratch.entries());
+}
+
+#[test]
+fn ping_reader_waiting_to_open_the_reply_fifo_notices_the_writer_killed() {
+    let scratch = ScratchDir::new("fifo-ping-dead-writer");
+    let fifo = scratch.join("f");
+    let mut reader = start_reader(&fifo, &["--ping", "10"]);
+    let sh = holder(&fifo, ">"); // opens P for writing, never opens P.reply
+    reader.wait_for_line("no writer has");
+    sh.kill();
+    let reader = reader.finish();
+    reader.assert_exit_code(1);
+    reader.assert_stderr_contains(&format!(
+        "the writer closed {fifo} before opening {fifo}.reply: it exited or was killed"
+    ));
+    reader.assert_stdout_contains(&format!(
+        "removed {fifo} and {fifo}.reply and {fifo}.pid, all of it ours"
+    ));
+    assert!(scratch.entries().is_empty(), "{:?}", scratch.entries());
+}
+
+#[test]
+fn ping_writer_waiting_for_the_first_answer_notices_the_reader_killed() {
+    // The test plays a reader that made P and P.reply, opened P, and never answers.
+    let scratch = ScratchDir::new("fifo-ping-dead-reader");
+    let fifo = scratch.join("f");
+    mkfifo(&fifo);
+    mkfifo(&format!("{fifo}.reply"));
+    let sh = holder(&fifo, "<");
+    let pid = sh.pid();
+    publish_reader_pid(&fifo, pid);
+    let mut writer = Demo::start(DEMO, &["writer", "--path", &fifo, "--ping", "10"]);
+    writer.wait_for_line("timing 10 round trips");
+    wait_until_asleep_in(writer.pid(), "poll");
+    sh.kill();
+    let writer = writer.finish();
+    drop(sh);
+    writer.assert_exit_code(1);
+    writer.assert_stderr_contains("the reader is gone: nobody has the FIFO open for reading");
+    writer.assert_stderr_contains(&dead_reader_sentence(
+        pid,
+        &fifo,
+        &format!("rm {fifo} {fifo}.reply {fifo}.pid"),
+    ));
+}
+
+#[test]
+fn ping_writer_waiting_for_an_answer_sees_eof_when_the_reader_is_killed() {
+    let scratch = ScratchDir::new("fifo-ping-kill-reader");
+    let fifo = scratch.join("f");
+    let ping = ["--ping", "100000000"];
+    let mut reader = start_reader(&fifo, &ping);
+    let mut writer = Demo::start(DEMO, &["writer", "--path", &fifo, ping[0], ping[1]]);
+    writer.wait_for_line("timing 100000000 round trips");
+    reader.wait_for_line("answering");
+    let reader_pid = reader.pid();
+    kill_while_other_waits(reader_pid, writer.pid(), "pipe_read");
+    reader.finish().assert_killed_by(Signal::SIGKILL);
+    let writer = writer.finish();
+    writer.assert_exit_code(1);
+    writer.assert_stderr_contains("the reader closed the reply FIFO after");
+    writer.assert_stderr_contains(&dead_reader_sentence(
+        reader_pid,
+        &fifo,
+        &format!("rm {fifo} {fifo}.reply {fifo}.pid"),
+    ));
+}
+
+#[test]
+fn ping_reader_on_a_full_reply_pipe_gets_epipe_when_the_writer_is_killed() {
+    // 1 MiB pings: the reader's answer does not fit in P.reply while the writer is stopped.
+    let scratch = ScratchDir::new("fifo-ping-kill-writer");
+    let fifo = scratch.join("f");
+    let ping = ["--ping", "100000000", "--size", "1048576"];
+    let mut reader = start_reader(&fifo, &ping);
+    let mut args = vec!["writer", "--path", &fifo];
+    args.extend_from_slice(&ping);
+    let mut writer = Demo::start(DEMO, &args);
+    writer.wait_for_line("timing 100000000 round trips");
+    reader.wait_for_line("answering");
+    kill_while_other_waits(writer.pid(), reader.pid(), "pipe_write");
+    writer.finish().assert_killed_by(Signal::SIGKILL);
+    let reader = reader.finish();
+    reader.assert_exit_code(1);
+    reader.assert_stderr_contains("the writer is gone (EPIPE)");
+    reader.assert_stdout_contains("all of it ours");
+    assert!(scratch.entries().is_empty(), "{:?}", scratch.entries());
 }
 
 #[test]
 fn default_run_stops_the_writer_when_the_reader_dies() {
     let mut run = Demo::start(DEMO, ENDLESS);
     run.wait_for_line("sending 100000000 messages");
-    let reader = pid_of_role(&run.stdout_so_far(), "reader").unwrap();
-    kill(Pid::from_raw(reader), Signal::SIGKILL).unwrap();
+    let so_far = run.stdout_so_far();
+    let reader = pid_of_role(&so_far, "reader").unwrap();
+    let writer = pid_of_role(&so_far, "writer").unwrap();
+    kill_while_other_waits(reader, writer, "pipe_write");
     let run = run.finish();
     run.assert_exit_code(1); // and no process of the group is left
     run.assert_stdout_contains(&format!("reaped reader {reader}: killed by SIGKILL"));
@@ -919,20 +1204,31 @@ fn default_run_stops_the_writer_when_the_reader_dies() {
     assert!(is_gone(&private_dir(&run.stdout)));
 }
 
+#[test]
+fn default_run_stops_the_reader_when_the_writer_dies() {
+    let mut run = Demo::start(DEMO, ENDLESS);
+    run.wait_for_line("sending 100000000 messages");
+    let so_far = run.stdout_so_far();
+    let reader = pid_of_role(&so_far, "reader").unwrap();
+    let writer = pid_of_role(&so_far, "writer").unwrap();
+    kill_while_other_waits(writer, reader, "pipe_read");
+    let run = run.finish();
+    run.assert_exit_code(1);
+    run.assert_stdout_contains(&format!("reaped writer {writer}: killed by SIGKILL"));
+    let main_error = run.stderr.lines().last().unwrap_or_default();
+    assert!(
+        main_error.starts_with("error: the ") && main_error.contains(" failed: "),
+        "{}",
+        run.stderr
+    );
+    assert!(is_gone(&private_dir(&run.stdout)));
+}
+
 // ---------- SIGHUP, and a flood with no newline ----------
 
 #[test]
 fn sighup_stops_a_reader_asleep_in_open_and_removes_its_directory() {
-    let mut reader = Demo::start(DEMO, &["reader"]);
-    let line = reader.wait_for_line("made the private directory");
-    let dir = line
-        .split("made the private directory ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap()
-        .to_string();
-    reader.wait_for_line("opening");
-    wait_until_asleep_in(reader.pid(), "wait_for_partner");
+    let (reader, dir) = start_reader_in_its_own_dir();
     reader.signal_group(Signal::SIGHUP);
     let reader = reader.finish();
     reader.assert_killed_by(Signal::SIGHUP);
