@@ -207,9 +207,12 @@ pub fn is_live(path: &Path) -> bool {
     table.lines().skip(1).any(|line| {
         path_field(line).is_some_and(|p| {
             let p = Path::new(p);
+            // A relative path was bound from a working directory we do not know: the
+            // same file name counts, the careful answer (a live reader is never declared
+            // dead; a writer watching it would give up on it).
             p == path
                 || (p.file_name() == path.file_name()
-                    && std::fs::canonicalize(p).is_ok_and(|c| c == wanted))
+                    && (p.is_relative() || std::fs::canonicalize(p).is_ok_and(|c| c == wanted)))
         })
     })
 }

@@ -2356,3 +2356,70 @@ fn busy_two_process_runs_stop_on_every_terminal_signal() {
         }
     }
 }
+
+/// A reader bound at a relative path (/proc/net/unix shows it as given, relative to a
+/// directory the writer does not know) is not taken for dead by a writer that names its
+/// socket by an absolute path while it waits on standard input.
+#[test]
+fn a_reader_bound_at_a_relative_path_is_not_taken_for_dead() {
+    prepare_test_process();
+    let dir = ScratchDir::new("sock-rel");
+    let out_file = dir.join("reader.out");
+    /// Killed if the test fails half-way: it would wait for an end that never comes.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            if self.0.try_wait().ok().flatten().is_none() {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+    }
+    let mut reader = KillOnDrop(
+        Command::new(demo_bin(DEMO))
+            .args(["reader", "unix-dgram", "--path", "rel.sock"])
+            .current_dir(dir.path())
+            .stdout(std::fs::File::create(&out_file).unwrap())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap(),
+    );
+    let at = dir.join("rel.sock");
+    wait_until("the reader is bound", || !is_gone(&at)); // bind(2) makes the file
+    let mut writer = OpenStdin::start(&dir, "w", &["writer", "unix-dgram", "--path", &at]);
+    writer.wait_for_line("connected to");
+    wait_until_asleep_in(writer.pid(), "poll");
+    // Each TICK the writer's poll(2) times out, it looks at /proc/net/unix and sleeps
+    // again: one more voluntary context switch. Two more: it has looked, at least once.
+    let looked = voluntary_switches(writer.pid()) + 2;
+    let exited = |pid| matches!(proc_state(pid), Some(('Z', _)) | None);
+    wait_until("the writer has looked for its reader", || {
+        voluntary_switches(writer.pid()) >= looked || exited(writer.pid())
+    });
+    if !exited(writer.pid()) {
+        writer.stdin.as_mut().unwrap().write_all(b"hi\n").unwrap();
+        wait_until("the reader received it", || {
+            std::fs::read_to_string(&out_file).is_ok_and(|o| o.contains(r#"received "hi""#))
+        });
+        wait_until_asleep_in(writer.pid(), "poll");
+    }
+    drop(writer.stdin.take()); // EOF: the writer sends the end
+    let (status, _, err) = writer.finish();
+    assert!(
+        status.success(),
+        "the writer gave up on a live reader: {err}"
+    );
+    assert!(reader.0.wait().unwrap().success());
+    assert!(is_gone(&at));
+}
+
+/// How often process `pid` has gone to sleep of its own accord (/proc/PID/status).
+fn voluntary_switches(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
