@@ -7,21 +7,23 @@
 //! writer and one reader, and each EOF arrives.
 
 use anyhow::{Context, Result, bail};
-use nix::fcntl::OFlag;
-use nix::unistd::{Pid, pipe2};
+use nix::unistd::Pid;
+use pipe_demo::fork::{self, Forked, TwoWay};
+use pipe_demo::pipe::{self, write_all};
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::os::fd::OwnedFd;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crate::family::{Side, exit_child, fork, parent_died, reap};
+use crate::family::{exit_child, reap};
 use crate::say;
-use crate::stream::write_all;
 use crate::summary::Summary;
 
 const PARENT: &str = "parent";
 const CHILD: &str = "child";
 const DEFAULT_REQUESTS: [&str; 3] = ["hello", "how are you", "goodbye"];
+/// How long a child that got EOF looks for its parent dead or asleep.
+const DEATH_LOOK: Duration = Duration::from_secs(2);
 
 pub fn run(messages: &[String]) -> Result<()> {
     let requests: Vec<String> = if messages.is_empty() {
@@ -29,27 +31,30 @@ pub fn run(messages: &[String]) -> Result<()> {
     } else {
         messages.to_vec()
     };
-    let (down_r, down_w) = pipe2(OFlag::O_CLOEXEC).context("pipe2 (parent → child)")?;
-    let (up_r, up_w) = pipe2(OFlag::O_CLOEXEC).context("pipe2 (child → parent)")?;
+    let down = pipe::create().context("pipe2 (parent → child)")?;
+    let up = pipe::create().context("pipe2 (child → parent)")?;
     say!(
         PARENT,
         "two pipes: one carries requests down to the child, the other replies back up"
     );
 
-    match fork()? {
-        Side::Child { parent } => {
-            drop(down_w); // the child only reads requests...
-            drop(up_r); // ...and only writes replies
-            exit_child(answer_requests(down_r, up_w, parent).map(|summary| summary.print()))
-        }
-        Side::Parent { child } => {
-            drop(down_r); // the parent only writes requests...
-            drop(up_w); // ...and only reads replies
+    // Each side keeps one end of each pipe: the parent writes requests and reads
+    // replies, the child the other way round.
+    // SAFETY: this program is single-threaded.
+    match unsafe { fork::fork_both_ways(down, up) }.context("fork")? {
+        Forked::Child {
+            parent,
+            ends: TwoWay { to_peer, from_peer },
+        } => exit_child(answer_requests(from_peer, to_peer, parent).map(|summary| summary.print())),
+        Forked::Parent {
+            child,
+            ends: TwoWay { to_peer, from_peer },
+        } => {
             say!(
                 PARENT,
                 "forked the child, pid {child}; each side closed the two ends it does not use"
             );
-            let asked = ask(down_w, up_r, &requests);
+            let asked = ask(to_peer, from_peer, &requests);
             let reaped = reap(PARENT, child, "child");
             let summary = asked?;
             reaped?;
@@ -139,7 +144,7 @@ fn answer_requests(down: OwnedFd, up: OwnedFd, parent: Pid) -> Result<Summary> {
         count += 1;
         bytes += text.len() as u64;
     }
-    if parent_died(parent, "pipe_read") {
+    if fork::parent_died(parent, "pipe_read", DEATH_LOOK) {
         bail!(
             "EOF on the request pipe because the parent, pid {parent}, died (I am no \
              longer its child): the kernel closed its end, so I stop after {count} requests"
@@ -165,5 +170,5 @@ fn send_line(end: &OwnedFd, text: &str) -> Result<()> {
     let mut line = String::with_capacity(text.len() + 1);
     line.push_str(text);
     line.push('\n');
-    write_all(end, line.as_bytes())
+    Ok(write_all(end, line.as_bytes())?)
 }

@@ -10,16 +10,16 @@
 
 use anyhow::{Context, Result, bail};
 use nix::errno::Errno;
-use nix::fcntl::{FcntlArg, OFlag, fcntl};
-use nix::unistd::{Pid, getppid, pipe2, write};
+use nix::unistd::Pid;
+use pipe_demo::fork::{self, Forked};
+use pipe_demo::pipe::{self, capacity, read_exact, set_nonblocking, try_write, write_all};
 use std::fs::File;
-use std::io::{BufRead, BufReader};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::io::{BufRead, BufReader, ErrorKind};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use crate::family::{Side, exit_child, fork, parent_died, reap};
+use crate::family::{exit_child, reap};
 use crate::say;
-use crate::stream::{read_exact, write_all};
 use crate::summary::Summary;
 
 const WRITER: &str = "writer";
@@ -31,6 +31,9 @@ const DEFAULT_MESSAGES: [&str; 3] = ["hello", "through a pipe", "one way only"];
 const CHUNK: usize = 4096;
 /// How long the reader looks for the writer asleep before it drains anyway.
 const ASLEEP_DEADLINE: Duration = Duration::from_secs(10);
+/// How long a reader that got EOF looks for its writer dead or asleep (a dying
+/// process's fds close a moment before its children are re-parented).
+const DEATH_LOOK: Duration = Duration::from_secs(2);
 
 pub fn run(messages: &[String]) -> Result<()> {
     let messages: Vec<String> = if messages.is_empty() {
@@ -40,8 +43,9 @@ pub fn run(messages: &[String]) -> Result<()> {
     };
     // Both pipes exist before fork, so the child inherits both. O_CLOEXEC: a program
     // this process might exec later should not inherit them (a habit worth having).
-    let (messages_r, messages_w) = pipe2(OFlag::O_CLOEXEC).context("pipe2 (messages)")?;
-    let (buffer_r, buffer_w) = pipe2(OFlag::O_CLOEXEC).context("pipe2 (buffer)")?;
+    let messages_pipe = pipe::create().context("pipe2 (messages)")?;
+    let buffer_pipe = pipe::create().context("pipe2 (buffer)")?;
+    let ((messages_r, messages_w), (buffer_r, buffer_w)) = (&messages_pipe, &buffer_pipe);
     say!(
         WRITER,
         "pipe(2) gave two fds: {} is the read end, {} the write end; a second pipe ({}, {}) is for act 2",
@@ -51,21 +55,23 @@ pub fn run(messages: &[String]) -> Result<()> {
         buffer_w.as_raw_fd()
     );
 
-    match fork()? {
-        Side::Child { parent } => {
-            // The child inherited the write ends too. If it kept them, its reads
-            // would never see EOF: the kernel gives EOF only once EVERY write end
-            // is closed, and the child's own copy would still be open.
-            drop(messages_w);
-            drop(buffer_w);
-            exit_child(reader(messages_r, buffer_r, parent))
-        }
-        Side::Parent { child } => {
-            drop(messages_r); // only the child reads
-            drop(buffer_r);
+    // The child inherits all four fds. It closes its copies of the write ends at
+    // once: the kernel gives EOF only once EVERY write end is closed, and its own
+    // copy would still be open. The parent closes the read ends (only the child reads).
+    // SAFETY: this program is single-threaded.
+    match unsafe { fork::fork_parent_writes([messages_pipe, buffer_pipe]) }.context("fork")? {
+        Forked::Child {
+            parent,
+            ends: [messages_r, buffer_r],
+        } => exit_child(reader(messages_r, buffer_r, parent)),
+        Forked::Parent {
+            child,
+            ends: [messages_w, buffer_w],
+        } => {
             say!(
                 WRITER,
-                "fork(2) made the reader, pid {child}: it holds copies of all four fds"
+                "fork(2) made the reader, pid {child}: it got copies of all four fds, and \
+                 each of us closed the two it does not use"
             );
             let started = Instant::now();
             let outcome = send_messages_then_fill(messages_w, buffer_w, &messages);
@@ -124,7 +130,7 @@ fn send_messages(write_end: OwnedFd, messages: &[String]) -> Result<usize> {
 /// Act 2: fill the pipe without blocking until the kernel says EAGAIN, then write
 /// once more, blocking, and sleep until the reader makes room.
 fn fill_until_the_writer_blocks(write_end: &OwnedFd) -> Result<()> {
-    let capacity = pipe_capacity(write_end)?;
+    let capacity = capacity(write_end).context("fcntl F_GETPIPE_SZ")?;
     say!(
         WRITER,
         "act 2: a pipe is a buffer in the kernel: F_GETPIPE_SZ says {capacity} bytes, \
@@ -133,20 +139,13 @@ fn fill_until_the_writer_blocks(write_end: &OwnedFd) -> Result<()> {
          2049-byte ones would fill it at about half (not shown here)"
     );
     let chunk = [b'.'; CHUNK];
-    set_nonblocking(write_end, true)?;
+    set_nonblocking(write_end, true).context("fcntl O_NONBLOCK on")?;
     let mut filled = 0;
-    loop {
-        match write(write_end, &chunk) {
-            Ok(n) => filled += n,
-            Err(Errno::EAGAIN) => break, // full: a blocking write would sleep now
-            Err(Errno::EPIPE) => bail!(
-                "filling the pipe: the reader is gone: write failed with EPIPE (no process \
-                 has the read end open)"
-            ),
-            Err(e) => bail!("filling the pipe: write: {e}"),
-        }
+    // None is EAGAIN: the pipe is full, where a blocking write would sleep now.
+    while let Some(n) = try_write(write_end, &chunk).context("filling the pipe")? {
+        filled += n;
     }
-    set_nonblocking(write_end, false)?;
+    set_nonblocking(write_end, false).context("fcntl O_NONBLOCK off")?;
     say!(
         WRITER,
         "wrote {filled} bytes with O_NONBLOCK, then the kernel said EAGAIN: the pipe is full"
@@ -179,15 +178,15 @@ fn write_with_no_reader(write_end: OwnedFd) -> Result<()> {
         WRITER,
         "act 3: the reader has exited, so no process has the read end open"
     );
-    match write(&write_end, b"anyone there?\n") {
-        Err(Errno::EPIPE) => {
+    match write_all(&write_end, b"anyone there?\n") {
+        Err(e) if e.kind() == ErrorKind::BrokenPipe => {
             say!(
                 WRITER,
                 "write failed with EPIPE (broken pipe): data written now could never be read"
             );
             Ok(())
         }
-        Ok(n) => bail!("a write with no reader should fail, yet {n} bytes were taken"),
+        Ok(()) => bail!("a write with no reader should fail, yet the bytes were taken"),
         Err(e) => bail!("a write with no reader: expected EPIPE, got {e}"),
     }
 }
@@ -216,10 +215,11 @@ fn reader(messages_r: OwnedFd, buffer_r: OwnedFd, writer: Pid) -> Result<()> {
 
 /// One way only: the read end was opened read-only, so the kernel refuses a write.
 fn show_the_read_end_cannot_write(read_end: &OwnedFd) {
-    match write(read_end, b"reply?") {
+    match write_all(read_end, b"reply?") {
         Err(e) => say!(
             READER,
-            "writing into the read end fails with {e}: a pipe carries data one way only"
+            "writing into the read end fails with {}: a pipe carries data one way only",
+            Errno::from_raw(e.raw_os_error().unwrap_or(0))
         ),
         Ok(_) => say!(READER, "writing into the read end worked?! (not Linux?)"),
     }
@@ -240,7 +240,7 @@ fn receive_messages(read_end: OwnedFd, writer: Pid) -> Result<(usize, usize)> {
         count += 1;
         bytes += text.len();
     }
-    if parent_died(writer, "pipe_write") {
+    if fork::parent_died(writer, "pipe_write", DEATH_LOOK) {
         bail!(
             "EOF after {count} messages because the writer, pid {writer}, died (I am no \
              longer its child): the kernel closed its write end"
@@ -271,7 +271,7 @@ fn drain_once_the_writer_sleeps(read_end: OwnedFd, writer: Pid) -> Result<()> {
              (getppid(2) changed), so nobody will finish filling the pipe"
         ),
     }
-    let expected = pipe_capacity(&read_end)? + CHUNK;
+    let expected = capacity(&read_end).context("fcntl F_GETPIPE_SZ")? + CHUNK;
     let mut everything = vec![0u8; expected];
     if !read_exact(&read_end, &mut everything).context("draining the buffer pipe")? {
         bail!("the writer closed the buffer pipe before writing anything");
@@ -302,39 +302,15 @@ enum Watched {
 fn wait_until_asleep(parent: Pid, wchan: &str, limit: Duration) -> Watched {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
-        if getppid() != parent {
+        if fork::parent_gone(parent) {
             return Watched::Dead;
         }
-        let stat = std::fs::read_to_string(format!("/proc/{parent}/stat")).unwrap_or_default();
-        let state = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.trim_start().chars().next());
-        let sleeping_in =
-            std::fs::read_to_string(format!("/proc/{parent}/wchan")).unwrap_or_default();
-        if state == Some('S') && sleeping_in.contains(wchan) {
-            return Watched::Asleep(sleeping_in);
+        if let Some(('S', sleeping_in)) = fork::proc_state(parent) {
+            if sleeping_in.contains(wchan) {
+                return Watched::Asleep(sleeping_in);
+            }
         }
         std::thread::sleep(Duration::from_millis(1));
     }
     Watched::Awake
-}
-
-/// The size of the kernel buffer behind a pipe: 16 pages by default (64 KiB with
-/// 4 KiB pages), changeable with F_SETPIPE_SZ.
-fn pipe_capacity(end: impl AsFd) -> Result<usize> {
-    let size = fcntl(end.as_fd(), FcntlArg::F_GETPIPE_SZ).context("fcntl F_GETPIPE_SZ")?;
-    Ok(size as usize)
-}
-
-/// Turns O_NONBLOCK on or off, leaving the other file status flags (O_APPEND,
-/// O_ASYNC...) as they were: F_SETFL replaces them all, so read them first.
-/// The flag belongs to the open file description, not to this fd: every dup and
-/// every forked copy of it sees the change. Harmless on this pipe, which only we
-/// write; on an inherited stdout it would change the flag under the other holders.
-fn set_nonblocking(end: impl AsFd, on: bool) -> Result<()> {
-    let bits = fcntl(end.as_fd(), FcntlArg::F_GETFL).context("fcntl F_GETFL")?;
-    let mut flags = OFlag::from_bits_retain(bits);
-    flags.set(OFlag::O_NONBLOCK, on);
-    fcntl(end.as_fd(), FcntlArg::F_SETFL(flags)).context("fcntl F_SETFL")?;
-    Ok(())
 }

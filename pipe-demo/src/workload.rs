@@ -13,34 +13,43 @@
 //! the README's benchmark); only shared memory with a spin handshake avoids it.
 //!
 //! Both paths reuse one buffer per side: nothing is allocated per message.
+//!
+//! Measurement machinery, not the lesson: it is built on the same library calls
+//! (`pipe_demo::pipe`, `pipe_demo::fork`) as the narrated flavours.
 
 use anyhow::{Context, Result, anyhow, bail};
-use nix::fcntl::OFlag;
-use nix::unistd::{Pid, pipe2};
+use nix::unistd::Pid;
+use pipe_demo::fork::{self, Forked, TwoWay};
+use pipe_demo::pipe::{self, read_exact, write_all};
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
-use crate::Cpus;
-use crate::family::{Side, exit_child, fork, parent_died, reap, run_on_cpu};
+use crate::args::Cpus;
+use crate::family::{exit_child, reap};
 use crate::say;
-use crate::stream::{read_exact, write_all};
 use crate::summary::Summary;
 
 const WRITER: &str = "writer";
 const READER: &str = "reader";
 
 pub fn bulk(count: u64, size: usize, cpus: Option<Cpus>) -> Result<()> {
-    let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC).context("pipe2")?;
-    match fork()? {
-        Side::Child { parent } => {
-            drop(write_end); // or EOF would never come
+    let one_way = pipe::create().context("pipe2")?;
+    // The child closes its write end (or EOF would never come), the parent its read end.
+    // SAFETY: this program is single-threaded.
+    match unsafe { fork::fork_parent_writes([one_way]) }.context("fork")? {
+        Forked::Child {
+            parent,
+            ends: [read_end],
+        } => {
             let writer = parent;
             let checked = run_on_cpu(cpus.map(|c| c.reader))
                 .and_then(|()| receive_and_check(read_end, count, size, writer));
             exit_child(checked.map(|summary| summary.print()))
         }
-        Side::Parent { child } => {
-            drop(read_end);
+        Forked::Parent {
+            child,
+            ends: [write_end],
+        } => {
             say!(
                 WRITER,
                 "sending {count} messages of {size} bytes to reader {child}"
@@ -92,26 +101,29 @@ fn receive_and_check(read_end: OwnedFd, count: u64, size: usize, writer: Pid) ->
 }
 
 pub fn ping(count: u64, size: usize, cpus: Option<Cpus>) -> Result<()> {
-    let (down_r, down_w) = pipe2(OFlag::O_CLOEXEC).context("pipe2 (down)")?;
-    let (up_r, up_w) = pipe2(OFlag::O_CLOEXEC).context("pipe2 (up)")?;
-    match fork()? {
-        Side::Child { parent } => {
-            drop(down_w);
-            drop(up_r);
+    let down = pipe::create().context("pipe2 (down)")?;
+    let up = pipe::create().context("pipe2 (up)")?;
+    // SAFETY: this program is single-threaded.
+    match unsafe { fork::fork_both_ways(down, up) }.context("fork")? {
+        Forked::Child {
+            parent,
+            ends: TwoWay { to_peer, from_peer },
+        } => {
             let writer = parent;
             let echoed = run_on_cpu(cpus.map(|c| c.reader))
-                .and_then(|()| echo(down_r, up_w, count, size, writer));
+                .and_then(|()| echo(from_peer, to_peer, count, size, writer));
             exit_child(echoed.map(|summary| summary.print()))
         }
-        Side::Parent { child } => {
-            drop(down_r);
-            drop(up_w);
+        Forked::Parent {
+            child,
+            ends: TwoWay { to_peer, from_peer },
+        } => {
             say!(
                 WRITER,
                 "{count} round trips of {size} bytes with reader {child}, over two pipes"
             );
             let timed = run_on_cpu(cpus.map(|c| c.writer))
-                .and_then(|()| time_round_trips(down_w, up_r, count, size));
+                .and_then(|()| time_round_trips(to_peer, from_peer, count, size));
             let reaped = reap(WRITER, child, "reader");
             let summary = timed?;
             reaped?;
@@ -180,11 +192,20 @@ fn echo(down: OwnedFd, up: OwnedFd, count: u64, size: usize, writer: Pid) -> Res
 
 /// Why the writer's stream ended early, as far as the kernel can tell us.
 fn why_it_ended(writer: Pid) -> String {
-    if parent_died(writer, "do_wait") {
+    if fork::parent_died(writer, "do_wait", Duration::from_secs(2)) {
         format!(": it died (pid {writer} is no longer my parent)")
     } else {
         format!(": the writer, pid {writer}, is alive but closed it")
     }
+}
+
+/// Pins this process to one CPU (`sched_setaffinity`), if asked: `--cpus`.
+fn run_on_cpu(cpu: Option<usize>) -> Result<()> {
+    let Some(cpu) = cpu else { return Ok(()) };
+    let mut set = nix::sched::CpuSet::new();
+    set.set(cpu).with_context(|| format!("CPU {cpu}"))?;
+    nix::sched::sched_setaffinity(Pid::from_raw(0), &set)
+        .with_context(|| format!("sched_setaffinity to CPU {cpu}"))
 }
 
 fn summary(role: &'static str, count: u64, size: usize, elapsed: Duration) -> Summary {

@@ -1,0 +1,158 @@
+//! One anonymous pipe: create it, move whole buffers through it, ask its capacity,
+//! switch O_NONBLOCK.
+//!
+//! A pipe is a byte stream with no message boundaries: a read returns whatever is
+//! there, up to the buffer's length, and a write larger than the free space may be
+//! split. [`write_all`] and [`read_exact`] turn that into "send these bytes" and
+//! "give me exactly this many", retry EINTR, and name the two ends a stream can
+//! meet: EPIPE (no reader left) and EOF (no writer left).
+//!
+//! Standalone: needs only std and nix (features "fs").
+
+use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::unistd::{pipe2, read, write};
+use std::io::{Error, ErrorKind, Result};
+use std::os::fd::{AsFd, OwnedFd};
+
+/// Makes a pipe: `(read_end, write_end)`, both O_CLOEXEC.
+///
+/// O_CLOEXEC: a program this process (or a child of it) execs later does not inherit
+/// them. An inherited write end is the classic hang: a reader sees EOF only once
+/// every write end in every process is closed, and a program that never heard of
+/// the pipe never closes its copy. A `dup2` copy does not inherit the flag, so the
+/// end you move onto a child's stdin or stdout stays open across exec.
+///
+/// # Examples
+/// ```
+/// let (read_end, write_end) = pipe_demo::pipe::create()?;
+/// pipe_demo::pipe::write_all(&write_end, b"hello")?;
+/// drop(write_end); // the last write end: the reader gets EOF after the data
+/// let mut got = [0u8; 5];
+/// assert!(pipe_demo::pipe::read_exact(&read_end, &mut got)?);
+/// assert_eq!(&got, b"hello");
+/// assert!(!pipe_demo::pipe::read_exact(&read_end, &mut got)?); // EOF
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn create() -> Result<(OwnedFd, OwnedFd)> {
+    Ok(pipe2(OFlag::O_CLOEXEC)?)
+}
+
+/// Writes all of `buf`, retrying EINTR and short writes.
+///
+/// A reader that is gone (no process has the read end open) comes back as an error
+/// of kind [`ErrorKind::BrokenPipe`] that says so. That needs SIGPIPE ignored, as a
+/// Rust program has it from the start: with its default action (a C program, or a
+/// child that reset it before exec) the kernel kills the writer instead, silently.
+///
+/// Up to PIPE_BUF (4096 bytes on Linux) one write is atomic: writers sharing a pipe
+/// never interleave inside such a buffer. A longer one may reach the reader in
+/// pieces, with another writer's bytes between them.
+pub fn write_all(fd: impl AsFd, mut buf: &[u8]) -> Result<()> {
+    while !buf.is_empty() {
+        match write(fd.as_fd(), buf) {
+            Ok(n) => buf = &buf[n..],
+            Err(Errno::EINTR) => continue,
+            Err(Errno::EPIPE) => return Err(reader_gone()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// One write on an end set to O_NONBLOCK (see [`set_nonblocking`]): `Ok(None)` when
+/// the pipe is full (EAGAIN), where a blocking write would sleep; otherwise the
+/// bytes taken, maybe fewer than `buf.len()`. EPIPE as in [`write_all`].
+pub fn try_write(fd: impl AsFd, buf: &[u8]) -> Result<Option<usize>> {
+    loop {
+        match write(fd.as_fd(), buf) {
+            Ok(n) => return Ok(Some(n)),
+            Err(Errno::EAGAIN) => return Ok(None),
+            Err(Errno::EINTR) => continue,
+            Err(Errno::EPIPE) => return Err(reader_gone()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Fills all of `buf`, retrying EINTR and short reads. `Ok(false)` if the stream
+/// ended before the first byte (EOF between messages: every write end is closed);
+/// an error of kind [`ErrorKind::UnexpectedEof`] if it ended in the middle.
+///
+/// EOF comes only once every write end is closed, the reader's own copy included:
+/// a process that reads must close the write end it inherited.
+pub fn read_exact(fd: impl AsFd, buf: &mut [u8]) -> Result<bool> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match read(fd.as_fd(), &mut buf[filled..]) {
+            Ok(0) if filled == 0 => return Ok(false),
+            Ok(0) => {
+                return Err(Error::new(
+                    ErrorKind::UnexpectedEof,
+                    format!(
+                        "the writer closed the pipe {filled} bytes into a {}-byte message",
+                        buf.len()
+                    ),
+                ));
+            }
+            Ok(n) => filled += n,
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(true)
+}
+
+/// The capacity of the kernel buffer behind a pipe, in bytes (F_GETPIPE_SZ).
+///
+/// Counted in page-sized slots: 16 pages by default (pipe(7); 65,536 bytes with
+/// 4 KiB pages), fewer for a user past /proc/sys/fs/pipe-user-pages-soft, more after
+/// F_SETPIPE_SZ. A write joins the last slot only if it fits there whole, so the bytes
+/// a full pipe holds depend on the write sizes: 4096-byte writes fill all of it,
+/// 2049-byte ones about half.
+///
+/// # Examples
+/// ```
+/// let (read_end, _write_end) = pipe_demo::pipe::create()?;
+/// let bytes = pipe_demo::pipe::capacity(&read_end)?;
+/// assert!(bytes >= 4096 && bytes % 4096 == 0);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn capacity(end: impl AsFd) -> Result<usize> {
+    Ok(fcntl(end.as_fd(), FcntlArg::F_GETPIPE_SZ)? as usize)
+}
+
+/// Turns O_NONBLOCK on or off, leaving the other file status flags (O_APPEND,
+/// O_ASYNC...) as they were: F_SETFL replaces them all, so read them first (F_GETFL).
+///
+/// The flag belongs to the open file description, not to this fd: every dup and
+/// every forked copy sees the change. On an end only you hold that is harmless; on
+/// an inherited stdin or stdout it changes the flag under the other holders.
+///
+/// # Examples
+/// ```
+/// use pipe_demo::pipe;
+/// let (_read_end, write_end) = pipe::create()?;
+/// pipe::set_nonblocking(&write_end, true)?;
+/// let mut filled = 0;
+/// while let Some(n) = pipe::try_write(&write_end, &[0u8; 4096])? {
+///     filled += n; // never sleeps: EAGAIN (None) once the pipe is full
+/// }
+/// assert_eq!(filled, pipe::capacity(&write_end)?);
+/// pipe::set_nonblocking(&write_end, false)?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn set_nonblocking(end: impl AsFd, on: bool) -> Result<()> {
+    let bits = fcntl(end.as_fd(), FcntlArg::F_GETFL)?;
+    let mut flags = OFlag::from_bits_retain(bits);
+    flags.set(OFlag::O_NONBLOCK, on);
+    fcntl(end.as_fd(), FcntlArg::F_SETFL(flags))?;
+    Ok(())
+}
+
+fn reader_gone() -> Error {
+    Error::new(
+        ErrorKind::BrokenPipe,
+        "the reader is gone: write failed with EPIPE (no process has the read end open)",
+    )
+}
