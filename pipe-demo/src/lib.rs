@@ -7,7 +7,8 @@
 //!    [`fork::fork_parent_writes`] (one way), [`fork::fork_both_ways`] (a pipe each way);
 //! 3. move bytes: [`pipe::write_all`] (EPIPE named: the reader is gone),
 //!    [`pipe::read_exact`] (EOF between messages, or an error in the middle of one),
-//!    both retrying EINTR; [`pipe::set_nonblocking`] and [`pipe::try_write`] (EAGAIN
+//!    both retrying EINTR; [`pipe::wait_readable`] (a read's deadline, poll);
+//!    [`pipe::set_nonblocking`] and [`pipe::try_write`] (EAGAIN
 //!    once full); [`pipe::capacity`] (F_GETPIPE_SZ: 16 page-sized slots by default);
 //! 4. end: the child tells its parent's death from a clean EOF ([`fork::parent_died`],
 //!    by the parent's pid kept from before the fork); the parent waits for exactly

@@ -7,13 +7,15 @@
 //! "give me exactly this many", retry EINTR, and name the two ends a stream can
 //! meet: EPIPE (no reader left) and EOF (no writer left).
 //!
-//! Standalone: needs only std and nix (features "fs").
+//! Standalone: needs only std and nix (features "fs", "poll").
 
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::unistd::{pipe2, read, write};
 use std::io::{Error, ErrorKind, Result};
 use std::os::fd::{AsFd, OwnedFd};
+use std::time::{Duration, Instant};
 
 /// Makes a pipe: `(read_end, write_end)`, both O_CLOEXEC.
 ///
@@ -101,6 +103,42 @@ pub fn read_exact(fd: impl AsFd, buf: &mut [u8]) -> Result<bool> {
         }
     }
     Ok(true)
+}
+
+/// Waits until a read on `end` will not block, at most `timeout`: `Ok(true)` when
+/// there is data or EOF (every write end closed: POLLHUP), `Ok(false)` when the
+/// deadline passed first. The deadline is computed once, so a signal (EINTR) does
+/// not restart the wait.
+///
+/// A writer that dies, even by SIGKILL, needs no timeout: the kernel closes its
+/// end and the reader gets EOF. This is for a writer alive but stuck (or stopped).
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// let (read_end, write_end) = pipe_demo::pipe::create()?;
+/// assert!(!pipe_demo::pipe::wait_readable(&read_end, Duration::from_millis(10))?);
+/// drop(write_end); // EOF: a read no longer blocks
+/// assert!(pipe_demo::pipe::wait_readable(&read_end, Duration::from_secs(5))?);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn wait_readable(end: impl AsFd, timeout: Duration) -> Result<bool> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        // Rounded up to whole milliseconds, poll's unit, so it never wakes early.
+        let millis = i32::try_from(left.as_nanos().div_ceil(1_000_000)).unwrap_or(i32::MAX);
+        let mut fds = [PollFd::new(end.as_fd(), PollFlags::POLLIN)];
+        match poll(
+            &mut fds,
+            PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX),
+        ) {
+            Ok(0) if Instant::now() >= deadline => return Ok(false),
+            Ok(0) | Err(Errno::EINTR) => continue,
+            Ok(_) => return Ok(true),
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// The capacity of the kernel buffer behind a pipe, in bytes (F_GETPIPE_SZ).
