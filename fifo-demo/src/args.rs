@@ -11,7 +11,8 @@ usage: fifo-demo [OPTIONS] [MESSAGE...]                  reader and writer as tw
 
 options:
   --path P            the FIFO: the reader creates it (default: in a private directory),
-                      the writer opens it and never creates it
+                      and P.pid (its pid, which a waiting writer checks); the writer
+                      opens P and never creates it
   --count N           bulk: N messages of --size bytes, every byte checked by the reader
   --ping N            N round trips of --size bytes, out through P and back through P.reply
                       (at most 100000000: the writer keeps each one's time to sort)

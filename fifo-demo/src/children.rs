@@ -1,9 +1,10 @@
 //! The default run's children: `fifo-demo reader` and `fifo-demo writer` started afresh
-//! from our own binary with `Command`, never by fork. So they share no file descriptor,
-//! only the FIFO's path: two unrelated programs, as if typed into two terminals.
+//! from our own binary with `Command`, which execs it in the new process (not a fork(2)
+//! that goes on running our code). Every fd of ours is O_CLOEXEC, so they share no open
+//! FIFO, only its path: two unrelated programs, as if typed into two terminals.
 //!
 //! `Children` watches them: it reaps each one and says how it ended, stops the others if
-//! one fails, passes on a SIGINT/SIGTERM we receive, and puts a deadline on every wait,
+//! one fails, passes on a SIGINT/SIGTERM/SIGHUP we receive, and puts a deadline on every wait,
 //! so the default run never hangs and never leaves a process behind.
 
 use std::fs::File;

@@ -47,11 +47,16 @@ pub fn run(workload: &Workload, cpus: Option<Cpus>) -> Result<()> {
             Ok(())
         }
         Err(e) => {
-            if let Some(sig) = signals::caught() {
-                say!(
+            match signals::caught() {
+                Some(sig) => say!(
                     ROLE,
                     "interrupted by {sig}: stopped the children, removed {shown}"
-                );
+                ),
+                // A child killed by SIGKILL could not remove its FIFO; the directory held it.
+                None if removed.is_ok() => {
+                    say!(ROLE, "removed {shown}, with whatever a child left in it")
+                }
+                None => {}
             }
             Err(e)
         }

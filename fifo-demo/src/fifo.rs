@@ -1,8 +1,9 @@
 //! The things this demo creates in the filesystem, each owned by a guard that removes it.
 //!
-//! - `PrivateDir`: a fresh 0700 directory from mkdtemp(3). A FIFO at a guessable path in
-//!   /tmp could be opened, or planted in advance, by anyone; inside this directory only
-//!   our user can reach it.
+//! - `PrivateDir`: a fresh 0700 directory from mkdtemp(3). A guessable name in /tmp can
+//!   be taken in advance by anyone: our mkfifo then fails (EEXIST), and a writer given
+//!   that path would talk to whoever made the FIFO there. Inside this directory only our
+//!   user can reach it.
 //! - `Fifo`: the file of type `p` itself (提前创建了一个类型为管道的设备文件), made with
 //!   mkfifo(3), mode 0600, and unlinked when its guard drops: on success, on an error
 //!   and after Ctrl+C alike.
@@ -153,8 +154,9 @@ pub fn pid_path(path: &Path) -> PathBuf {
 }
 
 /// `P.pid`, written by the process that reads P before it makes P, removed when dropped.
-/// Its first line is `PID STARTTIME` (the start time, field 22 of /proc/PID/stat, tells
-/// this process from a later one that got the same pid); a second line, if any, is the
+/// Its first line is `PID STARTTIME` (the start time, field 22 of /proc/PID/stat in clock
+/// ticks since boot, tells this process from a later one that got the same pid, unless
+/// both started in the same tick); a second line, if any, is the
 /// directory that process made around P, for a survivor to name.
 pub struct PidFile {
     path: PathBuf,

@@ -84,7 +84,7 @@ fn main() -> ExitCode {
     });
     match (result, signals::caught()) {
         (Ok(()), _) => ExitCode::SUCCESS,
-        // Whatever failed after a SIGINT/SIGTERM is its consequence: the role has cleaned
+        // Whatever failed after a SIGINT/SIGTERM/SIGHUP is its consequence: the role has cleaned
         // up and said so. Die of the signal, so the shell knows we were stopped.
         (Err(_), Some(sig)) => signals::die_of(sig),
         (Err(e), None) => {

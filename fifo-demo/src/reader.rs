@@ -1,5 +1,6 @@
-//! `fifo-demo reader [--path P]`: make the FIFO, wait in open(2) until a writer opens
-//! it, print every line that arrives until EOF, then remove the FIFO.
+//! `fifo-demo reader [--path P]`: write our pid to `P.pid`, make the FIFO, wait in
+//! open(2) until a writer opens it, print every line that arrives until EOF, then remove
+//! the FIFO and `P.pid`, on every way out but SIGKILL (then a waiting writer names them).
 //!
 //! 对于命名管道，它可以在不相关的进程间也能相互通信: a writer finds this process by
 //! the path alone, whoever started it (`fifo-demo writer`, `echo hi > P`, any program).
@@ -82,7 +83,10 @@ pub fn run(path: Option<&Path>, workload: &Workload) -> Result<()> {
         Err(e) => {
             match signals::caught() {
                 Some(sig) => say!(ROLE, "interrupted by {sig}: removed {gone}"),
-                None if removed.is_ok() => say!(ROLE, "removed {gone}, all of it ours"),
+                None if removed.is_ok() => say!(
+                    ROLE,
+                    "removed {gone}, all of it ours (a writer makes nothing here, so a dead one leaves nothing)"
+                ),
                 None => {}
             }
             Err(e)
@@ -110,6 +114,9 @@ fn receive(path: &Path, workload: &Workload) -> Result<Summary> {
         "opening {shown} for reading: open blocks until a writer opens it"
     );
     let asked = Instant::now();
+    // This open waits for any writer, not a particular one, so no peer's death can leave
+    // it waiting in vain: a writer that died before opening is simply not the one we
+    // meet; the next one (or `echo hi > P`) is. Ctrl+C stops the wait.
     let fifo =
         wire::open(path, OFlag::O_RDONLY)?.with_context(|| format!("open {shown} for reading"))?;
     say!(

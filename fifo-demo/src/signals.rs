@@ -53,7 +53,7 @@ pub fn caught() -> Option<Signal> {
     Signal::try_from(CAUGHT.load(Ordering::SeqCst)).ok()
 }
 
-/// A blocking call was stopped by SIGINT or SIGTERM.
+/// A blocking call was stopped by SIGINT, SIGTERM or SIGHUP.
 #[derive(Debug)]
 pub struct Interrupted(pub Signal);
 

@@ -80,8 +80,8 @@ fn clear_nonblock(fd: &OwnedFd) -> Result<()> {
 }
 
 /// Whether the other ends of a FIFO we hold are gone, asked without waiting: poll(2)
-/// reports POLLHUP on a read end once every writer has closed (after at least one had
-/// opened), and POLLERR on a write end once every reader has closed (pipe(7), poll(2)).
+/// reports POLLHUP on a read end once every writer has closed (on Linux, only once a
+/// writer had opened it), and POLLERR on a write end once every reader has closed.
 /// A process that dies, of SIGKILL too, closes its ends like one that closes them.
 pub fn peer_closed(fd: impl AsFd) -> Result<bool> {
     let mut fds = [PollFd::new(fd.as_fd(), PollFlags::empty())];
@@ -91,9 +91,9 @@ pub fn peer_closed(fd: impl AsFd) -> Result<bool> {
 }
 
 /// Waits until `from` (a read end opened with `open_for_reading_now`) has data, or a
-/// writer opened it and closed it again, or the readers of `to` are gone. A read end
-/// opened with O_NONBLOCK reports no POLLHUP before a writer has been seen, so this does
-/// not mistake "nobody has opened it yet" for EOF. Err if `to`'s readers are gone.
+/// writer opened it and closed it again, or the readers of `to` are gone. On Linux a
+/// read end opened with O_NONBLOCK reports no POLLHUP before a writer has been seen
+/// (fs/pipe.c), so this does not mistake "nobody has opened it yet" for EOF. Err if `to`'s readers are gone.
 pub fn wait_readable(from: impl AsFd, to: impl AsFd, peer: &str) -> Result<()> {
     loop {
         let mut fds = [
@@ -115,8 +115,9 @@ pub fn wait_readable(from: impl AsFd, to: impl AsFd, peer: &str) -> Result<()> {
 }
 
 /// Writes all of `bytes`. A write of at most PIPE_BUF bytes is done by the kernel in one
-/// piece, so for those this is exactly one write(2); a longer one may come back short
-/// (after a signal) and is continued.
+/// piece, so for those one write(2) does it all (one that fails with EINTR wrote
+/// nothing, and is repeated); a longer one may come back short (after a signal) and is
+/// continued.
 ///
 /// If nobody has the FIFO open for reading any more, the kernel sends SIGPIPE. Rust
 /// programs ignore SIGPIPE, so instead of dying we get the error EPIPE, and say who left.

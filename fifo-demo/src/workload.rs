@@ -148,7 +148,8 @@ pub fn ping(to: impl AsFd, from: impl AsFd, count: u64, size: usize) -> Result<S
             // P.reply was opened without waiting for the reader: until the reader has
             // opened it too, a read would return 0 as at EOF. So the first answer is
             // awaited with poll(2), which also sees the reader die (P's POLLERR). Round
-            // trip 0 therefore includes the reader's open of P.reply (one system call).
+            // trip 0 therefore includes the reader's open of P.reply: one system call, as
+            // our writer holds P.reply open before it opens P.
             wait_readable(from.as_fd(), to.as_fd(), "reader")
                 .with_context(|| format!("wait for the answer to ping 0 of {count}"))?;
         }

@@ -1201,7 +1201,9 @@ fn default_run_stops_the_writer_when_the_reader_dies() {
         run.stderr
     );
     // The killed reader could not remove its FIFO; main's directory guard did.
-    assert!(is_gone(&private_dir(&run.stdout)));
+    let dir = private_dir(&run.stdout);
+    run.assert_stdout_contains(&format!("removed {dir}, with whatever a child left in it"));
+    assert!(is_gone(&dir));
 }
 
 #[test]
@@ -1221,7 +1223,9 @@ fn default_run_stops_the_reader_when_the_writer_dies() {
         "{}",
         run.stderr
     );
-    assert!(is_gone(&private_dir(&run.stdout)));
+    let dir = private_dir(&run.stdout);
+    run.assert_stdout_contains(&format!("removed {dir}, with whatever a child left in it"));
+    assert!(is_gone(&dir));
 }
 
 // ---------- SIGHUP, and a flood with no newline ----------
