@@ -144,10 +144,10 @@ pub fn wait_readable(end: impl AsFd, timeout: Duration) -> Result<bool> {
 /// The capacity of the kernel buffer behind a pipe, in bytes (F_GETPIPE_SZ).
 ///
 /// Counted in page-sized slots: 16 pages by default (pipe(7); 65,536 bytes with
-/// 4 KiB pages), fewer for a user past /proc/sys/fs/pipe-user-pages-soft, more after
-/// F_SETPIPE_SZ. A write joins the last slot only if it fits there whole, so the bytes
-/// a full pipe holds depend on the write sizes: 4096-byte writes fill all of it,
-/// 2049-byte ones about half.
+/// 4 KiB pages), fewer for a user past /proc/sys/fs/pipe-user-pages-soft, and any
+/// power-of-two number of pages after F_SETPIPE_SZ. A write joins the last slot only
+/// if it fits there whole, so the bytes a full pipe holds depend on the write sizes:
+/// 4096-byte writes fill all of it, 2049-byte ones (with 4 KiB pages) about half.
 ///
 /// # Examples
 /// ```

@@ -87,8 +87,9 @@ impl Argv {
 /// them, and the program keeps only its dup2 copies; any other fd you hold without
 /// O_CLOEXEC stays open in the program (a write end kept there means its reader
 /// never sees EOF). Rust starts with SIGPIPE ignored, and an ignored signal stays
-/// ignored across exec: without the reset, `yes | head -1` would leave `yes`
-/// writing into EPIPE forever instead of dying quietly.
+/// ignored across exec: without the reset, in `yes | head -1` GNU `yes` gets EPIPE
+/// once `head` is gone, prints "yes: standard output: Broken pipe" and exits 1,
+/// where a shell's `yes` dies quietly of SIGPIPE.
 ///
 /// If dup2 or exec fails, the child says why in one line on stderr and ends with
 /// [`EXEC_NOT_FOUND`] or [`EXEC_NOT_EXECUTABLE`] (exec failed) or 1 (dup2 failed),
