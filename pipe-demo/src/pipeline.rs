@@ -22,7 +22,7 @@
 
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
-use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::signal::{SigHandler, Signal, kill, signal};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, dup2_stdin, dup2_stdout, pipe2};
 use std::ffi::{CStr, CString};
@@ -119,7 +119,21 @@ pub fn wait(child: Pid) -> Result<WaitStatus> {
 }
 
 /// Two programs joined by a pipe, `first | second`, running. [`Pipeline::wait`]
-/// reaps both; dropped without it, the pipeline is still waited for (no zombie).
+/// reaps both. Dropped before that (an early `?` of yours), it kills (SIGKILL) and
+/// reaps whichever is left: no zombie and no program left running. Killing by pid is
+/// safe here: until its parent reaps it, a child's pid cannot be reused.
+///
+/// # Examples
+/// ```
+/// use pipe_demo::pipeline::{Argv, Pipeline};
+/// let pipeline = Pipeline::spawn(&Argv::new(&["sleep", "100"])?, &Argv::new(&["cat"])?)?;
+/// let [sleep, cat] = pipeline.pids();
+/// drop(pipeline); // both killed and reaped: their pids are gone at once
+/// for pid in [sleep, cat] {
+///     assert_eq!(nix::sys::signal::kill(pid, None), Err(nix::errno::Errno::ESRCH));
+/// }
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub struct Pipeline {
     /// The pids of `first` and `second`.
     pids: [Pid; 2],
@@ -132,8 +146,8 @@ impl Pipeline {
     /// stdout on the write end and `second` with its stdin on the read end, then
     /// closes both ends here, so `second` sees EOF once `first` is done.
     ///
-    /// If the second fork fails, the first child is already running: the ends are
-    /// closed (it gets EPIPE or ends) and it is reaped before the error returns.
+    /// If the second fork fails, the first child is already running: it is killed
+    /// and reaped before the error returns.
     ///
     /// # Examples
     /// ```
@@ -159,7 +173,7 @@ impl Pipeline {
                 running: [true, true],
             }),
             Err(e) => {
-                let _ = wait(writer);
+                kill_and_reap(writer);
                 Err(e)
             }
         }
@@ -187,10 +201,16 @@ impl Drop for Pipeline {
     fn drop(&mut self) {
         for (pid, running) in self.pids.iter().zip(self.running) {
             if running {
-                let _ = wait(*pid);
+                kill_and_reap(*pid);
             }
         }
     }
+}
+
+/// SIGKILL to a child not yet reaped, then waitpid, so it leaves no zombie.
+fn kill_and_reap(child: Pid) {
+    let _ = kill(child, Signal::SIGKILL);
+    let _ = wait(child);
 }
 
 /// Runs `first | second` to the end: [`Pipeline::spawn`], then [`Pipeline::wait`].
