@@ -156,11 +156,12 @@ pub fn parent_gone(parent: Pid) -> bool {
 
 /// In a child that just read EOF from `parent`: did the parent die (the kernel closed
 /// its fds), or close its end on purpose and go on? A live parent soon sleeps in the
-/// kernel function its code waits in next, `waits_in` (as /proc/PID/wchan names it:
-/// "pipe_read", "do_wait"...). The kernel closes a dying process's fds a moment
-/// before it re-parents its children, so this looks for up to `limit` (two seconds
-/// is plenty); a parent neither dead nor asleep there by then (stopped, say) counts
-/// as alive.
+/// kernel function its code waits in next: `waits_in` is matched as a part of what
+/// /proc/PID/wchan shows ("pipe_write" matches the anon_pipe_write of recent
+/// kernels; "do_wait" a parent in waitpid). The kernel closes a dying process's fds
+/// a moment before it re-parents its children, so this looks for up to `limit` (the
+/// demo gives it two seconds); a parent neither dead nor asleep there by then
+/// (stopped, say) counts as alive.
 pub fn parent_died(parent: Pid, waits_in: &str, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
@@ -179,7 +180,7 @@ pub fn parent_died(parent: Pid, waits_in: &str, limit: Duration) -> bool {
 /// What the kernel shows of process `pid`: its state letter from /proc/PID/stat
 /// (R running, S asleep, T stopped, Z zombie...) and the kernel function it sleeps
 /// in, from /proc/PID/wchan ("0" or empty when running). `None` if there is no such
-/// process. The same as `ps -o stat,wchan`.
+/// process. What `ps -o state,wchan` shows.
 pub fn proc_state(pid: Pid) -> Option<(char, String)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name in parentheses may hold spaces and ')': the state follows
