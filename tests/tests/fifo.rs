@@ -1228,6 +1228,55 @@ fn default_run_stops_the_reader_when_the_writer_dies() {
     assert!(is_gone(&dir));
 }
 
+#[test]
+fn act_2_writers_name_what_a_killed_main_left() {
+    let mut run = Demo::start(DEMO, &[]);
+    let started = run.wait_for_line("] writers A ");
+    // Main, the server, is stopped before it reads a line: the writers then wait in
+    // their open(2) loop, or (if main's open came first) on the full pipe, 16 of their
+    // 40 lines in it. Either way neither can finish; then main dies of SIGKILL.
+    kill(Pid::from_raw(run.pid()), Signal::SIGSTOP).unwrap();
+    let dir = private_dir(&run.stdout_so_far());
+    // "[main 1] writers A 123 and B 124 started: ..."
+    let words: Vec<&str> = started.split_whitespace().collect();
+    let writers: Vec<i32> = [4, 7].iter().map(|&i| words[i].parse().unwrap()).collect();
+    for &w in &writers {
+        wait_until(&format!("writer {w} waits"), || {
+            matches!(proc_state(w), Some(('S', _)))
+        });
+    }
+    kill(Pid::from_raw(run.pid()), Signal::SIGKILL).unwrap();
+    let run = run.finish(); // its output closes once both writers have exited
+    let orphans = reap_orphans_with_status(run.pid); // the writers came to us
+    let left = is_fifo(&format!("{dir}/server"));
+    let _ = std::fs::remove_dir_all(&dir); // what the writers say to do; before any assert
+    assert!(left, "SIGKILL: main could not remove {dir}/server");
+    assert_eq!(run.status.signal(), Some(Signal::SIGKILL as i32));
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    // Whatever main printed, it printed before the stop.
+    if run.stdout.contains("reading one line per read(2)") {
+        // Main had started reading before the stop came: a writer may have finished.
+        println!("main was reading before it was stopped: shown, not asserted");
+        return;
+    }
+    assert_eq!(orphans.len(), 2, "{orphans:?}");
+    for (pid, status) in &orphans {
+        assert_eq!(
+            *status,
+            nix::sys::wait::WaitStatus::Exited(Pid::from_raw(*pid), 1),
+            "{}",
+            run.stderr
+        );
+    }
+    let sentence = dead_reader_sentence(run.pid, &format!("{dir}/server"), &format!("rm -r {dir}"));
+    assert_eq!(
+        run.stderr.matches(&sentence).count(),
+        2,
+        "each writer names what main left:\n{}",
+        run.stderr
+    );
+}
+
 // ---------- SIGHUP, and a flood with no newline ----------
 
 #[test]
