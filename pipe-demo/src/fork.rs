@@ -105,6 +105,28 @@ pub unsafe fn fork_parent_writes<const N: usize>(
 ///
 /// # Safety
 /// As [`fork_parent_writes`]: only in a single-threaded program.
+///
+/// # Examples
+/// ```
+/// use pipe_demo::{fork::{self, Forked, TwoWay}, pipe};
+/// // SAFETY: a doctest runs in a process of its own, with one thread.
+/// match unsafe { fork::fork_both_ways(pipe::create()?, pipe::create()?) }? {
+///     Forked::Child { ends: TwoWay { to_peer, from_peer }, .. } => {
+///         let mut byte = [0u8; 1]; // echo one byte back, in capitals
+///         let ok = pipe::read_exact(&from_peer, &mut byte).is_ok_and(|some| some)
+///             && pipe::write_all(&to_peer, &byte.to_ascii_uppercase()).is_ok();
+///         std::process::exit(if ok { 0 } else { 1 })
+///     }
+///     Forked::Parent { child, ends: TwoWay { to_peer, from_peer } } => {
+///         pipe::write_all(&to_peer, b"a")?;
+///         let mut reply = [0u8; 1];
+///         assert!(pipe::read_exact(&from_peer, &mut reply)?);
+///         assert_eq!(&reply, b"A");
+///         assert_eq!(fork::wait(child)?, nix::sys::wait::WaitStatus::Exited(child, 0));
+///     }
+/// }
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub unsafe fn fork_both_ways(
     down: (OwnedFd, OwnedFd),
     up: (OwnedFd, OwnedFd),

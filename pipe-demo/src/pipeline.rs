@@ -95,6 +95,23 @@ impl Argv {
 /// [`EXEC_NOT_FOUND`] or [`EXEC_NOT_EXECUTABLE`] (exec failed) or 1 (dup2 failed),
 /// so that its status cannot pass for the program's own. Safe with any number of
 /// threads: the child allocates nothing (see the top of this file).
+///
+/// # Examples
+/// ```
+/// use nix::sys::wait::WaitStatus;
+/// use pipe_demo::pipeline::{Argv, EXEC_NOT_FOUND, spawn, wait};
+/// let (read_end, write_end) = pipe_demo::pipe::create()?; // both O_CLOEXEC
+/// let echo = spawn(&Argv::new(&["echo", "hi"])?, None, Some(&write_end))?;
+/// drop(write_end); // ours: the only write end left is echo's stdout
+/// let mut got = [0u8; 3];
+/// assert!(pipe_demo::pipe::read_exact(&read_end, &mut got)?);
+/// assert_eq!(&got, b"hi\n");
+/// assert_eq!(wait(echo)?, WaitStatus::Exited(echo, 0));
+///
+/// let missing = spawn(&Argv::new(&["no-such-program-here"])?, None, None)?;
+/// assert_eq!(wait(missing)?, WaitStatus::Exited(missing, EXEC_NOT_FOUND));
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub fn spawn(argv: &Argv, stdin: Option<&OwnedFd>, stdout: Option<&OwnedFd>) -> Result<Pid> {
     // So that what we printed comes before the program's output: a partial line
     // would wait in our buffer. (The child's copy of the buffer dies with exec.)
