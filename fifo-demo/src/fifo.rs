@@ -179,9 +179,18 @@ impl PidFile {
             .open(&path)
         {
             Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => bail!(
-                "create {shown}: it already exists (left by a killed run?): remove it with rm {shown}"
-            ),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                // A killed reader leaves P and P.reply too: name all that is there.
+                let left: Vec<String> = [fifo.to_path_buf(), reply_path(fifo), path.clone()]
+                    .iter()
+                    .filter(|p| std::fs::symlink_metadata(p).is_ok())
+                    .map(|p| p.display().to_string())
+                    .collect();
+                bail!(
+                    "create {shown}: it already exists (left by a killed run?): remove what is there with rm {}",
+                    left.join(" ")
+                )
+            }
             Err(e) => return Err(e).with_context(|| format!("create {shown}")),
         };
         let guard = PidFile { path: path.clone() };

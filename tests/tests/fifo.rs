@@ -996,6 +996,13 @@ fn writer_started_after_its_reader_was_killed_exits_1() {
     ));
     assert!(is_fifo(&fifo), "the writer removes nothing of the reader's");
     assert_eq!(scratch.entries(), ["f", "f.pid"]);
+    // A new reader at the same path refuses the leftovers, and names all of them.
+    let next = run(DEMO, &["reader", "--path", &fifo]);
+    next.assert_exit_code(1);
+    next.assert_stderr_contains(&format!(
+        "already exists (left by a killed run?): remove what is there with rm {fifo} {fifo}.pid"
+    ));
+    assert_eq!(scratch.entries(), ["f", "f.pid"]);
 }
 
 #[test]
