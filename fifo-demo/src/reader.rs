@@ -75,7 +75,7 @@ pub fn run(path: Option<&Path>, workload: &Workload) -> Result<()> {
             removed?;
             say!(
                 ROLE,
-                "removed {gone}: the name is gone, and no data was ever on disk"
+                "removed {gone}: the names are gone, and no message was ever on disk"
             );
             summary.print(ROLE);
             Ok(())
@@ -179,7 +179,7 @@ fn open_reply(path: &Path, fifo: &OwnedFd) -> Result<OwnedFd> {
     let waiting = || {
         say!(
             ROLE,
-            "no writer has {shown} open for reading yet (ENXIO): trying every {} ms while its writer holds {}",
+            "nobody has {shown} open for reading yet (ENXIO): trying every {} ms while a writer holds {} open",
             wire::RETRY.as_millis(),
             path.display()
         );

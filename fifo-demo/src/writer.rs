@@ -108,7 +108,7 @@ fn open_fifo(path: &Path) -> Result<OwnedFd> {
             ),
             ReaderOf::Alive(pid) => say!(
                 ROLE,
-                "no reader has {shown} open yet; its reader {pid} ({pid_file}) runs: waiting for it"
+                "no reader has {shown} open yet; its reader {pid} ({pid_file}) is alive: waiting for it"
             ),
             ReaderOf::Dead { .. } => {} // said by `reader_alive` next
         }

@@ -1107,7 +1107,7 @@ fn ping_reader_waiting_to_open_the_reply_fifo_notices_the_writer_killed() {
     let fifo = scratch.join("f");
     let mut reader = start_reader(&fifo, &["--ping", "10"]);
     let sh = holder(&fifo, ">"); // opens P for writing, never opens P.reply
-    reader.wait_for_line("no writer has");
+    reader.wait_for_line("open for reading yet (ENXIO)");
     sh.kill();
     let reader = reader.finish();
     reader.assert_exit_code(1);
