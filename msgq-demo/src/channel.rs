@@ -223,6 +223,28 @@ pub fn summary(role: &str, messages: u64, bytes: u64, elapsed: Duration, extra: 
     );
 }
 
+/// Runs a wait of the library (`posix::Queue::send`, `sysv::Queue::receive`...) with
+/// "stop?" = "has `reason` an error to give?". A wait it stopped (EINTR) becomes that
+/// error, which says why (Ctrl+C, the queue removed, the peer dead); any other outcome
+/// of the call is returned as it came.
+pub fn stoppable<T>(
+    reason: impl Fn() -> Result<()>,
+    call: impl FnOnce(&dyn Fn() -> bool) -> nix::Result<T>,
+) -> Result<nix::Result<T>> {
+    let why = std::cell::Cell::new(None);
+    let stop = || match reason() {
+        Ok(()) => false,
+        Err(e) => {
+            why.set(Some(e));
+            true
+        }
+    };
+    match (call(&stop), why.take()) {
+        (Err(nix::errno::Errno::EINTR), Some(reason)) => Err(reason),
+        (outcome, _) => Ok(outcome),
+    }
+}
+
 /// Reads one of the kernel's limits, a number in a file under /proc/sys.
 pub fn kernel_limit(path: &str) -> Result<u64> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;

@@ -46,17 +46,23 @@
 //! crate; for POSIX queues in Rust, the `posixmq` crate (stable but dormant); System V
 //! queues have no maintained wrapper, so prefer POSIX, or sockets.
 //!
-//! This file: the command line and which role runs. The queues are in `posix.rs` and
-//! `sysv.rs`; what both share in `channel.rs`, `acts.rs`, `workload.rs`.
+//! To copy from: the library half of this package, `src/posix.rs` and `src/sysv.rs`
+//! (crate `msgq_demo`, `cargo doc -p msgq-demo --open`): every queue call is there.
+//! This file: which role runs, in order. The narration is in `posix_demo.rs` and
+//! `sysv_demo.rs`; what both share in `channel.rs`, `acts.rs`; the measured workloads
+//! in `workload.rs`; the command line in `args.rs`.
 
 mod acts;
 mod args;
 mod channel;
 mod family;
-mod posix;
+mod posix_demo;
 mod signals;
-mod sysv;
+mod sysv_demo;
 mod workload;
+
+use posix_demo as posix;
+use sysv_demo as sysv;
 
 use std::io::Write as _;
 use std::process::ExitCode;

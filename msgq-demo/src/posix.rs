@@ -1,147 +1,50 @@
-//! POSIX message queues: `mq_open`, `mq_send`, `mq_receive`, `mq_notify`, `mq_unlink`.
+//! POSIX message queues (mq_overview(7)): create, open, send, receive, notify, unlink.
 //!
-//! A queue has a name like `/q` that any process its permissions allow can open, and
-//! lives in the kernel until it is unlinked (then until its last descriptor is closed),
-//! whoever created it and whether anyone has it open. Each message has a
-//! priority; `mq_receive` always takes the oldest message of the highest priority. A
-//! queue is made with two limits, `mq_maxmsg` messages of at most `mq_msgsize` bytes,
-//! capped by /proc/sys/fs/mqueue (msg_max, msgsize_max) for a process without
-//! CAP_SYS_RESOURCE.
+//! A queue has a name like `/q` and lives in the kernel until it is unlinked (then
+//! until its last descriptor is closed), whether or not anyone has it open. Each
+//! message has a priority; a receive takes the oldest message of the highest priority.
+//! A queue is made with two limits, `mq_maxmsg` messages of at most `mq_msgsize` bytes,
+//! capped by /proc/sys/fs/mqueue/msg_max and msgsize_max for a process without
+//! CAP_SYS_RESOURCE; all of a user's queues together count against RLIMIT_MSGQUEUE
+//! (`ulimit -q`, 819200 bytes by default), so size a queue for what it carries.
 //!
-//! The notes' 消息队列 section, as this file shows it: the writer only puts its message
-//! in the queue and returns (A只需要把数据放在对应的消息队列后就可以正常返回了); the
-//! queue is a list kept in the kernel (消息队列是保存在内核中的消息链表) whose messages
-//! are deleted as they are read, each no longer than a limit (每个消息体都有一个最大长度
-//! 的限制), and copied into the kernel and out again (用户态与内核态之间的数据拷贝).
-//!
-//! Run: `cargo run -p msgq-demo` (the narrated acts below); in two terminals,
-//! `cargo run -p msgq-demo -- reader --name /q` and then
-//! `cargo run -p msgq-demo -- writer --name /q hello there`.
-//! Watch for: the counts from mq_getattr going up and down; priority 9 overtaking, the
-//! two of priority 5 in the order sent; EMSGSIZE at mq_msgsize + 1 bytes; the writer
-//! asleep in `wq_sleep` when the queue holds mq_maxmsg messages; SIGUSR1 from
-//! mq_notify, once per registration.
-//! In production: the `posixmq` crate (RAII, mio support; stable but dormant), or a
-//! Unix datagram socket, which also keeps message boundaries.
+//! Copy this file as a module; it needs nix (features `mqueue`, `fs`, `signal`, `time`)
+//! and libc. It installs no handler and arms no timer: a wait is bounded by the
+//! `Duration` you pass, and asks your `stop` callback every [`SLICE`] whether to give up.
 //!
 //! Traps this file steps around: `mq_open` with O_CREAT must be given the attributes
 //! (nix's `None` calls the two-argument C form, and glibc then reads a mode and
 //! attributes that were never passed: undefined behaviour, EINVAL at best); nix's
-//! `MqdT` has no `Drop`, so `Queue` closes it; `mq_receive` refuses a buffer smaller than
-//! `mq_msgsize` (EMSGSIZE) even for a short message; nix has no `mq_timedsend` and no
-//! `mq_notify`, so those two come from libc.
+//! `MqdT` has no `Drop`, so [`Queue`] closes it; `mq_receive` refuses a buffer smaller
+//! than `mq_msgsize` (EMSGSIZE) even for a short message; nix has no `mq_timedsend` and
+//! no `mq_notify`, so those two come from libc.
 
-use std::ffi::c_int;
-use std::io::Write as _;
 use std::os::fd::{AsRawFd, FromRawFd};
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
 use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, fcntl};
 use nix::mqueue::{
     MQ_OFlag, MqAttr, MqdT, mq_close, mq_getattr, mq_open, mq_receive, mq_timedreceive, mq_unlink,
 };
-use nix::sys::signal::{
-    SaFlags, SigAction, SigEvent, SigHandler, SigSet, SigevNotify, SigmaskHow, Signal, sigaction,
-    sigprocmask,
-};
+use nix::sys::signal::{SigEvent, SigevNotify, Signal};
 use nix::sys::stat::Mode;
 use nix::sys::time::TimeSpec;
+use nix::time::{ClockId, clock_gettime};
 use nix::unistd::{Pid, getpid};
 
-use crate::acts::{self, ASLEEP_DEADLINE};
-use crate::args::{Capacity, Cpus, Workload};
-use crate::channel::{self, Channel, kernel_limit};
-use crate::family::{reap, reap_both, spawn, wait_until_asleep};
-use crate::workload;
-use crate::{PARENT, READER, WRITER, say, signals};
+/// The longest a wait sleeps in the kernel before it asks `stop` again: also the most
+/// a signal that lands just before the call goes to sleep can be noticed late.
+pub const SLICE: Duration = Duration::from_millis(200);
 
-/// The kernel's limits for POSIX queues, from /proc/sys/fs/mqueue.
-pub struct Limits {
-    msg_max: u64,
-    msgsize_max: u64,
-    queues_max: u64,
-}
+/// How often [`open`] looks for a queue that does not exist yet.
+const OPEN_SLICE: Duration = Duration::from_millis(10);
 
-impl Limits {
-    pub fn read() -> Result<Limits> {
-        Ok(Limits {
-            msg_max: kernel_limit("/proc/sys/fs/mqueue/msg_max")?,
-            msgsize_max: kernel_limit("/proc/sys/fs/mqueue/msgsize_max")?,
-            queues_max: kernel_limit("/proc/sys/fs/mqueue/queues_max")?,
-        })
-    }
-
-    /// What one queue made by this demo can carry, to check the command line against.
-    pub fn capacity(&self) -> Capacity {
-        Capacity {
-            message: self.msgsize_max as usize,
-            message_limit: "/proc/sys/fs/mqueue/msgsize_max",
-            messages: self.msg_max,
-            bytes: self.msg_max * self.msgsize_max,
-        }
-    }
-
-    fn show(&self, role: &str) {
-        say!(
-            role,
-            "the kernel's limits (/proc/sys/fs/mqueue): msg_max={} messages a queue, \
-             msgsize_max={} bytes a message (每个消息体都有一个最大长度的限制), queues_max={}",
-            self.msg_max,
-            self.msgsize_max,
-            self.queues_max
-        );
-    }
-}
-
-/// The queue's name when none is given: fresh for each run.
-fn default_name() -> String {
-    format!("/msgq-demo-{}", getpid())
-}
-
-/// Ping's second queue, for the replies: a queue carries messages one way only, to
-/// whoever receives first.
-fn reply_name(name: &str) -> String {
-    format!("{name}-reply")
-}
-
-/// An open queue descriptor, and a buffer as large as the queue's messages can be.
+/// An open queue descriptor; `Drop` closes it (`mq_close`), leaving the queue itself
+/// alone (that is [`Unlink`]'s job).
 pub struct Queue {
     mqd: MqdT,
-    name: String,
-    buffer: Vec<u8>,
-    /// Two-terminal mode: the peer's lock to watch while we wait (see `peer_gone`).
-    peer: Option<Peer>,
-    /// Ping's other queue, made and owned by the same reader.
-    partner: Option<String>,
-}
-
-/// A POSIX queue keeps no pid of its users, so each side of the two-terminal mode
-/// marks itself with a lock the kernel drops when the process dies, SIGKILL included:
-/// an open-file-description lock (F_OFD_SETLK, fcntl(2)) on one byte of the queue's
-/// descriptor, byte 0 for the reader, byte 1 for a writer. The other side asks
-/// (F_OFD_GETLK) whether that byte is still locked. A peer that takes no lock (another
-/// program) is never seen, so it is never declared dead either.
-struct Peer {
-    byte: i64,
-    who: &'static str,
-    /// Its lock was seen once: only then does a missing lock mean it died.
-    seen: std::cell::Cell<bool>,
-}
-
-const READER_BYTE: i64 = 0;
-const WRITER_BYTE: i64 = 1;
-
-fn one_byte(byte: i64, kind: c_int) -> libc::flock {
-    // SAFETY: `flock` is plain data, all zeroes is a valid value.
-    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
-    lock.l_type = kind as _;
-    lock.l_whence = libc::SEEK_SET as _;
-    lock.l_start = byte;
-    lock.l_len = 1;
-    lock
+    msgsize: usize,
 }
 
 impl Drop for Queue {
@@ -152,285 +55,328 @@ impl Drop for Queue {
     }
 }
 
-/// Removes the queue's name when dropped, in the process that created it only (a
-/// forked child has a copy of this guard and must leave its parent's queue alone).
+/// Removes the queue's name when dropped (`mq_unlink`), in the process that made the
+/// guard only: a child forked after [`create`] has a copy of this guard and must leave
+/// its parent's queue alone. Processes that have it open keep using it until they close
+/// it; nobody can open the name any more.
 pub struct Unlink {
     name: String,
     owner: Pid,
-    role: &'static str,
+    done: bool,
+}
+
+impl Unlink {
+    /// The name this guard removes.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether this process is the one that made the guard (and so removes the name).
+    pub fn is_owner(&self) -> bool {
+        getpid() == self.owner
+    }
+
+    /// Removes the name now, to see the outcome; a copy in a forked child does nothing.
+    pub fn unlink(mut self) -> nix::Result<()> {
+        self.done = true;
+        if !self.is_owner() {
+            return Ok(());
+        }
+        mq_unlink(self.name.as_str())
+    }
 }
 
 impl Drop for Unlink {
     fn drop(&mut self) {
-        if getpid() != self.owner {
-            return;
-        }
-        let name = &self.name;
-        crate::family::released(&removal_command(name));
-        match (mq_unlink(name.as_str()), signals::caught()) {
-            (Ok(()), Some(sig)) => say!(self.role, "interrupted by {sig}: removed queue {name}"),
-            (Ok(()), None) => say!(
-                self.role,
-                "removed queue {name} (mq_unlink): the name is gone, and the kernel frees the \
-                 queue once the last descriptor on it is closed"
-            ),
-            (Err(e), _) => _ = writeln!(std::io::stderr(), "error: mq_unlink {name}: {e}"),
+        if !self.done && self.is_owner() {
+            let _ = mq_unlink(self.name.as_str());
         }
     }
 }
 
-/// Creates the queue `name`, exclusively, readable and writable by us only. The guard
-/// is made the moment the queue exists, so every way out after this removes it.
-fn create(name: &str, role: &'static str, limits: &Limits) -> Result<(Unlink, Queue)> {
-    // The most these limits allow: msg_max messages of msgsize_max bytes.
-    let attr = MqAttr::new(0, limits.msg_max as _, limits.msgsize_max as _, 0);
+/// Creates queue `name` (the form is `/somename`, mq_overview(7)), only if it does not exist
+/// (O_EXCL: EEXIST otherwise), mode 0600, for reading and writing, holding at most
+/// `max_messages` messages of at most `message_size` bytes. The [`Unlink`] guard exists
+/// from the moment the queue does, so every way out after this removes it.
+///
+/// Errors worth telling apart: EEXIST (a run that was killed may have left it: `rm
+/// /dev/mqueue/NAME`), EINVAL (a size of 0, or above msg_max / msgsize_max), EMFILE
+/// (RLIMIT_MSGQUEUE used up by this user's queues, or too many open files), ENOSPC
+/// (queues_max queues exist already).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// let name = format!("/msgq-doc-create-{}", std::process::id());
+/// let (unlink, queue) = msgq_demo::posix::create(&name, 4, 64)?;
+/// queue.send(b"hello", 1, Some(Duration::ZERO), &|| false)?;
+/// assert_eq!(queue.count()?, 1);
+/// drop(queue);
+/// unlink.unlink()?; // the name is gone; dropping the guard would do it too
+/// # Ok::<(), nix::Error>(())
+/// ```
+pub fn create(
+    name: &str,
+    max_messages: usize,
+    message_size: usize,
+) -> nix::Result<(Unlink, Queue)> {
+    let attr = MqAttr::new(0, max_messages as _, message_size as _, 0);
     let flags = MQ_OFlag::O_CREAT | MQ_OFlag::O_EXCL | MQ_OFlag::O_RDWR | MQ_OFlag::O_CLOEXEC;
     let mode = Mode::S_IRUSR | Mode::S_IWUSR; // 0600
     // Some(&attr), never None: see the top of this file.
-    let mqd = match mq_open(name, flags, mode, Some(&attr)) {
-        Ok(mqd) => mqd,
-        Err(Errno::EEXIST) => bail!(
-            "queue {name} already exists, perhaps left behind by a run that was killed: \
-             remove it with {}",
-            removal_command(name)
-        ),
-        Err(Errno::EMFILE) => bail!(
-            "mq_open {name}: EMFILE: this user's queues use up RLIMIT_MSGQUEUE (ulimit -q), \
-             or this process has too many files open"
-        ),
-        Err(Errno::ENOSPC) => bail!(
-            "mq_open {name}: ENOSPC: the system already has queues_max ({}) queues",
-            limits.queues_max
-        ),
-        Err(e) => bail!("mq_open {name} (O_CREAT|O_EXCL, 0600): {e}"),
-    };
+    let mqd = mq_open(name, flags, mode, Some(&attr))?;
     let unlink = Unlink {
         name: name.to_string(),
         owner: getpid(),
-        role,
+        done: false,
     };
-    crate::family::owns(removal_command(name));
-    let queue = Queue::new(mqd, name)?;
-    queue.mark(READER_BYTE); // see `Peer`; watched only in two-terminal mode
-    say!(
-        role,
-        "created queue {name}: mq_open(O_CREAT|O_EXCL|O_RDWR, 0600, mq_maxmsg={}, mq_msgsize={}); \
-         it lives in the kernel, not in any process",
-        limits.msg_max,
-        limits.msgsize_max
-    );
+    let queue = Queue::new(mqd)?; // on error, `unlink` drops: the queue goes too
     Ok((unlink, queue))
 }
 
-/// How to remove a queue by hand: the mqueue filesystem shows each queue as a file.
-fn removal_command(name: &str) -> String {
-    let file = format!("/dev/mqueue{name}");
-    if Path::new(&file).exists() {
-        format!("`rm {file}`")
-    } else {
-        format!(
-            "`rm {file}`, once the queue filesystem is mounted \
-             (`mkdir -p /dev/mqueue && mount -t mqueue none /dev/mqueue`)"
-        )
+/// Opens queue `name`, made by another process, with `flags` (O_RDONLY, O_WRONLY or
+/// O_RDWR, and O_NONBLOCK if a receive or send must never sleep; O_CLOEXEC is added).
+/// If it does not exist yet, looks again every 10 ms for up to `wait`, so that the two
+/// sides may start in either order; `stop` is asked between looks (EINTR if it says
+/// so). After `wait`, ENOENT; pass `Duration::ZERO` to fail at once. EACCES: the queue
+/// belongs to another user (0600).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use nix::mqueue::MQ_OFlag;
+/// let name = format!("/msgq-doc-open-{}", std::process::id());
+/// let missing = msgq_demo::posix::open(&name, MQ_OFlag::O_WRONLY, Duration::from_millis(30), &|| false);
+/// assert_eq!(missing.err(), Some(nix::Error::ENOENT));
+/// let (_unlink, _made) = msgq_demo::posix::create(&name, 4, 64)?;
+/// let writer = msgq_demo::posix::open(&name, MQ_OFlag::O_WRONLY, Duration::ZERO, &|| false)?;
+/// writer.send(b"hi", 0, None, &|| false)?;
+/// # Ok::<(), nix::Error>(())
+/// ```
+pub fn open(
+    name: &str,
+    flags: MQ_OFlag,
+    wait: Duration,
+    stop: &dyn Fn() -> bool,
+) -> nix::Result<Queue> {
+    let end = Instant::now().checked_add(wait);
+    loop {
+        // Without O_CREAT the two-argument mq_open is right, so `None` is fine here.
+        match mq_open(name, flags | MQ_OFlag::O_CLOEXEC, Mode::empty(), None) {
+            Ok(mqd) => return Queue::new(mqd),
+            Err(Errno::ENOENT) => {
+                let left = end.map_or(OPEN_SLICE, |end| {
+                    end.saturating_duration_since(Instant::now())
+                });
+                if left.is_zero() {
+                    return Err(Errno::ENOENT);
+                }
+                if stop() {
+                    return Err(Errno::EINTR);
+                }
+                std::thread::sleep(left.min(OPEN_SLICE));
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 
-/// Opens the queue a reader created. `flags` says how (O_WRONLY, O_RDONLY, O_NONBLOCK);
-/// `reader` is the command that creates it, for the error.
-fn open(name: &str, flags: MQ_OFlag, reader: &str) -> Result<Queue> {
-    // Without O_CREAT the two-argument mq_open is right, so `None` is fine here.
-    match mq_open(name, flags | MQ_OFlag::O_CLOEXEC, Mode::empty(), None) {
-        Ok(mqd) => Queue::new(mqd, name),
-        Err(Errno::ENOENT) => bail!("no queue {name}: start the reader first ({reader})"),
-        Err(Errno::EACCES) => bail!(
-            "queue {name}: permission denied (the reader made it 0600: only its user may open it)"
-        ),
-        Err(e) => bail!("mq_open {name}: {e}"),
+/// Whether queue `name` still exists (a descriptor keeps working after `mq_unlink`, so
+/// a side waiting on it may want to know that nobody can open it any more). Needs read
+/// permission on the queue; `Err` if the answer is unknown.
+pub fn exists(name: &str) -> nix::Result<bool> {
+    match mq_open(
+        name,
+        MQ_OFlag::O_RDONLY | MQ_OFlag::O_CLOEXEC,
+        Mode::empty(),
+        None,
+    ) {
+        Ok(mqd) => mq_close(mqd).map(|()| true),
+        Err(Errno::ENOENT) => Ok(false),
+        Err(e) => Err(e),
     }
+}
+
+/// The absolute CLOCK_REALTIME time at which the next slice of a wait ends (what
+/// mq_timedsend/mq_timedreceive want), and whether it is the last slice before `end`.
+/// `end` is on the monotonic clock, so a step of the wall clock can stretch or shorten
+/// one slice but not move the deadline itself.
+fn next_slice(end: Option<Instant>) -> nix::Result<(TimeSpec, bool)> {
+    let left = end.map(|end| end.saturating_duration_since(Instant::now()));
+    let slice = left.map_or(SLICE, |left| left.min(SLICE));
+    let now = clock_gettime(ClockId::CLOCK_REALTIME)?;
+    Ok((
+        now + TimeSpec::from_duration(slice),
+        left.is_some_and(|left| left <= SLICE),
+    ))
 }
 
 impl Queue {
-    fn new(mqd: MqdT, name: &str) -> Result<Queue> {
-        // Into a `Queue` first, before anything can fail: its Drop then closes the
-        // descriptor on every way out, an error from mq_getattr included.
-        let mut queue = Queue {
-            mqd,
-            name: name.to_string(),
-            buffer: Vec::new(),
-            peer: None,
-            partner: None,
-        };
-        let msgsize = queue.attributes()?.msgsize();
-        queue.buffer = vec![0; msgsize as usize]; // mq_receive wants at least mq_msgsize
+    fn new(mqd: MqdT) -> nix::Result<Queue> {
+        // Into a `Queue` first: its Drop then closes the descriptor if mq_getattr fails.
+        let mut queue = Queue { mqd, msgsize: 0 };
+        queue.msgsize = queue.attributes()?.msgsize() as usize;
         Ok(queue)
     }
 
-    /// Marks this descriptor as `byte`'s side, until our death (see `Peer`). Best
-    /// effort: a second writer finds byte 1 taken, and goes unmarked.
-    fn mark(&self, byte: i64) {
-        let lock = one_byte(byte, libc::F_WRLCK);
-        let _ = nix::fcntl::fcntl(&self.mqd, nix::fcntl::FcntlArg::F_OFD_SETLK(&lock));
+    /// The largest message this queue takes (`mq_msgsize`): a receive buffer must be
+    /// at least this long, even for short messages.
+    pub fn message_size(&self) -> usize {
+        self.msgsize
     }
 
-    /// Whether some other descriptor holds a lock on `byte`; None if we cannot tell.
-    fn marked(&self, byte: i64) -> Option<bool> {
-        let mut lock = one_byte(byte, libc::F_WRLCK);
-        nix::fcntl::fcntl(&self.mqd, nix::fcntl::FcntlArg::F_OFD_GETLK(&mut lock)).ok()?;
-        Some(lock.l_type != libc::F_UNLCK as _)
+    /// A buffer [`Queue::receive`] accepts: `mq_msgsize` bytes.
+    pub fn buffer(&self) -> Vec<u8> {
+        vec![0; self.msgsize]
     }
 
-    /// From now on, while waiting, watch the peer whose lock is on `byte`.
-    fn watch(&mut self, byte: i64, who: &'static str) {
-        let seen = self.marked(byte) == Some(true);
-        self.peer = Some(Peer {
-            byte,
-            who,
-            seen: seen.into(),
-        });
+    /// The queue's attributes now (`mq_getattr`): `maxmsg()`, `msgsize()`, and
+    /// `curmsgs()`, the number of messages waiting.
+    pub fn attributes(&self) -> nix::Result<MqAttr> {
+        mq_getattr(&self.mqd)
     }
 
-    /// Until the peer's lock has been seen, look for it after each message received
-    /// (one fcntl, then none): a writer that starts, fills the queue and dies while we
-    /// were busy or stopped is then still noticed.
-    fn notice_peer(&self) {
-        if let Some(peer) = &self.peer
-            && !peer.seen.get()
-            && self.marked(peer.byte) == Some(true)
-        {
-            peer.seen.set(true);
-        }
+    /// How many messages wait in the queue now, as the kernel counts them.
+    pub fn count(&self) -> nix::Result<u64> {
+        Ok(self.attributes()?.curmsgs() as u64)
     }
 
-    /// Called each `TICK` we wait: has the peer we watch died (its lock is gone)?
-    fn peer_gone(&self) -> Result<()> {
-        let Some(peer) = &self.peer else {
-            return Ok(());
-        };
-        let (byte, who) = (peer.byte, peer.who);
-        match (self.marked(byte), peer.seen.get()) {
-            (Some(true), _) => {
-                peer.seen.set(true);
-                Ok(())
-            }
-            (Some(false), true) if who == "reader" => {
-                // Ping's two queues are both the dead reader's: name both.
-                let mut left = vec![removal_command(&self.name)];
-                left.extend(self.partner.as_deref().map(removal_command));
-                bail!(
-                    "the reader of queue {} died without removing it (its lock on the queue \
-                     is gone): nobody will take messages or answer; it is left behind: \
-                     remove it with {}",
-                    self.name,
-                    left.join(" and ")
-                )
-            }
-            (Some(false), true) => bail!(
-                "the writer died before its end marker (its lock on queue {} is gone): no \
-                 more messages will come",
-                self.name
-            ),
-            _ => Ok(()),
-        }
-    }
-
-    /// The largest message this queue takes (`mq_msgsize`).
-    fn msgsize(&self) -> usize {
-        self.buffer.len()
-    }
-
-    fn attributes(&self) -> Result<MqAttr> {
-        mq_getattr(&self.mqd).with_context(|| format!("mq_getattr {}", self.name))
-    }
-
-    /// Sends one message with `priority`, sleeping while the queue is full; Ctrl+C
-    /// stops the wait (see signals.rs).
-    fn send_with_priority(&self, message: &[u8], priority: u32) -> Result<()> {
+    /// Sends `message` with `priority` (0 to 32767 on Linux, 0 to 31 in all of POSIX;
+    /// higher comes out first, equal ones in the order sent). While the queue is full it sleeps, for at most
+    /// `timeout` (then ETIMEDOUT; `None`: no limit; `Some(Duration::ZERO)`: do not
+    /// wait), asking `stop` every [`SLICE`] and after each signal handler that ran
+    /// (then EINTR). `stop` is not asked when the message goes in at once. EMSGSIZE: the
+    /// message is longer than `mq_msgsize`. EAGAIN: the queue is full and was opened
+    /// O_NONBLOCK. EBADF: opened O_RDONLY.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let name = format!("/msgq-doc-send-{}", std::process::id());
+    /// let (_unlink, queue) = msgq_demo::posix::create(&name, 1, 64)?;
+    /// queue.send(b"fills it", 0, None, &|| false)?;
+    /// let full = queue.send(b"no room", 0, Some(Duration::from_millis(20)), &|| false);
+    /// assert_eq!(full, Err(nix::Error::ETIMEDOUT));
+    /// # Ok::<(), nix::Error>(())
+    /// ```
+    pub fn send(
+        &self,
+        message: &[u8],
+        priority: u32,
+        timeout: Option<Duration>,
+        stop: &dyn Fn() -> bool,
+    ) -> nix::Result<()> {
+        let end = timeout.and_then(|t| Instant::now().checked_add(t));
         loop {
-            signals::check()?;
-            match timed_send(&self.mqd, message, priority, &signals::deadline()?) {
+            let (deadline, last) = next_slice(end)?;
+            match timed_send(&self.mqd, message, priority, &deadline) {
                 Ok(()) => return Ok(()),
-                Err(Errno::ETIMEDOUT) => {
-                    self.still_named()?;
-                    self.peer_gone()?; // then the flag, and again
-                }
-                Err(Errno::EINTR) => continue,
-                Err(Errno::EMSGSIZE) => bail!(
-                    "a message of {} bytes does not fit queue {}: its messages are at most \
-                     {} bytes (mq_msgsize)",
-                    message.len(),
-                    self.name,
-                    self.msgsize()
-                ),
-                Err(e) => bail!("mq_timedsend {}: {e}", self.name),
+                Err(Errno::ETIMEDOUT) if last => return Err(Errno::ETIMEDOUT),
+                Err(Errno::ETIMEDOUT | Errno::EINTR) if stop() => return Err(Errno::EINTR),
+                Err(Errno::ETIMEDOUT | Errno::EINTR) => {}
+                Err(e) => return Err(e),
             }
         }
     }
 
-    /// Takes the next message, the oldest of the highest priority, sleeping while the
-    /// queue is empty. Returns it with its priority.
-    fn receive_with_priority(&mut self) -> Result<(&[u8], u32)> {
+    /// Takes the oldest message of the highest priority into `buffer` (at least
+    /// [`Queue::message_size`] bytes, else EMSGSIZE) and returns its length and priority.
+    /// While the queue is empty it sleeps, for at most `timeout` (then ETIMEDOUT), asking
+    /// `stop` as [`Queue::send`] does (then EINTR). EAGAIN: empty, and opened O_NONBLOCK.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let name = format!("/msgq-doc-receive-{}", std::process::id());
+    /// let (_unlink, queue) = msgq_demo::posix::create(&name, 4, 64)?;
+    /// queue.send(b"low", 1, None, &|| false)?;
+    /// queue.send(b"urgent", 9, None, &|| false)?;
+    /// let mut buffer = queue.buffer();
+    /// let (len, priority) = queue.receive(&mut buffer, None, &|| false)?;
+    /// assert_eq!((&buffer[..len], priority), (&b"urgent"[..], 9));
+    /// queue.receive(&mut buffer, None, &|| false)?;
+    /// let empty = queue.receive(&mut buffer, Some(Duration::from_millis(20)), &|| false);
+    /// assert_eq!(empty, Err(nix::Error::ETIMEDOUT));
+    /// # Ok::<(), nix::Error>(())
+    /// ```
+    pub fn receive(
+        &self,
+        buffer: &mut [u8],
+        timeout: Option<Duration>,
+        stop: &dyn Fn() -> bool,
+    ) -> nix::Result<(usize, u32)> {
+        let end = timeout.and_then(|t| Instant::now().checked_add(t));
         let mut priority = 0;
         loop {
-            signals::check()?;
-            let deadline = signals::deadline()?;
-            match mq_timedreceive(&self.mqd, &mut self.buffer, &mut priority, &deadline) {
-                Ok(len) => {
-                    self.notice_peer();
-                    return Ok((&self.buffer[..len], priority));
-                }
-                Err(Errno::ETIMEDOUT) => {
-                    self.still_named()?;
-                    self.peer_gone()?;
-                }
-                Err(Errno::EINTR) => continue,
-                Err(e) => bail!("mq_timedreceive {}: {e}", self.name),
+            let (deadline, last) = next_slice(end)?;
+            match mq_timedreceive(&self.mqd, buffer, &mut priority, &deadline) {
+                Ok(len) => return Ok((len, priority)),
+                Err(Errno::ETIMEDOUT) if last => return Err(Errno::ETIMEDOUT),
+                Err(Errno::ETIMEDOUT | Errno::EINTR) if stop() => return Err(Errno::EINTR),
+                Err(Errno::ETIMEDOUT | Errno::EINTR) => {}
+                Err(e) => return Err(e),
             }
         }
     }
 
-    /// While we wait, the reader may remove the queue (Ctrl+C, or the end of its run).
-    /// Our descriptor still works, but nobody can open the name any more, so nobody
-    /// will ever make room or send: say so instead of waiting forever. (System V wakes
-    /// the sleepers on a removed queue itself, with EIDRM.)
-    fn still_named(&self) -> Result<()> {
-        let flags = MQ_OFlag::O_RDONLY | MQ_OFlag::O_CLOEXEC;
-        match mq_open(self.name.as_str(), flags, Mode::empty(), None) {
-            Ok(mqd) => {
-                let _ = mq_close(mqd);
-                Ok(())
-            }
-            Err(Errno::ENOENT) => bail!(
-                "queue {} was removed while I waited: its reader is gone",
-                self.name
-            ),
-            Err(_) => Ok(()), // cannot tell: keep waiting
-        }
-    }
-
-    /// For a queue opened with O_NONBLOCK: the next message, or None at once if the
-    /// queue is empty (EAGAIN) where a blocking receive would sleep.
-    fn try_receive(&mut self) -> Result<Option<(&[u8], u32)>> {
+    /// For a queue opened O_NONBLOCK: the next message's length and priority, or `None`
+    /// at once if the queue is empty (EAGAIN), where a blocking receive would sleep.
+    pub fn try_receive(&self, buffer: &mut [u8]) -> nix::Result<Option<(usize, u32)>> {
         let mut priority = 0;
-        match mq_receive(&self.mqd, &mut self.buffer, &mut priority) {
-            Ok(len) => Ok(Some((&self.buffer[..len], priority))),
+        match mq_receive(&self.mqd, buffer, &mut priority) {
+            Ok(len) => Ok(Some((len, priority))),
             Err(Errno::EAGAIN) => Ok(None),
-            Err(e) => bail!("mq_receive {}: {e}", self.name),
+            Err(e) => Err(e),
         }
+    }
+
+    /// Asks the kernel to send this process `signal` when a message arrives in the
+    /// queue while it is empty (`mq_notify`, SIGEV_SIGNAL). One-shot: the signal uses
+    /// the registration up, so register again (before reading) to hear of the next one.
+    /// One process per queue (EBUSY for a second); no signal if some process is asleep
+    /// in a receive: that one gets the message, and the registration stays. The caller installs the
+    /// handler (or blocks `signal` and waits for it); this function installs nothing.
+    pub fn notify(&self, signal: Signal) -> nix::Result<()> {
+        let event = SigEvent::new(SigevNotify::SigevSignal {
+            signal,
+            si_value: 0,
+        });
+        // SAFETY: the sigevent is a valid value the kernel copies during the call.
+        let rc = unsafe { libc::mq_notify(self.mqd.as_raw_fd(), &event.sigevent()) };
+        Errno::result(rc).map(drop)
+    }
+
+    /// A POSIX queue keeps no pid of its users, so a side can mark itself with a lock
+    /// the kernel drops when the process dies, SIGKILL included: an open-file-description
+    /// lock (F_OFD_SETLK, fcntl(2)) on byte `byte` of this descriptor. Needs a descriptor
+    /// opened for writing (EBADF otherwise); EAGAIN if another open file description
+    /// (another process, or another `mq_open`) holds it already.
+    pub fn mark(&self, byte: i64) -> nix::Result<()> {
+        fcntl(&self.mqd, FcntlArg::F_OFD_SETLK(&one_byte(byte))).map(drop)
+    }
+
+    /// Whether another open file description holds the lock [`Queue::mark`] takes on
+    /// `byte`: a peer that marked itself and then died shows as `false`.
+    pub fn marked_by_other(&self, byte: i64) -> nix::Result<bool> {
+        let mut lock = one_byte(byte);
+        fcntl(&self.mqd, FcntlArg::F_OFD_GETLK(&mut lock))?;
+        Ok(lock.l_type != libc::F_UNLCK as _)
     }
 }
 
-impl Channel for Queue {
-    fn send(&mut self, message: &[u8]) -> Result<()> {
-        self.send_with_priority(message, 0)
-    }
-
-    fn receive(&mut self) -> Result<&[u8]> {
-        Ok(self.receive_with_priority()?.0)
-    }
-
-    fn count(&self) -> Result<u64> {
-        Ok(self.attributes()?.curmsgs() as u64)
-    }
+/// A write lock on one byte, as F_OFD_SETLK and F_OFD_GETLK take it (l_pid must be 0).
+fn one_byte(byte: i64) -> libc::flock {
+    // SAFETY: `flock` is plain data, all zeroes is a valid value.
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = libc::F_WRLCK as _;
+    lock.l_whence = libc::SEEK_SET as _;
+    lock.l_start = byte;
+    lock.l_len = 1;
+    lock
 }
 
 /// `mq_timedsend(3)`, which nix lacks: like `mq_send`, but a full queue makes it wait
@@ -448,365 +394,4 @@ fn timed_send(mqd: &MqdT, message: &[u8], priority: u32, deadline: &TimeSpec) ->
         )
     };
     Errno::result(rc).map(drop)
-}
-
-/// `mq_notify(3)`, which nix lacks: asks the kernel to send us `signal` the next time a
-/// message arrives in the queue while it is empty. One registration per queue, used up
-/// by that one signal.
-fn notify_me(queue: &Queue, signal: Signal) -> nix::Result<()> {
-    let event = SigEvent::new(SigevNotify::SigevSignal {
-        signal,
-        si_value: 0,
-    });
-    // SAFETY: the sigevent is a valid value the kernel copies during the call.
-    let rc = unsafe { libc::mq_notify(queue.mqd.as_raw_fd(), &event.sigevent()) };
-    Errno::result(rc).map(drop)
-}
-
-/// The narrated run (no role given): the parent creates the queue and forks the sides.
-///
-/// Who owns the queue: here the parent, not the reader. Act 1 needs the writer to be
-/// finished before the reader exists, so neither child can be the one that removes the
-/// queue; the parent creates it before the first fork, keeps it across all the acts,
-/// and removes it (its `Unlink` guard) on every way out, after reaping every child. The
-/// children end with `std::process::exit`, and their copies of the guard check the pid.
-///
-/// The queue is `name` if one was given (ping adds `name-reply`), else a fresh name.
-pub fn narrated(
-    name: Option<&str>,
-    workload: &Workload,
-    limits: &Limits,
-    cpus: Option<Cpus>,
-) -> Result<()> {
-    let name = name.map_or_else(default_name, str::to_string);
-    match workload {
-        Workload::Text(messages) => {
-            limits.show(PARENT);
-            let (_unlink, mut queue) = create(&name, PARENT, limits)?;
-            say!(
-                PARENT,
-                "the parent owns the queue; the counts below are the kernel's (mq_getattr: \
-                 mq_curmsgs); every send copies the message into the kernel, every receive \
-                 copies it out (用户态与内核态之间的数据拷贝)"
-            );
-            acts::writer_returns_at_once(&mut queue, messages)?;
-            order_and_size_limit(&mut queue)?;
-            let why = format!(
-                "mq_maxmsg is {}: message {} has to wait",
-                limits.msg_max,
-                limits.msg_max + 1
-            );
-            acts::full_queue_blocks_the_writer(&mut queue, limits.msg_max, 32, &why, "wq_sleep")?;
-            notify_instead_of_blocking(&name)
-        }
-        Workload::Bulk { count, size } => {
-            let (_unlink, mut queue) = create(&name, PARENT, limits)?;
-            acts::bulk_in_two_children(&mut queue, *count, *size, cpus)
-        }
-        Workload::Ping { count, size } => {
-            let (_unlink, mut down) = create(&name, PARENT, limits)?;
-            let (_unlink_reply, mut up) = create(&reply_name(&name), PARENT, limits)?;
-            acts::ping_in_two_children(&mut down, &mut up, *count, *size, cpus)
-        }
-    }
-}
-
-/// Act 2: the order is the kernel's (highest priority first), and a message one byte
-/// over the limit is refused.
-fn order_and_size_limit(queue: &mut Queue) -> Result<()> {
-    say!(
-        PARENT,
-        "act 2: the kernel, not the order of sending, decides what comes out next: the \
-         highest priority first"
-    );
-    const BY_PRIORITY: [(&str, u32); 4] = [
-        ("priority 1, sent first", 1),
-        ("priority 9, sent second", 9),
-        ("priority 5, sent third", 5),
-        ("priority 5, sent last", 5),
-    ];
-    let writer = spawn(WRITER, || {
-        for (text, priority) in BY_PRIORITY {
-            queue.send_with_priority(text.as_bytes(), priority)?;
-            say!(
-                WRITER,
-                "sent {text:?} with priority {priority}: {} in the queue",
-                queue.count()?
-            );
-        }
-        send_one_byte_too_many(queue)
-    })?;
-    reap(PARENT, writer, "writer")?;
-    let reader = spawn(READER, || {
-        for _ in BY_PRIORITY {
-            let (message, priority) = queue.receive_with_priority()?;
-            let text = String::from_utf8_lossy(message).into_owned();
-            say!(
-                READER,
-                "received {text:?} (priority {priority}): {} left",
-                queue.count()?
-            );
-        }
-        say!(
-            READER,
-            "highest priority first, whatever the order of sending; the two of equal \
-             priority 5 came out first in, first out (mq_send(3): a new message goes after \
-             the others of its priority)"
-        );
-        Ok(())
-    })?;
-    reap(PARENT, reader, "reader")
-}
-
-/// Tries a message of mq_msgsize + 1 bytes: the kernel must refuse it.
-fn send_one_byte_too_many(queue: &Queue) -> Result<()> {
-    let too_big = vec![b'x'; queue.msgsize() + 1];
-    match timed_send(&queue.mqd, &too_big, 0, &signals::deadline()?) {
-        Err(Errno::EMSGSIZE) => {
-            say!(
-                WRITER,
-                "tried a message of {} bytes, one more than this queue's mq_msgsize ({}): \
-                 mq_timedsend failed with EMSGSIZE, as the kernel takes no message longer \
-                 than the queue was made for; nothing was queued ({} in the queue)",
-                too_big.len(),
-                queue.msgsize(),
-                queue.count()?
-            );
-            Ok(())
-        }
-        Ok(()) => bail!("the kernel took a message longer than mq_msgsize"),
-        Err(e) => bail!("a message over mq_msgsize: expected EMSGSIZE, got {e}"),
-    }
-}
-
-/// Set by the SIGUSR1 handler when the kernel announces a message (act 4).
-static NOTIFIED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn notified(_: c_int) {
-    NOTIFIED.store(true, Ordering::SeqCst);
-}
-
-/// How many announcements the reader of act 4 waits for.
-const NOTIFY_ROUNDS: u32 = 2;
-
-/// Act 4: a reader that does not sleep in mq_receive, but asks to be told.
-fn notify_instead_of_blocking(name: &str) -> Result<()> {
-    say!(
-        PARENT,
-        "act 4: instead of sleeping in mq_receive, a reader can ask the kernel to tell it \
-         when a message arrives (mq_notify): a queue can be asynchronous too"
-    );
-    let reader = spawn(READER, || wait_for_announcements(name))?;
-    let writer = match spawn(WRITER, || send_while_the_reader_waits(name, reader)) {
-        Ok(writer) => writer,
-        Err(e) => {
-            acts::stop(reader, "reader");
-            return Err(e);
-        }
-    };
-    reap_both(PARENT, (reader, "reader"), (writer, "writer"))
-}
-
-/// The reader of act 4: registers, waits for SIGUSR1 (doing nothing else here, where a
-/// real program would go on with its work), re-registers, reads what came.
-fn wait_for_announcements(name: &str) -> Result<()> {
-    // Our own descriptor, non-blocking: reading must never sleep here. (The inherited
-    // one shares its O_NONBLOCK flag with the parent's, so we leave it alone.)
-    let mut queue = open(
-        name,
-        MQ_OFlag::O_RDONLY | MQ_OFlag::O_NONBLOCK,
-        "the parent",
-    )?;
-    let handler = SigAction::new(
-        SigHandler::Handler(notified),
-        SaFlags::empty(),
-        SigSet::empty(),
-    );
-    // SAFETY: `notified` only stores into an atomic, which is async-signal-safe.
-    unsafe { sigaction(Signal::SIGUSR1, &handler) }.context("sigaction SIGUSR1")?;
-    // Block SIGUSR1 (and Ctrl+C) except inside sigsuspend, which unblocks them and
-    // sleeps in one step: a signal that comes between our check and the sleep waits,
-    // pending, and wakes the sleep instead of being missed.
-    let mut ours = SigSet::empty();
-    for sig in [Signal::SIGUSR1, Signal::SIGINT, Signal::SIGTERM] {
-        ours.add(sig);
-    }
-    let mut before = SigSet::empty();
-    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&ours), Some(&mut before)).context("sigprocmask")?;
-    let outcome = announcements(&mut queue, &before);
-    // Unblock again, on every way out: a Ctrl+C must still be able to end us.
-    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&before), None).context("sigprocmask")?;
-    outcome
-}
-
-fn announcements(queue: &mut Queue, unblocked: &SigSet) -> Result<()> {
-    notify_me(queue, Signal::SIGUSR1).context("mq_notify")?;
-    say!(
-        READER,
-        "registered with mq_notify: the kernel will send me SIGUSR1 when a message lands in \
-         the empty queue; meanwhile I am free (here I just wait in sigsuspend)"
-    );
-    for round in 1..=NOTIFY_ROUNDS {
-        while !NOTIFIED.swap(false, Ordering::SeqCst) {
-            signals::check()?;
-            let _ = unblocked.suspend(); // returns (EINTR) once a handler has run
-        }
-        say!(
-            READER,
-            "SIGUSR1: a message arrived; that used up my registration (mq_notify is one-shot)"
-        );
-        if round < NOTIFY_ROUNDS {
-            // Re-arm before reading: a message that arrives after the queue is empty
-            // again is then announced too. (Accepted, so the old one was indeed gone:
-            // a queue takes one registration at a time, EBUSY otherwise.)
-            notify_me(queue, Signal::SIGUSR1).context("mq_notify (re-arming)")?;
-            say!(
-                READER,
-                "re-armed mq_notify before reading, or the next message would go unannounced"
-            );
-        }
-        while let Some((message, _)) = queue.try_receive()? {
-            let text = String::from_utf8_lossy(message).into_owned();
-            say!(
-                READER,
-                "received {text:?} without waiting: {} left",
-                queue.count()?
-            );
-        }
-    }
-    say!(READER, "not re-arming: I am done");
-    Ok(())
-}
-
-/// The writer of act 4: each time the reader waits, announced nothing, send one.
-fn send_while_the_reader_waits(name: &str, reader: Pid) -> Result<()> {
-    let mut queue = open(name, MQ_OFlag::O_WRONLY, "the parent")?;
-    for text in ["you have mail", "and more mail"] {
-        let empty = || matches!(queue.count(), Ok(0));
-        match wait_until_asleep(reader, "sigsuspend", ASLEEP_DEADLINE, empty) {
-            Some(_) => say!(
-                WRITER,
-                "the queue is empty and the reader {reader} waits in sigsuspend, not in the queue"
-            ),
-            None => say!(
-                WRITER,
-                "did not see the reader wait within {ASLEEP_DEADLINE:?}; sending anyway"
-            ),
-        }
-        queue.send(text.as_bytes())?;
-        say!(
-            WRITER,
-            "sent {text:?}: it landed in an empty queue with a registration, so the kernel \
-             sends the reader SIGUSR1"
-        );
-    }
-    Ok(())
-}
-
-/// `msgq-demo reader`: create the queue, take what comes, remove the queue.
-pub fn reader(name: Option<&str>, workload: &Workload, limits: &Limits) -> Result<()> {
-    let name = name.map_or_else(default_name, str::to_string);
-    limits.show(READER);
-    match workload {
-        Workload::Text(_) => {
-            let (unlink, mut queue) = create(&name, READER, limits)?;
-            queue.watch(WRITER_BYTE, "writer");
-            say!(
-                READER,
-                "waiting for messages; in another terminal: msgq-demo writer --name {name} hello"
-            );
-            let started = Instant::now();
-            let (count, bytes) = channel::receive_texts(&mut queue, READER)?;
-            drop(queue);
-            drop(unlink); // the summary is the last line
-            channel::summary(READER, count, bytes, started.elapsed(), "");
-        }
-        Workload::Bulk { count, size } => {
-            let (unlink, mut queue) = create(&name, READER, limits)?;
-            queue.watch(WRITER_BYTE, "writer");
-            say!(
-                READER,
-                "waiting for {count} messages of {size} bytes: msgq-demo writer --name {name} \
-                 --count {count} --size {size}"
-            );
-            let done = workload::receive_bulk(&mut queue, *count, *size)?;
-            drop(queue);
-            drop(unlink);
-            done.print(READER);
-        }
-        Workload::Ping { count, size } => {
-            let (unlink, mut down) = create(&name, READER, limits)?;
-            let (unlink_reply, mut up) = create(&reply_name(&name), READER, limits)?;
-            down.watch(WRITER_BYTE, "writer");
-            up.watch(WRITER_BYTE, "writer");
-            say!(
-                READER,
-                "waiting for {count} pings on {name}, to echo each back through {}: msgq-demo \
-                 writer --name {name} --ping {count} --size {size}",
-                reply_name(&name)
-            );
-            let done = workload::echo(&mut down, &mut up, *count, *size)?;
-            drop((down, up));
-            drop((unlink, unlink_reply));
-            done.print(READER);
-        }
-    }
-    Ok(())
-}
-
-/// Opens the reader's queue for a writer, marked and watching the reader (see `Peer`).
-fn open_watched(name: &str, flags: MQ_OFlag, reader: &str) -> Result<Queue> {
-    let mut queue = open(name, flags, reader)?;
-    queue.mark(WRITER_BYTE); // needs write access: fails quietly on the O_RDONLY reply queue
-    queue.watch(READER_BYTE, "reader");
-    Ok(queue)
-}
-
-/// `msgq-demo writer`: open the reader's queue, send, and leave.
-pub fn writer(name: &str, workload: &Workload) -> Result<()> {
-    let reader = format!("msgq-demo reader --name {name}");
-    match workload {
-        Workload::Text(messages) => {
-            let mut queue = open_watched(name, MQ_OFlag::O_WRONLY, &reader)?;
-            say!(WRITER, "opened queue {name}");
-            if messages.is_empty() {
-                // Bytes up to each '\n' (a line need not be UTF-8), capped at the
-                // largest message, so an endless line cannot fill our memory.
-                let lines = channel::capped_lines(std::io::stdin().lock(), queue.msgsize());
-                channel::writer(&mut queue, WRITER, lines)
-            } else {
-                channel::writer(&mut queue, WRITER, messages.iter().map(Ok))
-            }
-        }
-        Workload::Bulk { count, size } => {
-            let reader = format!("{reader} --count {count} --size {size}");
-            let mut queue = open_watched(name, MQ_OFlag::O_WRONLY, &reader)?;
-            fits(&queue, *size)?;
-            workload::send_bulk(&mut queue, *count, *size)?.print(WRITER);
-            Ok(())
-        }
-        Workload::Ping { count, size } => {
-            // The reader makes both queues when it is started with --ping.
-            let reader = format!("{reader} --ping {count} --size {size}");
-            let mut down = open_watched(name, MQ_OFlag::O_WRONLY, &reader)?;
-            let mut up = open_watched(&reply_name(name), MQ_OFlag::O_RDONLY, &reader)?;
-            down.partner = Some(reply_name(name));
-            up.partner = Some(name.to_string());
-            fits(&down, *size)?;
-            workload::time_round_trips(&mut down, &mut up, *count, *size)?.print(WRITER);
-            Ok(())
-        }
-    }
-}
-
-/// A queue made by someone else may take smaller messages than this kernel allows.
-fn fits(queue: &Queue, size: usize) -> Result<()> {
-    if size > queue.msgsize() {
-        bail!(
-            "--size {size}: queue {} takes messages of at most {} bytes (its mq_msgsize)",
-            queue.name,
-            queue.msgsize()
-        );
-    }
-    Ok(())
 }

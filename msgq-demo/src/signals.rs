@@ -11,12 +11,15 @@
 //! killed by the signal, as it would have without a handler.
 //!
 //! The race: a signal that lands after `check` but before the call goes to sleep only
-//! sets the flag, and the call would sleep on. So no wait here is unbounded: POSIX calls
-//! get a deadline (`mq_timedreceive`, `mq_timedsend`, an absolute CLOCK_REALTIME time
-//! `TICK` ahead), and System V, which has no timed `msgrcv`/`msgsnd`, first tries the
-//! call with IPC_NOWAIT and, only if it would sleep, arms a timer that sends SIGALRM
-//! every `TICK` for as long as that one call sleeps (`Ticking`): either way the call
-//! returns and the loop looks at the flag again.
+//! sets the flag, and the call would sleep on. So no wait here is unbounded: the
+//! library's POSIX waits sleep at most `msgq_demo::posix::SLICE` (200 ms) at a time
+//! (`mq_timedreceive`, `mq_timedsend`) and then ask their "stop?" callback, which looks
+//! at the flag; System V, which has no timed `msgrcv`/`msgsnd`, first tries the call
+//! with IPC_NOWAIT and, only if it would sleep, this binary arms a timer that sends
+//! SIGALRM every `TICK` for as long as that one call sleeps (`Ticking`): the call
+//! returns EINTR and the library asks "stop?" again. The library itself arms no timer:
+//! its own timed System V wait polls instead (`msgq_demo::sysv`), which would not show
+//! a writer asleep in `do_msgsnd`, the point of act 3.
 //!
 //! The timer is disarmed when the call is done, on every way out (the guard's `Drop`),
 //! so the rest of the program, a read of standard input say, is never interrupted by it.
@@ -26,8 +29,8 @@
 //! Assumptions, before copying this: one thread (a POSIX timer's signal goes to the
 //! process, not to the thread that sleeps), and SIGALRM is ours (its handler is
 //! installed on first use and stays; `alarm(2)` or `sleep(3)` users elsewhere would
-//! clash). A larger program would rather use `msgrcv(IPC_NOWAIT)` plus a short sleep,
-//! or a signalfd loop.
+//! clash). A larger program would rather use the library's timed waits
+//! (`msgq_demo::sysv`: IPC_NOWAIT plus short sleeps), or a signalfd loop.
 
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -96,13 +99,6 @@ pub fn check() -> Result<(), Interrupted> {
         Some(sig) => Err(Interrupted(sig)),
         None => Ok(()),
     }
-}
-
-/// An absolute CLOCK_REALTIME deadline `TICK` from now, as `mq_timedreceive` and
-/// `mq_timedsend` want it.
-pub fn deadline() -> Result<TimeSpec> {
-    let now = nix::time::clock_gettime(ClockId::CLOCK_REALTIME).context("clock_gettime")?;
-    Ok(now + TimeSpec::from_duration(TICK))
 }
 
 thread_local! {

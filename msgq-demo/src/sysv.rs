@@ -1,134 +1,156 @@
-//! System V message queues: `msgget`, `msgsnd`, `msgrcv`, `msgctl`.
+//! System V message queues (svipc(7)): `msgget`, `msgsnd`, `msgrcv`, `msgctl`.
 //!
-//! The older API. A queue is found by a number, its key, and named by the id `msgget`
-//! returns (`ipcs -q` lists both); it lives in the kernel until `msgctl(IPC_RMID)`. Each
-//! message carries a type, a number > 0 the sender picks, and `msgrcv` selects by it:
-//! `msgtyp` 0 takes the oldest message, `msgtyp` > 0 the oldest of exactly that type,
-//! `msgtyp` < 0 the oldest of the lowest type up to |msgtyp|. The limits are in
-//! /proc/sys/kernel: msgmax bytes a message, msgmnb bytes a queue.
+//! A queue is found by a number, its key, and named by the id `msgget` returns (`ipcs
+//! -q` lists both); it lives in the kernel until `msgctl(IPC_RMID)`, which removes it
+//! at once and wakes its sleepers with EIDRM. Each message carries a type, a number > 0
+//! the sender picks, and a receive selects by it: `msgtyp` 0 takes the oldest message,
+//! `msgtyp` > 0 the oldest of exactly that type, `msgtyp` < 0 the oldest of the lowest
+//! type up to |msgtyp|. The limits are in /proc/sys/kernel: msgmax bytes a message,
+//! msgmnb bytes a queue (its `msg_qbytes`).
 //!
-//! The notes' 消息队列 section, as this file shows it: the writer returns once its
-//! message is in the queue (A只需要把数据放在对应的消息队列后就可以正常返回了); the
-//! kernel keeps the list (消息队列是保存在内核中的消息链表) and deletes what is read;
-//! msgmax limits each message (每个消息体都有一个最大长度的限制); every message is
-//! copied into the kernel and out (用户态与内核态之间的数据拷贝).
+//! Copy this file as a module; it needs nix (no feature) and libc, since nix has no
+//! System V IPC: each call is wrapped once below in a small safe function. It installs
+//! no handler and arms no timer.
 //!
-//! Run: `cargo run -p msgq-demo -- sysv` (the narrated acts); in two terminals,
-//! `cargo run -p msgq-demo -- reader sysv --key 0x7100` and then
-//! `cargo run -p msgq-demo -- writer sysv --key 0x7100 hello`; `ipcs -q` meanwhile.
-//! Watch for: msg_qnum going up and down; `msgtyp` picking type 2 first; EINVAL at
-//! msgmax + 1 bytes; the writer asleep in `do_msgsnd` once msgmnb bytes are queued.
-//! In production: there is no maintained Rust wrapper for System V queues: prefer POSIX
-//! queues, or a Unix socket.
-//!
-//! nix has no System V IPC, so the calls come from libc, each wrapped once below in a
-//! small safe function. The message buffer is the C `struct msgbuf`: a `long` type, then
-//! the text; the size given to msgsnd/msgrcv counts the text only. A receive buffer
-//! smaller than the message gives E2BIG.
+//! Waiting, and the trade-off: `msgsnd`/`msgrcv` have no timed form. With `timeout:
+//! None`, [`Queue::send`] and [`Queue::receive`] sleep in the kernel, woken at once by
+//! room or a message, and by a signal whose handler ran (EINTR: signal(7) lists these
+//! calls as never restarted), after which they ask `stop`; with no signal coming, `stop`
+//! is never asked. With `timeout: Some(..)` they try with IPC_NOWAIT and sleep
+//! [`POLL_SLICE`] between tries, asking `stop` each time: bounded without any timer, but
+//! up to one slice late, waking a hundred times a second, and a polling sender can be
+//! overtaken by one the kernel keeps asleep in line.
 
 use std::ffi::{c_int, c_long};
-use std::io::Write as _;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
 use nix::errno::Errno;
 use nix::unistd::{Pid, getpid};
 
-use crate::acts;
-use crate::args::{Capacity, Cpus, Workload};
-use crate::channel::{self, Channel, kernel_limit};
-use crate::family::{reap, spawn};
-use crate::workload;
-use crate::{PARENT, READER, WRITER, say, signals};
+/// The largest message text a [`Queue`]'s buffer holds. msgmax is 8192 unless someone
+/// raised it.
+pub const MAX_TEXT: usize = 64 * 1024;
 
-/// The text messages' type (the wire format), and ping's replies' type.
-const TEXT_TYPE: c_long = 1;
-const REPLY_TYPE: c_long = 2;
+/// How long a timed wait sleeps between two IPC_NOWAIT tries.
+pub const POLL_SLICE: Duration = Duration::from_millis(10);
 
-/// The largest message text this demo's buffer holds. msgmax is 8192 unless someone
-/// raised it; above this, the demo stops at this size.
-const MAX_TEXT: usize = 64 * 1024;
-
-/// The C `struct msgbuf`, with room for the largest text we handle.
+/// The C `struct msgbuf`: a `long` type, then the text. The size given to msgsnd and
+/// msgrcv counts the text only.
 #[repr(C)]
 struct MsgBuf {
     mtype: c_long,
     mtext: [u8; MAX_TEXT],
 }
 
-/// The kernel's limits for System V queues, from /proc/sys/kernel.
-pub struct Limits {
-    msgmax: u64,
-    msgmnb: u64,
-    msgmni: u64,
+/// A queue as one process uses it: its id and a message buffer. Dropping it removes
+/// nothing (that is [`Remove`]'s job): a System V queue has no descriptor to close.
+pub struct Queue {
+    id: c_int,
+    buffer: Box<MsgBuf>,
+    /// The text length of the last message received into `buffer`.
+    received: usize,
 }
 
-impl Limits {
-    pub fn read() -> Result<Limits> {
-        Ok(Limits {
-            msgmax: kernel_limit("/proc/sys/kernel/msgmax")?,
-            msgmnb: kernel_limit("/proc/sys/kernel/msgmnb")?,
-            msgmni: kernel_limit("/proc/sys/kernel/msgmni")?,
-        })
+/// Removes the queue when dropped (`msgctl(IPC_RMID)`), in the process that made the
+/// guard only: a child forked after [`create`] has a copy and must leave its parent's
+/// queue alone.
+pub struct Remove {
+    id: c_int,
+    owner: Pid,
+    done: bool,
+}
+
+impl Remove {
+    /// The id of the queue this guard removes.
+    pub fn id(&self) -> c_int {
+        self.id
     }
 
-    /// The largest message we can send: msgmax, or our buffer if that is smaller.
-    fn largest(&self) -> usize {
-        (self.msgmax as usize).min(MAX_TEXT)
+    /// Whether this process is the one that made the guard (and so removes the queue).
+    pub fn is_owner(&self) -> bool {
+        getpid() == self.owner
     }
 
-    pub fn capacity(&self) -> Capacity {
-        Capacity {
-            message: self.largest(),
-            message_limit: "/proc/sys/kernel/msgmax",
-            messages: self.msgmnb, // a queue also takes at most msg_qbytes messages
-            bytes: self.msgmnb,
+    /// Removes the queue now, with any message still in it, to see the outcome; a copy
+    /// in a forked child does nothing.
+    pub fn remove(mut self) -> nix::Result<()> {
+        self.done = true;
+        if !self.is_owner() {
+            return Ok(());
+        }
+        remove(self.id)
+    }
+}
+
+impl Drop for Remove {
+    fn drop(&mut self) {
+        if !self.done && self.is_owner() {
+            let _ = remove(self.id);
         }
     }
+}
 
-    fn show(&self, role: &str) {
-        say!(
-            role,
-            "the kernel's limits (/proc/sys/kernel): msgmax={} bytes a message \
-             (每个消息体都有一个最大长度的限制), msgmnb={} bytes a queue, msgmni={} queues",
-            self.msgmax,
-            self.msgmnb,
-            self.msgmni
-        );
+/// Creates the queue for `key`, only if none exists (IPC_EXCL: EEXIST otherwise; [`open`]
+/// with `Duration::ZERO` then finds its id for `ipcrm -q ID`), mode 0600. The [`Remove`]
+/// guard exists from the moment the queue does. ENOSPC: msgmni queues exist already.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// let key = 0x4d00_0000 | std::process::id() as i32; // 'M' then the pid
+/// let (remove, mut queue) = msgq_demo::sysv::create(key)?;
+/// queue.send(1, b"first", None, &|| false)?;
+/// queue.send(2, b"urgent", None, &|| false)?;
+/// let (text, mtype) = queue.receive(2, Some(Duration::ZERO), &|| false)?; // type 2 only
+/// assert_eq!((text, mtype), (&b"urgent"[..], 2));
+/// assert_eq!(queue.stat()?.msg_qnum, 1);
+/// remove.remove()?; // gone at once, "first" with it; dropping the guard would do it too
+/// # Ok::<(), nix::Error>(())
+/// ```
+pub fn create(key: i32) -> nix::Result<(Remove, Queue)> {
+    // SAFETY: plain integers in and out, no memory is shared with the kernel.
+    let id = Errno::result(unsafe { libc::msgget(key, libc::IPC_CREAT | libc::IPC_EXCL | 0o600) })?;
+    let remove = Remove {
+        id,
+        owner: getpid(),
+        done: false,
+    };
+    Ok((remove, Queue::new(id)))
+}
+
+/// Finds the queue for `key`, made by another process. If there is none yet, looks
+/// again every [`POLL_SLICE`] for up to `wait`, so that the two sides may start in
+/// either order; `stop` is asked between looks (EINTR if it says so). After `wait`,
+/// ENOENT; pass `Duration::ZERO` to fail at once. EACCES: another user's queue (0600).
+pub fn open(key: i32, wait: Duration, stop: &dyn Fn() -> bool) -> nix::Result<Queue> {
+    let end = Instant::now().checked_add(wait);
+    loop {
+        // SAFETY: plain integers in and out, no memory is shared with the kernel.
+        match Errno::result(unsafe { libc::msgget(key, 0) }) {
+            Ok(id) => return Ok(Queue::new(id)),
+            Err(Errno::ENOENT) => {
+                let left = end.map_or(POLL_SLICE, |end| {
+                    end.saturating_duration_since(Instant::now())
+                });
+                if left.is_zero() {
+                    return Err(Errno::ENOENT);
+                }
+                if stop() {
+                    return Err(Errno::EINTR);
+                }
+                std::thread::sleep(left.min(POLL_SLICE));
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 
-/// The key when none is given: 'm' (0x6d) then the pid, which is below 2^22 on Linux,
-/// so each run has its own.
-fn default_key() -> i32 {
-    0x6d00_0000 | getpid().as_raw()
-}
-
-/// `msgget(2)`: the id of the queue with `key`, creating it if `flags` say so.
-fn msgget(key: i32, flags: c_int) -> nix::Result<c_int> {
-    // SAFETY: plain integers in and out, no memory is shared with the kernel.
-    Errno::result(unsafe { libc::msgget(key, flags) })
-}
-
-/// `msgsnd(2)`: queues the first `len` bytes of `buf.mtext` with type `buf.mtype`.
-fn msgsnd(id: c_int, buf: &MsgBuf, len: usize, flags: c_int) -> nix::Result<()> {
-    let len = len.min(MAX_TEXT); // never read past mtext
-    // SAFETY: `buf` is a valid msgbuf whose text holds `len` bytes; the kernel reads
-    // the type and those bytes during the call.
-    let rc = unsafe { libc::msgsnd(id, (buf as *const MsgBuf).cast(), len, flags) };
-    Errno::result(rc).map(drop)
-}
-
-/// `msgrcv(2)`: takes a message selected by `msgtyp` into `buf`; returns its length.
-fn msgrcv(id: c_int, buf: &mut MsgBuf, msgtyp: c_long, flags: c_int) -> nix::Result<usize> {
-    // SAFETY: `buf` is a valid msgbuf with MAX_TEXT bytes of text, the size we pass;
-    // the kernel writes the type and at most that many bytes during the call.
-    let rc = unsafe { libc::msgrcv(id, (buf as *mut MsgBuf).cast(), MAX_TEXT, msgtyp, flags) };
-    Errno::result(rc).map(|len| len as usize)
-}
-
-/// `msgctl(IPC_STAT)`: the queue's bookkeeping (message count, bytes, pids, times).
-fn msgctl_stat(id: c_int) -> nix::Result<libc::msqid_ds> {
+/// `msgctl(IPC_STAT)` on queue `id`: its bookkeeping. `msg_qnum` messages wait,
+/// `msg_cbytes` bytes of `msg_qbytes`; `msg_lspid` and `msg_lrpid` are the pids of the
+/// last sender and receiver (0 until the first), which tell a side whether its peer
+/// still lives even after a SIGKILL. EIDRM or EINVAL: the queue was removed.
+pub fn stat(id: c_int) -> nix::Result<libc::msqid_ds> {
     // SAFETY: msqid_ds is plain integers, for which all zeroes is a valid value.
     let mut ds: libc::msqid_ds = unsafe { std::mem::zeroed() };
     // SAFETY: IPC_STAT writes one msqid_ds into `ds`, which is exactly that big.
@@ -136,521 +158,126 @@ fn msgctl_stat(id: c_int) -> nix::Result<libc::msqid_ds> {
     Ok(ds)
 }
 
-/// `msgctl(IPC_RMID)`: removes the queue at once; sleepers on it wake with EIDRM.
-fn msgctl_remove(id: c_int) -> nix::Result<()> {
+/// `msgctl(IPC_RMID)` on queue `id`: removes it at once; sleepers on it wake with EIDRM.
+pub fn remove(id: c_int) -> nix::Result<()> {
     // SAFETY: IPC_RMID reads no buffer, so a null one is allowed.
     Errno::result(unsafe { libc::msgctl(id, libc::IPC_RMID, std::ptr::null_mut()) }).map(drop)
 }
 
-/// How to remove queue `id` by hand (ipcrm is in util-linux).
-fn removal_command(id: c_int) -> String {
-    format!("`ipcrm -q {id}`")
-}
-
-/// Removes the queue when dropped, in the process that created it only (a forked
-/// child has a copy of this guard and must leave its parent's queue alone).
-pub struct Remove {
-    id: c_int,
-    key: i32,
-    owner: Pid,
-    role: &'static str,
-}
-
-impl Drop for Remove {
-    fn drop(&mut self) {
-        if getpid() != self.owner {
-            return;
-        }
-        let (id, key) = (self.id, self.key);
-        crate::family::released(&removal_command(id));
-        match (msgctl_remove(id), signals::caught()) {
-            (Ok(()), Some(sig)) => say!(
-                self.role,
-                "interrupted by {sig}: removed queue {id} (key {key:#x})"
-            ),
-            (Ok(()), None) => say!(
-                self.role,
-                "removed queue {id} (key {key:#x}) with msgctl(IPC_RMID): gone at once, with \
-                 any message still in it"
-            ),
-            (Err(e), _) => _ = writeln!(std::io::stderr(), "error: msgctl IPC_RMID {id}: {e}"),
-        }
+/// Where the wait of a send or receive stands after one try found no room or no message.
+fn keep_waiting(end: Option<Instant>, stop: &dyn Fn() -> bool) -> nix::Result<()> {
+    if end.is_some_and(|end| Instant::now() >= end) {
+        return Err(Errno::ETIMEDOUT);
     }
-}
-
-/// A System V queue as one side uses it: the queue `id`, the message type this side
-/// sends and receives, and its buffer.
-pub struct Queue {
-    id: c_int,
-    key: i32,
-    mtype: c_long,
-    buffer: Box<MsgBuf>,
-    /// Two-terminal mode: the other side's role, to watch for its death while we wait
-    /// (see `peer_gone`); and its pid, once seen.
-    watch_peer: Option<&'static str>,
-    peer: std::cell::Cell<Option<i32>>,
-}
-
-/// Creates the queue for `key`, exclusively, readable and writable by us only. The guard
-/// is made the moment the queue exists, so every way out after this removes it.
-fn create(key: i32, role: &'static str) -> Result<(Remove, Queue)> {
-    let id = match msgget(key, libc::IPC_CREAT | libc::IPC_EXCL | 0o600) {
-        Ok(id) => id,
-        Err(Errno::EEXIST) => match msgget(key, 0) {
-            Ok(id) => bail!(
-                "a queue with key {key:#x} already exists (id {id}), perhaps left behind by a \
-                 run that was killed: remove it with `ipcrm -q {id}`"
-            ),
-            Err(_) => bail!(
-                "a queue with key {key:#x} already exists: remove it with `ipcrm -Q {key:#x}`"
-            ),
-        },
-        Err(Errno::ENOSPC) => {
-            bail!("msgget: ENOSPC: the system already has msgmni queues (ipcs -q lists them)")
-        }
-        Err(e) => bail!("msgget key {key:#x} (IPC_CREAT|IPC_EXCL, 0600): {e}"),
-    };
-    let remove = Remove {
-        id,
-        key,
-        owner: getpid(),
-        role,
-    };
-    crate::family::owns(removal_command(id));
-    say!(
-        role,
-        "created queue {id}: msgget(key {key:#x}, IPC_CREAT|IPC_EXCL|0600); it lives in the \
-         kernel, not in any process (ipcs -q lists it)"
-    );
-    Ok((remove, Queue::new(id, key, TEXT_TYPE)))
-}
-
-/// Finds the queue a reader created with `key`.
-fn open(key: i32) -> Result<Queue> {
-    match msgget(key, 0) {
-        Ok(id) => Ok(Queue::new(id, key, TEXT_TYPE)),
-        Err(Errno::ENOENT) => bail!(
-            "no queue with key {key:#x}: start the reader first (msgq-demo reader sysv --key {key:#x})"
-        ),
-        Err(Errno::EACCES) => bail!(
-            "queue with key {key:#x}: permission denied (the reader made it 0600: only its user \
-             may use it)"
-        ),
-        Err(e) => bail!("msgget key {key:#x}: {e}"),
+    if stop() {
+        return Err(Errno::EINTR);
     }
-}
-
-impl Queue {
-    fn new(id: c_int, key: i32, mtype: c_long) -> Queue {
-        Queue {
-            id,
-            key,
-            mtype,
-            buffer: Box::new(MsgBuf {
-                mtype,
-                mtext: [0; MAX_TEXT],
-            }),
-            watch_peer: None,
-            peer: None.into(),
-        }
-    }
-
-    /// Two-terminal mode: a side whose peer was killed (SIGKILL runs no guard) would
-    /// otherwise sleep forever on a full or empty queue. The kernel keeps the pids of
-    /// the last sender and receiver (msg_lspid, msg_lrpid; 0 until the first send or
-    /// receive): one that is not us is the peer, and we remember it, since in ping both
-    /// fields can be ours for a while (we sent the ping and received the last reply).
-    /// Checked each `TICK` we wait. (Not in the narrated run, where those pids may be
-    /// children of an earlier act; there the parent watches its children.)
-    fn peer_gone(&self) -> Result<()> {
-        let Some(who) = self.watch_peer else {
-            return Ok(());
-        };
-        self.notice_peer();
-        let Some(pid) = self.peer.get() else {
-            return Ok(()); // not seen yet
-        };
-        if crate::family::alive(pid) {
-            return Ok(());
-        }
-        let (id, key) = (self.id, self.key);
-        if who == READER {
-            bail!(
-                "the reader (pid {pid}, by msg_lrpid/msg_lspid) died without removing queue \
-                 {id} (key {key:#x}): nobody will take messages or answer; it is left \
-                 behind: remove it with {}",
-                removal_command(id)
-            );
-        }
-        bail!(
-            "the writer (pid {pid}, by msg_lspid/msg_lrpid) died before its end marker: no \
-             more messages will come"
-        );
-    }
-
-    /// Looks for the peer's pid in msg_lrpid/msg_lspid (one msgctl), and remembers the
-    /// latest one that is not ours. Called on each tick we wait, and after each message
-    /// until the peer is known: a ping writer that never waited a whole tick would
-    /// otherwise not know its reader once both fields name itself (it sent the last
-    /// ping and received the last reply).
-    fn notice_peer(&self) {
-        if self.watch_peer.is_none() {
-            return;
-        }
-        let Ok(stat) = msgctl_stat(self.id) else {
-            return; // removed: the next call says so (EIDRM)
-        };
-        let me = getpid().as_raw();
-        for pid in [stat.msg_lrpid, stat.msg_lspid] {
-            if pid != 0 && pid != me {
-                self.peer.set(Some(pid));
-            }
-        }
-    }
-
-    /// After a message went through: learn the peer, if it is not known yet.
-    fn notice_peer_once(&self) {
-        if self.peer.get().is_none() {
-            self.notice_peer();
-        }
-    }
-
-    /// The same queue, seen through another message type (ping's replies).
-    fn with_type(&self, mtype: c_long) -> Queue {
-        Queue {
-            watch_peer: self.watch_peer,
-            peer: self.peer.clone(),
-            ..Queue::new(self.id, self.key, mtype)
-        }
-    }
-
-    /// Sends one message of type `mtype`, sleeping while the queue is full.
-    fn send_typed(&mut self, message: &[u8], mtype: c_long) -> Result<()> {
-        if message.len() > MAX_TEXT {
-            bail!(
-                "a message of {} bytes is more than this demo's buffer ({MAX_TEXT})",
-                message.len()
-            );
-        }
-        // System V wants the type in front of the text, so the text is copied once into
-        // this buffer (a program built around msgsnd would build it there directly).
-        self.buffer.mtype = mtype;
-        self.buffer.mtext[..message.len()].copy_from_slice(message);
-        // First without sleeping: most sends find room, and need no timer (unless a
-        // workload holds it already: then straight to the call that may sleep).
-        signals::check()?;
-        if !signals::ticking() {
-            match msgsnd(self.id, &self.buffer, message.len(), libc::IPC_NOWAIT) {
-                Err(Errno::EAGAIN) => {}
-                Ok(()) => {
-                    self.notice_peer_once();
-                    return Ok(());
-                }
-                Err(e) => return Err(self.failure("msgsnd", e, message.len())),
-            }
-        }
-        let _ticking = signals::Ticking::start()?; // disarmed on every way out
-        loop {
-            signals::check()?;
-            match msgsnd(self.id, &self.buffer, message.len(), 0) {
-                Ok(()) => {
-                    self.notice_peer_once();
-                    return Ok(());
-                }
-                Err(Errno::EINTR) => self.peer_gone()?, // then the flag, and wait again
-                Err(e) => return Err(self.failure("msgsnd", e, message.len())),
-            }
-        }
-    }
-
-    /// Takes the message `msgtyp` selects, sleeping while there is none. Returns it
-    /// with its type.
-    fn receive_typed(&mut self, msgtyp: c_long) -> Result<(&[u8], c_long)> {
-        // First without sleeping, as in `send_typed`.
-        signals::check()?;
-        if !signals::ticking() {
-            match msgrcv(self.id, &mut self.buffer, msgtyp, libc::IPC_NOWAIT) {
-                Err(Errno::ENOMSG) => {}
-                Ok(len) => {
-                    self.notice_peer_once();
-                    return Ok((&self.buffer.mtext[..len], self.buffer.mtype));
-                }
-                Err(e) => return Err(self.failure("msgrcv", e, 0)),
-            }
-        }
-        let _ticking = signals::Ticking::start()?; // disarmed on every way out
-        loop {
-            signals::check()?;
-            match msgrcv(self.id, &mut self.buffer, msgtyp, 0) {
-                Ok(len) => {
-                    self.notice_peer_once();
-                    return Ok((&self.buffer.mtext[..len], self.buffer.mtype));
-                }
-                Err(Errno::EINTR) => self.peer_gone()?,
-                Err(e) => return Err(self.failure("msgrcv", e, 0)),
-            }
-        }
-    }
-
-    /// Says why a call failed, in terms of this queue.
-    fn failure(&self, call: &str, e: Errno, len: usize) -> anyhow::Error {
-        let (id, key) = (self.id, self.key);
-        let msgmax = kernel_limit("/proc/sys/kernel/msgmax").unwrap_or(0);
-        match e {
-            Errno::EINVAL if len as u64 > msgmax => anyhow::anyhow!(
-                "{call}: a message of {len} bytes is more than msgmax ({msgmax} bytes, \
-                 /proc/sys/kernel/msgmax)"
-            ),
-            Errno::EIDRM | Errno::EINVAL => anyhow::anyhow!(
-                "{call}: queue {id} (key {key:#x}) was removed while I waited: its reader is gone"
-            ),
-            Errno::E2BIG => anyhow::anyhow!(
-                "{call}: a message in queue {id} is larger than my {MAX_TEXT}-byte buffer"
-            ),
-            e => anyhow::anyhow!("{call} on queue {id} (key {key:#x}): {e}"),
-        }
-    }
-}
-
-impl Channel for Queue {
-    fn send(&mut self, message: &[u8]) -> Result<()> {
-        self.send_typed(message, self.mtype)
-    }
-
-    /// Receives the next message of this side's type (ping's two directions share a
-    /// queue, each with its type).
-    fn receive(&mut self) -> Result<&[u8]> {
-        Ok(self.receive_typed(self.mtype)?.0)
-    }
-
-    /// System V waits are bounded by the SIGALRM timer: hold it for the whole workload.
-    fn hold_ticker(&self) -> Result<Option<signals::Ticking>> {
-        signals::Ticking::start().map(Some)
-    }
-
-    fn count(&self) -> Result<u64> {
-        let stat = msgctl_stat(self.id).with_context(|| format!("msgctl IPC_STAT {}", self.id))?;
-        Ok(stat.msg_qnum as u64)
-    }
-}
-
-/// The narrated run (no role given): the parent creates the queue and forks the sides.
-///
-/// Who owns the queue: here the parent, not the reader. Act 1 needs the writer to be
-/// finished before the reader exists, so neither child can be the one that removes the
-/// queue; the parent creates it before the first fork, keeps it across all the acts,
-/// and removes it (its `Remove` guard) on every way out, after reaping every child. The
-/// children end with `std::process::exit`, and their copies of the guard check the pid.
-///
-/// The queue is the one with `key` if one was given, else a fresh key.
-pub fn narrated(
-    key: Option<i32>,
-    workload: &Workload,
-    limits: &Limits,
-    cpus: Option<Cpus>,
-) -> Result<()> {
-    let key = key.unwrap_or_else(default_key);
-    match workload {
-        Workload::Text(messages) => {
-            limits.show(PARENT);
-            let (_remove, mut queue) = create(key, PARENT)?;
-            say!(
-                PARENT,
-                "the parent owns the queue; the counts below are the kernel's (msgctl \
-                 IPC_STAT: msg_qnum); every send copies the message into the kernel, every \
-                 receive copies it out (用户态与内核态之间的数据拷贝)"
-            );
-            acts::writer_returns_at_once(&mut queue, messages)?;
-            order_and_size_limit(&mut queue, limits)?;
-            let qbytes = msgctl_stat(queue.id).context("msgctl IPC_STAT")?.msg_qbytes as u64;
-            let size = limits.largest().min(qbytes as usize);
-            let capacity = (qbytes / size as u64).max(1);
-            let why = format!(
-                "msg_qbytes is {qbytes} (msgmnb): {capacity} messages of {size} bytes fill it"
-            );
-            acts::full_queue_blocks_the_writer(&mut queue, capacity, size, &why, "do_msgsnd")?;
-            no_notification(&mut queue)
-        }
-        Workload::Bulk { count, size } => {
-            let (_remove, mut queue) = create(key, PARENT)?;
-            acts::bulk_in_two_children(&mut queue, *count, *size, cpus)
-        }
-        Workload::Ping { count, size } => {
-            let (_remove, mut down) = create(key, PARENT)?;
-            let mut up = down.with_type(REPLY_TYPE);
-            say!(
-                PARENT,
-                "one queue, two directions: pings are type {TEXT_TYPE}, replies type {REPLY_TYPE}"
-            );
-            acts::ping_in_two_children(&mut down, &mut up, *count, *size, cpus)
-        }
-    }
-}
-
-/// Act 2: the reader picks messages by type, and a message one byte over msgmax is
-/// refused.
-fn order_and_size_limit(queue: &mut Queue, limits: &Limits) -> Result<()> {
-    say!(
-        PARENT,
-        "act 2: the reader, not the order of sending, decides what comes out next: it \
-         selects by message type (msgtyp)"
-    );
-    const TYPED: [(&str, c_long); 3] = [
-        ("type 1, sent first", 1),
-        ("type 3, sent second", 3),
-        ("type 2, sent last", 2),
-    ];
-    let writer = spawn(WRITER, || {
-        for (text, mtype) in TYPED {
-            queue.send_typed(text.as_bytes(), mtype)?;
-            say!(
-                WRITER,
-                "sent {text:?} as type {mtype}: {} in the queue",
-                queue.count()?
-            );
-        }
-        send_one_byte_too_many(queue, limits)
-    })?;
-    reap(PARENT, writer, "writer")?;
-    let reader = spawn(READER, || {
-        for (msgtyp, why) in [
-            (
-                2,
-                "only type 2 will do, so it overtakes the two sent before it",
-            ),
-            (-3, "the lowest type up to 3 first"),
-            (-3, "the lowest type up to 3 first"),
-        ] {
-            let (message, mtype) = queue.receive_typed(msgtyp)?;
-            let text = String::from_utf8_lossy(message).into_owned();
-            say!(
-                READER,
-                "msgrcv(msgtyp {msgtyp}) took {text:?} (type {mtype}): {why}; {} left",
-                queue.count()?
-            );
-        }
-        Ok(())
-    })?;
-    reap(PARENT, reader, "reader")
-}
-
-/// Tries a message of msgmax + 1 bytes: the kernel must refuse it.
-fn send_one_byte_too_many(queue: &mut Queue, limits: &Limits) -> Result<()> {
-    let len = limits.msgmax as usize + 1;
-    if len > MAX_TEXT {
-        say!(
-            WRITER,
-            "msgmax ({}) is beyond this demo's buffer: not trying a message over it",
-            limits.msgmax
-        );
-        return Ok(());
-    }
-    queue.buffer.mtype = TEXT_TYPE;
-    queue.buffer.mtext[..len].fill(b'x');
-    match msgsnd(queue.id, &queue.buffer, len, libc::IPC_NOWAIT) {
-        Err(Errno::EINVAL) => {
-            say!(
-                WRITER,
-                "tried a message of {len} bytes, one more than msgmax ({}): msgsnd failed with \
-                 EINVAL, as the kernel takes no message longer than msgmax; nothing was queued \
-                 ({} in the queue)",
-                limits.msgmax,
-                queue.count()?
-            );
-            Ok(())
-        }
-        Ok(()) => bail!("the kernel took a message longer than msgmax"),
-        Err(e) => bail!("a message over msgmax: expected EINVAL, got {e}"),
-    }
-}
-
-/// Act 4: System V has no mq_notify: a reader sleeps in msgrcv, or polls.
-fn no_notification(queue: &mut Queue) -> Result<()> {
-    say!(
-        PARENT,
-        "act 4: System V has no notification like mq_notify: a reader sleeps in msgrcv, or polls"
-    );
-    match msgrcv(queue.id, &mut queue.buffer, 0, libc::IPC_NOWAIT) {
-        Err(Errno::ENOMSG) => {
-            say!(
-                PARENT,
-                "msgrcv with IPC_NOWAIT on the empty queue: ENOMSG at once, where without the \
-                 flag it would have slept"
-            );
-            Ok(())
-        }
-        Ok(len) => bail!("the queue should be empty, yet held a message of {len} bytes"),
-        Err(e) => bail!("msgrcv IPC_NOWAIT: expected ENOMSG, got {e}"),
-    }
-}
-
-/// `msgq-demo reader sysv`: create the queue, take what comes, remove the queue.
-pub fn reader(key: Option<i32>, workload: &Workload, limits: &Limits) -> Result<()> {
-    let key = key.unwrap_or_else(default_key);
-    limits.show(READER);
-    let (remove, mut queue) = create(key, READER)?;
-    queue.watch_peer = Some(WRITER);
-    match workload {
-        Workload::Text(_) => {
-            say!(
-                READER,
-                "waiting for messages; in another terminal: msgq-demo writer sysv --key {key:#x} hello"
-            );
-            let started = Instant::now();
-            let (count, bytes) = channel::receive_texts(&mut queue, READER)?;
-            drop(remove); // the summary is the last line
-            channel::summary(READER, count, bytes, started.elapsed(), "");
-        }
-        Workload::Bulk { count, size } => {
-            say!(
-                READER,
-                "waiting for {count} messages of {size} bytes: msgq-demo writer sysv --key \
-                 {key:#x} --count {count} --size {size}"
-            );
-            let done = workload::receive_bulk(&mut queue, *count, *size)?;
-            drop(remove);
-            done.print(READER);
-        }
-        Workload::Ping { count, size } => {
-            let mut up = queue.with_type(REPLY_TYPE);
-            say!(
-                READER,
-                "waiting for {count} pings of type {TEXT_TYPE}, to echo each back as type \
-                 {REPLY_TYPE}: msgq-demo writer sysv --key {key:#x} --ping {count} --size {size}"
-            );
-            let done = workload::echo(&mut queue, &mut up, *count, *size)?;
-            drop(remove);
-            done.print(READER);
-        }
-    }
+    std::thread::sleep(POLL_SLICE);
     Ok(())
 }
 
-/// `msgq-demo writer sysv`: find the reader's queue, send, and leave.
-pub fn writer(key: i32, workload: &Workload) -> Result<()> {
-    let mut queue = open(key)?;
-    queue.watch_peer = Some(READER);
-    match workload {
-        Workload::Text(messages) => {
-            say!(WRITER, "found queue {} by key {key:#x}", queue.id);
-            if messages.is_empty() {
-                // Bytes up to each '\n' (a line need not be UTF-8), capped at the
-                // largest message, so an endless line cannot fill our memory.
-                let lines =
-                    channel::capped_lines(std::io::stdin().lock(), Limits::read()?.largest());
-                channel::writer(&mut queue, WRITER, lines)
-            } else {
-                channel::writer(&mut queue, WRITER, messages.iter().map(Ok))
+impl Queue {
+    fn new(id: c_int) -> Queue {
+        let buffer = Box::new(MsgBuf {
+            mtype: 0,
+            mtext: [0; MAX_TEXT],
+        });
+        Queue {
+            id,
+            buffer,
+            received: 0,
+        }
+    }
+
+    /// The queue's id, as `ipcs -q` shows it and `ipcrm -q` takes it.
+    pub fn id(&self) -> c_int {
+        self.id
+    }
+
+    /// Another handle on the same queue, with its own buffer (say, for the other
+    /// direction of a conversation carried by two message types).
+    pub fn another(&self) -> Queue {
+        Queue::new(self.id)
+    }
+
+    /// The queue's bookkeeping: see [`stat`].
+    pub fn stat(&self) -> nix::Result<libc::msqid_ds> {
+        stat(self.id)
+    }
+
+    /// Queues `text` as a message of type `mtype` (> 0, else EINVAL). While the queue
+    /// is full it waits as the top of this file says: `timeout` `None` sleeps in msgsnd,
+    /// `Some(t)` polls for up to `t` (then ETIMEDOUT; `Some(Duration::ZERO)`: one try).
+    /// EINTR: `stop` said so. EINVAL: longer than msgmax, or the queue was removed (EIDRM
+    /// too). A text longer than [`MAX_TEXT`] is E2BIG, before any call.
+    pub fn send(
+        &mut self,
+        mtype: c_long,
+        text: &[u8],
+        timeout: Option<Duration>,
+        stop: &dyn Fn() -> bool,
+    ) -> nix::Result<()> {
+        if text.len() > MAX_TEXT {
+            return Err(Errno::E2BIG);
+        }
+        // msgsnd wants the type in front of the text: one copy into our buffer.
+        self.buffer.mtype = mtype;
+        self.buffer.mtext[..text.len()].copy_from_slice(text);
+        let end = timeout.and_then(|t| Instant::now().checked_add(t));
+        let flags = if timeout.is_some() {
+            libc::IPC_NOWAIT
+        } else {
+            0
+        };
+        loop {
+            let buf = (&*self.buffer as *const MsgBuf).cast();
+            // SAFETY: `buf` is a valid msgbuf whose text holds `text.len()` bytes; the
+            // kernel reads the type and those bytes during the call.
+            match Errno::result(unsafe { libc::msgsnd(self.id, buf, text.len(), flags) }) {
+                Ok(_) => return Ok(()),
+                Err(Errno::EAGAIN) => keep_waiting(end, stop)?,
+                Err(Errno::EINTR) if stop() => return Err(Errno::EINTR),
+                Err(Errno::EINTR) => {}
+                Err(e) => return Err(e),
             }
         }
-        Workload::Bulk { count, size } => {
-            workload::send_bulk(&mut queue, *count, *size)?.print(WRITER);
-            Ok(())
-        }
-        Workload::Ping { count, size } => {
-            let mut up = queue.with_type(REPLY_TYPE);
-            workload::time_round_trips(&mut queue, &mut up, *count, *size)?.print(WRITER);
-            Ok(())
-        }
+    }
+
+    /// Takes the message `msgtyp` selects (see the top of this file) and returns its
+    /// text and type. While there is none it waits as [`Queue::send`] does (ETIMEDOUT,
+    /// EINTR likewise). E2BIG: the message is longer than [`MAX_TEXT`] (it stays
+    /// queued). EIDRM: the queue was removed.
+    pub fn receive(
+        &mut self,
+        msgtyp: c_long,
+        timeout: Option<Duration>,
+        stop: &dyn Fn() -> bool,
+    ) -> nix::Result<(&[u8], c_long)> {
+        let end = timeout.and_then(|t| Instant::now().checked_add(t));
+        let flags = if timeout.is_some() {
+            libc::IPC_NOWAIT
+        } else {
+            0
+        };
+        let len = loop {
+            let buf = (&mut *self.buffer as *mut MsgBuf).cast();
+            // SAFETY: `buf` is a valid msgbuf with MAX_TEXT bytes of text, the size we
+            // pass; the kernel writes the type and at most that many bytes during the call.
+            match Errno::result(unsafe { libc::msgrcv(self.id, buf, MAX_TEXT, msgtyp, flags) }) {
+                Ok(len) => break len as usize,
+                Err(Errno::ENOMSG) => keep_waiting(end, stop)?,
+                Err(Errno::EINTR) if stop() => return Err(Errno::EINTR),
+                Err(Errno::EINTR) => {}
+                Err(e) => return Err(e),
+            }
+        };
+        self.received = len;
+        Ok(self.last_received())
+    }
+
+    /// The last message [`Queue::receive`] took, again: its text and type. For a caller
+    /// that could not keep the borrow `receive` returned (say, it returned early).
+    pub fn last_received(&self) -> (&[u8], c_long) {
+        (&self.buffer.mtext[..self.received], self.buffer.mtype)
     }
 }
