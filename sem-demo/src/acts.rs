@@ -31,12 +31,12 @@ use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 
 use crate::family::{Side, exit_child, fork};
+use crate::page::SharedPage;
 use crate::say;
 use crate::semaphore::{
     PEER_TIMEOUT, Process, Semaphore, Took, View, is_alive, p, p_from, p_watching,
     wait_until_asleep,
 };
-use crate::shared::SharedPage;
 use crate::signals;
 
 pub const A: &str = "A";

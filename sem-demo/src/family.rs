@@ -1,18 +1,18 @@
-//! Parent and children: fork, end a child, reap it.
+//! Parent and children, narrated: fork, end a child, reap it.
 //!
 //! Every act forks the processes it needs. `fork` returns a `Kid` to the parent:
-//! a guard that reaps the child (so no zombie is left) and narrates how it ended.
-//! If the parent leaves an act early (an error, Ctrl+C), the guard's `Drop` kills
-//! the child and reaps it, so no child outlives the run. A child never returns
-//! into `main`: `exit_child` ends it.
+//! `sem_demo::process::Child` (reaped by its own pid; killed and reaped by its
+//! `Drop` if the parent leaves an act early, an error or Ctrl+C, so no child
+//! outlives the run) with the child's name, so the narration says how it ended.
+//! A child never returns into `main`: `exit_child` ends it.
 
 use std::io::Write;
 
 use anyhow::{Context, Result, bail};
 use nix::errno::Errno;
-use nix::sys::signal::{Signal, kill};
-use nix::sys::wait::{WaitStatus, waitpid};
-use nix::unistd::{ForkResult, Pid, getpid};
+use nix::sys::wait::WaitStatus;
+use nix::unistd::Pid;
+use sem_demo::process::{self, Child, Forked};
 
 use crate::say;
 use crate::signals::{self, Interrupted};
@@ -26,19 +26,11 @@ pub enum Side {
 /// Forks. Both processes return from here; the child is named `name` (B, C...)
 /// in the parent's narration.
 pub fn fork(name: &'static str) -> Result<Side> {
-    // A line still in our stdout buffer would be copied into the child and printed
-    // twice.
-    let _ = std::io::stdout().flush();
     // SAFETY: this program is single-threaded, so the child cannot inherit a lock
     // (stdout's, the allocator's) that another thread held at the moment of fork.
-    match unsafe { nix::unistd::fork() }.context("fork")? {
-        ForkResult::Parent { child } => Ok(Side::Parent(Kid {
-            pid: child,
-            name,
-            parent: getpid(),
-            reaped: false,
-        })),
-        ForkResult::Child => Ok(Side::Child),
+    match unsafe { process::fork() }.context("fork")? {
+        Forked::Parent(child) => Ok(Side::Parent(Kid { child, name })),
+        Forked::Child => Ok(Side::Child),
     }
 }
 
@@ -60,32 +52,28 @@ pub fn exit_child(outcome: Result<()>) -> ! {
     std::process::exit(code)
 }
 
-/// A child the parent has not reaped yet.
+/// A child the parent has not reaped yet, with its name for the narration.
 pub struct Kid {
-    pid: Pid,
+    child: Child,
     name: &'static str,
-    /// Set at fork: a copy of this guard in a later child must do nothing.
-    parent: Pid,
-    reaped: bool,
 }
 
 impl Kid {
     pub fn pid(&self) -> Pid {
-        self.pid
+        self.child.pid()
     }
 
     /// Waits for the child (so it leaves no zombie) and narrates how it ended.
-    pub fn reap(mut self, role: &str) -> Result<WaitStatus> {
-        let status = loop {
-            signals::check()?;
-            match waitpid(self.pid, None) {
-                Ok(status) => break status,
-                Err(Errno::EINTR) => continue, // the loop re-checks for Ctrl+C
-                Err(e) => bail!("waitpid {} {}: {e}", self.name, self.pid),
+    pub fn reap(self, role: &str) -> Result<WaitStatus> {
+        let (name, pid) = (self.name, self.child.pid());
+        let status = match self.child.wait(&signals::stopped) {
+            Ok(status) => status,
+            Err(Errno::EINTR) => {
+                signals::check()?; // Ctrl+C: the Interrupted error
+                bail!("waitpid {name} {pid}: interrupted")
             }
+            Err(e) => bail!("waitpid {name} {pid}: {e}"),
         };
-        self.reaped = true;
-        let (name, pid) = (self.name, self.pid);
         match status {
             WaitStatus::Exited(_, code) => {
                 say!(role, "reaped {name} {pid}: exited with status {code}")
@@ -115,17 +103,9 @@ impl Kid {
 
     /// Sends SIGKILL: the child ends at once, running none of its own code.
     pub fn kill(&self) -> Result<()> {
-        kill(self.pid, Signal::SIGKILL).with_context(|| format!("kill -KILL {}", self.pid))
-    }
-}
-
-impl Drop for Kid {
-    /// Leaving early: end the child and reap it, so it neither runs on nor lingers
-    /// as a zombie.
-    fn drop(&mut self) {
-        if !self.reaped && getpid() == self.parent {
-            let _ = kill(self.pid, Signal::SIGKILL);
-            while let Err(Errno::EINTR) = waitpid(self.pid, None) {}
-        }
+        let pid = self.child.pid();
+        self.child
+            .kill()
+            .with_context(|| format!("kill -KILL {pid}"))
     }
 }

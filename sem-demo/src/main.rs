@@ -36,18 +36,22 @@
 //! socket or pipe when there is data to carry anyway. No maintained crate wraps
 //! System V semaphores.
 //!
+//! Copy from: the library half, `src/lib.rs` (crate `sem_demo`): `posix.rs` (named
+//! POSIX semaphores), `sysv.rs` (System V sets), `procfs.rs` (is the peer alive,
+//! asleep?), `process.rs`, `shared.rs`, `stop.rs`; `cargo doc -p sem-demo --open`.
 //! This file: the command line and which act runs. The lesson lives in `acts.rs`
-//! (the default run), `roles.rs` (reader, writer, ping), `posix.rs` and `sysv.rs`.
+//! (the default run), `roles.rs` (reader, writer, ping), `run_posix.rs` and
+//! `run_sysv.rs` (each flavour's objects, narrated), all calling the library.
 
 mod acts;
 mod args;
 mod family;
-mod posix;
+mod page;
 mod roles;
+mod run_posix;
+mod run_sysv;
 mod semaphore;
-mod shared;
 mod signals;
-mod sysv;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -96,8 +100,8 @@ fn main() -> ExitCode {
         }
     };
     let result = signals::install().and_then(|()| match request.flavour {
-        Flavour::Posix => posix::run(&request),
-        Flavour::Sysv => sysv::run(&request),
+        Flavour::Posix => run_posix::run(&request),
+        Flavour::Sysv => run_sysv::run(&request),
     });
     match (result, signals::caught()) {
         (Ok(()), _) => ExitCode::SUCCESS,

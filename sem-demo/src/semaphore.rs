@@ -15,6 +15,7 @@
 //! line: the notes' count = Linux's value − the processes asleep in P. `View`
 //! prints both, and says where its count of sleepers comes from.
 
+use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
@@ -23,8 +24,9 @@ use nix::unistd::Pid;
 
 use crate::signals;
 
-/// The longest one sleep lasts before the wait loop re-checks for Ctrl+C.
-const SLICE: Duration = Duration::from_millis(200);
+pub use sem_demo::procfs::is_alive;
+use sem_demo::procfs::{self, asleep_in};
+
 /// How long a look at GETNCNT may wait for a sleeper that stepped out of the
 /// kernel's queue at the end of a slice (see `count_sleepers`).
 pub const STEPPED_OUT: Duration = Duration::from_millis(500);
@@ -39,6 +41,13 @@ pub trait Semaphore {
     /// One P that sleeps at most `slice`: `Ok(true)` if it took a unit,
     /// `Ok(false)` if the time ran out, `Err(EINTR)` if a signal woke it.
     fn p_within(&self, slice: Duration) -> nix::Result<bool>;
+    /// The library's P: at most `limit` (`None`: no limit), in slices, asking
+    /// `stop()` before each. `Ok(None)`: `stop()` said yes.
+    fn p_until(
+        &self,
+        limit: Option<Duration>,
+        stop: &dyn Fn() -> bool,
+    ) -> nix::Result<Option<Took>>;
     /// V: give one unit back, waking a sleeper if there is one.
     fn v(&self) -> Result<()>;
     /// The value as Linux keeps it: never below 0.
@@ -63,7 +72,7 @@ pub trait Semaphore {
 }
 
 /// How a P ended: with the unit, or without it once the time limit ran out.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Took {
     Yes,
     TimedOut,
@@ -108,47 +117,48 @@ pub fn p_watching(
     limit: Option<Duration>,
     peer: Option<&dyn Peer>,
 ) -> Result<Took> {
-    let deadline = limit.map(|l| Instant::now() + l);
-    loop {
-        signals::check()?;
-        let slice = match deadline {
-            Some(d) => d.saturating_duration_since(Instant::now()).min(SLICE),
-            None => SLICE,
-        };
-        match sem.p_within(slice) {
-            Ok(true) => {
-                if let Some(peer) = peer {
-                    peer.notice();
-                }
+    // "Stop?" is asked before every slice: Ctrl+C at once; the peer only once a
+    // slice has passed with no V (not before the first, so a ping's round trip
+    // reads no /proc file).
+    let death: Cell<Option<Result<String>>> = Cell::new(None);
+    let first = Cell::new(true);
+    let stop = || {
+        if signals::stopped() {
+            return true;
+        }
+        let Some(peer) = peer else { return false };
+        if first.replace(false) {
+            return false;
+        }
+        match peer.death() {
+            Ok(None) => false,
+            found => {
+                death.set(found.transpose());
+                true
+            }
+        }
+    };
+    match sem.p_until(limit, &stop) {
+        Ok(Some(took)) => {
+            if took == Took::Yes
+                && let Some(peer) = peer
+            {
+                peer.notice();
+            }
+            Ok(took)
+        }
+        Ok(None) => {
+            signals::check()?;
+            let why = death.take().unwrap_or_else(|| Ok("stopped".to_string()))?;
+            // Its last V may have come just before it ended: take that unit without
+            // sleeping before saying nothing will come.
+            if sem.p_within(Duration::ZERO) == Ok(true) {
                 return Ok(Took::Yes);
             }
-            Ok(false) if deadline.is_some_and(|d| Instant::now() >= d) => {
-                return Ok(Took::TimedOut);
-            }
-            Ok(false) => {
-                let Some(peer) = peer else { continue };
-                let Some(why) = peer.death()? else { continue };
-                // Its last V may have come just before it ended: take that unit
-                // without sleeping before saying nothing will come.
-                if sem.p_within(Duration::ZERO) == Ok(true) {
-                    return Ok(Took::Yes);
-                }
-                bail!("P on {}: {why}", sem.label());
-            }
-            Err(Errno::EINTR) => continue, // the loop re-checks the flag
-            Err(e) => bail!("P on {}: {}", sem.label(), sem.why_failed(e)),
+            bail!("P on {}: {why}", sem.label());
         }
+        Err(e) => bail!("P on {}: {}", sem.label(), sem.why_failed(e)),
     }
-}
-
-/// True while `pid` runs: it has a /proc entry and is not a zombie (dead, waiting
-/// for its parent to reap it).
-pub fn is_alive(pid: Pid) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        stat.rsplit_once(')')
-            .and_then(|(_, rest)| rest.trim_start().chars().next())
-            .is_some_and(|state| state != 'Z' && state != 'X')
-    })
 }
 
 /// P that must succeed within `limit`: a timeout means the peer that should have
@@ -218,25 +228,16 @@ impl View {
 fn count_asleep(pids: &[Pid], wchan: &str, expected: i32) -> Result<i32> {
     let deadline = Instant::now() + STEPPED_OUT;
     loop {
-        let n = pids.iter().filter(|&&pid| asleep_in(pid, wchan)).count() as i32;
+        let n = pids
+            .iter()
+            .filter(|&&pid| asleep_in(pid, wchan).is_some())
+            .count() as i32;
         if n >= expected || Instant::now() >= deadline {
             return Ok(n);
         }
         signals::check()?;
         nap();
     }
-}
-
-/// True if `pid` sleeps (state S) in a kernel function containing `wchan`.
-fn asleep_in(pid: Pid, wchan: &str) -> bool {
-    let state = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            let (_, rest) = stat.rsplit_once(')')?;
-            rest.trim_start().chars().next()
-        });
-    state == Some('S')
-        && std::fs::read_to_string(format!("/proc/{pid}/wchan")).is_ok_and(|w| w.contains(wchan))
 }
 
 /// The kernel's count of the processes asleep in P (GETNCNT; `None` for POSIX),
@@ -286,15 +287,12 @@ pub fn wait_until_asleep(pid: Pid, wchan: &str, limit: Duration) -> Result<Strin
     let deadline = Instant::now() + limit;
     loop {
         signals::check()?;
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            bail!("process {pid} is gone: it should be asleep in P");
-        };
-        let state = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.trim_start().chars().next());
-        let sleeping_in = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
-        if state == Some('S') && sleeping_in.contains(wchan) {
+        if let Some(sleeping_in) = asleep_in(pid, wchan) {
             return Ok(sleeping_in);
+        }
+        let state = procfs::state(pid);
+        if state.is_none() {
+            bail!("process {pid} is gone: it should be asleep in P");
         }
         if state == Some('Z') {
             bail!("process {pid} exited: it should be asleep in P");

@@ -1,55 +1,50 @@
-//! The shared memory the semaphores protect: one page that A and B both see.
+//! Memory a parent and its children share: an anonymous MAP_SHARED page of atomics.
 //!
-//! The page is mapped MAP_SHARED | MAP_ANONYMOUS *before* fork, so parent and
-//! child hold the same physical page (what shm-demo shows in detail); a store by
-//! one is seen by the other with no system call. That is the notes' starting point
-//! for this section: 如果多个进程同时修改同一个共享内存，很有可能就冲突了 (processes
-//! changing the same shared memory at once are likely to collide).
+//! Mapped MAP_SHARED | MAP_ANONYMOUS *before* fork, the page is the same physical
+//! memory in parent and child, and a store by one is seen by the other with no
+//! system call. Every slot is an `AtomicU64`: two processes touching plain memory
+//! at once would be a data race (undefined behaviour); atomics make each load and
+//! store whole. A load followed by a store is still two steps, and that gap is what
+//! a semaphore protects. (Between unrelated processes, map a shm_open object
+//! instead: not shown here.)
 //!
-//! The counter is an `AtomicU64`, and an increment is two atomic steps: a load,
-//! a moment's work, then a store of what was loaded plus 1. Each step alone is
-//! atomic, so there is no data race (no undefined behaviour: plain or volatile
-//! accesses from two processes at once would be one); but nothing joins the two
-//! steps. Between them, the other process may store its own increment, which our
-//! store then overwrites: a lost update. That is the bug the act shows, and what a
-//! read-modify-write does without a lock. `fetch_add` would lose nothing: it is
-//! one atomic step (`lock xadd` on x86), the CPU's own tiny mutex; a semaphore is
-//! the tool when the work between reading and writing is bigger than one add.
+//! Needs nix with the feature "mman".
 
 use std::num::NonZeroUsize;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::AtomicU64;
 
-use anyhow::{Context, Result, bail};
 use nix::sys::mman::{MapFlags, ProtFlags, mmap_anonymous, munmap};
 
-use crate::signals;
+/// The size of one mapping: 4096 bytes, 512 slots (a page on x86-64 and most
+/// arm64 kernels; the kernel rounds a mapping up to whole pages anyway).
+const BYTES: usize = 4096;
 
-/// What lives in the page.
-#[repr(C)]
-struct Page {
-    /// Acts 2 and 3: the counter both processes increment.
-    counter: AtomicU64,
-    /// Act 4: what A leaves for B to read. An atomic, so that no order of calls
-    /// can be a data race (undefined behaviour), not only the right one.
-    note: AtomicU64,
-    /// Processes at the starting line, so both start counting at once.
-    at_the_start: AtomicU32,
-    /// Processes done counting: a peer that is gone after finishing did not die.
-    finished: AtomicU32,
+/// A shared page of [`AtomicU64`] slots, all 0 at first. Each process unmaps its
+/// own mapping on drop.
+///
+/// # Examples
+/// ```
+/// use std::sync::atomic::Ordering;
+/// let page = sem_demo::shared::SharedAtomics::map()?;
+/// page.slot(0).fetch_add(1, Ordering::SeqCst); // a forked child would see it
+/// assert_eq!(page.slot(0).load(Ordering::SeqCst), 1);
+/// # Ok::<(), nix::Error>(())
+/// ```
+pub struct SharedAtomics {
+    page: NonNull<AtomicU64>,
 }
 
-/// One shared page; unmapped on drop (each process unmaps its own mapping).
-pub struct SharedPage {
-    page: NonNull<Page>,
-}
+impl SharedAtomics {
+    /// How many slots the page has.
+    pub const SLOTS: usize = BYTES / size_of::<AtomicU64>();
 
-impl SharedPage {
-    pub fn map() -> Result<SharedPage> {
-        let len = NonZeroUsize::new(4096).expect("4096 is not zero");
+    /// mmap one anonymous shared page. Map it before fork: a page mapped after is
+    /// the mapping process's alone.
+    pub fn map() -> nix::Result<SharedAtomics> {
+        let len = NonZeroUsize::new(BYTES).expect("4096 is not zero");
         // SAFETY: an anonymous mapping touches no existing memory; the kernel picks
-        // the address and fills the page with zeros, a valid `Page`.
+        // the address and fills the page with zeros, a valid array of AtomicU64.
         let addr = unsafe {
             mmap_anonymous(
                 None,
@@ -57,128 +52,22 @@ impl SharedPage {
                 ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
                 MapFlags::MAP_SHARED,
             )
-        }
-        .context("mmap MAP_SHARED|MAP_ANONYMOUS")?;
-        Ok(SharedPage { page: addr.cast() })
+        }?;
+        Ok(SharedAtomics { page: addr.cast() })
     }
 
-    fn counter_cell(&self) -> &AtomicU64 {
-        // SAFETY: the field is in our mapping for as long as `self` lives, and every
-        // process touches it only through atomic operations.
-        unsafe { &(*self.page.as_ptr()).counter }
-    }
-
-    /// The counter's current value.
-    pub fn counter(&self) -> u64 {
-        self.counter_cell().load(Ordering::Relaxed)
-    }
-
-    /// counter = counter + 1, as two separate steps: load, then store. Relaxed is
-    /// enough: the lesson is not about ordering but about the gap between the two
-    /// steps. (In act 3, P and V are acquire/release operations, POSIX requires
-    /// sem_wait/sem_post and semop to synchronize memory, so everything inside the
-    /// critical section is ordered; an uncontended POSIX P or V is not even a
-    /// system call.)
-    pub fn add_one(&self) {
-        let counter = self.counter_cell();
-        let seen = counter.load(Ordering::Relaxed);
-        think();
-        // The other process may have stored in between: this store erases it.
-        // (`counter.fetch_add(1, ...)` would not: it loads and stores in one step.)
-        counter.store(seen + 1, Ordering::Relaxed);
-    }
-
-    fn note_cell(&self) -> &AtomicU64 {
-        // SAFETY: the field is in our mapping for as long as `self` lives, and every
-        // process touches it only through atomic operations.
-        unsafe { &(*self.page.as_ptr()).note }
-    }
-
-    /// The note. Relaxed: that B sees A's 42 is not this load's doing but the sync
-    /// semaphore's: A stores before its V, B loads after its P, and V/P synchronize
-    /// memory. A load at another moment is still no data race: it may see 0 or 42.
-    pub fn note(&self) -> u64 {
-        self.note_cell().load(Ordering::Relaxed)
-    }
-
-    /// Sets the note (see `note` for why Relaxed).
-    pub fn set_note(&self, value: u64) {
-        self.note_cell().store(value, Ordering::Relaxed)
-    }
-
-    fn at_the_start(&self) -> &AtomicU32 {
-        // SAFETY: the field is in our mapping for as long as `self` lives, and every
-        // process touches it only through atomic operations.
-        unsafe { &(*self.page.as_ptr()).at_the_start }
-    }
-
-    fn finished_cell(&self) -> &AtomicU32 {
-        // SAFETY: the field is in our mapping for as long as `self` lives, and every
-        // process touches it only through atomic operations.
-        unsafe { &(*self.page.as_ptr()).finished }
-    }
-
-    /// How many processes have finished counting.
-    pub fn finished(&self) -> u32 {
-        self.finished_cell().load(Ordering::SeqCst)
-    }
-
-    /// Says this process has finished counting.
-    pub fn finish(&self) {
-        self.finished_cell().fetch_add(1, Ordering::SeqCst);
-    }
-
-    /// Resets the counter, the starting line and the finish, before forking the
-    /// counters.
-    pub fn reset(&self) {
-        self.counter_cell().store(0, Ordering::Relaxed);
-        self.at_the_start().store(0, Ordering::SeqCst);
-        self.finished_cell().store(0, Ordering::SeqCst);
-    }
-
-    /// Waits (spinning, a few microseconds) until `processes` have arrived here, so
-    /// they count at the same time: without it, a fresh child may start only after
-    /// its parent has finished, and nothing would collide. `other_alive` tells
-    /// whether the process we wait for still runs.
-    pub fn start_together(
-        &self,
-        processes: u32,
-        limit: Duration,
-        other_alive: impl Fn() -> bool,
-    ) -> Result<()> {
-        let start = self.at_the_start();
-        start.fetch_add(1, Ordering::SeqCst);
-        let deadline = Instant::now() + limit;
-        while start.load(Ordering::SeqCst) < processes {
-            if Instant::now() >= deadline {
-                bail!("the other process never reached the starting line: is it stuck?");
-            }
-            if !other_alive() {
-                bail!("the other process died before the starting line");
-            }
-            signals::check()?;
-            std::hint::spin_loop();
-        }
-        Ok(())
+    /// Slot `index` (panics at [`SLOTS`](Self::SLOTS) or more).
+    pub fn slot(&self, index: usize) -> &AtomicU64 {
+        assert!(index < Self::SLOTS, "slot {index} of {}", Self::SLOTS);
+        // SAFETY: the slot is inside our mapping for as long as `self` lives, and
+        // every process touches it only through atomic operations.
+        unsafe { &*self.page.as_ptr().add(index) }
     }
 }
 
-/// A moment's work between reading the counter and writing it back, standing for
-/// the computation real code does there. It widens the window in which the other
-/// process's increment gets lost, so the race shows on every run, not only when
-/// the two loops of a few microseconds happen to overlap.
-fn think() {
-    for _ in 0..THINK_SPINS {
-        std::hint::spin_loop();
-    }
-}
-
-/// How long `think` lasts: a few hundred nanoseconds on current CPUs.
-const THINK_SPINS: u32 = 20;
-
-impl Drop for SharedPage {
+impl Drop for SharedAtomics {
     fn drop(&mut self) {
-        // SAFETY: the mapping is ours, 4096 bytes, and nothing borrows it any more.
-        let _ = unsafe { munmap(self.page.cast(), 4096) };
+        // SAFETY: the mapping is ours, BYTES long, and nothing borrows it any more.
+        let _ = unsafe { munmap(self.page.cast(), BYTES) };
     }
 }

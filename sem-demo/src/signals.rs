@@ -1,5 +1,6 @@
 //! Ctrl+C (SIGINT), SIGTERM and SIGHUP (the terminal closed) while asleep in P or
-//! busy counting: wake up, clean up, then die of it.
+//! busy counting: wake up, clean up, then die of it (the handler is
+//! `sem_demo::stop`'s; this file is the binary's side of it).
 //!
 //! The handler only stores the signal's number, about all a handler may safely
 //! do. It is installed without SA_RESTART, so a sleeping sem_timedwait returns
@@ -13,40 +14,25 @@
 //! the call still sleeps. That is why every wait here is a timed wait in short
 //! slices that re-check the flag.
 
-use std::sync::atomic::{AtomicI32, Ordering};
-
 use anyhow::{Context, Result};
-use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, raise, sigaction};
+use nix::sys::signal::Signal;
 
 use crate::say;
 
-/// The last SIGINT/SIGTERM/SIGHUP received, 0 for none.
-static CAUGHT: AtomicI32 = AtomicI32::new(0);
-
-extern "C" fn remember(signo: std::ffi::c_int) {
-    CAUGHT.store(signo, Ordering::SeqCst);
-}
-
-/// Installs the handler for SIGINT, SIGTERM and SIGHUP, without SA_RESTART.
-/// Children forked later inherit it. SIGHUP too: closing the terminal sends it, and
-/// its default action would end a sleeping reader with its semaphore left behind.
+/// Installs sem_demo's noting handler for SIGINT, SIGTERM and SIGHUP, without
+/// SA_RESTART. Children forked later inherit it.
 pub fn install() -> Result<()> {
-    let action = SigAction::new(
-        SigHandler::Handler(remember),
-        SaFlags::empty(), // no SA_RESTART: sem_timedwait must come back with EINTR
-        SigSet::empty(),
-    );
-    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-        // SAFETY: `remember` only stores into an atomic, which is async-signal-safe,
-        // and no other handler for these signals exists in this program.
-        unsafe { sigaction(signal, &action) }.with_context(|| format!("sigaction {signal}"))?;
-    }
-    Ok(())
+    sem_demo::stop::install().context("sigaction SIGINT/SIGTERM/SIGHUP")
 }
 
 /// The signal that asked us to stop, if one did.
 pub fn caught() -> Option<Signal> {
-    Signal::try_from(CAUGHT.load(Ordering::SeqCst)).ok()
+    sem_demo::stop::caught()
+}
+
+/// The "stop?" every library wait of this program asks.
+pub fn stopped() -> bool {
+    caught().is_some()
 }
 
 /// Returns `Interrupted` if SIGINT/SIGTERM/SIGHUP has arrived: called before every
@@ -80,12 +66,5 @@ pub fn narrate_interruption(role: &str, result: &Result<()>, removed: &str) {
 
 /// Dies of `signal` with its default action, as if no handler had been installed.
 pub fn die_of(signal: Signal) -> std::process::ExitCode {
-    let _ = std::io::Write::flush(&mut std::io::stdout());
-    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-    // SAFETY: SIG_DFL runs no code of ours, so no handler can race with anything.
-    let _ = unsafe { sigaction(signal, &default) };
-    let _ = raise(signal);
-    // Not reached for SIGINT/SIGTERM/SIGHUP, whose default action ends the process; the
-    // shell's convention for "killed by signal N" is the fallback.
-    std::process::ExitCode::from(128 + signal as u8)
+    sem_demo::stop::die_of(signal)
 }
