@@ -104,6 +104,19 @@ pub struct Capacity {
     pub bytes: u64,
 }
 
+/// Parses this process's arguments. `args_os`, not `args`: a non-UTF-8 argument is
+/// bad usage, not a panic.
+pub fn from_env() -> Result<Parsed, String> {
+    let mut words = Vec::new();
+    for word in std::env::args_os().skip(1) {
+        match word.into_string() {
+            Ok(word) => words.push(word),
+            Err(word) => return Err(format!("argument {word:?} is not valid UTF-8")),
+        }
+    }
+    parse(words)
+}
+
 /// Parses the arguments after the program name. `Err` is one line saying what is wrong.
 pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
     let mut args = args.into_iter().peekable();

@@ -7,14 +7,40 @@
 //! The wire format (DESIGN §3), so a program in another language can be either side:
 //! a message is the text's bytes, nothing added (System V: `mtype` 1), and the writer
 //! says it is done with one zero-length message, the end marker.
+//!
+//! Also the narrator (`say!`, the role names) and `stoppable`, which turns the reason a
+//! side stops waiting into the library's "stop?" callback.
 
 use std::io::BufRead;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::say;
+/// Prints one line of narration, `[ROLE PID] ...`, as DESIGN §4 asks.
+///
+/// Not `println!`: that panics when stdout is a closed pipe (`msgq-demo | head -1`). A
+/// narrator with no audience just goes on.
+macro_rules! say {
+    ($role:expr, $($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stdout().lock(),
+            "[{} {}] {}",
+            $role,
+            std::process::id(),
+            format_args!($($arg)*)
+        );
+    }};
+}
+pub(crate) use say;
 
+/// The roles as they appear in the narration.
+pub const PARENT: &str = "parent";
+pub const WRITER: &str = "writer";
+pub const READER: &str = "reader";
+
+/// One direction of a queue, as the acts and workloads use it (a demo type: the
+/// library's queues have no such trait).
 pub trait Channel {
     /// Sends one message, sleeping while the queue is full.
     fn send(&mut self, message: &[u8]) -> Result<()>;

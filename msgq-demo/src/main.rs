@@ -61,56 +61,22 @@ mod signals;
 mod sysv_demo;
 mod workload;
 
-use posix_demo as posix;
-use sysv_demo as sysv;
-
 use std::io::Write as _;
 use std::process::ExitCode;
 
 use args::{Flavour, Parsed, Role};
-
-/// Prints one line of narration, `[ROLE PID] ...`, as DESIGN §4 asks.
-///
-/// Not `println!`: that panics when stdout is a closed pipe (`msgq-demo | head -1`). A
-/// narrator with no audience just goes on.
-macro_rules! say {
-    ($role:expr, $($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(
-            std::io::stdout().lock(),
-            "[{} {}] {}",
-            $role,
-            std::process::id(),
-            format_args!($($arg)*)
-        );
-    }};
-}
-pub(crate) use say;
-
-/// The roles as they appear in the narration.
-pub const PARENT: &str = "parent";
-pub const WRITER: &str = "writer";
-pub const READER: &str = "reader";
+pub(crate) use channel::{PARENT, READER, WRITER, say};
 
 /// The kernel's limits for the chosen flavour.
 enum Limits {
-    Posix(posix::Limits),
-    Sysv(sysv::Limits),
+    Posix(posix_demo::Limits),
+    Sysv(sysv_demo::Limits),
 }
 
 fn main() -> ExitCode {
-    // args_os, not args: a non-UTF-8 argument is bad usage, not a panic.
-    let mut words = Vec::new();
-    for word in std::env::args_os().skip(1) {
-        match word.into_string() {
-            Ok(word) => words.push(word),
-            Err(word) => return bad_usage(&format!("argument {word:?} is not valid UTF-8")),
-        }
-    }
-    let args = match args::parse(words) {
+    let args = match args::from_env() {
         Ok(Parsed::Help) => {
             // Not print!: it panics when stdout is a closed pipe.
-            use std::io::Write as _;
             let _ = std::io::stdout().write_all(args::USAGE.as_bytes());
             return ExitCode::SUCCESS;
         }
@@ -120,8 +86,8 @@ fn main() -> ExitCode {
     // The limits come before anything is created: a size the kernel cannot carry is
     // bad usage, not a half-done run.
     let limits = match args.flavour {
-        Flavour::Posix => posix::Limits::read().map(Limits::Posix),
-        Flavour::Sysv => sysv::Limits::read().map(Limits::Sysv),
+        Flavour::Posix => posix_demo::Limits::read().map(Limits::Posix),
+        Flavour::Sysv => sysv_demo::Limits::read().map(Limits::Sysv),
     };
     let limits = match limits {
         Ok(limits) => limits,
@@ -151,16 +117,20 @@ fn main() -> ExitCode {
     };
     let result = installed.and_then(|()| match (&limits, args.role) {
         (Limits::Posix(l), Role::Both) => {
-            posix::narrated(args.name.as_deref(), &args.workload, l, args.cpus)
+            posix_demo::narrated(args.name.as_deref(), &args.workload, l, args.cpus)
         }
-        (Limits::Posix(l), Role::Reader) => posix::reader(args.name.as_deref(), &args.workload, l),
+        (Limits::Posix(l), Role::Reader) => {
+            posix_demo::reader(args.name.as_deref(), &args.workload, l)
+        }
         (Limits::Posix(_), Role::Writer) => {
-            posix::writer(args.name.as_deref().unwrap_or_default(), &args.workload)
+            posix_demo::writer(args.name.as_deref().unwrap_or_default(), &args.workload)
         }
-        (Limits::Sysv(l), Role::Both) => sysv::narrated(args.key, &args.workload, l, args.cpus),
-        (Limits::Sysv(l), Role::Reader) => sysv::reader(args.key, &args.workload, l),
+        (Limits::Sysv(l), Role::Both) => {
+            sysv_demo::narrated(args.key, &args.workload, l, args.cpus)
+        }
+        (Limits::Sysv(l), Role::Reader) => sysv_demo::reader(args.key, &args.workload, l),
         (Limits::Sysv(_), Role::Writer) => {
-            sysv::writer(args.key.unwrap_or_default(), &args.workload)
+            sysv_demo::writer(args.key.unwrap_or_default(), &args.workload)
         }
     });
     match (result, signals::caught()) {
