@@ -40,7 +40,7 @@
 //! POSIX semaphores), `sysv.rs` (System V sets), `procfs.rs` (is the peer alive,
 //! asleep?), `process.rs`, `shared.rs`, `stop.rs`; `cargo doc -p sem-demo --open`.
 //! This file: the command line and which act runs. The lesson lives in `acts.rs`
-//! (the default run), `roles.rs` (reader, writer, ping), `run_posix.rs` and
+//! (the default run), `roles.rs` (reader, writer), `workload.rs` (ping), `run_posix.rs` and
 //! `run_sysv.rs` (each flavour's objects, narrated), all calling the library.
 
 mod acts;
@@ -52,6 +52,7 @@ mod run_posix;
 mod run_sysv;
 mod semaphore;
 mod signals;
+mod workload;
 
 use std::io::Write;
 use std::process::ExitCode;

@@ -44,6 +44,7 @@ use crate::roles;
 use crate::say;
 use crate::semaphore::{Peer, Semaphore, Took};
 use crate::signals;
+use crate::workload;
 
 /// sem_open with O_CREAT|O_EXCL, mode 0600 (`NamedSemaphore::create`), narrated: a
 /// new semaphore, never one that was there before.
@@ -337,7 +338,7 @@ fn ping_both(name: &str, count: u64, cpus: Option<(usize, usize)>) -> Result<()>
     let result = (|| {
         let ping = create(name, 0, roles::WRITER)?;
         let pong = create(&pong_name, 0, roles::WRITER)?;
-        let summary = roles::ping_both(&ping, &pong, count, cpus)?;
+        let summary = workload::ping_both(&ping, &pong, count, cpus)?;
         remove(ping, roles::WRITER)?;
         remove(pong, roles::WRITER)?;
         summary.print();
@@ -370,7 +371,7 @@ fn reader(name: &str, ping: Option<u64>) -> Result<()> {
         let writer = Mapper::of(name, roles::READER, "writer", None)?;
         let waited = match (&pong, ping) {
             (Some(pong), Some(count)) => {
-                roles::answer_pings(&sync, pong, count, Some(&writer), None)
+                workload::answer_pings(&sync, pong, count, Some(&writer), None)
             }
             _ => roles::wait_for_writer(&sync, &writer),
         };
@@ -420,7 +421,7 @@ fn writer(name: &str, ping: Option<u64>) -> Result<()> {
                 "{count} round trips of V then P with reader {reader_pid} over {name} and \
                  {pong_name} (found in /proc/{reader_pid}/maps)"
             );
-            roles::time_round_trips(&sync, &pong, count, Some(&reader))?
+            workload::time_round_trips(&sync, &pong, count, Some(&reader))?
         }
         _ => roles::post_to_reader(&sync)?,
     };

@@ -42,6 +42,7 @@ use crate::roles;
 use crate::say;
 use crate::semaphore::{Peer, Semaphore, Took};
 use crate::signals;
+use crate::workload;
 
 /// semget with IPC_CREAT|IPC_EXCL, mode 0600, then SETVAL for each semaphore
 /// (`SemSet::create`), narrated.
@@ -331,7 +332,7 @@ fn narrated(key: libc::key_t, loops: u64) -> Result<()> {
 fn ping_both(key: libc::key_t, count: u64, cpus: Option<(usize, usize)>) -> Result<()> {
     let result = (|| {
         let set = create(key, &[("ping", 0), ("pong", 0)], roles::WRITER)?;
-        let summary = roles::ping_both(
+        let summary = workload::ping_both(
             &sem(&set, 0, Undo::No),
             &sem(&set, 1, Undo::No),
             count,
@@ -372,7 +373,7 @@ fn reader(key: libc::key_t, ping: Option<u64>) -> Result<()> {
         };
         let sync = sem(&set, SYNC, Undo::No);
         let waited = match ping {
-            Some(count) => roles::answer_pings(
+            Some(count) => workload::answer_pings(
                 &sync,
                 &sem(&set, PONG, Undo::No),
                 count,
@@ -443,7 +444,7 @@ fn writer(key: libc::key_t, ping: Option<u64>) -> Result<()> {
                 last_pid(&set, READER_HERE)?,
                 set.id()
             );
-            roles::time_round_trips(&sem(&set, SYNC, Undo::No), &pong, count, Some(&reader))?
+            workload::time_round_trips(&sem(&set, SYNC, Undo::No), &pong, count, Some(&reader))?
         }
         None => roles::post_to_reader(&sem(&set, SYNC, Undo::No))?,
     };

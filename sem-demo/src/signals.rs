@@ -5,10 +5,12 @@
 //! The handler only stores the signal's number, about all a handler may safely
 //! do. It is installed without SA_RESTART, so a sleeping sem_timedwait returns
 //! EINTR (with SA_RESTART glibc's sem_timedwait would be restarted; semop and
-//! semtimedop return EINTR whatever the flag, signal(7)); the wait loop (`semaphore::p`) sees the number and returns
-//! `Interrupted`, which travels up like any error while every guard on the way
-//! drops (semaphores removed, children reaped). Last, `main` calls `die_of`, so the
-//! shell sees we were killed by the signal, as it would without a handler.
+//! semtimedop return EINTR whatever the flag, signal(7)). The library's waits ask
+//! `stopped` before every slice and after an EINTR; `semaphore::p_watching` turns
+//! a yes into `Interrupted`, which travels up like any error while every guard on
+//! the way drops (semaphores removed, children reaped). Last, `main` calls
+//! `die_of`, so the shell sees we were killed by the signal, as it would without a
+//! handler.
 //!
 //! A signal that lands between the check and the system call only sets the flag:
 //! the call still sleeps. That is why every wait here is a timed wait in short
