@@ -5,10 +5,13 @@
 //!
 //! `Children` watches them: it reaps each one and says how it ended, stops the others if
 //! one fails, passes on a SIGINT/SIGTERM/SIGHUP we receive, and puts a deadline on every wait,
-//! so the default run never hangs and never leaves a process behind.
+//! so the default run never hangs and never leaves a process behind. If main itself dies
+//! of SIGKILL, the kernel sends a reader SIGTERM (PR_SET_PDEATHSIG): waiting for a writer
+//! that main will never start, it cleans up and ends. A writer needs no such signal: it
+//! watches its reader by pid (`P.pid`), and says what a dead one left.
 
 use std::fs::File;
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -74,10 +77,27 @@ impl Children {
             }
             None => Stdio::null(),
         };
-        let process = Command::new(&exe)
-            .arg(role)
-            .args(args)
-            .stdin(stdin)
+        let main = nix::unistd::getpid();
+        let mut command = Command::new(&exe);
+        command.arg(role).args(args).stdin(stdin);
+        if role == "reader" {
+            // SAFETY: the closure runs in the child between fork and exec, where only
+            // async-signal-safe calls are allowed: prctl(2) and getppid(2) are, and an
+            // io::Error made from an errno allocates nothing.
+            unsafe {
+                command.pre_exec(move || {
+                    // Sent when the thread that started us exits (main has only one), and
+                    // kept across exec of a binary that is not set-user-ID (prctl(2)).
+                    nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)?;
+                    if nix::unistd::getppid() != main {
+                        // Main died before the line above: no signal will come for it.
+                        return Err(nix::errno::Errno::ESRCH.into());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let process = command
             .spawn()
             .with_context(|| format!("start {} {role}", exe.display()))?;
         let pid = process.id();

@@ -1236,6 +1236,49 @@ fn default_run_stops_the_reader_when_the_writer_dies() {
 }
 
 #[test]
+fn a_reader_waiting_for_a_writer_main_never_starts_ends_when_main_is_killed() {
+    let mut run = Demo::start(DEMO, &[]);
+    let started = run.wait_for_line("] started reader ");
+    kill(Pid::from_raw(run.pid()), Signal::SIGSTOP).unwrap();
+    let reader: i32 = started
+        .split("] started reader ")
+        .nth(1)
+        .and_then(|rest| rest.split(':').next()?.parse().ok())
+        .expect("the reader's pid");
+    // Either main stopped before it started the writer (the reader waits in open, and
+    // only main and the reader are in the group), or it had started it already.
+    let waiting = || matches!(proc_state(reader), Some(('S', w)) if w.contains("wait_for_partner"));
+    wait_until(
+        "the reader waits in open, or main started the writer",
+        || waiting() || group_members(run.pid()).len() > 2,
+    );
+    let alone = group_members(run.pid()).len() == 2 && waiting();
+    let dir = private_dir(&run.stdout_so_far());
+    kill(Pid::from_raw(run.pid()), Signal::SIGKILL).unwrap();
+    let run = run.finish(); // its output closes once the reader has exited
+    let orphans = reap_orphans_with_status(run.pid);
+    let _ = std::fs::remove_dir_all(&dir); // main's, left by its SIGKILL
+    assert_eq!(run.status.signal(), Some(Signal::SIGKILL as i32));
+    if !alone {
+        println!("main had started the writer before it was stopped: shown, not asserted");
+        return;
+    }
+    // PR_SET_PDEATHSIG: the kernel sent the orphaned reader SIGTERM; it cleaned up.
+    assert_eq!(
+        orphans,
+        [(
+            reader,
+            nix::sys::wait::WaitStatus::Signaled(Pid::from_raw(reader), Signal::SIGTERM, false)
+        )],
+        "{}",
+        run.stdout
+    );
+    run.assert_stdout_contains(&format!(
+        "[reader {reader}] interrupted by SIGTERM: removed {dir}/fifo and {dir}/fifo.pid"
+    ));
+}
+
+#[test]
 fn act_2_writers_name_what_a_killed_main_left() {
     let mut run = Demo::start(DEMO, &[]);
     let started = run.wait_for_line("] writers A ");
