@@ -12,7 +12,8 @@
 //! [`NamedSemaphore::open_waiting`] (the others); [`NamedSemaphore::p`] and
 //! [`NamedSemaphore::v`]; the creator's drop (or [`NamedSemaphore::remove`]) unlinks.
 //!
-//! Needs `libc`, and nix with the feature "time" (nothing else of this crate).
+//! Needs `libc`, and nix with the features "time" and "process" (Pid, getpid);
+//! nothing else of this crate.
 
 use std::ffi::{CString, c_uint};
 use std::ptr::NonNull;

@@ -6,7 +6,7 @@
 //! semaphore's file that every process that opened it has ([`find_mapper`]). These
 //! read /proc, so they see the processes of our own user (and any, as root).
 //!
-//! Needs nix with no feature (Pid), and std.
+//! Needs `libc` (major, minor), and nix with the feature "process" (Pid).
 
 use std::os::unix::fs::MetadataExt;
 

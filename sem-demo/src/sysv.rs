@@ -17,7 +17,7 @@
 //! every value 0 until SETVAL: an opener between the two sees 0s (create it, set it,
 //! and only then tell the others its key; or open with a wait for what you expect).
 //!
-//! Needs `libc`, and nix with no feature (Errno, Pid). `is_alive` is
+//! Needs `libc`, and nix with the feature "process" (Pid, getpid). `is_alive` is
 //! [`crate::procfs::is_alive`], 8 lines: copy it along.
 
 use std::ffi::{c_int, c_short, c_ushort};
