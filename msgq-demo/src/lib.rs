@@ -13,7 +13,7 @@
 //!   `msg_qnum`, `msg_lspid`, `msg_lrpid`, and [`sysv::Remove`], the `IPC_RMID` guard.
 //!
 //! Each module stands alone: copy `posix.rs` or `sysv.rs` into your program as a module;
-//! it needs `nix` (features `mqueue`, `fs`, `signal`, `time` for POSIX; none for
+//! it needs `nix` (features `mqueue`, `fs`, `signal`, `time` for POSIX; `process` for
 //! System V) and `libc`, nothing else. Nothing here installs a signal handler, arms a
 //! timer or keeps global state: a wait is bounded by the `Duration` you give, and ends
 //! early when your "stop?" callback says so.

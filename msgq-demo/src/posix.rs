@@ -100,7 +100,7 @@ impl Drop for Unlink {
 /// from the moment the queue does, so every way out after this removes it.
 ///
 /// Errors worth telling apart: EEXIST (a run that was killed may have left it: `rm
-/// /dev/mqueue/NAME`), EINVAL (a size of 0, or above msg_max / msgsize_max), EMFILE
+/// /dev/mqueue/NAME` where the mqueue filesystem is mounted there), EINVAL (a size of 0, or above msg_max / msgsize_max), EMFILE
 /// (RLIMIT_MSGQUEUE used up by this user's queues, or too many open files), ENOSPC
 /// (queues_max queues exist already).
 ///
@@ -301,6 +301,9 @@ impl Queue {
     /// queue.receive(&mut buffer, None, &|| false)?;
     /// let empty = queue.receive(&mut buffer, Some(Duration::from_millis(20)), &|| false);
     /// assert_eq!(empty, Err(nix::Error::ETIMEDOUT));
+    /// // No timeout, but a "stop?" that says yes: back after one SLICE with EINTR.
+    /// let stopped = queue.receive(&mut buffer, None, &|| true);
+    /// assert_eq!(stopped, Err(nix::Error::EINTR));
     /// # Ok::<(), nix::Error>(())
     /// ```
     pub fn receive(
@@ -338,8 +341,9 @@ impl Queue {
     /// queue while it is empty (`mq_notify`, SIGEV_SIGNAL). One-shot: the signal uses
     /// the registration up, so register again (before reading) to hear of the next one.
     /// One process per queue (EBUSY for a second); no signal if some process is asleep
-    /// in a receive: that one gets the message, and the registration stays. The caller installs the
-    /// handler (or blocks `signal` and waits for it); this function installs nothing.
+    /// in a receive: that one gets the message, and the registration stays. The caller
+    /// installs the handler (or blocks `signal` and waits for it); this function
+    /// installs nothing.
     pub fn notify(&self, signal: Signal) -> nix::Result<()> {
         let event = SigEvent::new(SigevNotify::SigevSignal {
             signal,

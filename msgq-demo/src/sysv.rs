@@ -8,9 +8,9 @@
 //! type up to |msgtyp|. The limits are in /proc/sys/kernel: msgmax bytes a message,
 //! msgmnb bytes a queue (its `msg_qbytes`).
 //!
-//! Copy this file as a module; it needs nix (no feature) and libc, since nix has no
-//! System V IPC: each call is wrapped once below in a small safe function. It installs
-//! no handler and arms no timer.
+//! Copy this file as a module; it needs nix (feature `process`, for getpid) and libc:
+//! nix has no System V IPC, so each call is wrapped once below in a small safe
+//! function. It installs no handler and arms no timer.
 //!
 //! Waiting, and the trade-off: `msgsnd`/`msgrcv` have no timed form. With `timeout:
 //! None`, [`Queue::send`] and [`Queue::receive`] sleep in the kernel, woken at once by
@@ -123,6 +123,23 @@ pub fn create(key: i32) -> nix::Result<(Remove, Queue)> {
 /// again every [`POLL_SLICE`] for up to `wait`, so that the two sides may start in
 /// either order; `stop` is asked between looks (EINTR if it says so). After `wait`,
 /// ENOENT; pass `Duration::ZERO` to fail at once. EACCES: another user's queue (0600).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// let key = 0x4d40_0000 | std::process::id() as i32; // 'M', bit 22 (no pid has it), the pid
+/// let missing = msgq_demo::sysv::open(key, Duration::from_millis(30), &|| false);
+/// assert_eq!(missing.err(), Some(nix::Error::ENOENT));
+/// let (_remove, made) = msgq_demo::sysv::create(key)?;
+/// let mut queue = msgq_demo::sysv::open(key, Duration::ZERO, &|| false)?;
+/// assert_eq!(queue.id(), made.id());
+/// let empty = queue.receive(0, Some(Duration::from_millis(30)), &|| false);
+/// assert_eq!(empty.err(), Some(nix::Error::ETIMEDOUT));
+/// let stopped = queue.receive(0, Some(Duration::from_secs(60)), &|| true);
+/// assert_eq!(stopped.err(), Some(nix::Error::EINTR)); // asked after the first try
+/// # Ok::<(), nix::Error>(())
+/// ```
 pub fn open(key: i32, wait: Duration, stop: &dyn Fn() -> bool) -> nix::Result<Queue> {
     let end = Instant::now().checked_add(wait);
     loop {
