@@ -194,3 +194,22 @@ fn reader_gone() -> Error {
         "the reader is gone: write failed with EPIPE (no process has the read end open)",
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Review row 14: `F_SETFL` replaces every status flag, so turning O_NONBLOCK off
+    /// with a bare `F_SETFL(empty)` also cleared O_DIRECT (packet mode) or O_APPEND.
+    /// Read first, change one bit, write back.
+    #[test]
+    fn set_nonblocking_keeps_the_other_status_flags() {
+        let (_read_end, write_end) = create().unwrap();
+        fcntl(&write_end, FcntlArg::F_SETFL(OFlag::O_DIRECT)).unwrap();
+        set_nonblocking(&write_end, true).unwrap();
+        set_nonblocking(&write_end, false).unwrap();
+        let flags = OFlag::from_bits_retain(fcntl(&write_end, FcntlArg::F_GETFL).unwrap());
+        assert!(flags.contains(OFlag::O_DIRECT), "O_DIRECT lost: {flags:?}");
+        assert!(!flags.contains(OFlag::O_NONBLOCK));
+    }
+}
