@@ -141,8 +141,10 @@ impl NamedSemaphore {
     }
 
     /// One P that sleeps at most `slice`: `Ok(true)` if it took a unit, `Ok(false)`
-    /// if the time ran out, `Err(EINTR)` if a signal handler ran (an installed
-    /// handler without SA_RESTART; with SA_RESTART glibc restarts the wait).
+    /// if the time ran out, `Err(EINTR)` if a signal handler ran, with SA_RESTART or
+    /// without (measured on Linux 6.18 with glibc 2.36; signal(7) lists
+    /// sem_timedwait among the calls SA_RESTART restarts, which holds for the
+    /// untimed sem_wait only).
     ///
     /// sem_timedwait takes an absolute time on CLOCK_REALTIME, made here from now +
     /// `slice`: a clock set back while it sleeps lengthens this sleep by as much.

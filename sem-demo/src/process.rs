@@ -18,7 +18,8 @@ pub enum Forked {
     /// The parent, with its child.
     Parent(Child),
     /// The child. End it with `std::process::exit` (or `_exit`), never by returning
-    /// into the parent's code (its guards would remove the parent's objects).
+    /// into the parent's code: that would run on as a second parent, and a guard that
+    /// does not check its pid (this crate's do) would remove the parent's objects.
     Child,
 }
 

@@ -3,14 +3,16 @@
 //! `sem_demo::stop`'s; this file is the binary's side of it).
 //!
 //! The handler only stores the signal's number, about all a handler may safely
-//! do. It is installed without SA_RESTART, so a sleeping sem_timedwait returns
-//! EINTR (with SA_RESTART glibc's sem_timedwait would be restarted; semop and
-//! semtimedop return EINTR whatever the flag, signal(7)). The library's waits ask
-//! `stopped` before every slice and after an EINTR; `semaphore::p_watching` turns
-//! a yes into `Interrupted`, which travels up like any error while every guard on
-//! the way drops (semaphores removed, children reaped). Last, `main` calls
-//! `die_of`, so the shell sees we were killed by the signal, as it would without a
-//! handler.
+//! do. A sleeping sem_timedwait, semop or semtimedop returns EINTR when it has run,
+//! whatever SA_RESTART says (for sem_timedwait measured on Linux 6.18 with glibc
+//! 2.36, though signal(7) lists it among the calls SA_RESTART restarts: that holds
+//! for the untimed sem_wait); it is installed without SA_RESTART all the same, so
+//! that act 5's read of a pipe and a parent's waitpid come back with EINTR too.
+//! The library's waits ask `stopped` before every slice and after an EINTR;
+//! `semaphore::p_watching` turns a yes into `Interrupted`, which travels up like
+//! any error while every guard on the way drops (semaphores removed, children
+//! reaped). Last, `main` calls `die_of`, so the shell sees we were killed by the
+//! signal, as it would without a handler.
 //!
 //! A signal that lands between the check and the system call only sets the flag:
 //! the call still sleeps. That is why every wait here is a timed wait in short

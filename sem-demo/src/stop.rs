@@ -6,9 +6,10 @@
 //! signal, shared by all its threads). The handler only stores the signal's number
 //! in a static atomic, about all a handler may safely do (signal-safety(7)); the
 //! program asks [`caught`] in the "stop?" callbacks it gives the waits of
-//! [`crate::posix`] and [`crate::sysv`]. Installed without SA_RESTART, so a
-//! sleeping sem_timedwait returns EINTR at once (semop returns it whatever the
-//! flag, signal(7)); a signal that lands just before a sleep only sets the flag,
+//! [`crate::posix`] and [`crate::sysv`]. A sleeping sem_timedwait, semop or
+//! semtimedop returns EINTR at once when the handler has run (whatever SA_RESTART
+//! says; installed without it, so that any other blocking call the program makes,
+//! an untimed sem_wait, a read, comes back with EINTR too); a signal that lands just before a sleep only sets the flag,
 //! which is why those waits sleep in slices. Forked children inherit the handler.
 //!
 //! Needs nix with the feature "signal".
@@ -38,7 +39,7 @@ extern "C" fn remember(signo: std::ffi::c_int) {
 pub fn install() -> nix::Result<()> {
     let action = SigAction::new(
         SigHandler::Handler(remember),
-        SaFlags::empty(), // no SA_RESTART: a sleeping wait must come back with EINTR
+        SaFlags::empty(), // no SA_RESTART: any sleeping call comes back with EINTR
         SigSet::empty(),
     );
     for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {

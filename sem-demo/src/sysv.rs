@@ -14,8 +14,10 @@
 //! Traps met here: libc has no `union semun` (semctl(2): "the calling program must
 //! define this union"), nor a `semtimedop` function (we make the system call, which
 //! answers EAGAIN on timeout); `sem_flg` is a `c_short`. A set made by semget has
-//! every value 0 until SETVAL: an opener between the two sees 0s (create it, set it,
-//! and only then tell the others its key; or open with a wait for what you expect).
+//! every value 0 until SETVAL (on Linux; POSIX leaves them indeterminate), and an
+//! opener between the two sees those 0s: [`SemSet::open_waiting`] waits for the set
+//! to exist, not for its values, so let the creator tell the others when it is
+//! ready (a sync semaphore, or its first semop setting `sem_otime`: not shown here).
 //!
 //! Needs `libc`, and nix with the feature "process" (Pid, getpid). `is_alive` is
 //! [`crate::procfs::is_alive`], 8 lines: copy it along.
@@ -234,7 +236,8 @@ impl SemSet {
     }
 
     /// V on semaphore `num`: never blocks. Give back with the same [`Undo`] as the
-    /// P: the kernel's undo record is kept per semaphore and adds up.
+    /// P: the kernel keeps one adjustment per process and semaphore (semadj), which
+    /// a P with SEM_UNDO raises by 1 and a V with SEM_UNDO lowers by 1.
     pub fn v(&self, num: c_ushort, undo: Undo) -> nix::Result<()> {
         semtimedop(self.id, &mut [op(num, 1, undo)], None)
     }
