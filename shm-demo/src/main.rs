@@ -61,12 +61,14 @@ macro_rules! say {
 
 mod demo;
 mod memory;
-mod posix;
+mod posix_acts;
+use posix_acts as posix;
 mod reader;
 mod segment;
 mod signals;
 mod sync;
-mod sysv;
+mod sysv_acts;
+use sysv_acts as sysv;
 mod workload;
 mod writer;
 

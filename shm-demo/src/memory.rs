@@ -11,62 +11,9 @@
 //!   sides print the same frame, the notes' "相同的物理内存" seen directly.
 
 use std::fs::File;
-use std::num::NonZeroUsize;
 use std::os::unix::fs::FileExt;
-use std::ptr::NonNull;
 
-use anyhow::{Context, Result};
-use nix::sys::mman::{MapFlags, ProtFlags, mmap_anonymous, munmap};
-use nix::unistd::{SysconfVar, sysconf};
-
-/// The size of a page of memory (4096 on x86-64).
-pub fn page_size() -> usize {
-    match sysconf(SysconfVar::PAGE_SIZE) {
-        Ok(Some(n)) if n > 0 => n as usize,
-        _ => 4096,
-    }
-}
-
-/// One inaccessible page that the reader maps before the segment.
-///
-/// Two processes with the same layout (a fork, or a system without address-space
-/// randomisation) would let the kernel pick the same free address for the segment in
-/// both. This page takes that address in the reader, so the two addresses differ by
-/// construction, not by the luck of ASLR. It holds no memory: PROT_NONE and
-/// MAP_NORESERVE, a touch would be a SIGSEGV.
-pub struct GuardPage {
-    addr: NonNull<std::ffi::c_void>,
-    len: usize,
-}
-
-impl GuardPage {
-    pub fn reserve() -> Result<GuardPage> {
-        let len = page_size();
-        // SAFETY: a fresh anonymous mapping at an address the kernel picks: it cannot
-        // overlap anything of ours, and nothing ever reads or writes it.
-        let addr = unsafe {
-            mmap_anonymous(
-                None,
-                NonZeroUsize::new(len).expect("a page is not empty"),
-                ProtFlags::PROT_NONE,
-                MapFlags::MAP_PRIVATE | MapFlags::MAP_NORESERVE,
-            )
-        }
-        .context("mmap (guard page)")?;
-        Ok(GuardPage { addr, len })
-    }
-
-    pub fn addr(&self) -> usize {
-        self.addr.as_ptr() as usize
-    }
-}
-
-impl Drop for GuardPage {
-    fn drop(&mut self) {
-        // SAFETY: our own mapping, of exactly this length, never shared with anything.
-        let _ = unsafe { munmap(self.addr, self.len) };
-    }
-}
+pub use shm_demo::{GuardPage, page_size};
 
 /// This process's line of /proc/self/maps for the mapping that starts at `addr`.
 pub fn maps_line(addr: usize) -> Option<String> {

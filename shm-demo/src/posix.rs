@@ -1,63 +1,44 @@
-//! The `posix` flavour: `shm_open` + `ftruncate` + `mmap`, and unnamed POSIX semaphores
-//! (`sem_init` with pshared=1) placed inside the segment itself.
+//! POSIX shared memory, `shm_open` + `ftruncate` + `mmap`, and unnamed POSIX semaphores
+//! (`sem_init` with pshared=1) placed inside the mapping. The calls in the order a
+//! program makes them:
 //!
-//! A POSIX shared memory object is a file in a memory-only filesystem: `shm_open("/x")`
-//! opens `/dev/shm/x` on tmpfs, `ftruncate` gives it a size, `mmap(MAP_SHARED)` makes
-//! its pages part of our address space. Another process that maps the same file gets
-//! the same pages (the same physical memory) at an address of its own choosing.
+//! 1. the creator: [`create_object`] (O_CREAT|O_EXCL, mode 0600, and an [`Unlink`] guard
+//!    for the name), [`set_size`] (ftruncate + posix_fallocate), [`Mapping::new`];
+//!    the opener: [`open_object`] (waits for the creator up to a deadline), then
+//!    [`Mapping::new`] with the size it returns;
+//! 2. the semaphores in the mapping: [`Sem::init`] (creator, once), [`Sem::post`],
+//!    [`Sem::wait_for`] (a real deadline), [`Sem::try_wait`], [`Sem::destroy`];
+//! 3. the way out: [`Mapping::unmap`] and [`Unlink::remove`], or just drop them.
 //!
-//! The semaphores: why unnamed ones inside the segment rather than named `sem_open`
-//! ones? They travel with the memory they guard: nothing more to name, find or remove,
-//! and nothing left behind by a crash that the segment's own removal does not take
-//! along. Their rule: a `sem_t` must never move. Ours cannot, it lives in the mapping;
-//! and although each process sees it at a different virtual address, the kernel's
-//! futex for a MAP_SHARED page is keyed by the page itself (file and offset), so a
-//! post at the writer's address wakes the reader asleep at its own. (sem-demo shows
-//! the named kind, `/dev/shm/sem.NAME`.)
-//!
-//! Notes, 共享内存: 拿出一块虚拟地址空间来，映射到相同的物理内存中 — here the same tmpfs
-//! pages, mapped by the reader and by the writer at two different addresses.
-//!
-//! Run: `cargo run -p shm-demo` (posix is the default flavour), or in two terminals
-//! `shm-demo reader --name /demo` and `shm-demo writer --name /demo hello`. While the
-//! reader waits: `ls -l /dev/shm/demo` (mode `-rw-------`, the segment's size) and
-//! `grep demo /proc/PID/maps`.
-//!
-//! Watch for: the same inode in both processes' maps lines; the semaphores at the same
-//! offset of the segment at both addresses; `shm_unlink` while the writer may still
-//! have the memory mapped.
-//!
-//! In production: `memmap2::MmapMut` over the `shm_open` fd (or a `memfd_create` fd
-//! passed over a Unix socket, which needs no name at all), and a tested concurrent
-//! structure on top rather than a hand-made ring.
-//!
-//! Traps, each avoided below:
-//! - a page past the end of the file (mapping more than was `ftruncate`d, or a full
-//!   tmpfs) is not an error but SIGBUS on first touch: the reader reserves the pages
-//!   with `posix_fallocate` (a full /dev/shm gives ENOSPC now), and the writer maps
-//!   exactly the object's size, as `fstat` reports it;
+//! Traps avoided here:
+//! - a page past the end of the object (mapping more than was `ftruncate`d, or a full
+//!   tmpfs) is not an error but SIGBUS on first touch: [`set_size`] reserves the pages
+//!   with `posix_fallocate` (a full /dev/shm gives ENOSPC now), and [`open_object`]
+//!   returns the object's real size (fstat) to map exactly that;
 //! - `shm_unlink` removes the name at once, but the memory lives on until the last
-//!   mapping goes: the writer can finish with a segment its reader already removed.
+//!   mapping goes: an opener may finish with an object its creator already removed;
+//! - an opener started before the creator: `shm_open` fails with ENOENT, and between
+//!   the creator's `shm_open` and its `ftruncate` the object has 0 bytes;
+//!   [`open_object`] waits for both up to its deadline.
 //!
-//! A trap NOT avoided: any process that can open the object (the same uid, with mode
-//! 0600) can `ftruncate` it smaller under both mappings, and the next touch of a page
-//! past the new end kills with SIGBUS (shrunk to 0: the reader's own look at the
-//! header every 100 ms), which no guard survives. What this demo does about it: the
-//! reader's SIGBUS handler (`unlink_on_sigbus`) removes the name, says so on stderr,
-//! and lets the process die of the SIGBUS; a writer that maps it dies of SIGBUS too.
-//! A POSIX shm object cannot be sealed. Only a memfd sealed with F_SEAL_SHRINK
-//! (memfd_create + fcntl F_ADD_SEALS; see socket-demo fdpass) rules it out; with
-//! shm_open, trust only objects of your own uid.
+//! A trap NOT avoided: any process of the same uid can `ftruncate` the object smaller
+//! under both mappings, and the next touch past the new end is a SIGBUS (a POSIX shm
+//! object cannot be sealed; a memfd with F_SEAL_SHRINK can). [`unlink_on_sigbus`] at
+//! least removes the name as the process dies of it.
+//!
+//! Why a `sem_t` inside the mapping works across two processes that map it at two
+//! addresses: with pshared=1 the kernel's futex for a MAP_SHARED page is keyed by the
+//! page itself (file and offset), so a post at one address wakes a waiter at the other.
+//! Its rule: a `sem_t` never moves, and it is initialised once, before anyone else uses it.
 
-use std::cell::UnsafeCell;
-use std::mem::MaybeUninit;
+use std::ffi::{CString, c_char, c_int};
 use std::num::NonZeroUsize;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicPtr, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow};
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, posix_fallocate};
 use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap, shm_open, shm_unlink};
@@ -65,13 +46,14 @@ use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction
 use nix::sys::stat::{Mode, fstat};
 use nix::unistd::{Pid, ftruncate, getpid};
 
-use crate::segment::{HEADER_LEN, Layout, Segment};
-use crate::sync::{Sem, Semaphores, initial_values};
+/// Where the objects live: `shm_open("/x")` is the file `/dev/shm/x` (tmpfs).
+pub const SHM_DIR: &str = "/dev/shm";
 
-/// Where the objects live: shm_open("/x") is the file /dev/shm/x.
-const SHM_DIR: &str = "/dev/shm";
+/// How often [`open_object`] looks again while it waits for the creator.
+const RETRY: Duration = Duration::from_millis(10);
 
-/// Bad usage if the segment could never fit in /dev/shm (checked before creating).
+/// `Err(text)` if `len` bytes could never fit in /dev/shm (its whole size, by statvfs):
+/// a check for bad usage before creating anything. Ok if /dev/shm cannot be measured.
 pub fn check_size(len: usize) -> Result<(), String> {
     let Ok(fs) = nix::sys::statvfs::statvfs(SHM_DIR) else {
         return Ok(()); // no /dev/shm to measure: shm_open will say what is wrong
@@ -85,176 +67,317 @@ pub fn check_size(len: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// What the reader makes: the object, mapped, with its semaphores initialised.
-/// Dropping it undoes all three, in this order: semaphores, mapping, name.
-pub struct Created {
-    mapping: Mapping,
-    object: ShmObject,
-}
-
-/// The reader's side: create the object, size it, map it, set up the semaphores.
-pub fn create(name: &str, layout: &Layout) -> Result<Created> {
-    let role = "reader";
-    let fd = create_object(name)?;
-    let object = ShmObject {
-        name: name.to_string(),
+/// Creates the object `name` ("/x"), new or an error (O_CREAT|O_EXCL, mode 0600: never
+/// someone else's), and returns its fd and the guard that removes the name. EEXIST
+/// comes back as an `Errno` the caller can `downcast_ref`.
+///
+/// # Examples
+/// ```
+/// let name = format!("/doc-create-{}", std::process::id());
+/// let (fd, name_guard) = shm_demo::posix::create_object(&name)?;
+/// shm_demo::posix::set_size(&fd, 4096)?;
+/// let map = shm_demo::posix::Mapping::new(&fd, 4096)?;
+/// assert_eq!(map.len(), 4096);
+/// drop(map);
+/// name_guard.remove()?; // or let it drop
+/// assert!(!std::path::Path::new(&format!("/dev/shm{name}")).exists());
+/// # anyhow::Ok(())
+/// ```
+pub fn create_object(name: &str) -> Result<(OwnedFd, Unlink)> {
+    let flags = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR;
+    let fd = shm_open(name, flags, Mode::S_IRUSR | Mode::S_IWUSR)
+        .with_context(|| format!("shm_open {name} (O_CREAT|O_EXCL)"))?;
+    let guard = Unlink {
+        name: Some(name.to_string()),
         owner: getpid(),
     };
-    let len = layout.len();
-    ftruncate(&fd, len as i64).with_context(|| format!("ftruncate {name} to {len} bytes"))?;
-    posix_fallocate(&fd, 0, len as i64).map_err(|e| match e {
+    Ok((fd, guard))
+}
+
+/// Gives a new object its size: `ftruncate` (zero-filled), then `posix_fallocate`, so
+/// a full /dev/shm is ENOSPC here rather than SIGBUS on the first touch of a page.
+pub fn set_size(fd: &OwnedFd, len: usize) -> Result<()> {
+    ftruncate(fd, len as i64).with_context(|| format!("ftruncate to {len} bytes"))?;
+    posix_fallocate(fd, 0, len as i64).map_err(|e| match e {
         Errno::ENOSPC => {
-            anyhow::anyhow!("{SHM_DIR} is full: no room for {len} bytes (posix_fallocate: ENOSPC)")
+            anyhow!("{SHM_DIR} is full: no room for {len} bytes (posix_fallocate: ENOSPC)")
         }
-        e => anyhow::anyhow!("posix_fallocate {name}: {e}"),
-    })?;
-    say!(
-        role,
-        "ftruncate(fd {}, {len}) + posix_fallocate: the object has {len} bytes ({} pages), all zero",
-        fd.as_raw_fd(),
-        len.div_ceil(crate::memory::page_size())
-    );
-    unlink_on_sigbus(name)?;
-    let mapping = map(fd, len, role)?;
-    init_semaphores(&mapping.segment(), initial_values(layout.slots))?;
-    Ok(Created { mapping, object })
+        e => anyhow!("posix_fallocate {len} bytes: {e}"),
+    })
 }
 
-impl Created {
-    pub fn segment(&self) -> Segment<'_> {
-        self.mapping.segment()
-    }
-
-    pub fn sems(&self) -> PosixSems<'_> {
-        PosixSems::in_segment(self.mapping.segment())
-    }
-
-    /// What removing it removes, for the interrupted message.
-    pub fn describe(&self) -> String {
-        format!("{SHM_DIR}{}", self.object.name)
+/// Opens the existing object `name` read-write and returns its fd and size, waiting up
+/// to `within` for a creator that has not made it yet (ENOENT) or not sized it yet
+/// (fewer than `min_len` bytes; use 1 or more). `Duration::ZERO` tries once. The error
+/// after the deadline keeps the `Errno` (ENOENT) for `downcast_ref`. No O_CREAT: an
+/// opener never makes the object, so it never has to remove it.
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// let name = format!("/doc-open-{}", std::process::id());
+/// let (fd, _name_guard) = shm_demo::posix::create_object(&name)?;
+/// shm_demo::posix::set_size(&fd, 4096)?;
+/// let (fd2, len) = shm_demo::posix::open_object(&name, 1, Duration::from_secs(1))?;
+/// assert_eq!(len, 4096);
+/// # drop(fd2);
+/// # anyhow::Ok(())
+/// ```
+pub fn open_object(name: &str, min_len: usize, within: Duration) -> Result<(OwnedFd, usize)> {
+    let deadline = Instant::now() + within;
+    loop {
+        match shm_open(name, OFlag::O_RDWR, Mode::empty()) {
+            Ok(fd) => {
+                let len = fstat(&fd).with_context(|| format!("fstat {name}"))?.st_size as usize;
+                if len >= min_len {
+                    return Ok((fd, len));
+                }
+                if Instant::now() >= deadline {
+                    return Err(anyhow!(
+                        "{name} has {len} bytes, fewer than {min_len}: its creator has not sized it"
+                    ));
+                }
+            }
+            Err(Errno::ENOENT) if Instant::now() < deadline => {}
+            Err(e) => return Err(e).with_context(|| format!("shm_open {name}")),
+        }
+        std::thread::sleep(RETRY.min(deadline.saturating_duration_since(Instant::now())));
     }
 }
 
-impl Drop for Created {
+/// The object's name. Its Drop (or [`Unlink::remove`]) calls `shm_unlink`, in the
+/// process that created it only: a forked child's copy leaves it to its parent.
+pub struct Unlink {
+    name: Option<String>,
+    owner: Pid,
+}
+
+impl Unlink {
+    /// The name this guard removes.
+    pub fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or("")
+    }
+
+    /// True in the process that created the object (false in a forked child).
+    pub fn owned_here(&self) -> bool {
+        getpid() == self.owner
+    }
+
+    /// `shm_unlink` now, with its result. The memory stays until the last munmap.
+    pub fn remove(mut self) -> Result<()> {
+        self.unlink()
+    }
+
+    fn unlink(&mut self) -> Result<()> {
+        let Some(name) = self.name.take() else {
+            return Ok(());
+        };
+        if getpid() != self.owner {
+            return Ok(()); // a forked copy: the object is its parent's to remove
+        }
+        forget_on_sigbus(&name);
+        shm_unlink(name.as_str()).with_context(|| format!("shm_unlink {name}"))
+    }
+}
+
+impl Drop for Unlink {
     fn drop(&mut self) {
-        // The fields drop after this: the mapping (munmap), then the name (shm_unlink).
-        destroy_semaphores(&self.mapping.segment());
+        let _ = self.unlink();
     }
 }
 
-/// shm_open with O_CREAT|O_EXCL: a new object or an error, never someone else's.
-fn create_object(name: &str) -> Result<OwnedFd> {
-    let flags = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR;
-    match shm_open(name, flags, Mode::S_IRUSR | Mode::S_IWUSR) {
-        Ok(fd) => {
-            say!(
-                "reader",
-                "shm_open({name:?}, O_CREAT|O_EXCL|O_RDWR, 0600): fd {}, the file {SHM_DIR}{name} (tmpfs: memory, not disk)",
-                fd.as_raw_fd()
-            );
-            Ok(fd)
-        }
-        Err(Errno::EEXIST) => bail!(
-            "{SHM_DIR}{name} already exists: another reader is using it, or one was killed \
-             before it could clean up (remove it with: rm {SHM_DIR}{name})"
-        ),
-        Err(e) => Err(e).with_context(|| format!("shm_open {name} (O_CREAT|O_EXCL)")),
-    }
-}
-
-/// What the writer opens: the reader's object, mapped at an address of our own.
-pub struct Opened {
-    mapping: Mapping,
-}
-
-/// The writer's side: open the existing object and map exactly its size.
-pub fn open(name: &str) -> Result<Opened> {
-    let role = "writer";
-    let fd = match shm_open(name, OFlag::O_RDWR, Mode::empty()) {
-        Ok(fd) => fd,
-        Err(Errno::ENOENT) => bail!(
-            "no shared memory object {name} ({SHM_DIR}{name} does not exist): \
-             start the reader first (shm-demo reader posix --name {name})"
-        ),
-        Err(e) => return Err(e).with_context(|| format!("shm_open {name}")),
-    };
-    let len = fstat(&fd).with_context(|| format!("fstat {name}"))?.st_size as usize;
-    say!(
-        role,
-        "shm_open({name:?}, O_RDWR): fd {}, no O_CREAT: the reader made it; fstat says {len} bytes",
-        fd.as_raw_fd()
-    );
-    if len < HEADER_LEN {
-        bail!("{name} has {len} bytes, less than its header: is its reader still starting?");
-    }
-    let mapping = map(fd, len, role)?;
-    let sems = mapping.segment().header().posix_sems.as_ptr() as usize;
-    say!(
-        role,
-        "the reader's four sem_t are in the segment: for me at {sems:#x}; I post and wait \
-         on them where they lie, the same memory at another address"
-    );
-    Ok(Opened { mapping })
-}
-
-impl Opened {
-    pub fn segment(&self) -> Segment<'_> {
-        self.mapping.segment()
-    }
-
-    /// The reader's semaphores, where they lie in the segment. Only once the header's
-    /// ready mark has been seen: before that they may not be initialised.
-    pub fn sems(&self) -> PosixSems<'_> {
-        PosixSems::in_segment(self.mapping.segment())
-    }
-}
-
-/// The writer's cleanup for a reader that was killed: the name is still there.
-pub fn remove_leftovers(name: &str) -> Result<String> {
+/// Removes a name that its creator could not (it was killed): the survivor's cleanup.
+/// Ok if it is already gone. Returns the path that was removed.
+pub fn remove_leftover(name: &str) -> Result<String> {
     match shm_unlink(name) {
         Ok(()) | Err(Errno::ENOENT) => Ok(format!("{SHM_DIR}{name}")),
         Err(e) => Err(e).with_context(|| format!("shm_unlink {name}")),
     }
 }
 
-/// The name in /dev/shm. Its Drop unlinks it, in the process that created it only.
-struct ShmObject {
-    name: String,
-    owner: Pid,
+/// One `mmap(MAP_SHARED)` of an object, read-write; its Drop (or [`Mapping::unmap`])
+/// unmaps it. The fd may be closed once mapped: the mapping keeps the pages.
+pub struct Mapping {
+    base: NonNull<std::ffi::c_void>,
+    len: usize,
 }
 
-impl Drop for ShmObject {
+impl Mapping {
+    /// Maps `len` bytes of `fd` from offset 0 at an address the kernel picks. `len`
+    /// must not exceed the object's size (a page past its end is SIGBUS on touch):
+    /// pass what [`set_size`] set or [`open_object`] returned.
+    pub fn new(fd: &OwnedFd, len: usize) -> Result<Mapping> {
+        let size = NonZeroUsize::new(len).context("an empty mapping")?;
+        // SAFETY: a new mapping at an address the kernel picks (None), so it overlaps
+        // nothing of ours; the caller passes at most the object's size.
+        let base = unsafe {
+            mmap(
+                None,
+                size,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_SHARED,
+                fd,
+                0,
+            )
+        }
+        .context("mmap")?;
+        Ok(Mapping { base, len })
+    }
+
+    /// Where this process sees the memory. Store offsets in it, never pointers: the
+    /// other process maps it at an address of its own.
+    pub fn as_ptr(&self) -> NonNull<u8> {
+        self.base.cast()
+    }
+
+    /// The mapping's length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Always false: a mapping has at least one byte.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// `munmap` now, with its result.
+    pub fn unmap(self) -> Result<()> {
+        let (base, len) = (self.base, self.len);
+        std::mem::forget(self);
+        // SAFETY: exactly the range mmap gave us, forgotten above so it is unmapped once.
+        unsafe { munmap(base, len) }.context("munmap")
+    }
+}
+
+impl Drop for Mapping {
     fn drop(&mut self) {
-        if getpid() != self.owner {
-            return; // a forked copy: the object is its parent's to remove
+        // SAFETY: exactly the range mmap gave us; whoever borrowed it borrowed self.
+        let _ = unsafe { munmap(self.base, self.len) };
+    }
+}
+
+/// An unnamed POSIX semaphore at a fixed place in shared memory (a `sem_t` must never
+/// move). Copyable: it is only the address; the memory is the mapping's.
+#[derive(Clone, Copy)]
+pub struct Sem {
+    at: NonNull<libc::sem_t>,
+}
+
+impl Sem {
+    /// The semaphore at `at`, initialised by [`Sem::init`] (here or in another process).
+    ///
+    /// # Safety
+    /// `at` points into a live MAP_SHARED mapping, aligned for `sem_t`, for as long as
+    /// this `Sem` is used, and holds a semaphore that `sem_init` set up before any use.
+    pub unsafe fn at(at: NonNull<libc::sem_t>) -> Sem {
+        Sem { at }
+    }
+
+    /// `sem_init(pshared=1, value)` at `at`: once, by the creator, before any other
+    /// process may use it (publish "ready" only after this).
+    ///
+    /// # Safety
+    /// As for [`Sem::at`], and no process uses the semaphore yet.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let name = format!("/doc-sem-{}", std::process::id());
+    /// let (fd, _name_guard) = shm_demo::posix::create_object(&name)?;
+    /// shm_demo::posix::set_size(&fd, 4096)?;
+    /// let map = shm_demo::posix::Mapping::new(&fd, 4096)?;
+    /// // SAFETY: offset 0 of our fresh, page-aligned mapping; nobody else uses it yet.
+    /// let sem = unsafe { shm_demo::posix::Sem::init(map.as_ptr().cast(), 0)? };
+    /// sem.post()?;
+    /// assert!(sem.wait_for(Duration::from_millis(100), &|| false)?);
+    /// assert!(!sem.wait_for(Duration::from_millis(10), &|| false)?); // timed out
+    /// // SAFETY: nobody waits on it; it is not used again.
+    /// unsafe { sem.destroy() };
+    /// # anyhow::Ok(())
+    /// ```
+    pub unsafe fn init(at: NonNull<libc::sem_t>, value: u32) -> Result<Sem> {
+        // SAFETY: the caller's promise (see # Safety).
+        if unsafe { libc::sem_init(at.as_ptr(), 1, value) } != 0 {
+            return Err(Errno::last()).context("sem_init");
         }
-        forget_on_sigbus();
-        match shm_unlink(self.name.as_str()) {
-            Ok(()) => say!(
-                "reader",
-                "shm_unlink({:?}): the name is gone from {SHM_DIR}; the memory goes with the last mapping",
-                self.name
-            ),
-            Err(e) => say!("reader", "shm_unlink({:?}) failed: {e}", self.name),
+        Ok(Sem { at })
+    }
+
+    /// V: `sem_post`, add one, waking one waiter in any process.
+    pub fn post(&self) -> Result<()> {
+        // SAFETY: an initialised sem_t in a live mapping (`at`/`init`'s promise).
+        if unsafe { libc::sem_post(self.at.as_ptr()) } != 0 {
+            return Err(Errno::last()).context("sem_post");
         }
+        Ok(())
+    }
+
+    /// P with a deadline: `sem_timedwait` until `limit` from now. `Ok(true)`: taken;
+    /// `Ok(false)`: the time ran out, or a signal interrupted the wait and `stop()`
+    /// said to give up (otherwise the wait goes on to the same deadline: EINTR is not
+    /// a timeout). Never sleeps forever on a holder that died.
+    pub fn wait_for(&self, limit: Duration, stop: &dyn Fn() -> bool) -> Result<bool> {
+        let deadline = realtime_after(limit);
+        loop {
+            // SAFETY: as in `post`; `deadline` is a valid timespec for the whole call.
+            if unsafe { libc::sem_timedwait(self.at.as_ptr(), &deadline) } == 0 {
+                return Ok(true);
+            }
+            match Errno::last() {
+                Errno::ETIMEDOUT => return Ok(false),
+                Errno::EINTR if stop() => return Ok(false),
+                Errno::EINTR => {}
+                e => return Err(e).context("sem_timedwait"),
+            }
+        }
+    }
+
+    /// P without waiting: `sem_trywait`. `Ok(false)` if the count was 0.
+    pub fn try_wait(&self) -> Result<bool> {
+        // SAFETY: as in `post`.
+        if unsafe { libc::sem_trywait(self.at.as_ptr()) } == 0 {
+            return Ok(true);
+        }
+        match Errno::last() {
+            Errno::EAGAIN => Ok(false),
+            e => Err(e).context("sem_trywait"),
+        }
+    }
+
+    /// `sem_destroy`. On Linux it frees nothing (the semaphore is just memory).
+    ///
+    /// # Safety
+    /// No process waits on it or will use it again: destroying a semaphore someone
+    /// waits on is undefined behaviour.
+    pub unsafe fn destroy(self) {
+        // SAFETY: the caller's promise.
+        unsafe { libc::sem_destroy(self.at.as_ptr()) };
+    }
+}
+
+/// sem_timedwait takes an absolute CLOCK_REALTIME time: now + `limit`.
+fn realtime_after(limit: Duration) -> libc::timespec {
+    let at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        + limit;
+    libc::timespec {
+        tv_sec: at.as_secs() as libc::time_t,
+        tv_nsec: at.subsec_nanos() as libc::c_long,
     }
 }
 
 /// The path the SIGBUS handler unlinks: a leaked C string, or null for none.
-static SIGBUS_UNLINKS: AtomicPtr<std::ffi::c_char> = AtomicPtr::new(std::ptr::null_mut());
+static SIGBUS_UNLINKS: AtomicPtr<c_char> = AtomicPtr::new(std::ptr::null_mut());
 
-/// A SIGBUS from our mapping means the object was shrunk under it (see the traps
-/// above): no guard will run, so the handler removes the name itself with unlink(2),
-/// which is async-signal-safe, writes one line, puts back the default action and
-/// raises SIGBUS again, so the process dies of it once the handler returns. Process-wide
-/// state: the narrated reader's choice, for one object at a time.
-fn unlink_on_sigbus(name: &str) -> Result<()> {
-    let path = std::ffi::CString::new(format!("{SHM_DIR}{name}")).context("a name with NUL")?;
-    let old = SIGBUS_UNLINKS.swap(path.into_raw(), Ordering::SeqCst);
-    if !old.is_null() {
-        // SAFETY: a pointer from CString::into_raw, swapped out so no handler sees it.
-        drop(unsafe { std::ffi::CString::from_raw(old) });
-    }
+/// Opt-in, process-wide: installs a SIGBUS handler that removes `/dev/shm{name}` with
+/// unlink(2) (async-signal-safe), writes one line to stderr, and lets the process die
+/// of the SIGBUS. A SIGBUS from a mapping means the object was shrunk under it: no
+/// guard will run. One object at a time; [`Unlink`] forgets it when it removes the
+/// name, so a later SIGBUS does not unlink someone else's new object.
+pub fn unlink_on_sigbus(name: &str) -> Result<()> {
+    let path = CString::new(format!("{SHM_DIR}{name}")).context("a name with NUL")?;
+    free(SIGBUS_UNLINKS.swap(path.into_raw(), Ordering::SeqCst));
     let action = SigAction::new(
         SigHandler::Handler(on_sigbus),
         SaFlags::empty(),
@@ -265,17 +388,37 @@ fn unlink_on_sigbus(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// The name is being removed the normal way: a later SIGBUS must not unlink a new
-/// object that someone else made under the same name.
-fn forget_on_sigbus() {
-    let old = SIGBUS_UNLINKS.swap(std::ptr::null_mut(), Ordering::SeqCst);
-    if !old.is_null() {
-        // SAFETY: a pointer from CString::into_raw, swapped out so no handler sees it.
-        drop(unsafe { std::ffi::CString::from_raw(old) });
+/// The handler's path is `name`'s: take it back before the name goes the normal way.
+fn forget_on_sigbus(name: &str) {
+    let want = format!("{SHM_DIR}{name}");
+    let current = SIGBUS_UNLINKS.load(Ordering::SeqCst);
+    if current.is_null() {
+        return;
+    }
+    // SAFETY: a live C string from CString::into_raw (freed only once swapped out).
+    let same = unsafe { std::ffi::CStr::from_ptr(current) }.to_bytes() == want.as_bytes();
+    if same
+        && SIGBUS_UNLINKS
+            .compare_exchange(
+                current,
+                std::ptr::null_mut(),
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            )
+            .is_ok()
+    {
+        free(current);
     }
 }
 
-extern "C" fn on_sigbus(_: std::ffi::c_int) {
+fn free(path: *mut c_char) {
+    if !path.is_null() {
+        // SAFETY: a pointer from CString::into_raw, swapped out so no handler sees it.
+        drop(unsafe { CString::from_raw(path) });
+    }
+}
+
+extern "C" fn on_sigbus(_: c_int) {
     const SAID: &[u8] = b"error: SIGBUS: a page of the shared memory object is gone \
 (another process shrank it with ftruncate?); removed its name from /dev/shm, dying of SIGBUS\n";
     let path = SIGBUS_UNLINKS.swap(std::ptr::null_mut(), Ordering::SeqCst);
@@ -290,189 +433,5 @@ extern "C" fn on_sigbus(_: std::ffi::c_int) {
         // Pending until the handler returns (SIGBUS is blocked while it runs), then
         // fatal: the same death for a fault and for a `kill -BUS`.
         libc::raise(libc::SIGBUS);
-    }
-}
-
-/// One mapping of the object in this process; its Drop unmaps it.
-struct Mapping {
-    base: NonNull<std::ffi::c_void>,
-    len: usize,
-    role: &'static str,
-}
-
-/// mmap the whole object, read-write and shared, then close the fd: the mapping keeps
-/// the pages, and the name (until unlinked) keeps the object.
-fn map(fd: OwnedFd, len: usize, role: &'static str) -> Result<Mapping> {
-    let size = NonZeroUsize::new(len).context("an empty segment")?;
-    // SAFETY: a new mapping at an address the kernel picks (None), so it overlaps
-    // nothing of ours; `len` is the object's size, so every page is backed by the file.
-    let base = unsafe {
-        mmap(
-            None,
-            size,
-            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
-            MapFlags::MAP_SHARED,
-            &fd,
-            0,
-        )
-    }
-    .context("mmap")?;
-    say!(
-        role,
-        "mmap(NULL, {len}, PROT_READ|PROT_WRITE, MAP_SHARED, fd {}, 0) = {:#x}: the segment, in my address space",
-        fd.as_raw_fd(),
-        base.as_ptr() as usize
-    );
-    drop(fd);
-    say!(
-        role,
-        "closed the fd: the mapping stays, and so does the object while it has a name"
-    );
-    Ok(Mapping { base, len, role })
-}
-
-impl Mapping {
-    fn segment(&self) -> Segment<'_> {
-        // SAFETY: our MAP_SHARED read-write mapping of `len` bytes, page-aligned (mmap),
-        // mapped until self drops; both `create` and `open` ensure len ≥ HEADER_LEN.
-        unsafe { Segment::new(self.base, self.len) }
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: exactly the range mmap gave us; nothing borrows it any more, since
-        // every Segment borrows this Mapping.
-        match unsafe { munmap(self.base, self.len) } {
-            Ok(()) => say!(
-                self.role,
-                "munmap({:#x}, {}): the segment is out of my address space",
-                self.base.as_ptr() as usize,
-                self.len
-            ),
-            Err(e) => say!(self.role, "munmap failed: {e}"),
-        }
-    }
-}
-
-/// The four semaphores inside the segment, used in place.
-pub struct PosixSems<'a> {
-    sems: &'a [UnsafeCell<MaybeUninit<libc::sem_t>>; 4],
-}
-
-impl<'a> PosixSems<'a> {
-    fn in_segment(segment: Segment<'a>) -> PosixSems<'a> {
-        PosixSems {
-            sems: &segment.header().posix_sems,
-        }
-    }
-
-    fn ptr(&self, sem: Sem) -> *mut libc::sem_t {
-        self.sems[sem as usize].get().cast()
-    }
-}
-
-/// sem_init(pshared=1) each semaphore where it lies in the segment.
-fn init_semaphores(segment: &Segment, values: [u32; 4]) -> Result<()> {
-    let sems = PosixSems::in_segment(*segment);
-    for (sem, value) in [Sem::Free, Sem::Filled, Sem::Ping, Sem::Pong]
-        .into_iter()
-        .zip(values)
-    {
-        // SAFETY: the sem_t lies in our shared mapping, which outlives its use, and no
-        // other process uses it yet: the writer waits for the header's ready mark,
-        // which the reader sets only after this.
-        if unsafe { libc::sem_init(sems.ptr(sem), 1, value) } != 0 {
-            return Err(Errno::last()).with_context(|| format!("sem_init ({})", sem.name()));
-        }
-    }
-    say!(
-        "reader",
-        "sem_init(pshared=1) x4 inside the segment at {:#x}: free={} filled={} ping={} pong={}; \
-         a sem_t must never move, and these cannot: they live in the mapping",
-        sems.sems.as_ptr() as usize,
-        values[0],
-        values[1],
-        values[2],
-        values[3]
-    );
-    Ok(())
-}
-
-/// sem_destroy, but only when no writer can be asleep on one: destroying a semaphore
-/// that a process waits on is undefined behaviour. (On Linux it frees nothing: the
-/// semaphore is just memory, and that goes with the segment.)
-fn destroy_semaphores(segment: &Segment) {
-    let header = segment.header();
-    let writer = header.writer_pid();
-    if writer != 0 && !header.writer_done() && !crate::sync::is_gone(writer) {
-        say!(
-            "reader",
-            "left the semaphores as they are: the writer (pid {writer}) may still wait on one"
-        );
-        return;
-    }
-    let sems = PosixSems::in_segment(*segment);
-    for sem in [Sem::Free, Sem::Filled, Sem::Ping, Sem::Pong] {
-        // SAFETY: initialised by sem_init in `create`, in our live mapping, and no
-        // process waits on it (checked above).
-        unsafe { libc::sem_destroy(sems.ptr(sem)) };
-    }
-    say!(
-        "reader",
-        "sem_destroy x4: no process waits on them any more"
-    );
-}
-
-impl Semaphores for PosixSems<'_> {
-    fn post(&self, sem: Sem) -> Result<()> {
-        // SAFETY: an initialised sem_t (the caller saw the ready mark) in a live mapping.
-        if unsafe { libc::sem_post(self.ptr(sem)) } != 0 {
-            return Err(Errno::last()).with_context(|| format!("sem_post ({})", sem.name()));
-        }
-        Ok(())
-    }
-
-    fn wait_at_most(&self, sem: Sem, limit: Duration) -> Result<bool> {
-        let deadline = realtime_after(limit);
-        // SAFETY: as in `post`; `deadline` is a valid timespec for the whole call.
-        if unsafe { libc::sem_timedwait(self.ptr(sem), &deadline) } == 0 {
-            return Ok(true);
-        }
-        match Errno::last() {
-            Errno::ETIMEDOUT | Errno::EINTR => Ok(false),
-            e => Err(e).with_context(|| format!("sem_timedwait ({})", sem.name())),
-        }
-    }
-
-    fn try_take(&self, sem: Sem) -> Result<bool> {
-        // SAFETY: as in `post`.
-        if unsafe { libc::sem_trywait(self.ptr(sem)) } == 0 {
-            return Ok(true);
-        }
-        match Errno::last() {
-            Errno::EAGAIN => Ok(false), // nothing to take
-            e => Err(e).with_context(|| format!("sem_trywait ({})", sem.name())),
-        }
-    }
-
-    fn wait_call(&self) -> &'static str {
-        "sem_timedwait"
-    }
-
-    fn post_call(&self) -> &'static str {
-        "sem_post"
-    }
-}
-
-/// sem_timedwait takes an absolute CLOCK_REALTIME time: now + `limit`.
-fn realtime_after(limit: Duration) -> libc::timespec {
-    let at = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        + limit;
-    libc::timespec {
-        tv_sec: at.as_secs() as libc::time_t,
-        tv_nsec: at.subsec_nanos() as libc::c_long,
     }
 }

@@ -25,8 +25,6 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use nix::errno::Errno;
-use nix::sys::signal::kill;
 use nix::unistd::Pid;
 
 use crate::segment::{CacheLine, Header};
@@ -195,23 +193,7 @@ impl<'a> Peer<'a> {
     }
 }
 
-/// True once `pid` has exited: no such process, or a zombie (dead, its parent has not
-/// collected its exit status yet: kill(pid, 0) still succeeds for a zombie). The honest
-/// limit: a pid reused by a new process would look alive; production code holds a
-/// pidfd, or uses a robust mutex that the kernel releases when its holder dies.
-pub fn is_gone(pid: i32) -> bool {
-    if pid <= 0 {
-        return false; // not a process: kill(0) would mean our own process group
-    }
-    match kill(Pid::from_raw(pid), None) {
-        Err(Errno::ESRCH) => true,
-        Err(_) => false, // EPERM: alive, someone else's
-        Ok(()) => std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|stat| Some(stat.rsplit_once(')')?.1.trim_start().starts_with('Z')))
-            .unwrap_or(false),
-    }
-}
+pub use shm_demo::is_gone;
 
 /// The other side is gone. `died`: without cleaning up (killed), so the objects it
 /// owned are still there.

@@ -1,0 +1,102 @@
+//! `shm_demo`: the copyable half of shm-demo. Every shared-memory call the demo makes,
+//! narration-free, in the order a program makes them:
+//!
+//! - [`posix`]: `shm_open` + `ftruncate` + `mmap` and `sem_t`s inside the mapping:
+//!   [`posix::create_object`] / [`posix::open_object`] (waits for the creator),
+//!   [`posix::set_size`], [`posix::Mapping`], [`posix::Sem`] (timed P with a real
+//!   deadline), [`posix::Unlink`]; self-contained: copy that one file.
+//! - [`sysv`]: `shmget`/`shmat` and a semaphore set: [`sysv::ShmId`],
+//!   [`sysv::find_segment`], [`sysv::Attached`], [`sysv::SemSet`]; it takes
+//!   [`page_size`] from here.
+//! - here: [`is_gone`] (is the peer whose pid sits in a header still alive?),
+//!   [`page_size`], [`GuardPage`].
+//!
+//! Nothing here installs a signal handler or keeps process-wide state, except
+//! [`posix::unlink_on_sigbus`], which a caller asks for. Waits take a `Duration` and a
+//! `stop` closure (asked after EINTR), never a global flag.
+
+#![warn(missing_docs)]
+
+use std::num::NonZeroUsize;
+use std::ptr::NonNull;
+
+use anyhow::{Context, Result};
+use nix::errno::Errno;
+use nix::sys::mman::{MapFlags, ProtFlags, mmap_anonymous, munmap};
+use nix::sys::signal::kill;
+use nix::unistd::{Pid, SysconfVar, sysconf};
+
+pub mod posix;
+pub mod sysv;
+
+/// The size of a page of memory (4096 on x86-64), from sysconf; 4096 if it says nothing.
+pub fn page_size() -> usize {
+    match sysconf(SysconfVar::PAGE_SIZE) {
+        Ok(Some(n)) if n > 0 => n as usize,
+        _ => 4096,
+    }
+}
+
+/// True once `pid` has exited: no such process, or a zombie (dead, not yet reaped:
+/// `kill(pid, 0)` still succeeds for a zombie, so /proc/PID/stat is read too). Use it on
+/// a pid the peer wrote into the shared header: the kernel keeps the process, not a
+/// name. Its limit: a pid reused by a new process looks alive (a pidfd does not).
+///
+/// # Examples
+/// ```
+/// assert!(!shm_demo::is_gone(std::process::id() as i32));
+/// assert!(!shm_demo::is_gone(0)); // not a process: never "gone"
+/// ```
+pub fn is_gone(pid: i32) -> bool {
+    if pid <= 0 {
+        return false; // not a process: kill(0) would mean our own process group
+    }
+    match kill(Pid::from_raw(pid), None) {
+        Err(Errno::ESRCH) => true,
+        Err(_) => false, // EPERM: alive, someone else's
+        Ok(()) => std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| Some(stat.rsplit_once(')')?.1.trim_start().starts_with('Z')))
+            .unwrap_or(false),
+    }
+}
+
+/// One inaccessible page (PROT_NONE, MAP_NORESERVE: no memory behind it); its Drop
+/// unmaps it. Mapped just before a segment, it takes the address the kernel would
+/// otherwise pick for it, so two processes with the same layout (a fork, or no ASLR)
+/// see the segment at different addresses by construction.
+pub struct GuardPage {
+    addr: NonNull<std::ffi::c_void>,
+    len: usize,
+}
+
+impl GuardPage {
+    /// Maps the page.
+    pub fn reserve() -> Result<GuardPage> {
+        let len = page_size();
+        // SAFETY: a fresh anonymous mapping at an address the kernel picks: it cannot
+        // overlap anything of ours, and nothing ever reads or writes it.
+        let addr = unsafe {
+            mmap_anonymous(
+                None,
+                NonZeroUsize::new(len).context("a page is not empty")?,
+                ProtFlags::PROT_NONE,
+                MapFlags::MAP_PRIVATE | MapFlags::MAP_NORESERVE,
+            )
+        }
+        .context("mmap (guard page)")?;
+        Ok(GuardPage { addr, len })
+    }
+
+    /// Where the page is.
+    pub fn addr(&self) -> usize {
+        self.addr.as_ptr() as usize
+    }
+}
+
+impl Drop for GuardPage {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping, of exactly this length, never shared with anything.
+        let _ = unsafe { munmap(self.addr, self.len) };
+    }
+}
