@@ -187,12 +187,8 @@ pub fn open(
 /// a side waiting on it may want to know that nobody can open it any more). Needs read
 /// permission on the queue; `Err` if the answer is unknown.
 pub fn exists(name: &str) -> nix::Result<bool> {
-    match mq_open(
-        name,
-        MQ_OFlag::O_RDONLY | MQ_OFlag::O_CLOEXEC,
-        Mode::empty(),
-        None,
-    ) {
+    let flags = MQ_OFlag::O_RDONLY | MQ_OFlag::O_CLOEXEC;
+    match mq_open(name, flags, Mode::empty(), None) {
         Ok(mqd) => mq_close(mqd).map(|()| true),
         Err(Errno::ENOENT) => Ok(false),
         Err(e) => Err(e),
