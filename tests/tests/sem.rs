@@ -861,3 +861,84 @@ fn a_parent_whose_child_was_killed_mid_run_says_so_and_removes_the_semaphores() 
         assert_nothing_left(flavour, &meeting);
     }
 }
+
+/// Raw calls of the mechanism (and of fork, signals and shared memory) that only the
+/// library half may make: `libc::NAME(`, and nix's wrappers by name.
+const RAW_CALLS: [&str; 8] = [
+    "unistd::fork",
+    "waitpid(",
+    "sigaction(",
+    "raise(",
+    "mmap",
+    "munmap(",
+    "kill(",
+    "libc::",
+];
+
+/// A line's code: what comes before `//`, with string literals blanked out (a line
+/// that starts inside a string continued from the line before is skipped).
+fn code_of(line: &str) -> Option<String> {
+    let code = line.split("//").next().unwrap_or("").trim();
+    if code.starts_with(|c: char| c.is_lowercase()) && !code.contains(['=', '(', ';', '{']) {
+        return None; // the middle of a long string: words, not code
+    }
+    let mut out = String::new();
+    for (k, part) in code.split('"').enumerate() {
+        if k % 2 == 0 {
+            out.push_str(part);
+        }
+    }
+    Some(out)
+}
+
+#[test]
+fn the_narrated_binary_makes_every_semaphore_call_through_the_library() {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../sem-demo/src");
+    let lib = std::fs::read_to_string(src.join("lib.rs")).expect("lib.rs");
+    let library: Vec<String> = lib
+        .lines()
+        .filter_map(|l| l.strip_prefix("pub mod "))
+        .map(|m| format!("{}.rs", m.trim_end_matches(';')))
+        .collect();
+    assert!(
+        library.len() >= 2,
+        "lib.rs declares its modules: {library:?}"
+    );
+    let mut offences = Vec::new();
+    for entry in std::fs::read_dir(&src).expect("sem-demo/src") {
+        let path = entry.expect("dir entry").path();
+        let file = path.file_name().unwrap().to_string_lossy().to_string();
+        if file == "lib.rs" || library.contains(&file) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("source file");
+        for (n, line) in text.lines().enumerate() {
+            let Some(code) = code_of(line) else { continue };
+            for call in RAW_CALLS {
+                for (at, _) in code.match_indices(call) {
+                    let rest = &code[at + call.len()..];
+                    let allowed = match call {
+                        // The library's `Child::kill` (`.kill()`, our wrapper's `fn kill(`),
+                        // not kill(2).
+                        "kill(" => code[..at].ends_with('.') || code[..at].ends_with("fn "),
+                        // libc's types and constants (`libc::key_t`) are fine; its
+                        // functions (`libc::sem_post(`) are the library's.
+                        "libc::" => !rest
+                            .split(|c: char| !c.is_alphanumeric() && c != '_')
+                            .next()
+                            .is_some_and(|name| rest[name.len()..].starts_with('(')),
+                        _ => false,
+                    };
+                    if !allowed {
+                        offences.push(format!("{file}:{}: {}", n + 1, line.trim()));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        offences.is_empty(),
+        "raw calls outside the library half (sem_demo::posix, sysv, process...):\n{}",
+        offences.join("\n")
+    );
+}
