@@ -1,4 +1,5 @@
-//! The bulk data, its check, and the summary line both sides end with (DESIGN §3, §4).
+//! Measurement machinery, not the lesson: the bulk data, its check, and the summary line
+//! both sides end with (DESIGN §3, §4), around the same library calls as the text run.
 //!
 //! Bulk message k of S bytes: its first min(8, S) bytes are k as a little-endian u64
 //! (cut short if S < 8), byte i ≥ 8 is `i % 251`. A lost, repeated or swapped message
