@@ -58,7 +58,7 @@ impl Drop for Queue {
 /// Removes the queue's name when dropped (`mq_unlink`), in the process that made the
 /// guard only: a child forked after [`create`] has a copy of this guard and must leave
 /// its parent's queue alone. Processes that have it open keep using it until they close
-/// it; nobody can open the name any more.
+/// it; the name no longer opens it (and is free for a new queue).
 pub struct Unlink {
     name: String,
     owner: Pid,
@@ -197,8 +197,8 @@ pub fn exists(name: &str) -> nix::Result<bool> {
 
 /// The absolute CLOCK_REALTIME time at which the next slice of a wait ends (what
 /// mq_timedsend/mq_timedreceive want), and whether it is the last slice before `end`.
-/// `end` is on the monotonic clock, so a step of the wall clock can stretch or shorten
-/// one slice but not move the deadline itself.
+/// `end` is on the monotonic clock: a step of the wall clock during a slice stretches
+/// or shortens that slice, by as much as the step, but the deadline stays where it was.
 fn next_slice(end: Option<Instant>) -> nix::Result<(TimeSpec, bool)> {
     let left = end.map(|end| end.saturating_duration_since(Instant::now()));
     let slice = left.map_or(SLICE, |left| left.min(SLICE));

@@ -1321,3 +1321,38 @@ fn the_parent_waits_for_its_own_children_only() {
         "the demo reaped a child it did not make"
     );
 }
+
+// ---------------------------------------------------------------------------------
+// The library half.
+
+/// Issue 11: the narrated binary makes every queue call through the library modules
+/// (`posix.rs`, `sysv.rs`), so the tests above exercise the code people copy. A call
+/// made directly from a narration file would bypass it: no `libc::` at all there (the
+/// library holds every FFI call) and no `mq_*` function imported from nix.
+#[test]
+fn the_narration_makes_no_queue_call_of_its_own() {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../msgq-demo/src");
+    let library = ["lib.rs", "posix.rs", "sysv.rs"];
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&src).expect("msgq-demo/src") {
+        let path = entry.expect("a directory entry").path();
+        let file = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !file.ends_with(".rs") || library.contains(&file.as_str()) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("read a source file");
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or_default();
+            assert!(
+                !code.contains("libc::") && !(code.contains("mqueue") && code.contains("mq_")),
+                "{file}:{}: a queue call outside the library: {line}",
+                n + 1
+            );
+        }
+        checked += 1;
+    }
+    assert!(
+        checked >= 5,
+        "only {checked} narration files found in {src:?}"
+    );
+}
