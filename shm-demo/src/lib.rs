@@ -9,10 +9,12 @@
 //!   [`sysv::find_segment`], [`sysv::Attached`], [`sysv::SemSet`]; it takes
 //!   [`page_size`] from here.
 //! - here: [`is_gone`] (is the peer whose pid sits in a header still alive?),
-//!   [`page_size`], [`GuardPage`].
+//!   [`page_size`], [`GuardPage`], and for a clean way out on Ctrl+C
+//!   [`catch_without_restart`] (the caller's handler) and [`die_of`].
 //!
-//! Nothing here installs a signal handler or keeps process-wide state, except
-//! [`posix::unlink_on_sigbus`], which a caller asks for. Waits take a `Duration` and a
+//! Nothing here installs a signal handler or keeps process-wide state behind the
+//! caller's back: [`catch_without_restart`] installs the caller's own handler, and
+//! [`posix::unlink_on_sigbus`] is asked for by name. Waits take a `Duration` and a
 //! `stop` closure (asked after EINTR), never a global flag.
 
 #![warn(missing_docs)]
@@ -23,7 +25,7 @@ use std::ptr::NonNull;
 use anyhow::{Context, Result};
 use nix::errno::Errno;
 use nix::sys::mman::{MapFlags, ProtFlags, mmap_anonymous, munmap};
-use nix::sys::signal::kill;
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, kill, raise, sigaction};
 use nix::unistd::{Pid, SysconfVar, sysconf};
 
 pub mod posix;
@@ -99,4 +101,40 @@ impl Drop for GuardPage {
         // SAFETY: our own mapping, of exactly this length, never shared with anything.
         let _ = unsafe { munmap(self.addr, self.len) };
     }
+}
+
+/// Installs `handler` for each of `signals` without SA_RESTART, so a process asleep in
+/// `sem_timedwait` or `read(2)` comes back with EINTR and can look at what the handler
+/// stored (with SA_RESTART those restart; `semtimedop` returns EINTR either way,
+/// signal(7)). Process-wide: it replaces any handler for these signals. Assumes one
+/// thread: a signal goes to any thread not blocking it, and only that one sees EINTR.
+///
+/// # Safety
+/// `handler` makes only async-signal-safe calls (signal-safety(7)); storing into an
+/// atomic is one.
+pub unsafe fn catch_without_restart(
+    signals: &[Signal],
+    handler: extern "C" fn(std::ffi::c_int),
+) -> Result<()> {
+    let action = SigAction::new(
+        SigHandler::Handler(handler),
+        SaFlags::empty(), // no SA_RESTART: a blocked wait must return EINTR
+        SigSet::empty(),
+    );
+    for &sig in signals {
+        // SAFETY: the caller's promise about `handler`.
+        unsafe { sigaction(sig, &action) }.with_context(|| format!("sigaction {sig}"))?;
+    }
+    Ok(())
+}
+
+/// Dies of `sig` with its default action, as if no handler had been installed, so the
+/// shell sees "killed by signal" (call it after the guards have cleaned up). Falls back
+/// to exit(128 + sig) for a signal whose default action does not end the process.
+pub fn die_of(sig: Signal) -> ! {
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    // SAFETY: SIG_DFL runs no code of ours, so no handler can race with anything.
+    let _ = unsafe { sigaction(sig, &default) };
+    let _ = raise(sig);
+    std::process::exit(128 + sig as i32)
 }

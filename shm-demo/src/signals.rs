@@ -17,8 +17,8 @@
 
 use std::sync::atomic::{AtomicI32, Ordering};
 
-use anyhow::{Context, Result};
-use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, raise, sigaction};
+use anyhow::Result;
+use nix::sys::signal::Signal;
 
 /// The last SIGINT/SIGTERM/SIGHUP received, 0 for none.
 static CAUGHT: AtomicI32 = AtomicI32::new(0);
@@ -27,22 +27,19 @@ extern "C" fn remember(signo: std::ffi::c_int) {
     CAUGHT.store(signo, Ordering::SeqCst);
 }
 
-/// Installs the handler for SIGINT, SIGTERM and SIGHUP, without SA_RESTART. Assumes
-/// one thread: a signal goes to any thread that does not block it, and only the one it
-/// interrupts comes back with EINTR.
+/// Installs the handler for SIGINT, SIGTERM and SIGHUP, without SA_RESTART (the
+/// library's `catch_without_restart`). Assumes one thread: a signal goes to any thread
+/// that does not block it, and only the one it interrupts comes back with EINTR.
 pub fn install() -> Result<()> {
-    let action = SigAction::new(
-        SigHandler::Handler(remember),
-        SaFlags::empty(), // no SA_RESTART: sem_timedwait and read(2) must return EINTR
-        SigSet::empty(),
-    );
     // SIGHUP too: closing the terminal must not leave the segment behind.
-    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-        // SAFETY: `remember` only stores into an atomic, which is async-signal-safe,
-        // and no other handler for these signals exists in this program to replace.
-        unsafe { sigaction(sig, &action) }.with_context(|| format!("sigaction {sig}"))?;
+    // SAFETY: `remember` only stores into an atomic, which is async-signal-safe, and no
+    // other handler for these signals exists in this program to replace.
+    unsafe {
+        shm_demo::catch_without_restart(
+            &[Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP],
+            remember,
+        )
     }
-    Ok(())
 }
 
 /// The signal that asked us to stop, if one did.
@@ -70,13 +67,4 @@ impl std::fmt::Display for Interrupted {
 
 impl std::error::Error for Interrupted {}
 
-/// Dies of `sig` with its default action, as if no handler had ever been installed.
-pub fn die_of(sig: Signal) -> ! {
-    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-    // SAFETY: SIG_DFL runs no code of ours, so no handler can race with anything.
-    let _ = unsafe { sigaction(sig, &default) };
-    let _ = raise(sig);
-    // Not reached for SIGINT/SIGTERM/SIGHUP, whose default action ends the process; the
-    // shell's convention for "killed by signal N" is the fallback.
-    std::process::exit(128 + sig as i32)
-}
+pub use shm_demo::die_of;
