@@ -121,6 +121,24 @@ pub fn set_size(fd: &OwnedFd, len: usize) -> Result<()> {
 /// let (fd2, len) = shm_demo::posix::open_object(&name, 1, Duration::from_secs(1))?;
 /// assert_eq!(len, 4096);
 /// # drop(fd2);
+///
+/// // An opener started with (or before) its creator waits for the name and the size.
+/// let late = format!("/doc-open-late-{}", std::process::id());
+/// let creator = {
+///     let late = late.clone();
+///     std::thread::spawn(move || -> anyhow::Result<_> {
+///         let (fd, name_guard) = shm_demo::posix::create_object(&late)?;
+///         shm_demo::posix::set_size(&fd, 8192)?;
+///         Ok(name_guard)
+///     })
+/// };
+/// let opened = shm_demo::posix::open_object(&late, 8192, Duration::from_secs(5));
+/// let _late_guard = creator.join().unwrap()?; // removes the name at the end
+/// assert_eq!(opened?.1, 8192);
+///
+/// // Nothing to wait for: with Duration::ZERO, ENOENT at once.
+/// let e = shm_demo::posix::open_object("/doc-open-none-x", 1, Duration::ZERO).unwrap_err();
+/// assert_eq!(e.downcast_ref::<nix::errno::Errno>(), Some(&nix::errno::Errno::ENOENT));
 /// # anyhow::Ok(())
 /// ```
 pub fn open_object(name: &str, min_len: usize, within: Duration) -> Result<(OwnedFd, usize)> {
