@@ -100,6 +100,25 @@ impl NamedSemaphore {
     /// [`open`](Self::open) that waits for the creator: retries ENOENT every 10 ms
     /// until `limit` has passed (then ENOENT) or `stop()` says yes (then EINTR). Two
     /// programs started together need not know which one is first.
+    ///
+    /// # Examples
+    /// ```
+    /// use sem_demo::posix::{self, NamedSemaphore};
+    /// use std::time::Duration;
+    ///
+    /// let name = format!("/doctest-late-{}", std::process::id());
+    /// let late = name.clone();
+    /// let creator = std::thread::spawn(move || {
+    ///     std::thread::sleep(Duration::from_millis(50)); // the creator comes second
+    ///     let mut sem = NamedSemaphore::create(&late, 1).unwrap();
+    ///     sem.disown(); // the opener removes it
+    /// });
+    /// let opened = NamedSemaphore::open_waiting(&name, Duration::from_secs(10), &|| false);
+    /// creator.join().unwrap();
+    /// let _ = posix::unlink(&name); // removed whatever happened above
+    /// assert_eq!(opened?.value()?, 1);
+    /// # Ok::<(), nix::Error>(())
+    /// ```
     pub fn open_waiting(
         name: &str,
         limit: Duration,
