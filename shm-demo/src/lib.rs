@@ -5,6 +5,7 @@
 //!   [`posix::create_object`] / [`posix::open_object`] (waits for the creator),
 //!   [`posix::set_size`], [`posix::Mapping`], [`posix::Sem`] (timed P with a real
 //!   deadline), [`posix::Unlink`]; self-contained: copy that one file.
+//! - [`sigbus`]: [`sigbus::unlink_on_sigbus`], the name removed on a SIGBUS death.
 //! - [`sysv`]: `shmget`/`shmat` and a semaphore set: [`sysv::ShmId`],
 //!   [`sysv::find_segment`], [`sysv::Attached`], [`sysv::SemSet`]; it takes
 //!   [`page_size`] from here.
@@ -14,7 +15,7 @@
 //!
 //! Nothing here installs a signal handler or keeps process-wide state behind the
 //! caller's back: [`catch_without_restart`] installs the caller's own handler, and
-//! [`posix::unlink_on_sigbus`] is asked for by name. Waits take a `Duration` and a
+//! [`sigbus::unlink_on_sigbus`] is asked for by name. Waits take a `Duration` and a
 //! `stop` closure (asked after EINTR), never a global flag.
 
 #![warn(missing_docs)]
@@ -29,6 +30,7 @@ use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, kill, rai
 use nix::unistd::{Pid, SysconfVar, sysconf};
 
 pub mod posix;
+pub mod sigbus;
 pub mod sysv;
 
 /// The size of a page of memory (4096 on x86-64), from sysconf; 4096 if it says nothing.

@@ -23,26 +23,23 @@
 //!
 //! A trap NOT avoided: any process of the same uid can `ftruncate` the object smaller
 //! under both mappings, and the next touch past the new end is a SIGBUS (a POSIX shm
-//! object cannot be sealed; a memfd with F_SEAL_SHRINK can). [`unlink_on_sigbus`] at
-//! least removes the name as the process dies of it.
+//! object cannot be sealed; a memfd with F_SEAL_SHRINK can). `crate::sigbus` (sigbus.rs)
+//! at least removes the name as the process dies of it.
 //!
 //! Why a `sem_t` inside the mapping works across two processes that map it at two
 //! addresses: with pshared=1 the kernel's futex for a MAP_SHARED page is keyed by the
 //! page itself (file and offset), so a post at one address wakes a waiter at the other.
 //! Its rule: a `sem_t` never moves, and it is initialised once, before anyone else uses it.
 
-use std::ffi::{CString, c_char, c_int};
 use std::num::NonZeroUsize;
 use std::os::fd::OwnedFd;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicPtr, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow};
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, posix_fallocate};
 use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap, shm_open, shm_unlink};
-use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 use nix::sys::stat::{Mode, fstat};
 use nix::unistd::{Pid, ftruncate, getpid};
 
@@ -193,7 +190,6 @@ impl Unlink {
         if getpid() != self.owner {
             return Ok(()); // a forked copy: the object is its parent's to remove
         }
-        forget_on_sigbus(&name);
         shm_unlink(name.as_str()).with_context(|| format!("shm_unlink {name}"))
     }
 }
@@ -382,74 +378,5 @@ fn realtime_after(limit: Duration) -> libc::timespec {
     libc::timespec {
         tv_sec: at.as_secs() as libc::time_t,
         tv_nsec: at.subsec_nanos() as libc::c_long,
-    }
-}
-
-/// The path the SIGBUS handler unlinks: a leaked C string, or null for none.
-static SIGBUS_UNLINKS: AtomicPtr<c_char> = AtomicPtr::new(std::ptr::null_mut());
-
-/// Opt-in, process-wide: installs a SIGBUS handler that removes `/dev/shm{name}` with
-/// unlink(2) (async-signal-safe), writes one line to stderr, and lets the process die
-/// of the SIGBUS. A SIGBUS from a mapping means the object was shrunk under it: no
-/// guard will run. One object at a time; [`Unlink`] forgets it when it removes the
-/// name, so a later SIGBUS does not unlink someone else's new object.
-pub fn unlink_on_sigbus(name: &str) -> Result<()> {
-    let path = CString::new(format!("{SHM_DIR}{name}")).context("a name with NUL")?;
-    free(SIGBUS_UNLINKS.swap(path.into_raw(), Ordering::SeqCst));
-    let action = SigAction::new(
-        SigHandler::Handler(on_sigbus),
-        SaFlags::empty(),
-        SigSet::empty(),
-    );
-    // SAFETY: `on_sigbus` only makes async-signal-safe calls (unlink, write, signal, raise).
-    unsafe { sigaction(Signal::SIGBUS, &action) }.context("sigaction SIGBUS")?;
-    Ok(())
-}
-
-/// The handler's path is `name`'s: take it back before the name goes the normal way.
-fn forget_on_sigbus(name: &str) {
-    let want = format!("{SHM_DIR}{name}");
-    let current = SIGBUS_UNLINKS.load(Ordering::SeqCst);
-    if current.is_null() {
-        return;
-    }
-    // SAFETY: a live C string from CString::into_raw (freed only once swapped out).
-    let same = unsafe { std::ffi::CStr::from_ptr(current) }.to_bytes() == want.as_bytes();
-    if same
-        && SIGBUS_UNLINKS
-            .compare_exchange(
-                current,
-                std::ptr::null_mut(),
-                Ordering::SeqCst,
-                Ordering::SeqCst,
-            )
-            .is_ok()
-    {
-        free(current);
-    }
-}
-
-fn free(path: *mut c_char) {
-    if !path.is_null() {
-        // SAFETY: a pointer from CString::into_raw, swapped out so no handler sees it.
-        drop(unsafe { CString::from_raw(path) });
-    }
-}
-
-extern "C" fn on_sigbus(_: c_int) {
-    const SAID: &[u8] = b"error: SIGBUS: a page of the shared memory object is gone \
-(another process shrank it with ftruncate?); removed its name from /dev/shm, dying of SIGBUS\n";
-    let path = SIGBUS_UNLINKS.swap(std::ptr::null_mut(), Ordering::SeqCst);
-    // SAFETY: unlink, write, signal and raise are async-signal-safe (signal-safety(7)); `path`
-    // is null or a live C string that nothing frees once swapped out here.
-    unsafe {
-        if !path.is_null() {
-            libc::unlink(path);
-        }
-        libc::write(2, SAID.as_ptr().cast(), SAID.len());
-        libc::signal(libc::SIGBUS, libc::SIG_DFL);
-        // Pending until the handler returns (SIGBUS is blocked while it runs), then
-        // fatal: the same death for a fault and for a `kill -BUS`.
-        libc::raise(libc::SIGBUS);
     }
 }

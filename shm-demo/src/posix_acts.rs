@@ -44,7 +44,7 @@
 //! 0600) can `ftruncate` it smaller under both mappings, and the next touch of a page
 //! past the new end kills with SIGBUS (shrunk to 0: the reader's own look at the
 //! header every 100 ms), which no guard survives. What this demo does about it: the
-//! reader's SIGBUS handler (`shm_demo::posix::unlink_on_sigbus`) removes the name, says so on stderr,
+//! reader's SIGBUS handler (`shm_demo::sigbus::unlink_on_sigbus`) removes the name, says so on stderr,
 //! and lets the process die of the SIGBUS; a writer that maps it dies of SIGBUS too.
 //! A POSIX shm object cannot be sealed. Only a memfd sealed with F_SEAL_SHRINK
 //! (memfd_create + fcntl F_ADD_SEALS; see socket-demo fdpass) rules it out; with
@@ -57,6 +57,7 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use nix::errno::Errno;
 use shm_demo::posix::{self, Mapping, SHM_DIR, Sem as PSem, Unlink};
+use shm_demo::sigbus::{UnlinkOnSigbus, unlink_on_sigbus};
 
 use crate::segment::{HEADER_LEN, Layout, Segment};
 use crate::signals;
@@ -68,6 +69,7 @@ pub use shm_demo::posix::check_size;
 /// Dropping it undoes all three, in this order: semaphores, mapping, name.
 pub struct Created {
     mapping: Narrated,
+    sigbus: Option<UnlinkOnSigbus>,
     name: Option<Unlink>,
 }
 
@@ -88,6 +90,7 @@ pub fn create(name: &str, layout: &Layout) -> Result<Created> {
     );
     let mut created = Created {
         mapping: Narrated { map: None, role },
+        sigbus: None,
         name: Some(unlink),
     };
     let len = layout.len();
@@ -98,7 +101,7 @@ pub fn create(name: &str, layout: &Layout) -> Result<Created> {
         fd.as_raw_fd(),
         len.div_ceil(shm_demo::page_size())
     );
-    posix::unlink_on_sigbus(name)?;
+    created.sigbus = Some(unlink_on_sigbus(&format!("{SHM_DIR}{name}"))?);
     created.mapping = map(fd, len, role)?;
     init_semaphores(&created.segment(), initial_values(layout.slots))?;
     Ok(created)
@@ -128,6 +131,7 @@ impl Drop for Created {
         if let Some(m) = self.mapping.map.take() {
             self.mapping.unmap(m);
         }
+        drop(self.sigbus.take()); // a later SIGBUS must not unlink a new object of that name
         let Some(name) = self.name.take() else { return };
         let shown = name.name().to_string();
         if !name.owned_here() {
