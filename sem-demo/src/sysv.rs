@@ -19,8 +19,9 @@
 //! to exist, not for its values, so let the creator tell the others when it is
 //! ready (a sync semaphore, or its first semop setting `sem_otime`: not shown here).
 //!
-//! Needs `libc`, and nix with the feature "process" (Pid, getpid). `is_alive` is
-//! [`crate::procfs::is_alive`], 8 lines: copy it along.
+//! Needs `libc`, and nix with the feature "process" (Pid, getpid); and
+//! [`crate::procfs::is_alive`] with the `state` it calls (a dozen lines): copy them
+//! along, or the whole of `procfs.rs`.
 
 use std::ffi::{c_int, c_short, c_ushort};
 use std::time::{Duration, Instant};
