@@ -30,6 +30,8 @@
 //! addresses: with pshared=1 the kernel's futex for a MAP_SHARED page is keyed by the
 //! page itself (file and offset), so a post at one address wakes a waiter at the other.
 //! Its rule: a `sem_t` never moves, and it is initialised once, before anyone else uses it.
+//!
+//! Needs: nix with features `mman`, `fs`, `process`; `libc`; `anyhow`.
 
 use std::num::NonZeroUsize;
 use std::os::fd::OwnedFd;

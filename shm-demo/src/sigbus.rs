@@ -3,6 +3,8 @@
 //! file faults with SIGBUS; with `shm_open`, any process of the same uid can
 //! `ftruncate` the object smaller under our mapping. Process-wide state (one static
 //! path, one handler), installed only when the caller asks.
+//!
+//! Needs: nix with feature `signal`; `libc`; `anyhow`.
 
 use std::ffi::{CString, c_char, c_int};
 use std::sync::atomic::{AtomicPtr, Ordering};

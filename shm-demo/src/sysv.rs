@@ -22,6 +22,8 @@
 //!
 //! Keys are one global namespace any process of the machine can collide with; prefer
 //! POSIX shared memory in new code.
+//!
+//! Needs: nix with feature `process`; `libc`; `anyhow`; `crate::page_size` (lib.rs).
 
 use std::ffi::{c_int, c_short, c_ushort, c_void};
 use std::mem::MaybeUninit;
