@@ -11,16 +11,14 @@
 //! watches its reader by pid (`P.pid`), and says what a dead one left.
 
 use std::fs::File;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
-
-use crate::signals::{self, Interrupted};
+use anyhow::{Context, Result, anyhow, bail};
+use fifo_demo::{process, stop};
+use nix::sys::signal::Signal;
 
 const ROLE: &str = "main";
 /// How often we look at the children. Polling keeps this file short; a supervisor in
@@ -77,30 +75,16 @@ impl Children {
             }
             None => Stdio::null(),
         };
-        let main = nix::unistd::getpid();
         let mut command = Command::new(&exe);
         command.arg(role).args(args).stdin(stdin);
         if role == "reader" {
-            // SAFETY: the closure runs in the child between fork and exec, where only
-            // async-signal-safe calls are allowed: prctl(2) and getppid(2) are, and an
-            // io::Error made from an errno allocates nothing.
-            unsafe {
-                command.pre_exec(move || {
-                    // Sent when the thread that started us exits (main has only one), and
-                    // kept across exec of a binary that is not set-user-ID (prctl(2)).
-                    nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)?;
-                    if nix::unistd::getppid() != main {
-                        // Main died before the line above: no signal will come for it.
-                        return Err(nix::errno::Errno::ESRCH.into());
-                    }
-                    Ok(())
-                });
-            }
+            // Main has one thread, so "the thread that started it exits" is main dying.
+            process::die_with_parent(&mut command, Signal::SIGTERM);
         }
-        let process = command
+        let child = command
             .spawn()
             .with_context(|| format!("start {} {role}", exe.display()))?;
-        let pid = process.id();
+        let pid = child.id();
         let mut shown: Vec<String> = args.iter().map(|a| shell_word(a)).collect();
         if let Some(path) = input {
             shown.push(format!("< {}", shell_word(&path.display().to_string())));
@@ -112,7 +96,7 @@ impl Children {
         );
         self.list.push(Child {
             role,
-            process,
+            process: child,
             status: None,
         });
         Ok(pid)
@@ -207,9 +191,9 @@ impl Children {
     /// One look: were we told to stop? Has a child exited? If one failed, the others
     /// cannot finish (their peer is gone), so stop them.
     fn check(&mut self) -> Result<()> {
-        if let Some(sig) = signals::caught() {
+        if let Some(sig) = stop::caught() {
             self.stop_all(sig); // children in our process group got a Ctrl+C too; a `kill` did not
-            return Err(Interrupted(sig).into());
+            return Err(anyhow!("interrupted by {sig}"));
         }
         let mut failed = None;
         for child in self.list.iter_mut().filter(|c| c.status.is_none()) {
@@ -234,7 +218,7 @@ impl Children {
 
     /// Stops every running child with `sig`, the way Ctrl+C would, and reaps it: its
     /// handler cleans up first. The signal is sent again every 100 ms, for a child caught
-    /// in the window described in signals.rs; after GRACE, SIGKILL.
+    /// in the window described in `fifo_demo::io`'s header; after GRACE, SIGKILL.
     fn stop_all(&mut self, sig: Signal) {
         let started = Instant::now();
         let mut last_sent: Option<Instant> = None;
@@ -265,7 +249,8 @@ impl Children {
                                 child.pid()
                             );
                         }
-                        let _ = kill(Pid::from_raw(child.pid() as i32), signal);
+                        // Not reaped yet (try_wait said so): the pid is still this child's.
+                        let _ = process::signal(child.pid(), signal);
                     }
                     Ok(None) => {}
                     // ECHILD: already reaped, so there is nothing left to stop.

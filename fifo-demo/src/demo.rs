@@ -11,12 +11,12 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use fifo_demo::fifo::PrivateDir;
+use fifo_demo::{process, stop};
 
 use crate::args::{Cpus, Workload};
 use crate::children::Children;
-use crate::fifo::PrivateDir;
 use crate::server;
-use crate::signals;
 
 const ROLE: &str = "main";
 
@@ -27,7 +27,7 @@ const MESSAGES: [&str; 3] = [
 ];
 
 pub fn run(workload: &Workload, cpus: Option<Cpus>) -> Result<()> {
-    let dir = PrivateDir::create()?;
+    let dir = PrivateDir::create("fifo-demo")?;
     let shown = dir.path().display().to_string();
     say!(
         ROLE,
@@ -47,7 +47,7 @@ pub fn run(workload: &Workload, cpus: Option<Cpus>) -> Result<()> {
             Ok(())
         }
         Err(e) => {
-            match signals::caught() {
+            match stop::caught() {
                 Some(sig) => say!(
                     ROLE,
                     "interrupted by {sig}: stopped the children, removed {shown}"
@@ -97,10 +97,7 @@ fn act_one(dir: &Path, workload: &Workload, cpus: Option<Cpus>) -> Result<()> {
 /// so at most its first few exchanges of thousands run elsewhere.
 fn pin(pid: u32, cpu: Option<usize>) -> Result<()> {
     let Some(cpu) = cpu else { return Ok(()) };
-    let mut set = nix::sched::CpuSet::new();
-    set.set(cpu).with_context(|| format!("CPU {cpu}"))?;
-    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(pid as i32), &set)
-        .with_context(|| format!("sched_setaffinity({pid}) to CPU {cpu}"))
+    process::pin_to_cpu(pid, cpu).with_context(|| format!("sched_setaffinity({pid}) to CPU {cpu}"))
 }
 
 /// The workload options, passed on unchanged to both children.

@@ -1,47 +1,53 @@
-//! The things this demo creates in the filesystem, each owned by a guard that removes it.
+//! The FIFO as a file: made, published, watched, removed. The open, read and write
+//! calls are in [`crate::io`].
 //!
-//! - `PrivateDir`: a fresh 0700 directory from mkdtemp(3). A guessable name in /tmp can
-//!   be taken in advance by anyone: our mkfifo then fails (EEXIST), and a writer given
-//!   that path would talk to whoever made the FIFO there. Inside this directory only our
-//!   user can reach it.
-//! - `Fifo`: the file of type `p` itself (提前创建了一个类型为管道的设备文件), made with
-//!   mkfifo(3), mode 0600, and unlinked when its guard drops: on success, on an error
-//!   and after Ctrl+C alike.
-//! - `PidFile`: `P.pid`, the reader's pid and start time, so that a writer waiting for
-//!   the reader can tell a reader that is coming from one that was killed (SIGKILL: no
-//!   guard runs, P stays and nobody will ever open it). The file is only where the pid is
-//!   published; whether that process lives is asked of the kernel (/proc/PID/stat).
+//! - [`Fifo`]: mkfifo(3) with mode 0600, never reusing a name that exists; its guard
+//!   unlinks the FIFO, its pid file and its private directory, on success, on an error
+//!   and after Ctrl+C alike (not after SIGKILL: no code of ours runs then).
+//!   [`Fifo::create_private`] is the usual way: a fresh 0700 directory from mkdtemp(3),
+//!   the pid file, then the FIFO in it.
+//! - `P.pid` beside the FIFO P: the reader's pid and start time, published before P is
+//!   made. A writer waiting for a reader asks [`reader_of`] whether that process still
+//!   runs: a reader killed by SIGKILL leaves P behind and nobody will ever open it, so a
+//!   writer that waited on the name alone would wait forever. The kernel is asked (via
+//!   /proc/PID/stat), not the name; the file is only where the pid is published.
+//!
+//! Needs nix with the features "fs" (mkfifo, Mode) and "feature" (mkdtemp).
 
 use std::fs::OpenOptions;
 use std::io::Write as _;
-use std::os::fd::AsFd;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use nix::errno::Errno;
 use nix::sys::stat::Mode;
-use nix::unistd::{PathconfVar, fpathconf, mkdtemp, mkfifo, pathconf};
+use nix::unistd::{mkdtemp, mkfifo};
 
-/// A private directory, removed with everything in it when dropped.
+/// A private directory (mode 0700, from mkdtemp), removed with all in it when dropped.
+///
+/// A guessable name in /tmp can be taken in advance by anyone: then our mkfifo fails
+/// (EEXIST), or a writer given that path talks to whoever made the FIFO there. Inside
+/// this directory only our user (and root) can reach it.
 pub struct PrivateDir {
     path: PathBuf,
 }
 
 impl PrivateDir {
-    /// Makes `$TMPDIR/fifo-demo-XXXXXX`: mkdtemp picks a name nobody has and creates it
+    /// Makes `$TMPDIR/PREFIX-XXXXXX`: mkdtemp picks a name nobody has and creates it
     /// with mode 0700 in one step, so there is no moment when it is open to others.
-    pub fn create() -> Result<PrivateDir> {
-        let template = std::env::temp_dir().join("fifo-demo-XXXXXX");
+    pub fn create(prefix: &str) -> Result<PrivateDir> {
+        let template = std::env::temp_dir().join(format!("{prefix}-XXXXXX"));
         let path = mkdtemp(&template).with_context(|| format!("mkdtemp {}", template.display()))?;
         Ok(PrivateDir { path })
     }
 
+    /// The directory's path.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Removes the directory now, reporting a failure (`Drop` can only ignore it).
+    /// Removes the directory and all in it now, reporting a failure (`Drop` ignores it).
     pub fn remove(mut self) -> Result<()> {
         let path = std::mem::take(&mut self.path); // leaves `Drop` nothing to do
         std::fs::remove_dir_all(&path).with_context(|| format!("remove {}", path.display()))
@@ -50,189 +56,237 @@ impl PrivateDir {
 
 impl Drop for PrivateDir {
     fn drop(&mut self) {
-        // remove_dir_all, not remove_dir: a FIFO left by a killed reader goes too.
+        // remove_dir_all, not remove_dir: a FIFO left by a killed peer goes too.
         if !self.path.as_os_str().is_empty() {
             let _ = std::fs::remove_dir_all(&self.path);
         }
     }
 }
 
-/// A FIFO this process created; unlinked when dropped.
+/// A FIFO this process made, with its pid file and private directory if it has them;
+/// the guard removes all three when dropped. Removing the name does not end a pipe
+/// that is open: processes holding it keep reading and writing; only the name goes.
+///
+/// # Examples
+/// ```
+/// use fifo_demo::fifo::{Fifo, ReaderOf, reader_of};
+/// let fifo = Fifo::create_private("doc-fifo").unwrap();
+/// let dir = fifo.dir().unwrap().to_path_buf();
+/// assert!(matches!(reader_of(fifo.path()), ReaderOf::Alive(pid) if pid == std::process::id()));
+/// drop(fifo); // unlinks the FIFO and P.pid, removes the directory
+/// assert!(!dir.exists());
+/// ```
 pub struct Fifo {
     path: PathBuf,
+    made: bool, // false between `publish` and `make`
+    pid_file: Option<PathBuf>,
+    dir: Option<PrivateDir>,
 }
 
 impl Fifo {
-    /// mkfifo(3) with mode 0600. It never reuses a file: if the name exists, that is an
-    /// error, because a FIFO someone else made could have someone else at its other end.
-    pub fn create(path: &Path) -> Result<Fifo> {
-        let shown = path.display();
-        match mkfifo(path, Mode::S_IRUSR | Mode::S_IWUSR) {
-            Ok(()) => Ok(Fifo {
-                path: path.to_path_buf(),
-            }),
-            Err(Errno::EEXIST) => bail!(
-                "create FIFO {shown}: {shown} already exists (left by a killed run?): \
-                 remove it with rm {shown}"
-            ),
-            Err(e) => Err(e).with_context(|| format!("mkfifo {shown}")),
-        }
+    /// The usual way: a private directory `$TMPDIR/PREFIX-XXXXXX`, our pid in
+    /// `DIR/fifo.pid` (naming the directory, for a survivor to remove), then the FIFO
+    /// `DIR/fifo`. Call it in the process that will read the FIFO.
+    pub fn create_private(prefix: &str) -> Result<Fifo> {
+        let dir = PrivateDir::create(prefix)?;
+        let mut fifo = Fifo::create_published(&dir.path().join("fifo"), Some(dir.path()))?;
+        fifo.dir = Some(dir);
+        Ok(fifo)
     }
 
+    /// [`Fifo::publish`], then [`Fifo::make`].
+    pub fn create_published(path: &Path, dir: Option<&Path>) -> Result<Fifo> {
+        let mut fifo = Fifo::publish(path, dir)?;
+        fifo.make()?; // on an error, `fifo` drops and unlinks P.pid
+        Ok(fifo)
+    }
+
+    /// Publishes our pid in `P.pid`, exclusively, mode 0600, before P exists: a writer
+    /// that finds P finds `P.pid` too, so make P ([`Fifo::make`]) after anything else a
+    /// writer needs (a second FIFO). Call it in the process that will read P. `dir`, if
+    /// given, goes into `P.pid` as the directory a survivor should remove if we are
+    /// killed (not ours to remove here: whoever made it removes it). A `P.pid` that
+    /// exists is an error naming what is there: one someone else left is never trusted.
+    pub fn publish(path: &Path, dir: Option<&Path>) -> Result<Fifo> {
+        let pid_file = publish_pid(path, dir)?;
+        Ok(Fifo {
+            path: path.to_path_buf(),
+            made: false,
+            pid_file: Some(pid_file),
+            dir: None,
+        })
+    }
+
+    /// Makes the FIFO that [`Fifo::publish`] announced (mkfifo(3), mode 0600).
+    pub fn make(&mut self) -> Result<()> {
+        if !self.made {
+            make_fifo(&self.path)?;
+            self.made = true;
+        }
+        Ok(())
+    }
+
+    /// mkfifo(3) with mode 0600 at `path`, nothing else (for a FIFO whose reader is
+    /// watched some other way). Never reuses a file: if the name exists, that is an
+    /// error (EEXIST, in the chain), because a FIFO someone else made could have someone
+    /// else at its other end.
+    pub fn create(path: &Path) -> Result<Fifo> {
+        make_fifo(path)?;
+        Ok(Fifo {
+            path: path.to_path_buf(),
+            made: true,
+            pid_file: None,
+            dir: None,
+        })
+    }
+
+    /// The FIFO's path.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Unlinks the FIFO now, reporting a failure (`Drop` can only ignore it). Processes
-    /// that still have it open keep their pipe: only the name goes.
+    /// `P.pid`, if this FIFO was published.
+    pub fn pid_file(&self) -> Option<&Path> {
+        self.pid_file.as_deref()
+    }
+
+    /// The private directory made for this FIFO, if any.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_ref().map(PrivateDir::path)
+    }
+
+    /// Removes the FIFO, then `P.pid`, then the directory now, reporting the first
+    /// failure (`Drop` can only ignore it).
     pub fn remove(mut self) -> Result<()> {
-        let path = std::mem::take(&mut self.path); // leaves `Drop` nothing to do
-        std::fs::remove_file(&path).with_context(|| format!("unlink {}", path.display()))
+        let mut done = Ok(());
+        if std::mem::take(&mut self.made) {
+            // `made` false: leaves `Drop` nothing to do
+            let path = &self.path;
+            done = std::fs::remove_file(path).with_context(|| format!("unlink {}", path.display()));
+        }
+        if let Some(pid_file) = self.pid_file.take() {
+            let unlinked = std::fs::remove_file(&pid_file);
+            done = done.and(unlinked.with_context(|| format!("unlink {}", pid_file.display())));
+        }
+        if let Some(dir) = self.dir.take() {
+            done = done.and(dir.remove());
+        }
+        done
     }
 }
 
 impl Drop for Fifo {
     fn drop(&mut self) {
-        if !self.path.as_os_str().is_empty() {
+        if self.made {
             let _ = std::fs::remove_file(&self.path);
         }
+        if let Some(pid_file) = &self.pid_file {
+            let _ = std::fs::remove_file(pid_file);
+        }
+        // then `dir`, a field, drops: the directory goes last
     }
 }
 
-/// What `ls -l` would say about `path`: `prw------- st_mode=010600 size=0`.
-pub fn describe(path: &Path) -> Result<String> {
-    let meta =
-        std::fs::symlink_metadata(path).with_context(|| format!("stat {}", path.display()))?;
-    let kind = match meta.file_type() {
-        t if t.is_fifo() => 'p',
-        t if t.is_dir() => 'd',
-        t if t.is_file() => '-',
-        _ => '?',
-    };
-    let perms = meta.permissions().mode();
-    let rwx: String = (0..9)
-        .map(|bit| match perms & (0o400 >> bit) {
-            0 => '-',
-            _ => ['r', 'w', 'x'][bit % 3],
-        })
-        .collect();
-    Ok(format!(
-        "{kind}{rwx} st_mode={:06o} size={}",
-        meta.mode(),
-        meta.size()
-    ))
+fn make_fifo(path: &Path) -> Result<()> {
+    let shown = path.display();
+    match mkfifo(path, Mode::S_IRUSR | Mode::S_IWUSR) {
+        Ok(()) => Ok(()),
+        Err(Errno::EEXIST) => Err(anyhow::Error::from(Errno::EEXIST).context(format!(
+            "create FIFO {shown}: {shown} already exists (left by a killed run?): \
+             remove it with rm {shown}"
+        ))),
+        Err(e) => Err(e).with_context(|| format!("mkfifo {shown}")),
+    }
 }
 
-/// PIPE_BUF for an open FIFO: the largest write(2) the kernel promises to put into the
-/// pipe in one piece, never interleaved with another writer's bytes.
-pub fn pipe_buf(fd: impl AsFd) -> Result<usize> {
-    as_size(fpathconf(fd, PathconfVar::PIPE_BUF).context("fpathconf PIPE_BUF")?)
-}
-
-/// PIPE_BUF for the FIFO at `path`, before anyone opens it.
-pub fn pipe_buf_at(path: &Path) -> Result<usize> {
-    as_size(pathconf(path, PathconfVar::PIPE_BUF).context("pathconf PIPE_BUF")?)
-}
-
-fn as_size(limit: Option<std::ffi::c_long>) -> Result<usize> {
-    let limit = limit.context("PIPE_BUF: the kernel reports no limit")?;
-    usize::try_from(limit).context("PIPE_BUF: not a size")
-}
-
-/// The second FIFO of the ping workload, `P.reply`: the answers travel back through it.
-pub fn reply_path(path: &Path) -> PathBuf {
-    let mut reply = path.as_os_str().to_owned();
-    reply.push(".reply");
-    PathBuf::from(reply)
-}
-
-/// `P.pid`, beside the FIFO P: the pid file of the process that reads P.
-pub fn pid_path(path: &Path) -> PathBuf {
-    let mut pid = path.as_os_str().to_owned();
+/// `P.pid`, beside the FIFO P: where the process that reads P publishes its pid.
+pub fn pid_path(fifo: &Path) -> PathBuf {
+    let mut pid = fifo.as_os_str().to_owned();
     pid.push(".pid");
     PathBuf::from(pid)
 }
 
-/// `P.pid`, written by the process that reads P before it makes P, removed when dropped.
-/// Its first line is `PID STARTTIME` (the start time, field 22 of /proc/PID/stat in clock
-/// ticks since boot, tells this process from a later one that got the same pid, unless
-/// both started in the same tick); a second line, if any, is the
-/// directory that process made around P, for a survivor to name.
-pub struct PidFile {
-    path: PathBuf,
-}
-
-impl PidFile {
-    pub fn create(fifo: &Path, dir: Option<&Path>) -> Result<PidFile> {
-        let path = pid_path(fifo);
-        let shown = path.display();
-        let me = std::process::id();
-        let start = start_time(me).context("read our own /proc/self/stat")?;
-        let mut text = format!("{me} {start}\n");
-        if let Some(dir) = dir {
-            text.push_str(&format!("{}\n", dir.display()));
+/// Writes `P.pid` exclusively, mode 0600: first line `PID STARTTIME` (the start time,
+/// field 22 of /proc/PID/stat in clock ticks since boot, tells us from a later process
+/// that got the same pid, unless both started in the same tick), second line `dir` if
+/// given.
+fn publish_pid(fifo: &Path, dir: Option<&Path>) -> Result<PathBuf> {
+    let path = pid_path(fifo);
+    let shown = path.display();
+    let me = std::process::id();
+    let start = start_time(me).context("read our own /proc/self/stat")?;
+    let mut text = format!("{me} {start}\n");
+    if let Some(dir) = dir {
+        text.push_str(&format!("{}\n", dir.display()));
+    }
+    let mut file = match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let left = leftovers(fifo).join(" ");
+            bail!(
+                "create {shown}: it already exists (left by a killed run?): remove what is there with rm {left}"
+            )
         }
-        let mut file = match OpenOptions::new()
-            .write(true)
-            .create_new(true) // never trust a pid file someone else left
-            .mode(0o600)
-            .open(&path)
-        {
-            Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                // A killed reader leaves P and P.reply too: name all that is there.
-                let left: Vec<String> = [fifo.to_path_buf(), reply_path(fifo), path.clone()]
-                    .iter()
-                    .filter(|p| std::fs::symlink_metadata(p).is_ok())
-                    .map(|p| p.display().to_string())
-                    .collect();
-                bail!(
-                    "create {shown}: it already exists (left by a killed run?): remove what is there with rm {}",
-                    left.join(" ")
-                )
-            }
-            Err(e) => return Err(e).with_context(|| format!("create {shown}")),
-        };
-        let guard = PidFile { path: path.clone() };
-        file.write_all(text.as_bytes())
-            .with_context(|| format!("write {shown}"))?;
-        Ok(guard)
+        Err(e) => return Err(e).with_context(|| format!("create {shown}")),
+    };
+    let written = file.write_all(text.as_bytes());
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&path);
+        return Err(e).with_context(|| format!("write {shown}"));
     }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Removes the file now, reporting a failure (`Drop` can only ignore it).
-    pub fn remove(mut self) -> Result<()> {
-        let path = std::mem::take(&mut self.path); // leaves `Drop` nothing to do
-        std::fs::remove_file(&path).with_context(|| format!("unlink {}", path.display()))
-    }
+    Ok(path)
 }
 
-impl Drop for PidFile {
-    fn drop(&mut self) {
-        if !self.path.as_os_str().is_empty() {
-            let _ = std::fs::remove_file(&self.path);
+/// Of P, any FIFO `P.*` beside it (a second FIFO such as `P.reply`) and `P.pid`: the
+/// ones that exist.
+fn leftovers(fifo: &Path) -> Vec<String> {
+    let mut files = vec![fifo.to_path_buf()];
+    let prefix = format!(
+        "{}.",
+        fifo.file_name().unwrap_or_default().to_string_lossy()
+    );
+    let siblings = fifo.parent().and_then(|dir| std::fs::read_dir(dir).ok());
+    for entry in siblings.into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let is_fifo = entry.file_type().is_ok_and(|t| t.is_fifo());
+        if name.starts_with(&prefix) && is_fifo {
+            files.push(entry.path());
         }
     }
+    files.push(pid_path(fifo));
+    files
+        .iter()
+        .filter(|p| std::fs::symlink_metadata(p).is_ok())
+        .map(|p| p.display().to_string())
+        .collect()
 }
 
-/// What a writer can learn about the reader of the FIFO `path`.
+/// What a writer can learn about the reader of the FIFO at `path`.
+#[derive(Debug, PartialEq)]
 pub enum ReaderOf {
-    /// No `P.pid`: a FIFO made by `mkfifo`, not by `fifo-demo reader`. Nothing tells
-    /// whether a reader will come.
+    /// No (readable) `P.pid`: a FIFO made by `mkfifo`, say. Nothing tells whether a
+    /// reader will come.
     Unknown,
-    /// The process named in `P.pid` is running.
+    /// The process named in `P.pid` is running (or stopped: SIGSTOP is not death).
     Alive(u32),
     /// The process named in `P.pid` is gone (or a zombie) and did not remove its files:
     /// it was killed by a signal no handler sees (SIGKILL), or crashed. `remove` is the
-    /// command that removes what it left.
-    Dead { pid: u32, remove: String },
+    /// shell command that removes what it left.
+    Dead {
+        /// The dead reader's pid.
+        pid: u32,
+        /// `rm -r DIR`, or `rm P P.pid` (and any `P.*` FIFO beside P).
+        remove: String,
+    },
 }
 
 /// Reads `P.pid` and asks the kernel whether that process still runs. Assumes /proc
-/// shows it (same user; `hidepid` hides only other users' processes).
+/// shows it: same user, or `hidepid` off (hidepid hides other users' processes).
 pub fn reader_of(path: &Path) -> ReaderOf {
     let Ok(text) = std::fs::read_to_string(pid_path(path)) else {
         return ReaderOf::Unknown;
@@ -250,16 +304,7 @@ pub fn reader_of(path: &Path) -> ReaderOf {
     }
     let remove = match lines.next() {
         Some(dir) => format!("rm -r {dir}"),
-        None => {
-            let mut files = vec![path.to_path_buf()];
-            let reply = reply_path(path);
-            if reply.exists() {
-                files.push(reply);
-            }
-            files.push(pid_path(path));
-            let files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
-            format!("rm {}", files.join(" "))
-        }
+        None => format!("rm {}", leftovers(path).join(" ")),
     };
     ReaderOf::Dead { pid, remove }
 }

@@ -30,11 +30,14 @@
 //! In production: the `interprocess` crate (FIFOs and local sockets behind one API), or
 //! a Unix socket (`std::os::unix::net`), which is two-way and tells each client apart.
 //!
-//! This file: the command line and which role runs. The lesson lives in `reader.rs`,
-//! `writer.rs`, `demo.rs` (act 1) and `server.rs` (act 2).
+//! This file: which role runs. The lesson lives in `reader.rs`, `writer.rs`, `demo.rs`
+//! (act 1) and `server.rs` (act 2); the command line in `args.rs`. Every FIFO call they
+//! make goes through the library half, `src/lib.rs` (crate `fifo_demo`): copy from there.
 
 use std::io::Write as _;
 use std::process::ExitCode;
+
+use anyhow::Context as _;
 
 /// Narrates one event on stdout as `[ROLE PID] ...`. A closed stdout (`| head`) must not
 /// turn into a panic, so the write error is dropped.
@@ -54,15 +57,14 @@ macro_rules! say {
 mod args;
 mod children;
 mod demo;
-mod fifo;
 mod reader;
 mod server;
-mod signals;
 mod wire;
 mod workload;
 mod writer;
 
 use args::{Parsed, Role};
+use fifo_demo::stop;
 
 fn main() -> ExitCode {
     let args = match args::parse(std::env::args_os().skip(1)) {
@@ -77,16 +79,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = signals::install().and_then(|()| match &args.role {
+    let installed = stop::install().context("sigaction SIGINT, SIGTERM, SIGHUP");
+    let result = installed.and_then(|()| match &args.role {
         Role::Both => demo::run(&args.workload, args.cpus),
         Role::Reader(path) => reader::run(path.as_deref(), &args.workload),
         Role::Writer(path) => writer::run(path, &args.workload),
     });
-    match (result, signals::caught()) {
+    match (result, stop::caught()) {
         (Ok(()), _) => ExitCode::SUCCESS,
         // Whatever failed after a SIGINT/SIGTERM/SIGHUP is its consequence: the role has cleaned
         // up and said so. Die of the signal, so the shell knows we were stopped.
-        (Err(_), Some(sig)) => signals::die_of(sig),
+        (Err(_), Some(sig)) => stop::die_of(sig),
         (Err(e), None) => {
             to_stderr(&format!("error: {e:#}\n"));
             ExitCode::FAILURE

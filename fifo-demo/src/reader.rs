@@ -7,15 +7,15 @@
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use nix::fcntl::OFlag;
+use fifo_demo::fifo::{self, Fifo, PrivateDir};
+use fifo_demo::io::{self, LineReader};
+use fifo_demo::stop;
 
 use crate::args::Workload;
-use crate::fifo::{self, Fifo, PidFile, PrivateDir};
-use crate::signals;
-use crate::wire::{self, LineReader};
+use crate::wire::{self, describe, reply_path};
 use crate::workload::{self, Summary};
 
 const ROLE: &str = "reader";
@@ -24,7 +24,7 @@ pub fn run(path: Option<&Path>, workload: &Workload) -> Result<()> {
     let (dir, path) = match path {
         Some(path) => (None, path.to_path_buf()),
         None => {
-            let dir = PrivateDir::create()?;
+            let dir = PrivateDir::create("fifo-demo")?;
             say!(
                 ROLE,
                 "made the private directory {} (mode 0700) to hold the FIFO",
@@ -35,17 +35,22 @@ pub fn run(path: Option<&Path>, workload: &Workload) -> Result<()> {
         }
     };
     // The pid file first, then P.reply, then P: a writer that finds P finds the others.
-    let pid_file = PidFile::create(&path, dir.as_ref().map(PrivateDir::path))?;
+    let mut fifo = Fifo::publish(&path, dir.as_ref().map(PrivateDir::path))?;
+    let pid_file = fifo::pid_path(&path);
     say!(
         ROLE,
         "wrote our pid to {}: a writer waiting for us checks there that we still run",
-        pid_file.path().display()
+        pid_file.display()
     );
     let reply = match workload {
-        Workload::Ping { .. } => Some(make_fifo(&fifo::reply_path(&path))?),
+        Workload::Ping { .. } => Some(Fifo::create(&reply_path(&path))?),
         _ => None,
     };
-    let fifo = make_fifo(&path)?;
+    if let Some(reply) = &reply {
+        say_made(reply.path())?;
+    }
+    fifo.make()?;
+    say_made(&path)?;
     if dir.is_some() {
         let p = path.display();
         say!(
@@ -58,13 +63,14 @@ pub fn run(path: Option<&Path>, workload: &Workload) -> Result<()> {
 
     // Remove what we made on every way out, the summary (if any) coming last.
     let mut gone = vec![fifo.path().display().to_string()];
-    let mut removed = fifo.remove();
-    if let Some(reply) = reply {
+    if let Some(reply) = &reply {
         gone.push(reply.path().display().to_string());
+    }
+    gone.push(pid_file.display().to_string());
+    let mut removed = fifo.remove(); // P, then P.pid
+    if let Some(reply) = reply {
         removed = removed.and(reply.remove());
     }
-    gone.push(pid_file.path().display().to_string());
-    removed = removed.and(pid_file.remove());
     if let Some(dir) = dir {
         gone.push(dir.path().display().to_string());
         removed = removed.and(dir.remove());
@@ -81,7 +87,7 @@ pub fn run(path: Option<&Path>, workload: &Workload) -> Result<()> {
             Ok(())
         }
         Err(e) => {
-            match signals::caught() {
+            match stop::caught() {
                 Some(sig) => say!(ROLE, "interrupted by {sig}: removed {gone}"),
                 None if removed.is_ok() => say!(
                     ROLE,
@@ -94,16 +100,15 @@ pub fn run(path: Option<&Path>, workload: &Workload) -> Result<()> {
     }
 }
 
-/// mkfifo, then show the result the way `ls -l` would: the `p` is the file type "pipe".
-fn make_fifo(path: &Path) -> Result<Fifo> {
-    let fifo = Fifo::create(path)?;
+/// Shows the FIFO mkfifo made the way `ls -l` would: the `p` is the file type "pipe".
+fn say_made(path: &Path) -> Result<()> {
     say!(
         ROLE,
         "created {} with mkfifo: {} (a file of type p: a name in the filesystem, no data on disk)",
         path.display(),
-        fifo::describe(path)?
+        describe(path)?
     );
-    Ok(fifo)
+    Ok(())
 }
 
 /// Opens the FIFO (the rendezvous), then receives whatever the workload says.
@@ -117,8 +122,7 @@ fn receive(path: &Path, workload: &Workload) -> Result<Summary> {
     // This open waits for any writer, not a particular one, so no peer's death can leave
     // it waiting in vain: a writer that died before opening is simply not the one we
     // meet; the next one (or `echo hi > P`) is. Ctrl+C stops the wait.
-    let fifo =
-        wire::open(path, OFlag::O_RDONLY)?.with_context(|| format!("open {shown} for reading"))?;
+    let fifo = io::open_for_reading(path, &wire::stop)?;
     say!(
         ROLE,
         "a writer opened {shown} after {:.1} ms",
@@ -147,7 +151,7 @@ fn receive(path: &Path, workload: &Workload) -> Result<Summary> {
 fn print_lines(fifo: OwnedFd) -> Result<Summary> {
     let mut summary = Summary::start();
     let mut lines = LineReader::new(fifo);
-    while let Some(line) = lines.next_line().context("read the FIFO")? {
+    while let Some(line) = lines.next_line(&wire::stop).context("read the FIFO")? {
         say!(
             ROLE,
             "received {} ({} bytes)",
@@ -170,27 +174,28 @@ fn print_lines(fifo: OwnedFd) -> Result<Summary> {
 /// POLLHUP there means every writer of P is gone (exited or killed), and nobody will
 /// open P.reply. A blocking open would sleep forever then.
 fn open_reply(path: &Path, fifo: &OwnedFd) -> Result<OwnedFd> {
-    let reply: PathBuf = fifo::reply_path(path);
+    let reply: PathBuf = reply_path(path);
     let shown = reply.display();
     say!(
         ROLE,
         "opening {shown} for writing: the answers go back through a second FIFO"
     );
-    let waiting = || {
-        say!(
-            ROLE,
-            "nobody has {shown} open for reading yet (ENXIO): trying every {} ms while a writer holds {} open",
-            wire::RETRY.as_millis(),
-            path.display()
-        );
-    };
-    let writer_gone = || match wire::peer_closed(fifo)? {
-        true => bail!(
+    if let Some(fd) = io::try_open_for_writing(&reply)? {
+        return Ok(fd);
+    }
+    say!(
+        ROLE,
+        "nobody has {shown} open for reading yet (ENXIO): trying every {} ms while a writer holds {} open",
+        io::RETRY.as_millis(),
+        path.display()
+    );
+    let writer_gone = || io::peer_closed(fifo).unwrap_or(true);
+    let stop = || wire::stop() || writer_gone();
+    match io::open_for_writing(&reply, Duration::MAX, &stop) {
+        Err(_) if !wire::stop() && writer_gone() => bail!(
             "the writer closed {} before opening {shown}: it exited or was killed (a FIFO cannot tell which)",
             path.display()
         ),
-        false => Ok(()),
-    };
-    wire::open_for_writing(&reply, waiting, writer_gone)?
-        .with_context(|| format!("open {shown} for writing"))
+        opened => opened,
+    }
 }

@@ -43,11 +43,11 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use fifo_demo::fifo::Fifo;
+use fifo_demo::io::{self, LineReader};
 
 use crate::children::Children;
-use crate::fifo::{self, Fifo, PidFile};
-use crate::wire::{self, LineReader};
+use crate::wire::{self, describe};
 
 const ROLE: &str = "main";
 /// The two writers, each named by the letter its lines are made of.
@@ -73,7 +73,6 @@ pub fn run(dir: &Path) -> Result<()> {
         "act 2: PIPE_BUF. main is now the server of a well-known FIFO: two writers at once, main reads"
     );
     let (server, pipe_buf) = make_server(dir)?;
-    let pid_file = PidFile::create(server.path(), Some(dir))?;
     let inputs = WRITERS
         .iter()
         .map(|&w| write_input(dir, w))
@@ -103,8 +102,7 @@ pub fn run(dir: &Path) -> Result<()> {
     );
 
     let shown = server.path().display().to_string();
-    server.remove()?;
-    pid_file.remove()?;
+    server.remove()?; // the FIFO and its pid file
     for input in &inputs {
         std::fs::remove_file(input).with_context(|| format!("remove {}", input.display()))?;
     }
@@ -115,16 +113,17 @@ pub fn run(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// mkfifo `DIR/server`, and PIPE_BUF for it: the longest line that stays whole.
+/// Our pid in `DIR/server.pid`, then mkfifo `DIR/server`, and PIPE_BUF for it: the
+/// longest line that stays whole.
 fn make_server(dir: &Path) -> Result<(Fifo, usize)> {
-    let server = Fifo::create(&dir.join("server"))?;
+    let server = Fifo::create_published(&dir.join("server"), Some(dir))?;
     say!(
         ROLE,
         "created {} with mkfifo: {}",
         server.path().display(),
-        fifo::describe(server.path())?
+        describe(server.path())?
     );
-    let pipe_buf = fifo::pipe_buf_at(server.path())?;
+    let pipe_buf = io::pipe_buf_at(server.path())?;
     if LINE + 1 > pipe_buf {
         bail!(
             "PIPE_BUF is only {pipe_buf} bytes here: a line of {LINE} bytes would not stay whole"
@@ -184,8 +183,7 @@ fn start_writers(children: &mut Children, fifo: &Path, inputs: &[PathBuf]) -> Re
 /// writing: a writer's next try, within 10 ms.
 fn open_for_reading(fifo: &Path) -> Result<OwnedFd> {
     let shown = fifo.display();
-    let fd =
-        wire::open(fifo, OFlag::O_RDONLY)?.with_context(|| format!("open {shown} for reading"))?;
+    let fd = io::open_for_reading(fifo, &wire::stop)?;
     say!(
         ROLE,
         "opened {shown} for reading: the writers' next open(2) succeeds, and they start writing"
@@ -200,7 +198,7 @@ fn wait_until_full(children: &mut Children, pids: &[u32], fifo: &Path, fd: &Owne
     for &pid in pids {
         wchan = children.wait_until_writing(pid, fifo)?;
     }
-    let capacity = fcntl(fd, FcntlArg::F_GETPIPE_SZ).context("fcntl F_GETPIPE_SZ")?;
+    let capacity = io::pipe_capacity(fd)?;
     say!(
         ROLE,
         "writers A and B are both asleep in write(2) (wchan {wchan}): the pipe is full. Its capacity is {capacity} bytes \
@@ -238,7 +236,7 @@ fn read_and_check(fd: OwnedFd, pids: &[u32]) -> Result<Tally> {
         run: None,
     };
     let mut lines = LineReader::with_capacity(fd, LINE + 1); // one line per read(2)
-    while let Some(line) = lines.next_line().context("read the FIFO")? {
+    while let Some(line) = lines.next_line(&wire::stop).context("read the FIFO")? {
         tally.lines += 1;
         let w = check_line(tally.lines, line, &tally.due)?;
         match tally.run {

@@ -1,4 +1,6 @@
-//! The measured workloads (DESIGN §3) and the summary line both sides end with (§4).
+//! Measurement machinery, not the lesson: the workloads (DESIGN §3) and the summary
+//! line both sides end with (§4), built on the same library calls (`fifo_demo::io`,
+//! through `wire.rs`) as the narrated runs.
 //!
 //! - bulk (`--count N --size S`): N messages of S bytes; the reader checks every byte
 //!   and the order. Message k: its first min(8, S) bytes are k (little-endian u64), byte

@@ -10,19 +10,20 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
+use fifo_demo::fifo::{self, ReaderOf};
+use fifo_demo::io::{self, LineReader, ReaderGone};
+use fifo_demo::stop;
 use nix::errno::Errno;
 
 use crate::args::Workload;
-use crate::fifo::{self, ReaderOf};
-use crate::signals;
-use crate::wire::{self, LineReader};
+use crate::wire::{self, describe, reply_path};
 use crate::workload::{self, Summary};
 
 const ROLE: &str = "writer";
 
 pub fn run(path: &Path, workload: &Workload) -> Result<()> {
     let result = send(path, workload);
-    if let (Err(_), Some(sig)) = (&result, signals::caught()) {
+    if let (Err(_), Some(sig)) = (&result, stop::caught()) {
         say!(
             ROLE,
             "interrupted by {sig}: nothing to remove, the FIFO is the reader's"
@@ -30,7 +31,7 @@ pub fn run(path: &Path, workload: &Workload) -> Result<()> {
     }
     let summary = match result {
         Ok(summary) => summary,
-        Err(e) if signals::caught().is_some() => return Err(e),
+        Err(e) if stop::caught().is_some() => return Err(e),
         Err(e) => return Err(with_what_the_reader_left(e, path)),
     };
     summary.print(ROLE);
@@ -78,7 +79,7 @@ fn look(path: &Path) -> Result<()> {
         Err(e) => Err(e).with_context(|| format!("stat {shown}")),
         Ok(meta) if !meta.file_type().is_fifo() => bail!(
             "{shown} is not a FIFO ({}): the reader makes one with mkfifo",
-            fifo::describe(path)?
+            describe(path)?
         ),
         Ok(_) => Ok(()),
     }
@@ -94,30 +95,22 @@ fn open_fifo(path: &Path) -> Result<OwnedFd> {
         ROLE,
         "opening {shown} for writing with O_NONBLOCK: it fails (ENXIO) while no reader has it open, \
          so we try again every {} ms",
-        wire::RETRY.as_millis()
+        io::RETRY.as_millis()
     );
     let asked = Instant::now();
-    let waiting = || {
-        let pid_file = fifo::pid_path(path);
-        let pid_file = pid_file.display();
-        match fifo::reader_of(path) {
-            ReaderOf::Unknown => say!(
-                ROLE,
-                "no reader has {shown} open yet, and no {pid_file} names one to watch (a FIFO made \
-                 with mkfifo?): waiting until one opens it, as `echo hi > {shown}` would"
-            ),
-            ReaderOf::Alive(pid) => say!(
-                ROLE,
-                "no reader has {shown} open yet; its reader {pid} ({pid_file}) is alive: waiting for it"
-            ),
-            ReaderOf::Dead { .. } => {} // said by `reader_alive` next
-        }
-    };
     // No O_CREAT, ever: making the name is the reader's job.
-    let fd = match wire::open_for_writing(path, waiting, || reader_alive(path))? {
-        Ok(fd) => fd,
-        Err(Errno::ENOENT) => return Err(no_fifo(path)), // removed since we looked
-        Err(e) => return Err(e.into()),
+    let fd = match io::try_open_for_writing(path) {
+        Ok(Some(fd)) => Ok(fd),
+        Ok(None) => {
+            say_waiting(path);
+            // No deadline, as `echo hi > P` has none: only the reader's death ends the wait.
+            io::open_for_writing(path, Duration::MAX, &wire::stop)
+        }
+        Err(e) => Err(e),
+    };
+    let fd = match fd {
+        Err(e) if io::errno(&e) == Some(Errno::ENOENT) => return Err(no_fifo(path)), // removed since we looked
+        done => done?,
     };
     say!(
         ROLE,
@@ -127,22 +120,23 @@ fn open_fifo(path: &Path) -> Result<OwnedFd> {
     Ok(fd)
 }
 
-/// Err if `P.pid` names a reader that is gone: it will never open P.
-fn reader_alive(path: &Path) -> Result<()> {
+/// At the first ENXIO: what we know of the reader we wait for.
+fn say_waiting(path: &Path) {
+    let shown = path.display();
+    let pid_file = fifo::pid_path(path);
+    let pid_file = pid_file.display();
     match fifo::reader_of(path) {
-        ReaderOf::Dead { pid, remove } => Err(anyhow!(dead_reader(path, pid, &remove))),
-        _ => Ok(()),
+        ReaderOf::Unknown => say!(
+            ROLE,
+            "no reader has {shown} open yet, and no {pid_file} names one to watch (a FIFO made \
+             with mkfifo?): waiting until one opens it, as `echo hi > {shown}` would"
+        ),
+        ReaderOf::Alive(pid) => say!(
+            ROLE,
+            "no reader has {shown} open yet; its reader {pid} ({pid_file}) is alive: waiting for it"
+        ),
+        ReaderOf::Dead { .. } => {} // said by `open_for_writing`'s error next
     }
-}
-
-/// The sentence for a reader that died without cleaning up, with the command that
-/// removes what it left.
-fn dead_reader(path: &Path, pid: u32, remove: &str) -> String {
-    format!(
-        "the reader {pid} that made {} is gone and did not remove it (killed by SIGKILL, or crashed: \
-         its cleanup never ran); remove what it left with: {remove}",
-        path.display()
-    )
 }
 
 /// After a failure (EPIPE, an early EOF on P.reply): if the reader was killed, say so,
@@ -155,7 +149,12 @@ fn with_what_the_reader_left(e: anyhow::Error, path: &Path) -> anyhow::Error {
     loop {
         match fifo::reader_of(path) {
             ReaderOf::Dead { pid, remove } => {
-                let note = dead_reader(path, pid, &remove);
+                let note = ReaderGone {
+                    fifo: path.to_path_buf(),
+                    pid,
+                    remove,
+                }
+                .to_string();
                 let text = format!("{e:#}");
                 return match text.contains(&note) {
                     true => e,
@@ -163,7 +162,7 @@ fn with_what_the_reader_left(e: anyhow::Error, path: &Path) -> anyhow::Error {
                 };
             }
             ReaderOf::Alive(_) if since.elapsed() < DEATH_NOTICED => {
-                std::thread::sleep(wire::RETRY);
+                std::thread::sleep(io::RETRY);
             }
             // It runs on (it closed its end), or it cleaned up, or it is not ours.
             _ => return e,
@@ -178,7 +177,7 @@ fn no_fifo(path: &Path) -> anyhow::Error {
 
 /// Sends each message as `text\n` with one write(2).
 fn send_lines(fifo: impl AsFd, messages: &[String]) -> Result<Summary> {
-    let pipe_buf = fifo::pipe_buf(fifo.as_fd())?;
+    let pipe_buf = io::pipe_buf(fifo.as_fd())?;
     let mut source = if messages.is_empty() {
         say!(
             ROLE,
@@ -235,7 +234,7 @@ impl Source<'_> {
     fn next(&mut self) -> Result<Option<&[u8]>> {
         match self {
             Source::Args(args) => Ok(args.next().map(|text| text.as_bytes())),
-            Source::Stdin(lines) => lines.next_line().context("read standard input"),
+            Source::Stdin(lines) => lines.next_line(&wire::stop).context("read standard input"),
         }
     }
 }
@@ -245,12 +244,11 @@ impl Source<'_> {
 /// P.reply for writing, forever if it died first. `workload::ping` then waits for the
 /// first answer with poll(2), watching P for the reader's death.
 fn open_reply(path: &Path) -> Result<OwnedFd> {
-    let reply = fifo::reply_path(path);
+    let reply = reply_path(path);
     say!(
         ROLE,
         "opening {} for reading with O_NONBLOCK (it returns at once): the answers come back through a second FIFO",
         reply.display()
     );
-    wire::open_for_reading_now(&reply)?
-        .with_context(|| format!("open {} for reading", reply.display()))
+    io::open_for_reading_now(&reply)
 }
