@@ -1028,3 +1028,63 @@ fn posix_spinning_reader_survives_a_killed_writer() {
 fn sysv_spinning_writer_cleans_up_after_a_killed_reader() {
     killed_while_spinning(Meet::sysv(18), true);
 }
+
+// ---------------------------------------------------------------------------------
+// The library half.
+
+/// Issue 11: the narrated binary makes every shared-memory, semaphore and signal call
+/// through the library modules (`lib.rs`, `posix.rs`, `sysv.rs`, `sigbus.rs`), so the
+/// tests above exercise the code people copy. Outside them: no `libc::` function called
+/// (types such as `libc::sem_t` are fine) and nothing imported from `nix::sys::mman` or
+/// `nix::sys::signal`.
+#[test]
+fn the_narration_makes_no_shm_call_of_its_own() {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shm-demo/src");
+    let library = ["lib.rs", "posix.rs", "sysv.rs", "sigbus.rs"];
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&src).expect("shm-demo/src") {
+        let path = entry.expect("a directory entry").path();
+        let file = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !file.ends_with(".rs") || library.contains(&file.as_str()) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("read a source file");
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or_default();
+            for (at, _) in code.match_indices("libc::") {
+                let rest = &code[at + "libc::".len()..];
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                assert!(
+                    !rest[name.len()..].trim_start().starts_with('('),
+                    "{file}:{}: an FFI call outside the library: {line}",
+                    n + 1
+                );
+            }
+        }
+        // `use nix::sys::signal::{...}` up to its `;`: types (`Signal`) only, no function.
+        for module in ["nix::sys::mman::", "nix::sys::signal::"] {
+            for (at, _) in text.match_indices(module) {
+                let import = text[at + module.len()..]
+                    .split(';')
+                    .next()
+                    .unwrap_or_default();
+                let function = import
+                    .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .find(|word| word.starts_with(|c: char| c.is_ascii_lowercase()));
+                assert!(
+                    function.is_none(),
+                    "{file}: {module}{} used outside the library",
+                    function.unwrap_or_default()
+                );
+            }
+        }
+        checked += 1;
+    }
+    assert!(
+        checked >= 10,
+        "only {checked} narration files found in {src:?}"
+    );
+}
