@@ -37,13 +37,12 @@
 //! and a real synchronisation protocol on top (a ring buffer crate, or futex-based
 //! primitives); or `ipc-channel`'s `IpcSharedMemory`. Avoid System V in new code.
 //!
-//! The mechanism, every call of it, is the library half: `lib.rs`, `posix.rs`, `sysv.rs`
-//! (crate `shm_demo`, the files to copy from). This file: which role runs. Then, in
-//! reading order:
-//! `demo.rs` (the default run), `reader.rs`, `writer.rs`, `segment.rs` (the layout in
-//! the segment), `sync.rs` (the semaphores and the waits), `posix_acts.rs`, `sysv_acts.rs` (each
-//! flavour's calls, narrated), `args.rs` (the command line), `workload.rs` (bulk and
-//! ping: measurement machinery).
+//! The mechanism, every call of it, is the library half (crate `shm_demo`, the files to
+//! copy from): `lib.rs`, `posix.rs`, `sysv.rs`, `sigbus.rs`. This file: which role
+//! runs. Then, in reading order: `demo.rs` (the default run), `reader.rs`, `writer.rs`,
+//! `segment.rs` (the layout in the segment), `sync.rs` (the semaphores and the waits),
+//! `posix_acts.rs`, `sysv_acts.rs` (each flavour's calls, narrated), `args.rs` (the
+//! command line), `workload.rs` (bulk and ping: measurement machinery).
 
 use std::io::Write as _;
 use std::process::ExitCode;
