@@ -28,6 +28,7 @@ options:
   --count N --size B   bulk: N messages of B bytes, every byte and the order checked
   --ping N [--size B]  N round trips of B bytes (default 100)
   --cpus W,R           with a workload: the writer on CPU W, the reader on CPU R
+  --clients N          reader unix: serve N clients at once (one poll(2) loop), then exit
   -h, --help           print this text
   --                   everything after it is a message, even if it starts with '-'
 
@@ -154,6 +155,8 @@ pub struct Args {
     /// fdpass: an existing file to send.
     pub file: Option<PathBuf>,
     pub cpus: Option<Cpus>,
+    /// reader unix: how many clients to serve at once.
+    pub clients: Option<u64>,
 }
 
 #[derive(Debug, PartialEq)]
@@ -170,6 +173,7 @@ struct Raw {
     addr: Option<String>,
     file: Option<PathBuf>,
     cpus: Option<Cpus>,
+    clients: Option<u64>,
     count: Option<u64>,
     ping: Option<u64>,
     size: Option<u64>,
@@ -208,6 +212,11 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, String>
             "--ping" => set(&mut raw.ping, "--ping", number(&mut words, "--ping")?)?,
             "--size" => set(&mut raw.size, "--size", number(&mut words, "--size")?)?,
             "--cpus" => set(&mut raw.cpus, "--cpus", cpu_pair(&mut words)?)?,
+            "--clients" => set(
+                &mut raw.clients,
+                "--clients",
+                number(&mut words, "--clients")?,
+            )?,
             flag if flag.starts_with('-') && flag.len() > 1 => {
                 return Err(format!("unknown option {flag}"));
             }
@@ -269,6 +278,14 @@ fn check(role: Role, raw: Raw) -> Result<Args, String> {
         }
     }
     check_messages(flavour, &raw.messages)?;
+    if raw.clients.is_some()
+        && (role != Role::Reader || flavour != Flavour::Unix || workload != Workload::Text(vec![]))
+    {
+        return Err("--clients is for the unix reader with text (no --count, no --ping)".into());
+    }
+    if raw.clients == Some(0) {
+        return Err("--clients must be at least 1".into());
+    }
 
     let meet = match (raw.path, raw.addr) {
         (Some(path), _) => Some(Meet::Path(checked_path(path)?)),
@@ -292,6 +309,7 @@ fn check(role: Role, raw: Raw) -> Result<Args, String> {
         workload,
         file: raw.file,
         cpus: raw.cpus,
+        clients: raw.clients,
     })
 }
 

@@ -1,103 +1,72 @@
-//! The Internet family (AF_INET): TCP and UDP on the loopback interface.
+//! TCP and UDP (AF_INET) on the loopback interface.
 //!
-//! The same socket calls as the Unix family, but the meeting point is an IP address and a
-//! port instead of a file. Nothing is left in the filesystem, so there is nothing to
-//! remove: the port is free again once the sockets are closed, except that the side that
-//! closes a TCP connection first keeps its port in TIME_WAIT for a minute; std sets
-//! SO_REUSEADDR on listeners, so a new reader can bind it anyway. Port 0 asks the kernel for
-//! any free port; the reader prints the one it got.
-//!
-//! Who is calling: a TCP server learns the client's address and port from accept(2), and
-//! nothing more. The kernel knows which local process holds that port (`ss -tp` shows
-//! it), but across machines nobody could vouch for it: there is no SO_PEERCRED here.
-//!
-//! Notes: 进程之间要通信必须通过内核 (processes communicate through the kernel): even on
-//! 127.0.0.1 the bytes go down and up the kernel's whole TCP/IP stack (the loopback
-//! interface), which is why a Unix socket is the faster choice on one machine.
-//! Run: `socket-demo reader tcp --addr 127.0.0.1:7000`, then `nc -N 127.0.0.1 7000` or
-//! `socket-demo writer tcp --addr 127.0.0.1:7000 hi`; `ss -tlnp` lists the listener.
-//! In production: `std::net`, or `tokio::net` for many connections at once.
+//! The same calls as the Unix family, but the meeting point is an address and a port:
+//! nothing is left in the filesystem. A TCP server learns the client's address from
+//! accept(2), and no more (no SO_PEERCRED). UDP has no connection and tells nobody when
+//! it drops a datagram; [`udp_port_open`] watches a local UDP peer by its port.
+//! std covers the calls themselves; what it leaves out is said here.
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
 
-use anyhow::{Context, Result, bail};
+/// 127.0.0.1, port 0: the kernel picks a free port (read it back with `local_addr`).
+pub const LOOPBACK_ANY_PORT: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0));
 
-use crate::args::Flavour;
-
-/// The address the reader binds to when none is given: loopback, any free port.
-const DEFAULT_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0));
-
-fn bind_error(e: io::Error, addr: SocketAddr, flavour: Flavour) -> anyhow::Error {
-    if e.kind() == io::ErrorKind::AddrInUse {
-        anyhow::anyhow!(
-            "bind {addr}: the {} port {} is taken by another socket (EADDRINUSE): pick \
-             another --addr, or port 0 to let the kernel choose",
-            flavour.name(),
-            addr.port()
-        )
-    } else {
-        anyhow::Error::new(e).context(format!("bind {addr}"))
-    }
+/// socket + bind + listen. std sets SO_REUSEADDR on listeners, so a port still in
+/// TIME_WAIT from an earlier run (kept for a minute by the side that closed first) can be
+/// bound again. EADDRINUSE: another socket has the port.
+pub fn listen_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
+    TcpListener::bind(addr)
 }
 
-fn default_addr(addr: Option<SocketAddr>) -> SocketAddr {
-    addr.unwrap_or(DEFAULT_ADDR)
+/// connect(2) with the three-way handshake, done by the server's kernel before the
+/// server even calls accept (while its listen backlog has room). Nagle's algorithm off
+/// (TCP_NODELAY): a short request goes out at once.
+pub fn connect_tcp(addr: SocketAddr) -> io::Result<TcpStream> {
+    let conn = TcpStream::connect(addr)?;
+    conn.set_nodelay(true)?;
+    Ok(conn)
 }
 
-/// The TCP reader: socket, bind and listen (std does all three).
-pub fn listen(addr: Option<SocketAddr>) -> Result<TcpListener> {
-    let addr = default_addr(addr);
-    TcpListener::bind(addr).map_err(|e| bind_error(e, addr, Flavour::Tcp))
+/// socket + bind for a UDP reader. No listen, no accept.
+pub fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+    UdpSocket::bind(addr)
 }
 
-/// The UDP reader: socket and bind. No listen, no accept: there are no connections.
-pub fn bind_udp(addr: Option<SocketAddr>) -> Result<UdpSocket> {
-    let addr = default_addr(addr);
-    UdpSocket::bind(addr).map_err(|e| bind_error(e, addr, Flavour::Udp))
-}
-
-fn start_reader(flavour: Flavour, addr: SocketAddr) -> String {
-    format!(
-        "start the reader first (socket-demo reader {} --addr {addr})",
-        flavour.name()
-    )
-}
-
-/// The TCP writer: connect(2) performs the three-way handshake with the reader's kernel,
-/// before the reader has even called accept (while the listen backlog has room; when it is
-/// full, the reader's kernel ignores the SYN and ours retries it, so connect waits).
-pub fn connect(addr: SocketAddr) -> Result<TcpStream> {
-    match TcpStream::connect(addr) {
-        Ok(stream) => Ok(stream),
-        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => bail!(
-            "connect {addr}: nobody is listening on {addr} (ECONNREFUSED): {}",
-            start_reader(Flavour::Tcp, addr)
-        ),
-        Err(e) => Err(e).with_context(|| format!("connect {addr}")),
-    }
-}
-
-/// The UDP writer: a socket on a port of its own, "connected" to the reader. For UDP,
-/// connect(2) sends nothing: it only sets the default destination, and lets the kernel
-/// report an ICMP "port unreachable" as ECONNREFUSED on a later call.
-pub fn connect_udp(addr: SocketAddr) -> Result<UdpSocket> {
+/// A UDP socket on a port of its own, "connected" to `addr`: connect(2) sends nothing;
+/// it sets where send(2) goes, which address recv(2) hears, and lets an ICMP "port
+/// unreachable" come back as ECONNREFUSED on a later call.
+///
+/// # Examples
+/// ```
+/// use socket_demo::inet::{LOOPBACK_ANY_PORT, bind_udp, connect_udp, udp_port_open};
+/// let reader = bind_udp(LOOPBACK_ANY_PORT).unwrap();
+/// let at = reader.local_addr().unwrap();
+/// let writer = connect_udp(at).unwrap();
+/// writer.send(b"hi").unwrap();
+/// let mut buf = [0u8; 8];
+/// let (n, from) = reader.recv_from(&mut buf).unwrap();
+/// assert_eq!((&buf[..n], from), (&b"hi"[..], writer.local_addr().unwrap()));
+/// assert_eq!(udp_port_open(at), Some(true));
+/// drop(reader);
+/// assert_eq!(udp_port_open(at), Some(false)); // gone from /proc/net/udp
+/// ```
+pub fn connect_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
     let local = if addr.is_ipv4() {
         "0.0.0.0:0"
     } else {
         "[::]:0"
     };
-    let socket = UdpSocket::bind(local).with_context(|| format!("bind {local}"))?;
-    socket
-        .connect(addr)
-        .with_context(|| format!("connect {addr}"))?;
+    let socket = UdpSocket::bind(local)?;
+    socket.connect(addr)?;
     Ok(socket)
 }
 
-/// Whether some socket on this machine has UDP port `addr` open (bound), from the kernel's
-/// socket tables /proc/net/udp and /proc/net/udp6. A socket leaves them when it is closed,
-/// by its process or by the kernel when the process dies. None if `addr` is not a loopback
-/// address (a process on another machine is not in our tables) or the tables cannot be read.
+/// Whether some socket on this machine has UDP port `addr` bound, from the kernel's
+/// tables /proc/net/udp and /proc/net/udp6 (a socket leaves them when it is closed, by
+/// its process or by the kernel when the process dies). Any local address with this port
+/// counts: the careful answer is "still there". `None` if `addr` is not loopback (a
+/// process on another machine is not in our tables) or the tables cannot be read.
 pub fn udp_port_open(addr: SocketAddr) -> Option<bool> {
     if !addr.ip().is_loopback() {
         return None;
@@ -109,8 +78,7 @@ pub fn udp_port_open(addr: SocketAddr) -> Option<bool> {
             continue;
         };
         read = true;
-        // `sl local_address rem_address ...`: the local address is IP:PORT in hex. Any
-        // address with this port counts: the careful answer is "still there".
+        // `sl local_address rem_address ...`: the local address is IP:PORT in hex.
         open |= text.lines().skip(1).any(|line| {
             line.split_whitespace()
                 .nth(1)

@@ -66,15 +66,15 @@ macro_rules! say {
 }
 
 mod args;
+mod datagrams;
 mod demo;
-mod dgram;
-mod fdpass;
-mod inet;
-mod pair;
+mod inet_words;
+mod meeting;
+mod passing;
 mod reader;
 mod signals;
+mod socketpair;
 mod stream;
-mod unix;
 mod workload;
 mod writer;
 
@@ -108,7 +108,7 @@ fn main() -> ExitCode {
         // dropped by now. Say what they removed, then die of the signal, so the shell
         // knows we were stopped.
         (Err(_), Some(sig)) => {
-            let removed = unix::removed_so_far();
+            let removed = meeting::removed_so_far();
             let removed = if removed.is_empty() {
                 "nothing of mine to remove".to_string()
             } else {
@@ -140,13 +140,13 @@ fn run(args: &Args) -> anyhow::Result<()> {
         _ => None,
     };
     match (args.flavour, args.role, &args.meet) {
-        (Flavour::Pair, _, _) => pair::run(messages),
+        (Flavour::Pair, _, _) => socketpair::run(messages),
         (Flavour::Fdpass, Role::Writer, Some(Meet::Path(path))) => {
-            fdpass::writer(path, messages, args.file.as_deref())
+            passing::writer(path, messages, args.file.as_deref())
                 .map_err(|e| writer::with_left_behind(e, path))
         }
-        (Flavour::Fdpass, Role::Reader, _) => fdpass::reader(path, None),
-        (Flavour::Fdpass, _, _) => fdpass::reader(path, Some((messages, args.file.as_deref()))),
+        (Flavour::Fdpass, Role::Reader, _) => passing::reader(path, None),
+        (Flavour::Fdpass, _, _) => passing::reader(path, Some((messages, args.file.as_deref()))),
         (flavour, Role::Writer, Some(meet)) => {
             writer::run(flavour, meet, &args.workload).map_err(|e| match meet {
                 Meet::Path(path) => writer::with_left_behind(e, path),
@@ -155,7 +155,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
         }
         (flavour, role, meet) => {
             let start = (role == Role::Both).then_some(args.cpus);
-            reader::run(flavour, meet.as_ref(), &args.workload, start)
+            reader::run(flavour, meet.as_ref(), &args.workload, start, args.clients)
         }
     }
 }

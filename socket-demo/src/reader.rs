@@ -15,20 +15,24 @@
 //! socket still hands out one per recv(2).
 
 use std::net::TcpStream;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use nix::sys::socket::{SockFlag, accept4};
 
 use crate::args::{Cpus, Flavour, Meet, Workload};
+use crate::datagrams::{self as dgram, Dgram};
 use crate::demo::{DEFAULT_MESSAGES, WriterChild, start_writer};
-use crate::dgram::{self, Dgram};
-use crate::signals::{TICK, block};
+use crate::meeting as unix;
+use crate::signals::{self, TICK, block};
+use crate::stream::shown;
 use crate::workload::{Failed, Summary};
-use crate::{inet, stream, unix};
+use crate::{inet_words as inet, stream};
+use socket_demo::lines::MAX_LINE;
+use socket_demo::server::{Event, Server};
+use std::cell::Cell;
 
 const READER: &str = "reader";
 /// How long the text run waits for its writer to finish: a writer that fits the kernel's
@@ -51,6 +55,7 @@ pub fn run(
     meet: Option<&Meet>,
     workload: &Workload,
     start: Option<Option<Cpus>>,
+    clients: Option<u64>,
 ) -> Result<()> {
     let path = match meet {
         Some(Meet::Path(path)) => Some(path.as_path()),
@@ -64,6 +69,10 @@ pub fn run(
         Flavour::Unix => {
             let (listener, file) = unix::listen(path)?;
             listening_at(file.path(), "SOCK_STREAM", "listen(2)");
+            if let Some(clients) = clients {
+                let served = serve_many(listener, clients);
+                return finish(served, None, Some(file));
+            }
             let mut writer = start_if(start, flavour, &Meet::Path(file.path().into()), workload)?;
             let served = serve_unix(listener, workload, writer.as_mut());
             finish(served, writer, Some(file))
@@ -167,22 +176,13 @@ pub fn finish(
 /// listening socket has a receive timeout, so the wait comes back every TICK to look at
 /// the flag. SOCK_CLOEXEC: a program we start must not inherit the connection.
 pub fn accept(listener: impl AsFd) -> Result<OwnedFd> {
-    nix::sys::socket::setsockopt(
-        &listener,
-        nix::sys::socket::sockopt::ReceiveTimeout,
-        &nix::sys::time::TimeVal::new(0, TICK.as_micros() as _),
-    )
-    .context("setsockopt SO_RCVTIMEO")?;
+    socket_demo::wait::set_timeouts(&listener, TICK).context("setsockopt SO_RCVTIMEO")?;
     say!(
         READER,
         "waiting in accept(2) for a writer to connect (the kernel queues connections until \
          I accept them)"
     );
-    let raw = listener.as_fd().as_raw_fd();
-    let fd =
-        block(|| accept4(raw, SockFlag::SOCK_CLOEXEC).map_err(Into::into))?.context("accept")?;
-    // SAFETY: accept4 just returned this descriptor: it is open, and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    block(|| socket_demo::unix::accept(&listener))?.context("accept")
 }
 
 fn closed_listener() {
@@ -199,9 +199,7 @@ fn serve_unix(
 ) -> Result<Summary> {
     let conn = UnixStream::from(accept(&listener)?);
     drop(listener);
-    conn.set_read_timeout(Some(TICK))
-        .and_then(|()| conn.set_write_timeout(Some(TICK)))
-        .context("setsockopt SO_RCVTIMEO/SO_SNDTIMEO")?;
+    socket_demo::wait::set_timeouts(&conn, TICK).context("setsockopt SO_RCVTIMEO/SO_SNDTIMEO")?;
     let cred = unix::peer_credentials(&conn)?;
     say!(
         READER,
@@ -230,9 +228,7 @@ fn serve_tcp(
 ) -> Result<Summary> {
     let conn = TcpStream::from(accept(&listener)?);
     drop(listener);
-    conn.set_read_timeout(Some(TICK))
-        .and_then(|()| conn.set_write_timeout(Some(TICK)))
-        .context("setsockopt SO_RCVTIMEO/SO_SNDTIMEO")?;
+    socket_demo::wait::set_timeouts(&conn, TICK).context("setsockopt SO_RCVTIMEO/SO_SNDTIMEO")?;
     // Small messages go out at once, not held back by Nagle's algorithm: this is what a
     // request/response protocol wants.
     conn.set_nodelay(true).context("setsockopt TCP_NODELAY")?;
@@ -245,6 +241,61 @@ fn serve_tcp(
     );
     closed_listener();
     serve_connection(&conn, workload, writer)
+}
+
+/// `--clients N`: N clients at once, the library's `Server`: one poll(2) over the listener
+/// and every connection, each client's lines in a buffer of its own (capped at 1 MiB: a
+/// client that sends more without a newline is dropped, the others go on).
+fn serve_many(listener: std::os::unix::net::UnixListener, clients: u64) -> Result<Summary> {
+    let mut server = Server::new(listener, MAX_LINE).context("listener O_NONBLOCK")?;
+    say!(
+        READER,
+        "serving {clients} clients at once: one poll(2) over the listening socket and every \
+         connection; each client's bytes go into a line buffer of its own, so half lines \
+         from two clients never mix"
+    );
+    let mut summary = Summary::start();
+    let closed = Cell::new(0u64);
+    let stop = || closed.get() >= clients || signals::caught().is_some();
+    server
+        .serve(&stop, |event| match event {
+            Event::Connected(who) => say!(
+                READER,
+                "client {} connected: accept(2) gave it a socket of its own; SO_PEERCRED: \
+                 pid {} uid {} ({} connected now)",
+                who.n,
+                who.pid,
+                who.uid,
+                who.n - closed.get()
+            ),
+            Event::Line(who, line) => {
+                say!(
+                    READER,
+                    "client {} (pid {}): received {} ({} bytes)",
+                    who.n,
+                    who.pid,
+                    shown(line),
+                    line.len()
+                );
+                summary.count(line.len());
+            }
+            Event::Closed(who, why) => {
+                match why {
+                    None => say!(READER, "client {} (pid {}): EOF, it closed", who.n, who.pid),
+                    Some(e) => say!(READER, "client {} (pid {}): dropped: {e}", who.n, who.pid),
+                }
+                closed.set(closed.get() + 1);
+            }
+        })
+        .context("poll/accept")?;
+    if let Some(sig) = signals::caught() {
+        return Err(signals::Interrupted(sig).into());
+    }
+    say!(
+        READER,
+        "{clients} clients served, and the listening socket stayed open all along"
+    );
+    Ok(summary)
 }
 
 /// The conversation on an accepted stream connection.

@@ -22,10 +22,11 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use nix::poll::{PollFd, PollFlags, poll};
+use nix::poll::{PollFd, PollFlags};
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, raise, sigaction};
 use nix::sys::wait::{Id, WaitPidFlag, waitid};
 use nix::unistd::Pid;
+use socket_demo::wait::{input_or_peer_gone, poll_for};
 
 /// How long a blocked socket call sleeps before it comes back to look at the flag.
 pub const TICK: Duration = Duration::from_millis(250);
@@ -219,13 +220,11 @@ fn wait<T>(
 /// Waits until `fd` is ready for one of `events` and returns what it is ready for: poll(2)
 /// with a `TICK` timeout, so Ctrl+C is seen (a terminal has no SO_RCVTIMEO).
 pub fn wait_ready(fd: impl AsFd, events: PollFlags) -> Result<PollFlags> {
-    let tick = u16::try_from(TICK.as_millis()).unwrap_or(u16::MAX);
     block(|| {
         let mut fds = [PollFd::new(fd.as_fd(), events)];
-        match poll(&mut fds, tick) {
-            Ok(0) => Err(io::ErrorKind::WouldBlock.into()),
-            Ok(_) => Ok(fds[0].revents().unwrap_or(PollFlags::empty())),
-            Err(e) => Err(e.into()),
+        match poll_for(&mut fds, TICK)? {
+            0 => Err(io::ErrorKind::WouldBlock.into()),
+            _ => Ok(fds[0].revents().unwrap_or(PollFlags::empty())),
         }
     })?
     .context("poll")
@@ -235,21 +234,12 @@ pub fn wait_ready(fd: impl AsFd, events: PollFlags) -> Result<PollFlags> {
 /// the lines go to) is closed at the other end, which is an error: a writer waiting for
 /// its next line must not miss that its reader died (POLLHUP, or POLLRDHUP for TCP).
 pub fn wait_readable_watching(fd: BorrowedFd, peer: BorrowedFd) -> Result<()> {
-    let tick = u16::try_from(TICK.as_millis()).unwrap_or(u16::MAX);
-    // POLLRDHUP: the peer shut down its writing half or closed (nix names no such flag).
-    let rdhup = PollFlags::from_bits_retain(libc::POLLRDHUP);
-    let gone = PollFlags::POLLHUP | rdhup | PollFlags::POLLERR;
-    let peer_events = block(|| {
-        let mut fds = [PollFd::new(fd, PollFlags::POLLIN), PollFd::new(peer, rdhup)];
-        match poll(&mut fds, tick) {
-            Ok(0) => Err(io::ErrorKind::WouldBlock.into()),
-            Ok(_) => Ok(fds[1].revents()),
-            Err(e) => Err(e.into()),
-        }
+    let readable = block(|| match input_or_peer_gone(fd, peer, TICK)? {
+        None => Err(io::ErrorKind::WouldBlock.into()),
+        Some(readable) => Ok(readable),
     })?
     .context("poll")?;
-    // nix's revents() is None when a bit it does not know is set: POLLRDHUP, here.
-    if peer_events.is_none_or(|events| events.intersects(gone)) {
+    if !readable {
         anyhow::bail!(
             "the reader is gone: it closed its end of the connection (or was killed) while \
              I waited for my next line on standard input"

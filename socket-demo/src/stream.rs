@@ -22,6 +22,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use nix::unistd::{read, write};
+use socket_demo::lines::{LineBuf, MAX_LINE};
 
 use crate::signals::{block, wait_readable, wait_readable_watching};
 use crate::workload::{Summary, check, pattern, stamp};
@@ -68,22 +69,17 @@ pub fn read_full(fd: impl AsFd, buf: &mut [u8]) -> Result<usize> {
     Ok(got)
 }
 
-/// The longest line a reader buffers: input from programs nobody here wrote (nc, socat,
-/// `--file /dev/zero`) must not make memory grow without limit.
-pub const MAX_LINE: usize = 1024 * 1024;
-
 /// Splits a byte stream into lines (DESIGN §3: a message is a line ending in '\n', the end
-/// is EOF), keeping what each read(2) returned so the reader can show it.
+/// is EOF), capped at 1 MiB (`socket_demo::lines::LineBuf`: input from programs nobody
+/// here wrote, nc, socat, `--file /dev/zero`, must not make memory grow without limit),
+/// keeping what each read(2) returned so the reader can show it.
 pub struct LineReader<F> {
     fd: F,
     /// A terminal or pipe on standard input has no SO_RCVTIMEO: poll it first.
     poll_first: bool,
     /// While waiting on standard input, also watch this connection for its peer's close.
     peer: Option<RawFd>,
-    buf: Vec<u8>,
-    start: usize, // the next line begins here
-    end: usize,   // bytes read so far end here
-    last_read: usize,
+    lines: LineBuf,
 }
 
 impl<F: AsFd> LineReader<F> {
@@ -92,29 +88,12 @@ impl<F: AsFd> LineReader<F> {
             fd,
             poll_first: false,
             peer: None,
-            buf: vec![0; 64 * 1024],
-            start: 0,
-            end: 0,
-            last_read: 0,
+            lines: LineBuf::new(MAX_LINE),
         }
     }
 
     /// One read(2), appended to what is buffered. Returns its size: 0 is EOF.
     pub fn read_more(&mut self) -> Result<usize> {
-        // Make room: move the partial line to the front, or grow for a very long line.
-        self.buf.copy_within(self.start..self.end, 0);
-        self.end -= self.start;
-        self.start = 0;
-        // Every caller takes the whole lines out first, so what is left has no '\n'.
-        if self.end >= MAX_LINE {
-            bail!(
-                "a line longer than {MAX_LINE} bytes (1 MiB) with no '\\n': not a text \
-                 message; I stop here rather than buffer without limit"
-            );
-        }
-        if self.end == self.buf.len() {
-            self.buf.resize((self.buf.len() * 2).min(MAX_LINE), 0);
-        }
         match (self.poll_first, self.peer) {
             (true, Some(peer)) => {
                 // SAFETY: `peer` is the connection `each_message_watching` borrowed for
@@ -125,42 +104,46 @@ impl<F: AsFd> LineReader<F> {
             (true, None) => wait_readable(self.fd.as_fd())?,
             _ => {}
         }
-        let n = read_once(self.fd.as_fd(), &mut self.buf[self.end..])?;
-        self.end += n;
-        self.last_read = n;
-        Ok(n)
+        let fd = self.fd.as_fd();
+        let mut failed = None;
+        // The cap is checked before the read: a full buffer is an error, not a wait.
+        let n = self.lines.fill(|buf| match read_once(fd, buf) {
+            Ok(n) => Ok(n),
+            Err(e) => {
+                failed = Some(e);
+                Err(io::ErrorKind::Other.into())
+            }
+        });
+        match (n, failed) {
+            (_, Some(e)) => Err(e),
+            (Ok(n), None) => Ok(n),
+            (Err(e), None) => Err(e.into()),
+        }
     }
 
     /// The bytes the last read(2) returned.
     pub fn last_read(&self) -> &[u8] {
-        &self.buf[self.end - self.last_read..self.end]
+        self.lines.last_read()
     }
 
     /// The next whole line already buffered, without its '\n'.
     pub fn next_line(&mut self) -> Option<&[u8]> {
-        let i = self.buf[self.start..self.end]
-            .iter()
-            .position(|&b| b == b'\n')?;
-        let line = self.start..self.start + i;
-        self.start += i + 1;
-        Some(&self.buf[line])
+        self.lines.next_line()
     }
 
     /// After EOF: a last line with no '\n' (`printf hi | nc ...`), if any.
     pub fn rest(&mut self) -> Option<&[u8]> {
-        let line = self.start..self.end;
-        self.start = self.end;
-        (!line.is_empty()).then(|| &self.buf[line])
+        self.lines.rest()
     }
 
     /// The next line, reading as much as it takes; `None` at EOF.
     pub fn next(&mut self) -> Result<Option<&[u8]>> {
         loop {
-            if self.buf[self.start..self.end].contains(&b'\n') {
-                return Ok(self.next_line());
+            if self.lines.has_line() {
+                return Ok(self.lines.next_line());
             }
             if self.read_more()? == 0 {
-                return Ok(self.rest());
+                return Ok(self.lines.rest());
             }
         }
     }

@@ -1,215 +1,229 @@
-//! The Unix family (AF_UNIX): sockets that meet at a file, and the kernel vouching for
-//! who is at the other end.
+//! Unix stream sockets (AF_UNIX, SOCK_STREAM): bind in a private directory, listen,
+//! accept, connect, and who is calling (SO_PEERCRED).
 //!
-//! - `OwnedFile`: bind(2) on a Unix socket creates a file of type `s` (`srw-------` in
-//!   `ls -l`). It is only a name to find the socket by, no data ever goes through the
-//!   disk, and the kernel does not remove it when the socket closes: that is the
-//!   server's job, done here by a guard, on every way out. A file left by a killed run
-//!   makes the next bind fail with EADDRINUSE; we tell such a stale file from a live
-//!   server with the kernel's own list, /proc/net/unix, and say how to remove it.
-//! - `peer_credentials`: SO_PEERCRED, the pid, uid and gid of the process that connected,
-//!   a snapshot the kernel took at connect(2): the client says nothing, the kernel does,
-//!   which is what lets a server (systemd, D-Bus, the X server) decide what a caller may
-//!   do. A snapshot: the client may have exited since, and its pid gone to another process
-//!   (SO_PEERPIDFD gives a pidfd, which names that one process for good).
-//!
-//! Notes (命名管道): 提前创建了一个类型为管道的设备文件 (a file of type pipe is created in
-//! advance): a Unix socket's file is the same kind of meeting point, of type `s`.
-//! Run: `socket-demo reader unix --path /tmp/s`, then in another terminal `socket-demo writer
-//! unix --path /tmp/s hi` or `socat - UNIX-CONNECT:/tmp/s`; `ss -xlp` lists the socket.
-//! In production: `std::os::unix::net`, or the `interprocess` crate's local sockets.
+//! In the order a program makes the calls:
+//! 1. [`listen`] (`Some(path)` for a path you choose): socket, bind, listen. The file
+//!    bind(2) creates is only a name to find the socket by, and the kernel never removes
+//!    it: the returned [`OwnedPath`] does, on drop, in the process that made it.
+//! 2. [`accept`]: one accept4(2) with SOCK_CLOEXEC, EINTR and EAGAIN handed back (std's
+//!    `accept` retries EINTR and would not let Ctrl+C stop it). Many clients at once:
+//!    [`crate::server::Server`].
+//! 3. [`peer_cred`]: SO_PEERCRED, the pid, uid and gid the kernel recorded at connect(2):
+//!    the client states nothing. A snapshot: the pid may have exited and been reused since.
+//! 4. [`connect_within`]: a client that waits for the server to appear, up to a deadline.
+//! 5. [`is_bound`]: whether a socket is still bound at a path, from /proc/net/unix: tells
+//!    a stale file (its server was SIGKILLed and ran no guard) from a live server.
 
 use std::io;
-use std::os::fd::AsFd;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
-use nix::sys::socket::{UnixCredentials, getsockopt, sockopt};
+use nix::sys::socket::{SockFlag, UnixCredentials, accept4, getsockopt, sockopt};
 use nix::sys::stat::{Mode, umask};
 use nix::unistd::{Pid, getpid, mkdtemp};
 
-use crate::args::Flavour;
-
-/// What the guards removed on their way out, for the "interrupted by SIGINT: removed ..."
-/// line that `main` prints once they have all dropped.
-static REMOVED: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-pub fn removed_so_far() -> Vec<String> {
-    REMOVED.lock().map(|r| r.clone()).unwrap_or_default()
-}
-
-/// A file this process created (a socket file, or the file fdpass sends), and the private
-/// directory it lives in if we made one. Dropping it unlinks both, but only in the process
-/// that created them: a child made by fork(2) holds a copy of this guard and must not
-/// remove its parent's socket.
-pub struct OwnedFile {
-    /// "socket file" or "file", for the narration.
-    what: &'static str,
+/// A path this process creates (a socket file, a file to pass), and the private 0700
+/// directory it is in if [`OwnedPath::private`] made one. Dropping it unlinks both, but
+/// only in the process that made them: a child made by fork(2) holds a copy of this guard
+/// and must not remove its parent's socket. A SIGKILL runs no drop: see [`is_bound`].
+#[derive(Debug)]
+pub struct OwnedPath {
     path: PathBuf,
     dir: Option<PathBuf>,
-    /// The file exists, and we made it: ours to remove.
     made: bool,
     owner: Pid,
 }
 
-impl OwnedFile {
-    /// Where the socket will be: `at`, or `NAME` inside a fresh private directory.
-    fn place(at: Option<&Path>, name: &str, what: &'static str) -> Result<OwnedFile> {
-        let (path, dir) = match at {
-            Some(path) => (path.to_path_buf(), None),
-            None => {
-                // mkdtemp makes a directory nobody else has, mode 0700, in one step: a
-                // socket at a guessable path in /tmp could be taken first by anyone. The
-                // pid in the name says whose it is, if one is ever left behind.
-                let template =
-                    std::env::temp_dir().join(format!("socket-demo-{}-XXXXXX", getpid()));
-                let dir = mkdtemp(&template)
-                    .with_context(|| format!("mkdtemp {}", template.display()))?;
-                (dir.join(name), Some(dir))
-            }
-        };
-        Ok(OwnedFile {
-            what,
-            path,
-            dir,
+impl OwnedPath {
+    /// `NAME` in a new directory `$TMPDIR/PREFIX-PID-XXXXXX` that mkdtemp(3) makes,
+    /// mode 0700, in one step: nobody else can reach a file in it, where a guessable path
+    /// in /tmp could be taken first by anyone. Nothing is at the path yet.
+    pub fn private(prefix: &str, name: &str) -> io::Result<OwnedPath> {
+        let template = std::env::temp_dir().join(format!("{prefix}-{}-XXXXXX", getpid()));
+        let dir = mkdtemp(&template)?;
+        Ok(OwnedPath {
+            path: dir.join(name),
+            dir: Some(dir),
             made: false,
             owner: getpid(),
         })
     }
 
+    /// `path` itself, no directory of ours: removed on drop once [`OwnedPath::made`].
+    pub fn at(path: &Path) -> OwnedPath {
+        OwnedPath {
+            path: path.to_path_buf(),
+            dir: None,
+            made: false,
+            owner: getpid(),
+        }
+    }
+
+    /// Where the file is (or will be).
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// The file at `path()` now exists, made by us: the guard will remove it.
+    /// The private directory, if this guard made one.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    /// The file at [`OwnedPath::path`] now exists, made by us: ours to remove.
     pub fn made(&mut self) {
         self.made = true;
     }
 
-    /// Unlinks the file (and the private directory) now, and says so. After Ctrl+C, `main`
-    /// says it instead, in its one "interrupted" line.
-    pub fn remove(mut self, role: &str) {
-        let removed = self.take();
-        if !removed.is_empty() && crate::signals::caught().is_none() {
-            say!(role, "removed {}", removed.join(" and "));
-        }
-    }
-
-    /// Removes what is ours, notes it for `removed_so_far`, and returns it; leaves `Drop`
-    /// nothing to do.
-    fn take(&mut self) -> Vec<String> {
+    /// Removes the file (if made) and the directory now; returns what it removed, the
+    /// file first. Nothing in a process other than the one that made the guard.
+    pub fn remove(&mut self) -> Vec<PathBuf> {
         let mut removed = Vec::new();
         if getpid() != self.owner {
             return removed;
         }
         if std::mem::take(&mut self.made) && std::fs::remove_file(&self.path).is_ok() {
-            removed.push(format!("the {} {}", self.what, self.path.display()));
+            removed.push(self.path.clone());
         }
         if let Some(dir) = self.dir.take() {
             if std::fs::remove_dir(&dir).is_ok() {
-                removed.push(format!("its directory {}", dir.display()));
+                removed.push(dir);
             }
-        }
-        if let Ok(mut log) = REMOVED.lock() {
-            log.extend(removed.iter().cloned());
         }
         removed
     }
 }
 
-impl Drop for OwnedFile {
+impl Drop for OwnedPath {
     fn drop(&mut self) {
-        self.take();
+        self.remove();
     }
 }
 
-/// Binds a new Unix socket at `at` (or in a private directory) with `bind`, mode 0600.
-/// The file is ours from here on: the guard removes it.
-fn bind<S>(
+/// Binds with `make` at `at`, or at `NAME` in a private directory, the file mode 0600.
+/// Connecting needs write permission on the file, so 0600 means "this user only".
+/// - Private directory: bind, then chmod 0600; no one else can reach the file in the
+///   0700 directory meanwhile, so there is no window. Safe with threads.
+/// - `at`: the file is made 0600 from the start by clearing the umask's group and other
+///   bits around bind(2). The umask is process-wide: only in a single-threaded program
+///   (another thread's files made meanwhile would get mode & !0177).
+///
+/// EADDRINUSE: something is at the path already; bind(2) never reuses a file (see
+/// [`is_bound`] to tell a stale one).
+pub fn bind_with<S>(
     at: Option<&Path>,
+    prefix: &str,
     name: &str,
     make: impl FnOnce(&Path) -> io::Result<S>,
-) -> Result<(S, OwnedFile)> {
-    let mut file = OwnedFile::place(at, name, "socket file")?;
-    // bind creates the file with mode 0777 less the umask. Who may connect is decided by
-    // write permission on it, so make it 0600 from the start (no window where it is not).
-    // Changing the umask is safe here: this program is single-threaded.
-    let old = umask(Mode::from_bits_truncate(0o177));
-    let bound = make(&file.path);
-    umask(old);
-    match bound {
-        Ok(socket) => {
-            file.made();
-            Ok((socket, file))
-        }
-        Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE) => Err(already_there(&file.path)),
-        Err(e) => Err(e).with_context(|| format!("bind {}", file.path.display())),
-    }
-}
-
-/// bind(2) never reuses an existing file. Say what is there and what to do about it.
-fn already_there(path: &Path) -> anyhow::Error {
-    let shown = path.display();
-    let is_socket = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
-    if !is_socket {
-        return anyhow::anyhow!(
-            "bind {shown}: {shown} already exists and is not a socket: pick another --path"
-        );
-    }
-    if is_live(path) {
-        anyhow::anyhow!(
-            "bind {shown}: another reader is using {shown} (EADDRINUSE): pick another --path"
-        )
+) -> io::Result<(S, OwnedPath)> {
+    let mut file = match at {
+        Some(path) => OwnedPath::at(path),
+        None => OwnedPath::private(prefix, name)?,
+    };
+    let socket = if at.is_some() {
+        let old = umask(Mode::from_bits_truncate(0o177));
+        let bound = make(file.path());
+        umask(old);
+        bound?
     } else {
-        anyhow::anyhow!(
-            "bind {shown}: {shown} is a stale socket file (EADDRINUSE): no socket is bound to it \
-             any more (see /proc/net/unix), it was left by a killed run. Remove it with: rm {}",
-            shell_quoted(&path.to_string_lossy())
-        )
+        let socket = make(file.path())?;
+        file.made();
+        std::fs::set_permissions(file.path(), std::fs::Permissions::from_mode(0o600))?;
+        socket
+    };
+    file.made();
+    Ok((socket, file))
+}
+
+/// socket + bind + listen: a stream listener at `at` or in a private `PREFIX-PID-XXXXXX`
+/// directory (as `socket`), mode 0600, removed when the guard drops.
+///
+/// # Examples
+/// ```
+/// use std::os::unix::net::UnixStream;
+/// let (listener, file) = socket_demo::unix::listen(None, "doctest-listen").unwrap();
+/// let client = UnixStream::connect(file.path()).unwrap();
+/// let conn = socket_demo::unix::accept(&listener).unwrap();
+/// let cred = socket_demo::unix::peer_cred(&conn).unwrap();
+/// assert_eq!(cred.pid(), std::process::id() as i32); // the kernel says who connected
+/// let (path, dir) = (file.path().to_owned(), file.dir().unwrap().to_owned());
+/// drop((client, listener, file));
+/// assert!(!path.exists() && !dir.exists()); // the guard removed both
+/// ```
+pub fn listen(at: Option<&Path>, prefix: &str) -> io::Result<(UnixListener, OwnedPath)> {
+    bind_with(at, prefix, "socket", |p| UnixListener::bind(p))
+}
+
+/// A Unix datagram socket bound like [`listen`]'s, file `name`.
+pub fn bind_datagram(
+    at: Option<&Path>,
+    prefix: &str,
+    name: &str,
+) -> io::Result<(UnixDatagram, OwnedPath)> {
+    bind_with(at, prefix, name, |p| UnixDatagram::bind(p))
+}
+
+/// One accept4(2) with SOCK_CLOEXEC (a program started later must not inherit the
+/// connection), on any stream listener (a `TcpListener` too: wrap the result in the
+/// stream type you need). EINTR comes back as `Interrupted`, and, on a listener with SO_RCVTIMEO or
+/// O_NONBLOCK, "nobody yet" as `WouldBlock`: the caller decides whether to go on waiting.
+pub fn accept(listener: impl AsFd) -> io::Result<OwnedFd> {
+    let fd = accept4(listener.as_fd().as_raw_fd(), SockFlag::SOCK_CLOEXEC)?;
+    // SAFETY: accept4 just returned this descriptor: it is open, and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// SO_PEERCRED: the pid, uid and gid of the process that connected `conn`, as the kernel
+/// recorded them at connect(2) (or at socketpair(2)).
+pub fn peer_cred(conn: impl AsFd) -> io::Result<UnixCredentials> {
+    Ok(getsockopt(&conn, sockopt::PeerCredentials)?)
+}
+
+/// connect(2) to `path`, retrying while no server is there yet (ENOENT: no file;
+/// ECONNREFUSED: a file, nobody listening) for at most `patience`: the client need not be
+/// started second. Other errors, or the last of those two at the deadline, come back as
+/// they are; `Interrupted` once `stop()` says so.
+pub fn connect_within(
+    path: &Path,
+    patience: Duration,
+    stop: &dyn Fn() -> bool,
+) -> io::Result<UnixStream> {
+    let deadline = Instant::now() + patience;
+    loop {
+        match UnixStream::connect(path) {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+                ) && Instant::now() < deadline =>
+            {
+                if stop() {
+                    return Err(io::ErrorKind::Interrupted.into());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            done => return done,
+        }
     }
 }
 
-/// What a peer killed by SIGKILL could not remove: its socket file, if one is still at
-/// `path` with no socket bound to it, as "; it could not remove its socket file: rm PATH".
-/// Empty otherwise.
-pub fn left_behind(path: &Path) -> String {
-    let is_socket = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
-    if !is_socket || is_live(path) {
-        return String::new();
-    }
-    let file = shell_quoted(&path.to_string_lossy());
-    // A default run's socket is in a private directory of its own: that is left too.
-    match path.parent().filter(|dir| {
-        dir.file_name()
-            .is_some_and(|name| name.to_string_lossy().starts_with("socket-demo-"))
-    }) {
-        Some(dir) => format!(
-            "; it could not remove its socket file, which is stale now, nor its private \
-             directory: rm {file} && rmdir {}",
-            shell_quoted(&dir.to_string_lossy())
-        ),
-        None => format!("; it could not remove its socket file, which is stale now: rm {file}"),
-    }
-}
-
-/// True if some socket is bound to `path`: the kernel lists every bound Unix socket, with
-/// its path, in /proc/net/unix, and a socket leaves that list when it is closed, even by
-/// the death of its process, while its file stays. Connecting to find out would be taken
-/// for a writer.
-pub fn is_live(path: &Path) -> bool {
+/// True if some socket is bound to `path`. The kernel lists every bound Unix socket,
+/// with the path given to bind(2), in /proc/net/unix, and a socket leaves that list when
+/// it is closed, even by the death of its process, while its file stays: a file with no
+/// entry is stale. Connecting to find out would look like a client to the server.
+/// A relative path in the table was bound from a directory we do not know: the same file
+/// name counts (the careful answer: a live server is never declared dead). If the table
+/// cannot be read, true.
+pub fn is_bound(path: &Path) -> bool {
     let Ok(table) = std::fs::read_to_string("/proc/net/unix") else {
-        return true; // cannot tell: assume the careful answer
+        return true;
     };
     let wanted = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     table.lines().skip(1).any(|line| {
         path_field(line).is_some_and(|p| {
             let p = Path::new(p);
-            // A relative path was bound from a working directory we do not know: the
-            // same file name counts, the careful answer (a live reader is never declared
-            // dead; a writer watching it would give up on it).
             p == path
                 || (p.file_name() == path.file_name()
                     && (p.is_relative() || std::fs::canonicalize(p).is_ok_and(|c| c == wanted)))
@@ -218,7 +232,7 @@ pub fn is_live(path: &Path) -> bool {
 }
 
 /// The path in a line of /proc/net/unix (`Num RefCount Protocol Flags Type St Inode Path`):
-/// everything after the seventh field, as given to bind(2); it may hold spaces.
+/// everything after the seventh field; it may hold spaces.
 fn path_field(line: &str) -> Option<&str> {
     let mut rest = line;
     for _ in 0..7 {
@@ -226,104 +240,6 @@ fn path_field(line: &str) -> Option<&str> {
         rest = &rest[rest.find(' ')?..];
     }
     rest.strip_prefix(' ').filter(|p| !p.is_empty())
-}
-
-/// `text` as one word for the shell: as it is if that is safe, else in single quotes.
-fn shell_quoted(text: &str) -> String {
-    let safe = |c: char| c.is_ascii_alphanumeric() || "/._-+,:@%=".contains(c);
-    if !text.is_empty() && text.chars().all(safe) {
-        text.to_string()
-    } else {
-        format!("'{}'", text.replace('\'', r"'\''"))
-    }
-}
-
-/// The reader's stream socket: bound, listening, 0600.
-pub fn listen(at: Option<&Path>) -> Result<(UnixListener, OwnedFile)> {
-    bind(at, "socket", |p| UnixListener::bind(p))
-}
-
-/// The reader's datagram socket, bound and 0600.
-pub fn bind_datagram(at: Option<&Path>) -> Result<(UnixDatagram, OwnedFile)> {
-    bind(at, "socket", |p| UnixDatagram::bind(p))
-}
-
-/// `ls -l`'s first column for the socket file: `srw-------`.
-pub fn mode_string(path: &Path) -> String {
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
-        return "?".into();
-    };
-    let kind = if meta.file_type().is_socket() {
-        's'
-    } else {
-        '?'
-    };
-    let perms = meta.permissions().mode();
-    let rwx: String = (0..9)
-        .map(|bit| match perms & (0o400 >> bit) {
-            0 => '-',
-            _ => ['r', 'w', 'x'][bit % 3],
-        })
-        .collect();
-    format!("{kind}{rwx}")
-}
-
-/// connect(2) to a reader's socket file, with the two ways it fails put in words.
-pub fn connect<S>(
-    path: &Path,
-    flavour: Flavour,
-    connect: impl FnOnce(&Path) -> io::Result<S>,
-) -> Result<S> {
-    let shown = path.display();
-    let start = format!(
-        "start the reader first (socket-demo reader {} --path {shown})",
-        flavour.name()
-    );
-    match connect(path) {
-        Ok(socket) => Ok(socket),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            bail!("connect {shown}: no socket file at {shown}: {start}")
-        }
-        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => bail!(
-            "connect {shown}: nobody is listening at {shown} (ECONNREFUSED): the reader has \
-             exited, or was killed and left this stale file; {start}"
-        ),
-        Err(e) => Err(e).with_context(|| format!("connect {shown}")),
-    }
-}
-
-pub fn connect_stream(path: &Path, flavour: Flavour) -> Result<UnixStream> {
-    connect(path, flavour, |p| UnixStream::connect(p))
-}
-
-/// A datagram socket whose default destination is the reader's socket. `own` first binds
-/// it to a file of its own, in a private directory, so the reader can answer (a ping needs
-/// that: an unbound Unix datagram socket has no address to reply to).
-pub fn connect_datagram(path: &Path, own: bool) -> Result<(UnixDatagram, Option<OwnedFile>)> {
-    let (socket, file) = if own {
-        let (socket, file) = bind(None, "writer.socket", |p| UnixDatagram::bind(p))?;
-        (socket, Some(file))
-    } else {
-        (UnixDatagram::unbound().context("socket")?, None)
-    };
-    connect(path, Flavour::UnixDgram, |p| socket.connect(p))?;
-    Ok((socket, file))
-}
-
-/// A private directory for a writer's own file (the ping writer's socket, the fdpass
-/// writer's file), removed with it.
-pub fn private_file(name: &str) -> Result<OwnedFile> {
-    OwnedFile::place(None, name, "file")
-}
-
-/// SO_PEERCRED: who connected, as the kernel recorded it at connect(2).
-pub fn peer_credentials(socket: impl AsFd) -> Result<UnixCredentials> {
-    getsockopt(&socket, sockopt::PeerCredentials).context("getsockopt SO_PEERCRED")
-}
-
-/// `pid 4242 uid 1000 gid 1000`
-pub fn describe(cred: &UnixCredentials) -> String {
-    format!("pid {} uid {} gid {}", cred.pid(), cred.uid(), cred.gid())
 }
 
 #[cfg(test)]
@@ -336,12 +252,5 @@ mod tests {
         assert_eq!(path_field(line), Some("/tmp/a b/s"));
         let unnamed = "0000000000000000: 00000003 00000000 00000000 0001 03 56789";
         assert_eq!(path_field(unnamed), None);
-    }
-
-    #[test]
-    fn a_path_is_quoted_for_the_shell_when_it_needs_to_be() {
-        assert_eq!(shell_quoted("/tmp/s"), "/tmp/s");
-        assert_eq!(shell_quoted("/tmp/a b"), "'/tmp/a b'");
-        assert_eq!(shell_quoted("/tmp/it's"), r"'/tmp/it'\''s'");
     }
 }

@@ -11,10 +11,11 @@ use std::os::fd::AsFd;
 use anyhow::{Context, Result, bail};
 
 use crate::args::{Flavour, Meet, Workload};
-use crate::dgram::{self, Dgram};
+use crate::datagrams::{self as dgram, Dgram};
+use crate::meeting as unix;
 use crate::signals::TICK;
 use crate::workload::Summary;
-use crate::{inet, stream, unix};
+use crate::{inet_words as inet, stream};
 
 const WRITER: &str = "writer";
 
@@ -22,8 +23,7 @@ pub fn run(flavour: Flavour, meet: &Meet, workload: &Workload) -> Result<()> {
     let summary = match (flavour, meet) {
         (Flavour::Unix, Meet::Path(path)) => {
             let conn = unix::connect_stream(path, flavour)?;
-            conn.set_read_timeout(Some(TICK))
-                .and_then(|()| conn.set_write_timeout(Some(TICK)))
+            socket_demo::wait::set_timeouts(&conn, TICK)
                 .context("setsockopt SO_RCVTIMEO/SO_SNDTIMEO")?;
             say!(
                 WRITER,
@@ -34,8 +34,7 @@ pub fn run(flavour: Flavour, meet: &Meet, workload: &Workload) -> Result<()> {
         }
         (Flavour::Tcp, Meet::Addr(addr)) => {
             let conn = inet::connect(*addr)?;
-            conn.set_read_timeout(Some(TICK))
-                .and_then(|()| conn.set_write_timeout(Some(TICK)))
+            socket_demo::wait::set_timeouts(&conn, TICK)
                 .context("setsockopt SO_RCVTIMEO/SO_SNDTIMEO")?;
             conn.set_nodelay(true).context("setsockopt TCP_NODELAY")?;
             let local = conn.local_addr().context("getsockname")?;

@@ -2423,3 +2423,85 @@ fn voluntary_switches(pid: i32) -> u64 {
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(0)
 }
+
+// ---------------------------------------------------------------- many clients
+
+/// `reader unix --clients 3`: the library's `Server` serves three clients at once, one
+/// poll(2) loop, each client's half lines kept apart (two halves interleaved on the wire
+/// come out as each client's own whole line), a client killed mid-line does not stop the
+/// others, and the listener stays open until all three are done. Then nothing is left.
+#[test]
+fn the_reader_serves_several_clients_at_once_their_lines_kept_apart() {
+    let dir = ScratchDir::new("sock-many");
+    let (mut reader, at) = start_reader("unix", &dir, &["--clients", "3"]);
+    let mut clients: Vec<UnixStream> = (0..2).map(|_| UnixStream::connect(&at).unwrap()).collect();
+    reader.wait_for_line("client 2 connected");
+    // The third client is one of the demo's own writers, on standard input: it stays
+    // connected while the two above write their halves.
+    // std's pipe is close-on-exec: the writer's stdin sees EOF once we drop our end.
+    let (stdin_r, stdin_w) = std::io::pipe().unwrap();
+    let mut writer = Demo::start_with_stdio(
+        DEMO,
+        &["writer", "unix", "--path", &at],
+        Stdio::from(stdin_r),
+    );
+    reader.wait_for_line("client 3 connected");
+    for (i, c) in clients.iter_mut().enumerate() {
+        write!(c, "half of {i}, ").unwrap(); // no newline yet: the other's half comes next
+    }
+    for (i, c) in clients.iter_mut().enumerate() {
+        writeln!(c, "rest of {i}").unwrap();
+    }
+    reader.wait_for_line("received \"half of 1, rest of 1\"");
+    reader.wait_for_line("received \"half of 0, rest of 0\"");
+    drop(clients);
+    reader.wait_for_line("client 2 (pid");
+    let mut stdin = stdin_w;
+    writeln!(stdin, "from the writer").unwrap();
+    drop(stdin);
+    writer.wait_for_line("sent \"from the writer\"");
+    let out = reader.finish();
+    writer.finish().assert_success();
+    out.assert_success()
+        .assert_stdout_contains("client 3 (pid")
+        .assert_stdout_contains("received \"from the writer\"")
+        .assert_stdout_contains("3 clients served, and the listening socket stayed open");
+    assert!(
+        out.line_index("client 3 connected") < out.line_index("\"half of 0, rest of 0\""),
+        "the third client was not connected while the first two wrote:\n{}",
+        out.stdout
+    );
+    assert_eq!(out.summary("reader").num("messages"), 3.0);
+    assert_socket_gone(&at, false);
+}
+
+/// `--clients` is for the unix reader only: bad usage, nothing created.
+#[test]
+fn clients_is_only_for_the_unix_reader() {
+    for args in [
+        &["reader", "tcp", "--clients", "2"][..],
+        &[
+            "writer",
+            "unix",
+            "--path",
+            "/nonexistent/s",
+            "--clients",
+            "2",
+        ],
+        &["reader", "unix", "--clients", "0"],
+        &[
+            "reader",
+            "unix",
+            "--clients",
+            "2",
+            "--count",
+            "3",
+            "--size",
+            "8",
+        ],
+    ] {
+        run(DEMO, args)
+            .assert_exit_code(2)
+            .assert_stderr_contains("--clients");
+    }
+}

@@ -1,0 +1,207 @@
+//! A Unix stream server for many clients at once: one poll(2) loop over the listener and
+//! every connection, each client's lines kept apart in a buffer of its own.
+//!
+//! The traps it avoids: a server that closes its listener after the first client (it then
+//! serves one); a thread or a blocking read per client (one slow client stalls the rest);
+//! one shared buffer (two clients' half lines mixed up); a client that never sends `\n`
+//! growing memory without limit (each buffer is capped, and only that client is dropped).
+//! The caller's `stop()` is asked at least every [`crate::wait::SLICE`].
+//!
+//! One thread, no signal handler: a Ctrl+C flag of the caller's own is its `stop`.
+
+use std::io::{self, Read};
+use std::os::fd::AsFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+
+use nix::poll::{PollFd, PollFlags};
+
+use crate::lines::LineBuf;
+use crate::unix::{accept, peer_cred};
+use crate::wait::{SLICE, poll_for};
+
+/// Who a client is: a number of our own (in the order they connected), and the pid and
+/// uid the kernel recorded when it connected (SO_PEERCRED).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientId {
+    /// 1 for the first client, 2 for the next...
+    pub n: u64,
+    /// The client's pid at connect(2) (a snapshot: it may exit, and the pid be reused).
+    pub pid: i32,
+    /// The client's uid at connect(2).
+    pub uid: u32,
+}
+
+/// What happened, in the order it happened.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// A client connected.
+    Connected(ClientId),
+    /// One whole line from a client, without its `\n` (or its last bytes before EOF).
+    Line(ClientId, &'a [u8]),
+    /// A client is gone: `None` after a clean EOF, else why it was dropped (a line over
+    /// the cap, ECONNRESET...). The server goes on with the others.
+    Closed(ClientId, Option<io::Error>),
+}
+
+struct Client {
+    id: ClientId,
+    conn: UnixStream,
+    lines: LineBuf,
+}
+
+/// A listener and its connected clients.
+pub struct Server {
+    listener: UnixListener,
+    clients: Vec<Client>,
+    accepted: u64,
+    cap: usize,
+}
+
+impl Server {
+    /// Serves on `listener` (made non-blocking here: poll says when to accept), each
+    /// client's lines capped at `max_line` bytes.
+    pub fn new(listener: UnixListener, max_line: usize) -> io::Result<Server> {
+        listener.set_nonblocking(true)?;
+        Ok(Server {
+            listener,
+            clients: Vec::new(),
+            accepted: 0,
+            cap: max_line,
+        })
+    }
+
+    /// How many clients are connected now.
+    pub fn clients(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// Accepts and reads until `stop()` returns true (it is asked at least every
+    /// [`SLICE`], and after every event), calling `on` for each event. Returns `Ok` when
+    /// stopped; an error only for the listener itself. Connections still open when it
+    /// stops stay open until the `Server` is dropped.
+    ///
+    /// # Examples
+    /// Three clients at once, their lines interleaved on the wire, kept apart here:
+    /// ```
+    /// use std::io::Write;
+    /// use std::os::unix::net::UnixStream;
+    /// use socket_demo::server::{Event, Server};
+    /// let (listener, file) = socket_demo::unix::listen(None, "doctest-server").unwrap();
+    /// let mut server = Server::new(listener, 1024).unwrap();
+    /// let mut clients: Vec<UnixStream> =
+    ///     (0..3).map(|_| UnixStream::connect(file.path()).unwrap()).collect();
+    /// for (i, c) in clients.iter_mut().enumerate() {
+    ///     write!(c, "half of {i}, ").unwrap(); // no newline yet
+    /// }
+    /// for (i, c) in clients.iter_mut().enumerate() {
+    ///     writeln!(c, "rest of {i}").unwrap();
+    /// }
+    /// drop(clients); // EOF for all three
+    /// let (mut lines, mut closed) = (Vec::new(), 0);
+    /// let stop = std::cell::Cell::new(false);
+    /// server
+    ///     .serve(&|| stop.get(), |event| match event {
+    ///         Event::Line(who, line) => lines.push((who.n, String::from_utf8_lossy(line).into_owned())),
+    ///         Event::Closed(_, error) => {
+    ///             assert!(error.is_none());
+    ///             closed += 1;
+    ///             stop.set(closed == 3);
+    ///         }
+    ///         Event::Connected(who) => assert_eq!(who.pid, std::process::id() as i32),
+    ///     })
+    ///     .unwrap();
+    /// lines.sort();
+    /// assert_eq!(lines[1], (2, "half of 1, rest of 1".to_string()));
+    /// assert_eq!(lines.len(), 3);
+    /// ```
+    pub fn serve(
+        &mut self,
+        stop: &dyn Fn() -> bool,
+        mut on: impl FnMut(Event<'_>),
+    ) -> io::Result<()> {
+        while !stop() {
+            let mut fds = Vec::with_capacity(self.clients.len() + 1);
+            fds.push(PollFd::new(self.listener.as_fd(), PollFlags::POLLIN));
+            for c in &self.clients {
+                fds.push(PollFd::new(c.conn.as_fd(), PollFlags::POLLIN));
+            }
+            match poll_for(&mut fds, SLICE) {
+                Ok(0) => continue,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            let ready: Vec<bool> = fds
+                .iter()
+                .map(|f| f.revents().is_none_or(|r| !r.is_empty()))
+                .collect();
+            drop(fds);
+            // Clients first, from the last, so removing one keeps the others' indexes.
+            for i in (0..self.clients.len()).rev() {
+                if ready[i + 1] {
+                    self.read_client(i, &mut on);
+                }
+            }
+            if ready[0] {
+                self.accept_all(&mut on)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Accepts every connection waiting in the backlog.
+    fn accept_all(&mut self, on: &mut impl FnMut(Event<'_>)) -> io::Result<()> {
+        loop {
+            let conn = match accept(&self.listener) {
+                Ok(conn) => UnixStream::from(conn),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
+                // The client gave up between connect and accept: not our error.
+                Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => continue,
+                Err(e) => return Err(e),
+            };
+            self.accepted += 1;
+            let cred = peer_cred(&conn)?;
+            let id = ClientId {
+                n: self.accepted,
+                pid: cred.pid(),
+                uid: cred.uid(),
+            };
+            on(Event::Connected(id));
+            self.clients.push(Client {
+                id,
+                conn,
+                lines: LineBuf::new(self.cap),
+            });
+        }
+    }
+
+    /// One read(2) for client `i` (poll said it would not block), then its whole lines;
+    /// at EOF or an error, its last line and `Closed`, and it is dropped.
+    fn read_client(&mut self, i: usize, on: &mut impl FnMut(Event<'_>)) {
+        let c = &mut self.clients[i];
+        let conn = &c.conn;
+        let got = c.lines.fill(|buf| (&*conn).read(buf));
+        let id = c.id;
+        match got {
+            Ok(0) => {}
+            Ok(_) => {
+                while let Some(line) = c.lines.next_line() {
+                    on(Event::Line(id, line));
+                }
+                return;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return,
+            Err(e) => {
+                self.clients.swap_remove(i);
+                on(Event::Closed(id, Some(e)));
+                return;
+            }
+        }
+        if let Some(last) = c.lines.rest() {
+            on(Event::Line(id, last));
+        }
+        self.clients.swap_remove(i);
+        on(Event::Closed(id, None));
+    }
+}
