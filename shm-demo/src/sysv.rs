@@ -131,6 +131,18 @@ impl Drop for ShmId {
 
 /// The shmid of the existing segment `key`, waiting up to `within` for its creator
 /// (ENOENT until then; the error keeps that `Errno`). `Duration::ZERO` tries once.
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// use shm_demo::sysv::{ShmId, find_segment};
+/// let key = 0x5f00_0000 | (std::process::id() as i32 & 0xffff);
+/// let e = find_segment(key, Duration::ZERO).unwrap_err(); // not made yet
+/// assert_eq!(e.downcast_ref::<nix::errno::Errno>(), Some(&nix::errno::Errno::ENOENT));
+/// let shm = ShmId::create(key, 4096)?; // removed when it drops, even on an error below
+/// assert_eq!(find_segment(key, Duration::from_secs(1))?, shm.id());
+/// # anyhow::Ok(())
+/// ```
 pub fn find_segment(key: i32, within: Duration) -> Result<c_int> {
     retry_enoent(within, || {
         // SAFETY: plain system call; size 0 and no flags: find an existing segment.
