@@ -107,7 +107,7 @@ pub fn set_size(fd: &OwnedFd, len: usize) -> Result<()> {
 
 /// Opens the existing object `name` read-write and returns its fd and size, waiting up
 /// to `within` for a creator that has not made it yet (ENOENT) or not sized it yet
-/// (fewer than `min_len` bytes; use 1 or more). `Duration::ZERO` tries once. The error
+/// (fewer than `min_len` bytes; 0 takes any size). `Duration::ZERO` tries once. The error
 /// after the deadline keeps the `Errno` (ENOENT) for `downcast_ref`. No O_CREAT: an
 /// opener never makes the object, so it never has to remove it.
 ///

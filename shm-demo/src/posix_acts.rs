@@ -156,7 +156,7 @@ pub struct Opened {
 /// (Duration::ZERO): the narrated protocol starts the reader first.
 pub fn open(name: &str) -> Result<Opened> {
     let role = "writer";
-    let (fd, len) = match posix::open_object(name, 1, Duration::ZERO) {
+    let (fd, len) = match posix::open_object(name, 0, Duration::ZERO) {
         Ok(found) => found,
         Err(e) if e.downcast_ref::<Errno>() == Some(&Errno::ENOENT) => bail!(
             "no shared memory object {name} ({SHM_DIR}{name} does not exist): \
