@@ -3,12 +3,13 @@
 //!
 //! - [`Fifo`]: mkfifo(3) with mode 0600, never reusing a name that exists; its guard
 //!   unlinks the FIFO, its pid file and its private directory, on success, on an error
-//!   and after Ctrl+C alike (not after SIGKILL: no code of ours runs then).
+//!   and after Ctrl+C alike (once the waits return: see [`crate::stop`]; not after
+//!   SIGKILL, which runs no code of ours).
 //!   [`Fifo::create_private`] is the usual way: a fresh 0700 directory from mkdtemp(3),
 //!   the pid file, then the FIFO in it.
 //! - `P.pid` beside the FIFO P: the reader's pid and start time, published before P is
 //!   made. A writer waiting for a reader asks [`reader_of`] whether that process still
-//!   runs: a reader killed by SIGKILL leaves P behind and nobody will ever open it, so a
+//!   runs ([`ReaderGone`] if not): a reader killed by SIGKILL leaves P behind and nobody will ever open it, so a
 //!   writer that waited on the name alone would wait forever. The kernel is asked (via
 //!   /proc/PID/stat), not the name; the file is only where the pid is published.
 //!
@@ -69,10 +70,10 @@ impl Drop for PrivateDir {
 ///
 /// # Examples
 /// ```
-/// use fifo_demo::fifo::{Fifo, ReaderOf, reader_of};
+/// use fifo_demo::fifo::{Fifo, reader_of};
 /// let fifo = Fifo::create_private("doc-fifo").unwrap();
 /// let dir = fifo.dir().unwrap().to_path_buf();
-/// assert!(matches!(reader_of(fifo.path()), ReaderOf::Alive(pid) if pid == std::process::id()));
+/// assert_eq!(reader_of(fifo.path()).unwrap(), Some(std::process::id()));
 /// drop(fifo); // unlinks the FIFO and P.pid, removes the directory
 /// assert!(!dir.exists());
 /// ```
@@ -117,37 +118,33 @@ impl Fifo {
         })
     }
 
-    /// Makes the FIFO that [`Fifo::publish`] announced (mkfifo(3), mode 0600).
+    /// Makes the FIFO that [`Fifo::publish`] announced: mkfifo(3), mode 0600 (less
+    /// what the umask clears). EEXIST (in the chain) if the name exists, even if this
+    /// guard made it: a file is never reused.
     pub fn make(&mut self) -> Result<()> {
-        if !self.made {
-            make_fifo(&self.path)?;
-            self.made = true;
-        }
+        make_fifo(&self.path)?;
+        self.made = true;
         Ok(())
     }
 
-    /// mkfifo(3) with mode 0600 at `path`, nothing else (for a FIFO whose reader is
-    /// watched some other way). Never reuses a file: if the name exists, that is an
-    /// error (EEXIST, in the chain), because a FIFO someone else made could have someone
-    /// else at its other end.
+    /// mkfifo(3) at `path`, nothing else (for a FIFO whose reader is watched some other
+    /// way). Never reuses a file: if the name exists, that is an error (EEXIST), because
+    /// a FIFO someone else made could have someone else at its other end.
     pub fn create(path: &Path) -> Result<Fifo> {
-        make_fifo(path)?;
-        Ok(Fifo {
-            path: path.to_path_buf(),
-            made: true,
-            pid_file: None,
-            dir: None,
-        })
+        let (path, pid_file, dir) = (path.to_path_buf(), None, None);
+        let mut fifo = Fifo {
+            path,
+            made: false,
+            pid_file,
+            dir,
+        };
+        fifo.make()?;
+        Ok(fifo)
     }
 
     /// The FIFO's path.
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// `P.pid`, if this FIFO was published.
-    pub fn pid_file(&self) -> Option<&Path> {
-        self.pid_file.as_deref()
     }
 
     /// The private directory made for this FIFO, if any.
@@ -266,30 +263,40 @@ fn leftovers(fifo: &Path) -> Vec<String> {
         .collect()
 }
 
-/// What a writer can learn about the reader of the FIFO at `path`.
-#[derive(Debug, PartialEq)]
-pub enum ReaderOf {
-    /// No (readable) `P.pid`: a FIFO made by `mkfifo`, say. Nothing tells whether a
-    /// reader will come.
-    Unknown,
-    /// The process named in `P.pid` is running (or stopped: SIGSTOP is not death).
-    Alive(u32),
-    /// The process named in `P.pid` is gone (or a zombie) and did not remove its files:
-    /// it was killed by a signal no handler sees (SIGKILL), or crashed. `remove` is the
-    /// shell command that removes what it left.
-    Dead {
-        /// The dead reader's pid.
-        pid: u32,
-        /// `rm -r DIR`, or `rm P P.pid` (and any `P.*` FIFO beside P).
-        remove: String,
-    },
+/// The reader named in `P.pid` is gone (or a zombie) and did not remove its files: it
+/// was killed by a signal no handler sees (SIGKILL), or crashed. It will never open P.
+#[derive(Debug)]
+pub struct ReaderGone {
+    /// The FIFO it made.
+    pub fifo: PathBuf,
+    /// Its pid.
+    pub pid: u32,
+    /// The shell command that removes what it left: `rm -r DIR`, or `rm P P.pid`.
+    pub remove: String,
 }
 
-/// Reads `P.pid` and asks the kernel whether that process still runs. Assumes /proc
-/// shows it: same user, or `hidepid` off (hidepid hides other users' processes).
-pub fn reader_of(path: &Path) -> ReaderOf {
+impl std::fmt::Display for ReaderGone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (pid, fifo) = (self.pid, self.fifo.display());
+        write!(
+            f,
+            "the reader {pid} that made {fifo} is gone and did not remove it (killed by SIGKILL, \
+             or crashed: its cleanup never ran); remove what it left with: {}",
+            self.remove
+        )
+    }
+}
+
+impl std::error::Error for ReaderGone {}
+
+/// Reads `P.pid` and asks the kernel whether that process still runs: `Ok(Some(pid))`
+/// if it does (a stopped one too: SIGSTOP is not death), `Ok(None)` if no readable
+/// `P.pid` names one (a FIFO made by `mkfifo`: nothing tells whether a reader will
+/// come), [`ReaderGone`] if it died. Assumes /proc shows it: the same user or hidepid
+/// off, and the same pid namespace.
+pub fn reader_of(path: &Path) -> Result<Option<u32>, ReaderGone> {
     let Ok(text) = std::fs::read_to_string(pid_path(path)) else {
-        return ReaderOf::Unknown;
+        return Ok(None);
     };
     let mut lines = text.lines();
     let mut first = lines.next().unwrap_or_default().split(' ');
@@ -297,16 +304,17 @@ pub fn reader_of(path: &Path) -> ReaderOf {
         first.next().map(str::parse::<u32>),
         first.next().map(str::parse::<u64>),
     ) else {
-        return ReaderOf::Unknown; // half written, or not ours
+        return Ok(None); // half written, or not ours
     };
     if start_time(pid) == Some(start) {
-        return ReaderOf::Alive(pid);
+        return Ok(Some(pid));
     }
     let remove = match lines.next() {
         Some(dir) => format!("rm -r {dir}"),
         None => format!("rm {}", leftovers(path).join(" ")),
     };
-    ReaderOf::Dead { pid, remove }
+    let fifo = path.to_path_buf();
+    Err(ReaderGone { fifo, pid, remove })
 }
 
 /// The start time of a running process (field 22 of /proc/PID/stat, in clock ticks

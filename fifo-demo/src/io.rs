@@ -24,14 +24,14 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::stat::Mode;
 use nix::unistd::{PathconfVar, fpathconf, pathconf};
 
-use crate::fifo::{ReaderOf, reader_of};
+use crate::fifo::reader_of;
 
 /// How long a writer waiting for a reader sleeps between two tries of open(2), and the
 /// longest a poll(2) here sleeps before asking `stop` again.
@@ -83,8 +83,8 @@ pub fn open_for_reading_now(path: &Path) -> Result<OwnedFd> {
 }
 
 /// One try at opening the FIFO for writing: `None` while no process has it open for
-/// reading (ENXIO: with O_NONBLOCK, open(2) fails instead of sleeping). Never creates
-/// the name (no O_CREAT): a writer that made P would talk to nobody.
+/// reading (ENXIO: with O_NONBLOCK, open(2) fails instead of sleeping). No O_CREAT:
+/// where P is missing, that would make a regular file and the lines would land in it.
 pub fn try_open_for_writing(path: &Path) -> Result<Option<OwnedFd>> {
     match open(path, OFlag::O_WRONLY | OFlag::O_NONBLOCK, &|| false) {
         Ok(fd) => {
@@ -96,48 +96,10 @@ pub fn try_open_for_writing(path: &Path) -> Result<Option<OwnedFd>> {
     }
 }
 
-/// The reader named in `P.pid` died without removing P (SIGKILL, a crash).
-#[derive(Debug)]
-pub struct ReaderGone {
-    /// The FIFO it made.
-    pub fifo: std::path::PathBuf,
-    /// Its pid.
-    pub pid: u32,
-    /// The shell command that removes what it left.
-    pub remove: String,
-}
-
-impl std::fmt::Display for ReaderGone {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "the reader {} that made {} is gone and did not remove it (killed by SIGKILL, or crashed: \
-             its cleanup never ran); remove what it left with: {}",
-            self.pid,
-            self.fifo.display(),
-            self.remove
-        )
-    }
-}
-
-impl std::error::Error for ReaderGone {}
-
-/// `Err(ReaderGone)` if `P.pid` names a reader that has died: it will never open P.
-pub fn check_reader(path: &Path) -> Result<()> {
-    match reader_of(path) {
-        ReaderOf::Dead { pid, remove } => Err(anyhow!(ReaderGone {
-            fifo: path.to_path_buf(),
-            pid,
-            remove
-        })),
-        _ => Ok(()),
-    }
-}
-
 /// Opens the FIFO for writing once a reader has it open, trying every [`RETRY`]. A
 /// blocking open(2) would sleep until then: forever, if the reader was killed after
 /// making P (P stays, nobody will open it). So between tries this asks the kernel
-/// whether the reader published in `P.pid` still runs ([`ReaderGone`] if not; with
+/// whether the reader published in `P.pid` still runs ([`crate::fifo::ReaderGone`] if not; with
 /// no `P.pid` it just waits), then `stop` (EINTR), then the clock: ETIMEDOUT after
 /// `deadline` (`Duration::MAX`: no deadline). O_NONBLOCK is cleared once open.
 ///
@@ -165,7 +127,7 @@ pub fn open_for_writing(
         if let Some(fd) = try_open_for_writing(path)? {
             return Ok(fd);
         }
-        check_reader(path)?;
+        reader_of(path)?; // Err(ReaderGone) once the reader is dead
         if stop() {
             return Err(Errno::EINTR).with_context(|| format!("open {shown} for writing: stopped"));
         }
@@ -233,10 +195,9 @@ pub fn pipe_buf_at(path: &Path) -> Result<usize> {
     as_size(pathconf(path, PathconfVar::PIPE_BUF).context("pathconf PIPE_BUF")?)
 }
 
-/// How many bytes the pipe behind `fd` holds before a writer sleeps (F_GETPIPE_SZ),
-/// 65536 by default. The kernel counts it in page-sized slots (16 by default), and a
-/// write that does not top up the last slot takes a new one, so 16 writes of 4001 bytes
-/// fill it (not shown here for other sizes).
+/// The pipe's capacity (F_GETPIPE_SZ), 65536 bytes by default, counted in page-sized
+/// slots (16): a write's tail (its size modulo the page size) joins the last slot only
+/// if it fits there, so 16 writes of 4001 bytes fill it (4 KiB pages assumed).
 pub fn pipe_capacity(fd: impl AsFd) -> Result<usize> {
     let size = fcntl(fd, FcntlArg::F_GETPIPE_SZ).context("fcntl F_GETPIPE_SZ")?;
     usize::try_from(size).context("F_GETPIPE_SZ: not a size")
@@ -280,7 +241,7 @@ pub fn read_full(fd: impl AsFd, buf: &mut [u8], stop: &dyn Fn() -> bool) -> Resu
 pub const MAX_LINE: usize = 1 << 20;
 
 /// Splits a byte stream into lines ending in `\n`; the end is EOF, when every writer
-/// has closed. Memory stays under about 2 × [`MAX_LINE`] whatever arrives.
+/// has closed. Its buffer never grows past [`MAX_LINE`] + 2 bytes, whatever arrives.
 ///
 /// # Examples
 /// ```

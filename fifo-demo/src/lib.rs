@@ -8,7 +8,7 @@
 //!    [`fifo::Fifo::create_published`] at a path you choose;
 //! 2. meet: [`io::open_for_reading`] sleeps until a writer opens;
 //!    [`io::open_for_writing`] waits for a reader up to a deadline and fails
-//!    ([`io::ReaderGone`]) when the reader named in `P.pid` has died
+//!    ([`fifo::ReaderGone`]) when the reader named in `P.pid` has died
 //!    ([`fifo::reader_of`]);
 //! 3. send and receive: [`io::write_all`] (a line of at most [`io::pipe_buf`] bytes
 //!    written in one call arrives whole, never mixed with another writer's),

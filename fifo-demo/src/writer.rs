@@ -10,8 +10,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use fifo_demo::fifo::{self, ReaderOf};
-use fifo_demo::io::{self, LineReader, ReaderGone};
+use fifo_demo::fifo;
+use fifo_demo::io::{self, LineReader};
 use fifo_demo::stop;
 use nix::errno::Errno;
 
@@ -126,16 +126,16 @@ fn say_waiting(path: &Path) {
     let pid_file = fifo::pid_path(path);
     let pid_file = pid_file.display();
     match fifo::reader_of(path) {
-        ReaderOf::Unknown => say!(
+        Ok(None) => say!(
             ROLE,
             "no reader has {shown} open yet, and no {pid_file} names one to watch (a FIFO made \
              with mkfifo?): waiting until one opens it, as `echo hi > {shown}` would"
         ),
-        ReaderOf::Alive(pid) => say!(
+        Ok(Some(pid)) => say!(
             ROLE,
             "no reader has {shown} open yet; its reader {pid} ({pid_file}) is alive: waiting for it"
         ),
-        ReaderOf::Dead { .. } => {} // said by `open_for_writing`'s error next
+        Err(_) => {} // said by `open_for_writing`'s error next
     }
 }
 
@@ -148,20 +148,15 @@ fn with_what_the_reader_left(e: anyhow::Error, path: &Path) -> anyhow::Error {
     let since = Instant::now();
     loop {
         match fifo::reader_of(path) {
-            ReaderOf::Dead { pid, remove } => {
-                let note = ReaderGone {
-                    fifo: path.to_path_buf(),
-                    pid,
-                    remove,
-                }
-                .to_string();
+            Err(gone) => {
+                let note = gone.to_string();
                 let text = format!("{e:#}");
                 return match text.contains(&note) {
                     true => e,
                     false => anyhow!("{text}\n{note}"),
                 };
             }
-            ReaderOf::Alive(_) if since.elapsed() < DEATH_NOTICED => {
+            Ok(Some(_)) if since.elapsed() < DEATH_NOTICED => {
                 std::thread::sleep(io::RETRY);
             }
             // It runs on (it closed its end), or it cleaned up, or it is not ours.
