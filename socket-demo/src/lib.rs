@@ -7,8 +7,8 @@
 //!   client that waits for its server up to a deadline), [`unix::is_bound`] (a stale
 //!   socket file told from a live one, by /proc/net/unix).
 //! - [`server`]: many clients at once: [`server::Server::serve`], one poll(2) loop, each
-//!   client's lines in a capped buffer of its own.
-//! - [`lines`]: [`lines::LineBuf`], a line splitter with a cap (1 MiB in the demo).
+//!   client's lines in a capped buffer of its own, [`server::LineBuf`] (usable alone: a
+//!   line splitter with a cap, 1 MiB in the demo).
 //! - [`fdpass`]: [`fdpass::send_fd`] / [`fdpass::recv_one_fd`] (SCM_RIGHTS; every fd
 //!   that arrives is closed on every way out, MSG_CTRUNC included), and
 //!   [`fdpass::sealed_memfd`] / [`fdpass::SharedPage`] to share memory through one.
@@ -20,7 +20,9 @@
 //! - [`wait`]: waits with a real deadline and a caller's "stop?" ([`wait::ready`]), and
 //!   SO_RCVTIMEO/SO_SNDTIMEO for callers that loop themselves ([`wait::set_timeouts`]).
 //!
-//! Each module stands alone but for `server` (which takes `unix`, `lines` and `wait`).
+//! Each module stands alone but for `server`, which takes `accept` and `peer_cred` from
+//! `unix`: copy `unix.rs` and `server.rs` for a Unix server, `fdpass.rs` (and `unix.rs`
+//! to meet by a path) for fd passing.
 //! Nothing here installs a signal handler or keeps process-wide state; the one call that
 //! touches process-wide state, [`unix::bind_with`] at a path you chose (the umask), says
 //! so. Blocking calls hand EINTR back (as `io::ErrorKind::Interrupted`), unlike std's
@@ -35,7 +37,6 @@
 pub mod dgram;
 pub mod fdpass;
 pub mod inet;
-pub mod lines;
 pub mod pair;
 pub mod server;
 pub mod unix;

@@ -13,12 +13,9 @@
 //! - stream vs datagram: two writes can come out of one read on a stream; a datagram
 //!   socket hands out exactly one message per recv (`unix`, `unix-dgram`);
 //! - who is calling: on a Unix socket the kernel tells the server the client's pid, uid and
-//!   gid: SO_PEERCRED, recorded by the kernel at connect(2), the client states nothing;
-//!   SCM_CREDENTIALS, filled in by the kernel or, if the sender states them, checked: only
-//!   its own ids, unless it has CAP_SYS_ADMIN (any pid), CAP_SETUID, CAP_SETGID, as root has;
-//!   TCP/UDP tell only an address;
-//! - full duplex: one socketpair carries both directions at once, where a pipe is one-way
-//!   (`pair`);
+//!   gid (SO_PEERCRED, recorded at connect(2); SCM_CREDENTIALS, filled in or checked by
+//!   the kernel); TCP/UDP tell only an address;
+//! - full duplex: one socketpair carries both ways at once, a pipe one way (`pair`);
 //! - passing open files, and with a memfd shared memory, to an unrelated process (`fdpass`);
 //! - flow control: Unix datagrams make a fast writer wait, UDP drops what does not fit.
 //!
@@ -30,22 +27,25 @@
 //! Two terminals:
 //!   socket-demo reader tcp --addr 127.0.0.1:7000     then   nc -N 127.0.0.1 7000
 //!   socket-demo reader unix --path /tmp/s            then   socket-demo writer unix --path /tmp/s hi
+//!   socket-demo reader unix --path /tmp/s --clients 3   then three writers at once
 //!   socket-demo reader udp --addr 127.0.0.1:7001     then   socket-demo writer udp --addr 127.0.0.1:7001
 //!   nc -lU /tmp/t                                    then   socket-demo writer unix --path /tmp/t hi
 //!
 //! Watch for: `srw-------` (a socket file holds no data); the reader asleep in accept(2)
-//! (`cat /proc/PID/wchan`); "3 messages came out of that one read(2)" on a stream against
-//! one datagram per recv(2); SO_PEERCRED naming the writer's pid; the passed fd reading a
-//! file that has no name any more; `ss -xp` / `ss -tuanp` listing the sockets while a
-//! reader waits.
+//! (`cat /proc/PID/wchan`); "3 messages came out of that one read(2)" on a stream, one
+//! datagram per recv(2); SO_PEERCRED naming the writer's pid; the passed fd reading a file
+//! with no name any more; `ss -xp` / `ss -tuanp` listing the sockets.
 //!
-//! In production: std's `UnixStream`/`TcpStream`/`UdpSocket` (or tokio's) for the sockets
-//! themselves, the `interprocess` crate for local sockets that also work on Windows, and
-//! `ipc-channel` for typed messages with fd passing and shared memory between processes.
+//! In production: std's or tokio's sockets, `interprocess` for local sockets that also work
+//! on Windows, `ipc-channel` for typed messages with fd passing and shared memory.
 //!
-//! This file: the command line and which role runs. The lesson lives in `reader.rs` (the
-//! server), `writer.rs` (the client), `stream.rs` and `dgram.rs` (the two kinds), `unix.rs`
-//! and `inet.rs` (the two families), `pair.rs` and `fdpass.rs`.
+//! To copy: the library half, `lib.rs` and one module per socket kind (`unix`, `server`
+//! for many clients, `fdpass`, `dgram`, `inet`, `pair`, `wait`): `cargo doc -p
+//! socket-demo --open`. This file: which role runs. The lesson, narrated around those
+//! calls: `reader.rs` (the server), `writer.rs` (the client), `stream.rs` and
+//! `datagrams.rs` (the two kinds), `meeting.rs` and `inet_words.rs` (the two families'
+//! meeting points, in words), `socketpair.rs`, `passing.rs` (fd passing); `args.rs` the
+//! command line, `workload.rs` bulk and ping (measurement machinery).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -107,16 +107,7 @@ fn main() -> ExitCode {
         // Whatever failed after a SIGINT/SIGTERM is its consequence; the guards have
         // dropped by now. Say what they removed, then die of the signal, so the shell
         // knows we were stopped.
-        (Err(_), Some(sig)) => {
-            let removed = meeting::removed_so_far();
-            let removed = if removed.is_empty() {
-                "nothing of mine to remove".to_string()
-            } else {
-                format!("removed {}", removed.join(" and "))
-            };
-            say!(role, "interrupted by {sig}: {removed}");
-            signals::die_of(sig)
-        }
+        (Err(_), Some(sig)) => signals::say_removed_and_die(role, sig),
         (Err(e), None) => {
             let _ = std::io::stderr().write_all(format!("error: {e:#}\n").as_bytes());
             ExitCode::FAILURE

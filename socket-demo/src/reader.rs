@@ -3,7 +3,9 @@
 //!
 //! Stream sockets (unix, tcp): socket → bind → listen → accept. accept(2) returns a new
 //! socket for this one writer; the listening socket only ever hands out connections, so
-//! once we have our writer we close it and the kernel refuses anyone else.
+//! once we have our writer we close it and the kernel refuses anyone else. That is the
+//! narrated run's choice, one client: `reader unix --clients N` serves N at once with the
+//! library's `socket_demo::server::Server` (one poll(2) loop, the listener open all along).
 //! Datagram sockets (unix-dgram, udp): socket → bind, then recv. No listen, no accept: any
 //! process may send to the address, and each datagram comes with its sender's address (a
 //! UDP address and port; a Unix sender's socket file, if it bound one) and, on a Unix
@@ -30,7 +32,7 @@ use crate::signals::{self, TICK, block};
 use crate::stream::shown;
 use crate::workload::{Failed, Summary};
 use crate::{inet_words as inet, stream};
-use socket_demo::lines::MAX_LINE;
+use socket_demo::server::MAX_LINE;
 use socket_demo::server::{Event, Server};
 use std::cell::Cell;
 

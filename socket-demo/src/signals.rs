@@ -62,6 +62,19 @@ pub fn caught() -> Option<Signal> {
     Signal::try_from(CAUGHT.load(Ordering::SeqCst)).ok()
 }
 
+/// After SIGINT/SIGTERM/SIGHUP, once the guards have dropped: one line saying what they
+/// removed, then death by the signal, so the shell knows we were stopped.
+pub fn say_removed_and_die(role: &str, sig: Signal) -> std::process::ExitCode {
+    let removed = crate::meeting::removed_so_far();
+    let removed = if removed.is_empty() {
+        "nothing of mine to remove".to_string()
+    } else {
+        format!("removed {}", removed.join(" and "))
+    };
+    say!(role, "interrupted by {sig}: {removed}");
+    die_of(sig)
+}
+
 /// Dies of `sig` with its default action, as if no handler had ever been installed.
 pub fn die_of(sig: Signal) -> std::process::ExitCode {
     let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());

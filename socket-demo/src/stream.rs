@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use nix::unistd::{read, write};
-use socket_demo::lines::{LineBuf, MAX_LINE};
+use socket_demo::server::{LineBuf, MAX_LINE};
 
 use crate::signals::{block, wait_readable, wait_readable_watching};
 use crate::workload::{Summary, check, pattern, stamp};
@@ -70,7 +70,7 @@ pub fn read_full(fd: impl AsFd, buf: &mut [u8]) -> Result<usize> {
 }
 
 /// Splits a byte stream into lines (DESIGN §3: a message is a line ending in '\n', the end
-/// is EOF), capped at 1 MiB (`socket_demo::lines::LineBuf`: input from programs nobody
+/// is EOF), capped at 1 MiB (`socket_demo::server::LineBuf`: input from programs nobody
 /// here wrote, nc, socat, `--file /dev/zero`, must not make memory grow without limit),
 /// keeping what each read(2) returned so the reader can show it.
 pub struct LineReader<F> {
