@@ -318,3 +318,41 @@ fn in_units(bytes: usize) -> String {
         b => format!("{b} bytes"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+    use std::io::Write;
+
+    /// A client that sends more than the cap with no newline is dropped with the cap's
+    /// error; another client's line still comes through, and the server goes on.
+    #[test]
+    fn a_client_over_the_cap_is_dropped_and_the_others_go_on() {
+        let (listener, file) = crate::unix::listen(None, "server-test").unwrap();
+        let mut server = Server::new(listener, 1024).unwrap();
+        let mut flood = UnixStream::connect(file.path()).unwrap();
+        let mut polite = UnixStream::connect(file.path()).unwrap();
+        flood.write_all(&[b'x'; 4096]).unwrap();
+        polite.write_all(b"hello\n").unwrap();
+        let (dropped, lines) = (Cell::new(None), Cell::new(0));
+        server
+            .serve(
+                &|| dropped.get().is_some() && lines.get() == 1,
+                |event| match event {
+                    Event::Closed(who, Some(e)) => {
+                        assert!(e.to_string().contains("longer than 1024 bytes"), "{e}");
+                        dropped.set(Some(who.n));
+                    }
+                    Event::Line(who, line) => {
+                        assert_eq!((who.n, line), (2, &b"hello"[..]));
+                        lines.set(lines.get() + 1);
+                    }
+                    _ => {}
+                },
+            )
+            .unwrap();
+        assert_eq!(dropped.get(), Some(1));
+        assert_eq!(server.clients(), 1);
+    }
+}

@@ -2505,3 +2505,18 @@ fn clients_is_only_for_the_unix_reader() {
             .assert_stderr_contains("--clients");
     }
 }
+
+/// Ctrl+C while `--clients` serves: the poll loop stops, the socket file goes, the reader
+/// dies of SIGINT.
+#[test]
+fn sigint_stops_the_many_clients_reader_and_removes_its_socket() {
+    let dir = ScratchDir::new("sock-many-int");
+    let (mut reader, at) = start_reader("unix", &dir, &["--clients", "2"]);
+    let _client = UnixStream::connect(&at).unwrap();
+    reader.wait_for_line("client 1 connected");
+    reader.signal_group(Signal::SIGINT);
+    let out = reader.finish();
+    out.assert_killed_by(Signal::SIGINT)
+        .assert_stdout_contains("interrupted by SIGINT: removed the socket file");
+    assert_socket_gone(&at, false);
+}
