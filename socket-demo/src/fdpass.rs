@@ -5,8 +5,8 @@
 //!   and an SCM_RIGHTS control message naming the fd.
 //! - [`recv_fds`] / [`recv_one_fd`]: recvmsg(2) with MSG_CMSG_CLOEXEC. The trap: the
 //!   kernel installs every fd of the message in our table as it delivers it, wanted or
-//!   not, and when they do not all fit the control buffer (MSG_CTRUNC) it closes the rest
-//!   but keeps those that fit. nix 0.31's `cmsgs()` returns ENOBUFS on MSG_CTRUNC before
+//!   not, and when they do not all fit the control buffer (MSG_CTRUNC) it installs those
+//!   that fit and discards the rest. nix 0.31's `cmsgs()` returns ENOBUFS on MSG_CTRUNC before
 //!   handing those out, so they would leak: here the buffer is walked by hand and every
 //!   fd is owned at once, so each is closed on every way out.
 //! - [`sealed_memfd`] and [`SharedPage`]: memory with no name anywhere, sealed so its

@@ -2,7 +2,8 @@
 //! every connection, each client's lines kept apart in a buffer of its own.
 //!
 //! The traps it avoids: a server that closes its listener after the first client (it then
-//! serves one); a thread or a blocking read per client (one slow client stalls the rest);
+//! serves one); blocking reads of one client after another (a quiet client stalls the
+//! rest);
 //! one shared buffer (two clients' half lines mixed up); a client that never sends `\n`
 //! growing memory without limit (each buffer is capped, and only that client is dropped).
 //! The caller's `stop()` is asked at least every [`SLICE`].
@@ -83,7 +84,7 @@ impl Server {
     }
 
     /// Accepts and reads until `stop()` returns true (it is asked at least every
-    /// [`SLICE`], and after every event), calling `on` for each event. Returns `Ok` when
+    /// [`SLICE`], and after each poll(2)'s batch of events), calling `on` for each event. Returns `Ok` when
     /// stopped; an error only for the listener itself. Connections still open when it
     /// stops stay open until the `Server` is dropped.
     ///

@@ -104,8 +104,8 @@ impl Drop for OwnedPath {
 
 /// Binds with `make` at `at`, or at `NAME` in a private directory, the file mode 0600.
 /// Connecting needs write permission on the file, so 0600 means "this user only".
-/// - Private directory: bind, then chmod 0600; no one else can reach the file in the
-///   0700 directory meanwhile, so there is no window. Safe with threads.
+/// - Private directory: bind, then chmod 0600; no one else (but root) can reach the file
+///   in the 0700 directory meanwhile, so there is no window. Safe with threads.
 /// - `at`: the file is made 0600 from the start by clearing the umask's group and other
 ///   bits around bind(2). The umask is process-wide: only in a single-threaded program
 ///   (another thread's files made meanwhile would get mode & !0177).
