@@ -71,6 +71,20 @@ pub fn run(stage: &Stage) -> Result<()> {
     dead_holder(&cast)
 }
 
+/// Acts 2 to 4 only (the race, the mutex, the sync semaphore): what needs nothing
+/// but P and V, for a flavour that narrates acts 1 and 5 its own way (eventfd).
+pub fn race_mutex_sync(stage: &Stage) -> Result<()> {
+    let page = SharedPage::map()?;
+    let clock = Instant::now();
+    let cast = Cast {
+        stage,
+        a: nix::unistd::getpid(),
+    };
+    let unprotected = race(&cast, &page)?;
+    mutex(&cast, &page, unprotected)?;
+    sync(&cast, &page, clock)
+}
+
 /// The stage and A's pid, which every child watches.
 struct Cast<'a> {
     stage: &'a Stage<'a>,
@@ -82,7 +96,8 @@ impl Cast<'_> {
     /// the child removes the semaphores A made, so the run leaves nothing behind.
     fn end_child(&self, role: &str, outcome: Result<()>) -> ! {
         if !is_alive(self.a) {
-            for sem in [self.stage.mutex, self.stage.sync] {
+            let named = [self.stage.mutex, self.stage.sync];
+            for sem in named.into_iter().filter(|sem| sem.outlives_its_processes()) {
                 match sem.remove_for_dead_creator() {
                     Ok(()) => say!(
                         role,

@@ -8,11 +8,14 @@
 pub const USAGE: &str = "\
 usage: sem-demo [posix|sysv] [--name /NAME | --key KEY] [--loops N]
        sem-demo [posix|sysv] --ping N [--cpus W,R]
+       sem-demo eventfd [--loops N | --ping N [--cpus W,R]]
        sem-demo reader [posix|sysv] [--name /NAME | --key KEY] [--ping N]
        sem-demo writer [posix|sysv] (--name /NAME | --key KEY) [--ping N]
 
   posix    (default) named POSIX semaphores: sem_open, sem_wait, sem_post
   sysv     a System V semaphore set: semget, semop, semctl
+  eventfd  eventfd(EFD_SEMAPHORE): V is write(1), P is read(); the counter in
+           /proc/PID/fdinfo; pollable beside a pipe. No name, so no reader/writer
 
   (no role)  five narrated acts: P and V, a race without a semaphore, a mutex
              semaphore (value 1), a sync semaphore (value 0), a holder that dies
@@ -50,6 +53,8 @@ const MAX_NAME: usize = 200;
 pub enum Flavour {
     Posix,
     Sysv,
+    /// eventfd(2) with EFD_SEMAPHORE: between a parent and its children only.
+    Eventfd,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -128,12 +133,8 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
                     Role::Writer
                 });
             }
-            "posix" | "sysv" if flavour.is_none() => {
-                flavour = Some(if arg == "posix" {
-                    Flavour::Posix
-                } else {
-                    Flavour::Sysv
-                });
+            word if flavour.is_none() && word_flavour(word).is_some() => {
+                flavour = word_flavour(word);
             }
             word => {
                 return Err(format!(
@@ -145,6 +146,9 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
     }
     let role = role.unwrap_or(Role::Both);
     let flavour = flavour.unwrap_or(Flavour::Posix);
+    if flavour == Flavour::Eventfd {
+        eventfd_fits(role, name.is_some() || key.is_some())?;
+    }
     let meeting = match (flavour, name, key) {
         (_, Some(_), Some(_)) => return Err("--name and --key: give one meeting point".into()),
         (Flavour::Posix, None, Some(_)) => {
@@ -152,7 +156,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
                 "--key is for System V (sysv); POSIX semaphores meet at --name /NAME".into(),
             );
         }
-        (Flavour::Sysv, Some(_), None) => {
+        (Flavour::Sysv | Flavour::Eventfd, Some(_), None) => {
             return Err("--name is for POSIX semaphores; System V meets at --key KEY".into());
         }
         (_, Some(name), None) => Meeting::Name(name),
@@ -162,7 +166,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
     if role == Role::Writer && meeting == Meeting::Fresh {
         let what = match flavour {
             Flavour::Posix => "--name /NAME",
-            Flavour::Sysv => "--key KEY",
+            Flavour::Sysv | Flavour::Eventfd => "--key KEY",
         };
         return Err(format!(
             "the writer needs {what}: the reader prints the one it created"
@@ -182,6 +186,29 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
         loops: loops.unwrap_or(DEFAULT_LOOPS),
         cpus,
     }))
+}
+
+/// The flavour a word names.
+fn word_flavour(word: &str) -> Option<Flavour> {
+    match word {
+        "posix" => Some(Flavour::Posix),
+        "sysv" => Some(Flavour::Sysv),
+        "eventfd" => Some(Flavour::Eventfd),
+        _ => None,
+    }
+}
+
+/// An eventfd has no name: no meeting point, and no side for a second terminal.
+fn eventfd_fits(role: Role, meeting: bool) -> Result<(), String> {
+    if role != Role::Both {
+        return Err("eventfd has no reader or writer: an eventfd has no name, so only a                     process that inherits it (fork) can use it; run `sem-demo eventfd`"
+            .into());
+    }
+    if meeting {
+        return Err("--name and --key are meeting points, and an eventfd has no name:                     run `sem-demo eventfd`"
+            .into());
+    }
+    Ok(())
 }
 
 /// Parses `W,R`, two CPU numbers this machine has.
@@ -280,6 +307,9 @@ mod tests {
         assert_eq!(r.ping, Some(5));
         assert_eq!(request("--ping 100000000").ping, Some(MAX_PINGS));
         assert_eq!(request("sysv --key 0xffffffff").meeting, Meeting::Key(-1));
+        let r = request("eventfd --ping 7");
+        assert_eq!((r.flavour, r.ping), (Flavour::Eventfd, Some(7)));
+        assert_eq!(request("eventfd --loops 9").loops, 9);
     }
 
     #[test]
@@ -309,6 +339,13 @@ mod tests {
             "--ping",
             "--bogus",
             "reader writer",
+            "reader eventfd",
+            "writer eventfd",
+            "eventfd --name /x",
+            "eventfd --key 5",
+            "eventfd posix",
+            "eventfd hello",
+            "eventfd --count 3",
         ] {
             assert!(parse_line(bad).is_err(), "{bad:?} should be bad usage");
         }

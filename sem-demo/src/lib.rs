@@ -15,6 +15,9 @@
 //! 4. remove: the creator's guard does it on drop (sem_unlink, IPC_RMID), or
 //!    [`posix::unlink`] / [`sysv::remove_id`] for a creator that died.
 //!
+//! The `eventfd` flavour: [`eventfd::EventSemaphore`] (V a write of 1, P a read, pollable),
+//! [`eventfd::count_of`] (its counter from /proc/PID/fdinfo); no name, nothing to remove.
+//!
 //! Beside them, for parent and child: [`process::fork`] and [`process::Child`]
 //! (reaped on every way out), [`shared::SharedAtomics`] (a page both see), and
 //! [`stop`] (Ctrl+C noted by a handler you install yourself).
@@ -26,6 +29,7 @@
 
 #![warn(missing_docs)]
 
+pub mod eventfd;
 pub mod posix;
 pub mod process;
 pub mod procfs;

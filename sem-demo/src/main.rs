@@ -16,6 +16,7 @@
 //! Run:
 //!   cargo run -p sem-demo                  POSIX named semaphores (sem_open), five acts
 //!   cargo run -p sem-demo -- sysv          the same with a System V set (semget/semop)
+//!   cargo run -p sem-demo -- eventfd       eventfd(EFD_SEMAPHORE): counter in fdinfo, pollable
 //!   cargo run -p sem-demo -- --loops 10000 fewer increments in the race and mutex acts
 //!   cargo run -p sem-demo -- --ping 10000  P/V round trips between two processes
 //! Two terminals:
@@ -40,14 +41,16 @@
 //! POSIX semaphores), `sysv.rs` (System V sets), `procfs.rs` (is the peer alive,
 //! asleep?), `process.rs`, `shared.rs`, `stop.rs`; `cargo doc -p sem-demo --open`.
 //! This file: the command line and which act runs. The lesson lives in `acts.rs`
-//! (the default run), `roles.rs` (reader, writer), `workload.rs` (ping), `run_posix.rs` and
-//! `run_sysv.rs` (each flavour's objects, narrated), all calling the library.
+//! (the default run), `roles.rs` (reader, writer), `workload.rs` (ping), `run_posix.rs`,
+//! `run_sysv.rs` and `run_eventfd.rs` (each flavour's objects, narrated), all calling the
+//! library (`eventfd.rs`: an eventfd as a semaphore).
 
 mod acts;
 mod args;
 mod family;
 mod page;
 mod roles;
+mod run_eventfd;
 mod run_posix;
 mod run_sysv;
 mod semaphore;
@@ -103,6 +106,7 @@ fn main() -> ExitCode {
     let result = signals::install().and_then(|()| match request.flavour {
         Flavour::Posix => run_posix::run(&request),
         Flavour::Sysv => run_sysv::run(&request),
+        Flavour::Eventfd => run_eventfd::run(&request),
     });
     match (result, signals::caught()) {
         (Ok(()), _) => ExitCode::SUCCESS,

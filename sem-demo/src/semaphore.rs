@@ -69,6 +69,11 @@ pub trait Semaphore {
     /// of its creator, which died without a chance to (SIGKILL). Already gone is
     /// fine.
     fn remove_for_dead_creator(&self) -> Result<()>;
+    /// False for a semaphore that dies with the last process holding it (an
+    /// eventfd): nothing to remove for a dead creator, so nothing is said.
+    fn outlives_its_processes(&self) -> bool {
+        true
+    }
 }
 
 /// How a P ended: with the unit, or without it once the time limit ran out.

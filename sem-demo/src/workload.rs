@@ -97,7 +97,7 @@ pub fn ping_both(
 /// The writer that created the semaphores was killed (SIGKILL leaves a process no
 /// chance to clean up): the survivor removes them, so the run leaves nothing.
 fn remove_for_dead_writer(sems: &[&dyn Semaphore]) {
-    for sem in sems {
+    for sem in sems.iter().filter(|sem| sem.outlives_its_processes()) {
         match sem.remove_for_dead_creator() {
             Ok(()) => say!(
                 READER,

@@ -1,0 +1,172 @@
+//! An eventfd(2) made with `EFD_SEMAPHORE`: a counting semaphore that is a file
+//! descriptor. V is a `write(2)` of 1 (the kernel adds it to a 64-bit counter);
+//! P is a `read(2)` that takes 1 when the counter is above 0 and otherwise sleeps
+//! (a blocking eventfd) or fails with EAGAIN (`EFD_NONBLOCK`, as here).
+//!
+//! What it adds to the notes' semaphore (信号量): it is pollable. poll(2), select(2)
+//! and epoll(7) say it is readable while the counter is above 0, so one wait can
+//! cover the semaphore and a socket or pipe, with a deadline; neither a System V
+//! set nor a POSIX `sem_t` is a file descriptor, so no poll can wait on them.
+//! And it has no name: nothing to remove, nothing left behind; the kernel frees it
+//! when the last descriptor to it is closed, by any exit, SIGKILL included. The
+//! other side is a process that inherited it through fork (or received it over a
+//! Unix socket with SCM_RIGHTS: socket-demo `fdpass`, not shown here).
+//!
+//! The counter can be read without taking a unit: [`count_of`] reads
+//! `eventfd-count` from /proc/PID/fdinfo/FD (a hex number, proc(5)).
+//!
+//! Needs only [`crate::posix::Took`] from this crate. In production: an eventfd
+//! is how event loops (tokio, glib, systemd's sd-event) wake a thread or count
+//! jobs; for a lock, `flock(2)` or a robust pthread mutex (not shown here).
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use nix::unistd::Pid;
+
+pub use crate::posix::Took;
+
+/// The longest a P sleeps in one poll before it asks `stop()` again.
+pub const SLICE: Duration = Duration::from_millis(200);
+
+/// An eventfd in semaphore mode, non-blocking, closed on exec.
+///
+/// Non-blocking so that every P can have a deadline: a read at 0 returns EAGAIN
+/// at once and [`EventSemaphore::p`] sleeps in poll(2) instead. `O_NONBLOCK`
+/// belongs to the open file description, which a forked child shares: setting
+/// it in one process (fcntl F_SETFL) would change it under the other too, so it
+/// is chosen once, here, at creation.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use sem_demo::eventfd::{EventSemaphore, Took, count_of};
+///
+/// let sem = EventSemaphore::new(2)?;
+/// assert_eq!(count_of(nix::unistd::getpid(), sem.raw_fd())?, 2);
+/// assert!(sem.try_p()?);
+/// sem.v()?;
+/// assert_eq!(sem.p(Some(Duration::ZERO), &|| false)?, Took::Yes);
+/// assert_eq!(sem.p(Some(Duration::ZERO), &|| false)?, Took::Yes);
+/// // The counter is 0: P with no time to wait says so.
+/// assert_eq!(sem.p(Some(Duration::ZERO), &|| false)?, Took::TimedOut);
+/// drop(sem); // closes the fd: nothing to remove
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct EventSemaphore {
+    fd: EventFd,
+}
+
+impl EventSemaphore {
+    /// eventfd(value, EFD_SEMAPHORE | EFD_NONBLOCK | EFD_CLOEXEC). 1 makes a mutex
+    /// (互斥信号量), 0 a sync semaphore (同步信号量).
+    pub fn new(value: u32) -> nix::Result<EventSemaphore> {
+        let flags = EfdFlags::EFD_SEMAPHORE | EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC;
+        Ok(EventSemaphore {
+            fd: EventFd::from_value_and_flags(value, flags)?,
+        })
+    }
+
+    /// The descriptor's number, for /proc/PID/fdinfo/FD.
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// V: write(2) of the 8-byte number 1. EAGAIN only if the counter stands at
+    /// its maximum, 2^64 - 2 (eventfd(2)).
+    pub fn v(&self) -> nix::Result<()> {
+        self.fd.write(1).map(drop)
+    }
+
+    /// One P that never sleeps: `Ok(true)` if the read took a unit, `Ok(false)` if
+    /// the counter was 0 (EAGAIN). In semaphore mode each read takes exactly 1
+    /// (without EFD_SEMAPHORE a read would take the whole count at once).
+    pub fn try_p(&self) -> nix::Result<bool> {
+        match self.fd.read() {
+            Ok(_one) => Ok(true),
+            Err(Errno::EAGAIN) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// P: takes one unit, sleeping in poll(2) while the counter is 0, for at most
+    /// `limit` (`None`: no limit), in slices of at most [`SLICE`], asking `stop()`
+    /// before each. Several processes may wait: poll wakes them all at a V, one
+    /// read takes the unit, and the others find EAGAIN and sleep again.
+    /// `Err(EINTR)` if a signal interrupted poll.
+    pub fn p(&self, limit: Option<Duration>, stop: &dyn Fn() -> bool) -> nix::Result<Took> {
+        let deadline = limit.map(|d| Instant::now() + d);
+        loop {
+            if self.try_p()? {
+                return Ok(Took::Yes);
+            }
+            if stop() {
+                return Ok(Took::Stopped);
+            }
+            let slice = match deadline {
+                Some(d) => d.saturating_duration_since(Instant::now()).min(SLICE),
+                None => SLICE,
+            };
+            if slice.is_zero() {
+                return Ok(Took::TimedOut);
+            }
+            readable_within(self.fd.as_fd(), slice)?;
+        }
+    }
+}
+
+impl AsFd for EventSemaphore {
+    /// For a poll of your own, beside other descriptors: POLLIN means a P would
+    /// take a unit now (unless another process takes it first).
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// Sleeps in poll(2) until `fd` is readable or `limit` passes: `Ok(true)` if it
+/// became readable.
+fn readable_within(fd: BorrowedFd, limit: Duration) -> nix::Result<bool> {
+    let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+    Ok(poll(&mut fds, millis(limit))? > 0)
+}
+
+/// `limit` as poll's timeout, rounded up so a short wait is not a busy loop.
+pub fn millis(limit: Duration) -> PollTimeout {
+    let ms = limit.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+    PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
+}
+
+/// The counter of the eventfd that process `pid` has open as `fd`, read from
+/// `eventfd-count:` in /proc/PID/fdinfo/FD without taking a unit. Our own
+/// user's processes only (ptrace access mode, proc(5)).
+pub fn count_of(pid: Pid, fd: RawFd) -> std::io::Result<u64> {
+    let path = format!("/proc/{pid}/fdinfo/{fd}");
+    let text = std::fs::read_to_string(&path)?;
+    let bad = || {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{path}: no eventfd-count"),
+        )
+    };
+    let hex = text
+        .lines()
+        .find_map(|line| line.strip_prefix("eventfd-count:"))
+        .ok_or_else(bad)?;
+    u64::from_str_radix(hex.trim(), 16).map_err(|_| bad())
+}
+
+/// The `eventfd-count:` line and the ones after it as the kernel prints them
+/// (Linux 6.x adds `eventfd-id` and `eventfd-semaphore`), for showing.
+pub fn fdinfo_lines(pid: Pid, fd: RawFd) -> std::io::Result<Vec<String>> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}"))?;
+    Ok(text
+        .lines()
+        .filter(|line| line.starts_with("eventfd"))
+        .map(str::to_string)
+        .collect())
+}
