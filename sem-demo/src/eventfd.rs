@@ -120,6 +120,55 @@ impl EventSemaphore {
     }
 }
 
+/// What one poll found ready: the semaphore (a P would take a unit now, unless
+/// another process takes it first), the other fd (readable, or hung up: a pipe
+/// whose writers are all gone), or both.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ready {
+    /// POLLIN on the semaphore.
+    pub semaphore: bool,
+    /// Any event on the other fd (POLLIN, POLLHUP, POLLERR).
+    pub other: bool,
+}
+
+impl EventSemaphore {
+    /// One poll(2) on the semaphore and `other` together, for at most `limit`:
+    /// what neither a System V set nor a POSIX `sem_t` can do, as neither is an
+    /// fd. `Ok(None)`: the deadline passed. Takes no unit (call [`Self::try_p`]).
+    /// `Err(EINTR)` if a signal interrupted it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::os::fd::AsFd;
+    /// use std::time::Duration;
+    /// use sem_demo::eventfd::{EventSemaphore, Ready};
+    ///
+    /// let sem = EventSemaphore::new(0)?;
+    /// let (r, w) = nix::unistd::pipe()?;
+    /// assert_eq!(sem.poll_beside(r.as_fd(), Duration::from_millis(10))?, None);
+    /// nix::unistd::write(&w, b"x")?;
+    /// let both = Ready { semaphore: true, other: true };
+    /// sem.v()?;
+    /// assert_eq!(sem.poll_beside(r.as_fd(), Duration::ZERO)?, Some(both));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn poll_beside(&self, other: BorrowedFd, limit: Duration) -> nix::Result<Option<Ready>> {
+        let mut fds = [
+            PollFd::new(self.fd.as_fd(), PollFlags::POLLIN),
+            PollFd::new(other, PollFlags::POLLIN),
+        ];
+        if poll(&mut fds, millis(limit))? == 0 {
+            return Ok(None);
+        }
+        let hit = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
+        Ok(Some(Ready {
+            semaphore: hit(&fds[0]),
+            other: hit(&fds[1]),
+        }))
+    }
+}
+
 impl AsFd for EventSemaphore {
     /// For a poll of your own, beside other descriptors: POLLIN means a P would
     /// take a unit now (unless another process takes it first).

@@ -23,7 +23,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use nix::errno::Errno;
-use nix::poll::{PollFd, PollFlags, poll};
 use nix::unistd::{Pid, getpid};
 
 use sem_demo::eventfd::{self, EventSemaphore, count_of, fdinfo_lines};
@@ -309,7 +308,7 @@ fn poll_both(work: &Eventfd, ready: &Eventfd, from_a: &OwnedFd, a: Pid) -> Resul
             B,
             "poll returned 0 after {DEADLINE:?}: neither ready, deadline kept, no unit taken"
         ),
-        Some(what) => bail!("poll found {what} readable before anything was sent"),
+        Some(_) => bail!("poll found an fd readable before anything was sent"),
     }
     ready.v()?;
     let mut pending = 2;
@@ -347,44 +346,25 @@ fn poll_both(work: &Eventfd, ready: &Eventfd, from_a: &OwnedFd, a: Pid) -> Resul
 }
 
 /// Which of act 5's two fds poll found readable.
-#[derive(Debug)]
 enum Ready {
     Semaphore,
     Pipe,
 }
 
-impl std::fmt::Display for Ready {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Ready::Semaphore => "the semaphore",
-            Ready::Pipe => "the pipe",
-        })
-    }
-}
-
-/// One poll on both, for at most `limit`, restarted after a signal that was not
-/// Ctrl+C. `None`: the deadline passed.
+/// One poll on both (the library's `poll_beside`), for at most `limit`,
+/// restarted after a signal that was not Ctrl+C. `None`: the deadline passed.
 fn wait_for_either(work: &Eventfd, pipe: &OwnedFd, limit: Duration) -> Result<Option<Ready>> {
-    let mut fds = [
-        PollFd::new(work.sem.as_fd(), PollFlags::POLLIN),
-        PollFd::new(pipe.as_fd(), PollFlags::POLLIN),
-    ];
     loop {
         signals::check()?;
-        match poll(&mut fds, eventfd::millis(limit)) {
-            Ok(0) => return Ok(None),
-            Ok(_) => break,
+        match work.sem.poll_beside(pipe.as_fd(), limit) {
+            Ok(None) => return Ok(None),
+            // The pipe first: its POLLHUP (A gone) must not wait behind the semaphore.
+            Ok(Some(ready)) if ready.other => return Ok(Some(Ready::Pipe)),
+            Ok(Some(_)) => return Ok(Some(Ready::Semaphore)),
             Err(Errno::EINTR) => continue,
             Err(e) => bail!("poll: {e}"),
         }
     }
-    let hit = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
-    // The pipe first: its POLLHUP (A gone) must not wait behind the semaphore.
-    Ok(Some(if hit(&fds[1]) {
-        Ready::Pipe
-    } else {
-        Ready::Semaphore
-    }))
 }
 
 /// `--ping N` in one run, over two eventfds the child inherits.
