@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use crate::{posix, segment, sysv};
 
 pub const USAGE: &str = "\
-usage: shm-demo [posix|sysv] [OPTIONS] [MESSAGE...]     reader and writer as two processes, narrated
+usage: shm-demo [posix|sysv|memfd] [OPTIONS] [MESSAGE...]
+                                                        reader and writer as two processes, narrated
        shm-demo reader [posix|sysv] [OPTIONS]           create the segment, print what arrives
        shm-demo writer [posix|sysv] --name /NAME | --key KEY [OPTIONS] [MESSAGE...]
                                                         send to it (no MESSAGE: each line of stdin,
@@ -16,6 +17,9 @@ usage: shm-demo [posix|sysv] [OPTIONS] [MESSAGE...]     reader and writer as two
 
   posix    (default) shm_open + ftruncate + mmap; POSIX semaphores inside the segment
   sysv     shmget + shmat; a System V semaphore set with the same key
+  memfd    memfd_create: no name, nothing in /dev/shm; sealed (F_SEAL_SHRINK|F_SEAL_GROW,
+           F_SEAL_SEAL) so nobody can shrink it; the writer is a forked child that
+           inherits the fd. Default run only: for unrelated processes, socket-demo fdpass
 
 options:
   --name /NAME             posix: the object /dev/shm/NAME (default /shm-demo-PID)
@@ -59,6 +63,8 @@ pub enum Meeting {
     Posix(String),
     /// A System V key: the segment's and the semaphore set's.
     Sysv(i32),
+    /// No meeting point: a memfd has no name; the writer, forked, inherits its fd.
+    Memfd,
 }
 
 impl Meeting {
@@ -67,6 +73,7 @@ impl Meeting {
         match self {
             Meeting::Posix(name) => format!("posix --name {name}"),
             Meeting::Sysv(key) => format!("sysv --key {}", sysv::hex_key(*key)),
+            Meeting::Memfd => "memfd".into(),
         }
     }
 }
@@ -135,6 +142,9 @@ pub fn check_limits(args: &Args) -> Result<(), String> {
     match args.meeting {
         Meeting::Posix(_) => posix::check_size(len),
         Meeting::Sysv(_) => sysv::check_size(len),
+        // Not in /dev/shm: its memory counts against the memory cgroup; too little is
+        // ENOSPC at posix_fallocate, an error before the first message.
+        Meeting::Memfd => Ok(()),
     }
 }
 
@@ -174,8 +184,12 @@ pub fn parse(
         words.next();
     }
     // The flavour: the first word after the role, if it names one.
-    let flavour = words.next_if(|w| w == "posix" || w == "sysv");
-    let sysv = flavour.as_deref() == Some("sysv");
+    let flavour = words.next_if(|w| w == "posix" || w == "sysv" || w == "memfd");
+    let flavour = match flavour.as_deref() {
+        Some("sysv") => Flavour::Sysv,
+        Some("memfd") => Flavour::Memfd,
+        _ => Flavour::Posix,
+    };
 
     let mut raw = Raw::default();
     while let Some(word) = words.next() {
@@ -195,11 +209,32 @@ pub fn parse(
             _ => raw.messages.push(word),
         }
     }
-    check(role, sysv, raw, pid).map(Parsed::Run)
+    check(role, flavour, raw, pid).map(Parsed::Run)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Flavour {
+    Posix,
+    Sysv,
+    Memfd,
 }
 
 /// Checks the options against each other, the flavour and the role.
-fn check(role: Role, sysv: bool, raw: Raw, pid: u32) -> Result<Args, String> {
+fn check(role: Role, flavour: Flavour, raw: Raw, pid: u32) -> Result<Args, String> {
+    if flavour == Flavour::Memfd {
+        if role != Role::Both {
+            return Err(
+                "memfd has no name another terminal could open: `shm-demo memfd` runs \
+                        both sides (the writer is a forked child that inherits the fd); \
+                        unrelated processes pass the fd over a Unix socket: socket-demo fdpass"
+                    .into(),
+            );
+        }
+        if raw.name.is_some() || raw.key.is_some() {
+            return Err("memfd meets at no --name or --key: it has no name at all".into());
+        }
+    }
+    let sysv = flavour == Flavour::Sysv;
     let workload = match (raw.count, raw.ping) {
         (Some(_), Some(_)) => return Err("--count and --ping are two workloads: pick one".into()),
         (Some(count), None) => Workload::Bulk {
@@ -246,6 +281,7 @@ fn check(role: Role, sysv: bool, raw: Raw, pid: u32) -> Result<Args, String> {
         ));
     }
     let meeting = match (sysv, raw.name, raw.key) {
+        _ if flavour == Flavour::Memfd => Meeting::Memfd,
         (false, _, Some(_)) => {
             return Err("--key is for the sysv flavour (posix meets at --name /NAME)".into());
         }
@@ -423,6 +459,18 @@ mod tests {
     }
 
     #[test]
+    fn memfd_is_a_default_run_with_no_meeting_point() {
+        assert_eq!(
+            parse_line("memfd --count 3 --size 10"),
+            run(
+                Role::Both,
+                Meeting::Memfd,
+                Workload::Bulk { count: 3, size: 10 }
+            )
+        );
+    }
+
+    #[test]
     fn mistakes_are_bad_usage() {
         for bad in [
             "--count 3",
@@ -449,6 +497,10 @@ mod tests {
             "sysv --key 0x1g",
             "sysv --key 4294967296",
             "--name /a --name /b",
+            "reader memfd",
+            "writer memfd hello",
+            "memfd --name /x",
+            "memfd --key 5",
         ] {
             assert!(parse_line(bad).is_err(), "{bad:?} should be bad usage");
         }

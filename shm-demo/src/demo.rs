@@ -25,12 +25,7 @@ const DEFAULT_MESSAGES: [&str; 3] = [
 ];
 
 pub fn run(meeting: &Meeting, workload: &Workload, cpus: Option<Cpus>) -> Result<()> {
-    let workload = match workload {
-        Workload::Text(messages) if messages.is_empty() => {
-            Workload::Text(DEFAULT_MESSAGES.map(String::from).to_vec())
-        }
-        other => other.clone(),
-    };
+    let workload = with_default_messages(workload);
     // O_CLOEXEC: a habit; nothing here execs.
     let (go_r, go_w) = pipe2(OFlag::O_CLOEXEC).context("pipe2")?;
     let _ = std::io::stdout().flush(); // or a buffered line would print twice
@@ -66,7 +61,7 @@ pub fn run(meeting: &Meeting, workload: &Workload, cpus: Option<Cpus>) -> Result
                     "telling writer {child} to go (a byte on a pipe)"
                 );
                 nix::unistd::write(&go_w, b"g").context("telling the writer to start")?;
-                Ok(())
+                Ok(None) // the writer it started, already known: `child`
             });
             let reaped = reap(child);
             let tally = outcome?;
@@ -74,6 +69,16 @@ pub fn run(meeting: &Meeting, workload: &Workload, cpus: Option<Cpus>) -> Result
             tally.print(reader::ROLE);
             Ok(())
         }
+    }
+}
+
+/// The workload, with the default messages if it is text with none.
+pub fn with_default_messages(workload: &Workload) -> Workload {
+    match workload {
+        Workload::Text(messages) if messages.is_empty() => {
+            Workload::Text(DEFAULT_MESSAGES.map(String::from).to_vec())
+        }
+        other => other.clone(),
     }
 }
 
@@ -101,7 +106,7 @@ fn writer_when_told(go: OwnedFd, meeting: &Meeting, workload: &Workload) -> Resu
 }
 
 /// Ends the child; it must never return into `main`, which is the parent's.
-fn exit_child(outcome: Result<()>) -> ! {
+pub fn exit_child(outcome: Result<()>) -> ! {
     let _ = std::io::stdout().flush();
     match (outcome, signals::caught()) {
         (Ok(()), _) => std::process::exit(0),
@@ -115,7 +120,7 @@ fn exit_child(outcome: Result<()>) -> ! {
 
 /// Waits for the writer (so it leaves no zombie) and says how it ended. Retries EINTR:
 /// after a Ctrl+C the child got the signal too and is on its way out.
-fn reap(child: Pid) -> Result<()> {
+pub fn reap(child: Pid) -> Result<()> {
     let status = loop {
         match waitpid(child, None) {
             Err(Errno::EINTR) => continue,
@@ -141,7 +146,7 @@ fn reap(child: Pid) -> Result<()> {
 }
 
 /// Pins this process to one CPU (`sched_setaffinity`), if `--cpus` asked.
-fn run_on_cpu(cpu: Option<usize>) -> Result<()> {
+pub fn run_on_cpu(cpu: Option<usize>) -> Result<()> {
     let Some(cpu) = cpu else { return Ok(()) };
     let mut set = nix::sched::CpuSet::new();
     set.set(cpu).with_context(|| format!("CPU {cpu}"))?;

@@ -5,6 +5,10 @@
 //!   [`posix::create_object`] / [`posix::open_object`] (waits for the creator),
 //!   [`posix::set_size`], [`posix::Mapping`], [`posix::Sem`] (timed P with a real
 //!   deadline), [`posix::Unlink`]; self-contained: copy that one file.
+//! - [`memfd`]: `memfd_create` + seals, no name anywhere: [`memfd::create_sealed`]
+//!   (or [`memfd::create`], [`memfd::set_size`], [`memfd::seal_size`],
+//!   [`memfd::seal_seals`]), [`memfd::seals`], [`memfd::resize`] (refused: EPERM);
+//!   mapped with [`posix::Mapping`].
 //! - [`sigbus`]: [`sigbus::unlink_on_sigbus`], the name removed on a SIGBUS death.
 //! - [`sysv`]: `shmget`/`shmat` and a semaphore set: [`sysv::ShmId`],
 //!   [`sysv::find_segment`], [`sysv::Attached`], [`sysv::SemSet`]; it takes
@@ -29,6 +33,7 @@ use nix::sys::mman::{MapFlags, ProtFlags, mmap_anonymous, munmap};
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, kill, raise, sigaction};
 use nix::unistd::{Pid, SysconfVar, sysconf};
 
+pub mod memfd;
 pub mod posix;
 pub mod sigbus;
 pub mod sysv;

@@ -18,6 +18,7 @@
 //! Run:
 //!   cargo run -p shm-demo                    posix: reader and writer, narrated
 //!   cargo run -p shm-demo -- sysv hi there   System V, with your own messages
+//!   cargo run -p shm-demo -- memfd           no name anywhere, sealed, shared by fork
 //!   cargo run -p shm-demo -- --count 1000 --size 65536    bulk through a ring, checked
 //!   cargo run -p shm-demo -- --ping 10000            round trips on two semaphores
 //!   cargo run -p shm-demo -- --ping 10000 --spin     the fast path: spinning on atomics
@@ -38,10 +39,10 @@
 //! primitives); or `ipc-channel`'s `IpcSharedMemory`. Avoid System V in new code.
 //!
 //! The mechanism, every call of it, is the library half (crate `shm_demo`, the files to
-//! copy from): `lib.rs`, `posix.rs`, `sysv.rs`, `sigbus.rs`. This file: which role
+//! copy from): `lib.rs`, `posix.rs`, `sysv.rs`, `sigbus.rs`, `memfd.rs`. This file: which role
 //! runs. Then, in reading order: `demo.rs` (the default run), `reader.rs`, `writer.rs`,
 //! `segment.rs` (the layout in the segment), `sync.rs` (the semaphores and the waits),
-//! `posix_acts.rs`, `sysv_acts.rs` (each flavour's calls, narrated), `args.rs` (the
+//! `posix_acts.rs`, `sysv_acts.rs`, `memfd_acts.rs` (each flavour's calls, narrated), `args.rs` (the
 //! command line), `workload.rs` (bulk and ping: measurement machinery).
 
 use std::io::Write as _;
@@ -64,6 +65,8 @@ macro_rules! say {
 
 mod args;
 mod demo;
+mod memfd_acts;
+use memfd_acts as memfd;
 mod memory;
 mod posix_acts;
 use posix_acts as posix;
@@ -97,8 +100,9 @@ fn main() -> ExitCode {
         }
     }
     let result = signals::install().and_then(|()| match args.role {
+        Role::Both if args.meeting == Meeting::Memfd => memfd::run(&args.workload, args.cpus),
         Role::Both => demo::run(&args.meeting, &args.workload, args.cpus),
-        Role::Reader => reader::run(&args.meeting, &args.workload, None, || Ok(()))
+        Role::Reader => reader::run(&args.meeting, &args.workload, None, || Ok(None))
             .map(|tally| tally.print(reader::ROLE)),
         Role::Writer => {
             writer::run(&args.meeting, &args.workload).map(|tally| tally.print(writer::ROLE))

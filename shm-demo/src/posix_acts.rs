@@ -261,7 +261,7 @@ pub struct PosixSems<'a> {
 }
 
 impl<'a> PosixSems<'a> {
-    fn in_segment(segment: Segment<'a>) -> PosixSems<'a> {
+    pub fn in_segment(segment: Segment<'a>) -> PosixSems<'a> {
         PosixSems { segment }
     }
 
@@ -279,7 +279,7 @@ impl<'a> PosixSems<'a> {
 }
 
 /// sem_init(pshared=1) each semaphore where it lies in the segment.
-fn init_semaphores(segment: &Segment, values: [u32; 4]) -> Result<()> {
+pub fn init_semaphores(segment: &Segment, values: [u32; 4]) -> Result<()> {
     let sems = PosixSems::in_segment(*segment);
     for (sem, value) in [Sem::Free, Sem::Filled, Sem::Ping, Sem::Pong]
         .into_iter()
@@ -307,7 +307,7 @@ fn init_semaphores(segment: &Segment, values: [u32; 4]) -> Result<()> {
 /// sem_destroy, but only when no writer can be asleep on one: destroying a semaphore
 /// that a process waits on is undefined behaviour. (On Linux it frees nothing: the
 /// semaphore is just memory, and that goes with the segment.)
-fn destroy_semaphores(segment: &Segment) {
+pub fn destroy_semaphores(segment: &Segment) {
     let header = segment.header();
     let writer = header.writer_pid();
     if writer != 0 && !header.writer_done() && !shm_demo::is_gone(writer) {

@@ -23,12 +23,13 @@ pub const ROLE: &str = "reader";
 
 /// Runs the reader. `writer`: the default run's writer, if this process started it;
 /// `ready` is called once the segment is set up (the default run tells its writer to
-/// go). Returns the tally, for the caller to print last.
+/// go; the memfd run forks it and returns its pid). Returns the tally, for the caller
+/// to print last.
 pub fn run(
     meeting: &Meeting,
     workload: &Workload,
     writer: Option<Pid>,
-    ready: impl FnOnce() -> Result<()>,
+    ready: impl FnOnce() -> Result<Option<Pid>>,
 ) -> Result<Tally> {
     let layout = Layout::for_workload(workload);
     let guard = GuardPage::reserve()?;
@@ -66,6 +67,7 @@ pub fn run(
             );
             (served, shm.describe())
         } // `shm` drops here: set removed, segment marked, then detached
+        Meeting::Memfd => bail!("a memfd has no name to meet at: run `shm-demo memfd`"),
     };
     drop(guard);
     if let Err(e) = &outcome {
@@ -76,22 +78,23 @@ pub fn run(
     outcome
 }
 
-/// Everything between creating the segment and removing it.
-fn serve(
+/// Everything between creating the segment and removing it. `ready` may start the
+/// writer and return its pid, watched from then on as `writer` is.
+pub fn serve(
     segment: Segment,
     sems: &impl Semaphores,
     layout: &Layout,
     meeting: &Meeting,
     workload: &Workload,
     writer: Option<Pid>,
-    ready: impl FnOnce() -> Result<()>,
+    ready: impl FnOnce() -> Result<Option<Pid>>,
 ) -> Result<Tally> {
     segment.publish(layout, getpid().as_raw());
     // Whatever way we leave, a writer still waiting must learn it (see `LeaveMark`).
     let header = segment.header();
     let _leave_mark = LeaveMark(header);
     show_mapping(ROLE, &segment);
-    if writer.is_none() {
+    if writer.is_none() && *meeting != Meeting::Memfd {
         let messages = if matches!(workload, Workload::Text(_)) {
             " hello   (no message: it sends each line you type)"
         } else {
@@ -104,8 +107,8 @@ fn serve(
             workload.args()
         );
     }
-    ready()?;
-    let peer = Peer::writer(header, writer);
+    let started = ready()?;
+    let peer = Peer::writer(header, writer.or(started));
     let ring = segment.ring(layout);
     match layout.kind {
         Kind::Text => receive_text(&ring, sems, &peer),

@@ -39,6 +39,7 @@ pub fn run(meeting: &Meeting, workload: &Workload) -> Result<Tally> {
             if_the_reader_died(&outcome, &shm.remedy(), || shm.remove_leftovers());
             outcome
         } // detached here
+        Meeting::Memfd => bail!("a memfd has no name to open: run `shm-demo memfd`"),
     };
     if let Err(e) = &outcome {
         if let Some(Interrupted(sig)) = e.downcast_ref::<Interrupted>() {
@@ -81,7 +82,7 @@ fn if_the_reader_died(
 }
 
 /// Everything between opening the segment and unmapping it.
-fn session(segment: Segment, sems: &impl Semaphores, workload: &Workload) -> Result<Tally> {
+pub fn session(segment: Segment, sems: &impl Semaphores, workload: &Workload) -> Result<Tally> {
     let layout = segment.published_layout()?;
     check_same_workload(&layout, workload)?;
     let header = segment.header();

@@ -1033,14 +1033,15 @@ fn sysv_spinning_writer_cleans_up_after_a_killed_reader() {
 // The library half.
 
 /// Issue 11: the narrated binary makes every shared-memory, semaphore and signal call
-/// through the library modules (`lib.rs`, `posix.rs`, `sysv.rs`, `sigbus.rs`), so the
+/// through the library modules (`lib.rs`, `posix.rs`, `sysv.rs`, `sigbus.rs`, and since
+/// issue 12 `memfd.rs`), so the
 /// tests above exercise the code people copy. Outside them: no `libc::` function called
 /// (types such as `libc::sem_t` are fine) and nothing imported from `nix::sys::mman` or
 /// `nix::sys::signal`.
 #[test]
 fn the_narration_makes_no_shm_call_of_its_own() {
     let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shm-demo/src");
-    let library = ["lib.rs", "posix.rs", "sysv.rs", "sigbus.rs"];
+    let library = ["lib.rs", "posix.rs", "sysv.rs", "sigbus.rs", "memfd.rs"];
     let mut checked = 0;
     for entry in std::fs::read_dir(&src).expect("shm-demo/src") {
         let path = entry.expect("a directory entry").path();
@@ -1087,4 +1088,217 @@ fn the_narration_makes_no_shm_call_of_its_own() {
         checked >= 10,
         "only {checked} narration files found in {src:?}"
     );
+}
+
+// ---------------------------------------------------------------------------------
+// Issue 12: the `memfd` flavour: no name, sealed, shared with a forked child.
+
+/// The memfd's line in a /proc/PID/maps: `... 00:01 INODE /memfd:shm-demo (deleted)`.
+fn memfd_maps_inode(pid: i32) -> Option<String> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
+    let line = maps
+        .lines()
+        .find(|l| l.ends_with("/memfd:shm-demo (deleted)"))?;
+    line.split_whitespace().nth(4).map(String::from)
+}
+
+/// The fd number under which `pid` holds the memfd (/proc/PID/fd/N -> /memfd:...).
+fn memfd_fd(pid: i32) -> Option<String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .flatten()
+        .find(|e| {
+            std::fs::read_link(e.path())
+                .is_ok_and(|t| t.to_string_lossy() == "/memfd:shm-demo (deleted)")
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+}
+
+/// Nothing of a memfd run can be in /dev/shm: no entry with its pid or "memfd" in it.
+fn assert_nothing_in_dev_shm(pid: i32) {
+    Meet::default_of("posix", pid).assert_nothing_left();
+    for entry in std::fs::read_dir("/dev/shm").expect("/dev/shm").flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        assert!(
+            !name.contains("memfd") && !name.contains(&pid.to_string()),
+            "/dev/shm/{name} after a memfd run"
+        );
+    }
+}
+
+#[test]
+fn memfd_default_run_has_no_name_is_sealed_and_shared_by_fork() {
+    let out = run(DEMO, &["memfd"]);
+    out.assert_success();
+    let (reader, writer) = (out.pid_of("reader"), out.pid_of("writer"));
+    assert_eq!(reader, out.pid, "the reader is the process we started");
+    // No name: a file with no link, in no directory, not in /dev/shm.
+    out.assert_stdout_contains("MFD_ALLOW_SEALING|MFD_CLOEXEC")
+        .assert_stdout_contains("-> /memfd:shm-demo (deleted)")
+        .assert_stdout_contains("links 0: a file in no directory")
+        .assert_stdout_contains("no entry of /dev/shm has inode")
+        .assert_stdout_contains("F_GET_SEALS = F_SEAL_SHRINK|F_SEAL_GROW|F_SEAL_SEAL");
+    // The writer, the other side, is refused every change of size and of the seals.
+    let refused = out.lines_with(&format!("[writer {writer}]"));
+    for call in [
+        "ftruncate(fd 3, 0) = EPERM: refused by F_SEAL_SHRINK",
+        "= EPERM: refused by F_SEAL_GROW",
+        "F_ADD_SEALS, F_SEAL_WRITE) = EPERM",
+    ] {
+        assert!(
+            refused.iter().any(|l| l.contains(call)),
+            "no {call:?}:\n{}",
+            out.stdout
+        );
+    }
+    // Shared through fork: the child names its parent and maps the inherited fd anew.
+    out.assert_stdout_contains(&format!("forked by reader {reader}: fd 3 is mine too"));
+    let (r, w) = (view(&out.stdout, "reader"), view(&out.stdout, "writer"));
+    assert_two_addresses_one_memory(&r, &w);
+    assert!(
+        out.stdout
+            .contains(&format!("(deleted) (inode {})", r.inode)),
+        "the maps line names the memfd: {}",
+        out.stdout
+    );
+    assert_eq!(
+        received(&out.stdout),
+        [
+            r#""hello""#,
+            r#""from the writer's stores""#,
+            r#""read in place by the reader""#
+        ]
+    );
+    for role in ["reader", "writer"] {
+        let summary = out.summary(role);
+        assert!(summary.ok, "{}", summary.line);
+        assert_eq!(summary.num("messages"), 3.0);
+    }
+    out.assert_stdout_contains(&format!("reaped writer {writer}: exited with status 0"))
+        .assert_stdout_contains("there was no name to unlink");
+    assert_nothing_in_dev_shm(reader);
+}
+
+#[test]
+fn memfd_bulk_moves_tens_of_mib_intact() {
+    let out = run(DEMO, &["memfd", "--count", "1000", "--size", "65536"]);
+    out.assert_success();
+    for role in ["reader", "writer"] {
+        let summary = out.summary(role);
+        assert!(summary.ok, "{}", summary.line);
+        assert_eq!(summary.num("messages"), 1000.0);
+        assert_eq!(summary.num("bytes"), 65_536_000.0);
+        summary.assert_throughput_consistent();
+    }
+    assert_nothing_in_dev_shm(out.pid);
+}
+
+/// While it runs, from outside: both processes map one memfd (one inode, in no
+/// directory), and a third process (this test), reopening it through /proc/PID/fd/N,
+/// cannot shrink it either: EPERM from the kernel, not a check of the demo's own.
+/// Then the writer is SIGKILLed: the reader notices, reaps it and exits 1.
+#[test]
+fn memfd_is_sealed_against_everyone_and_survives_a_killed_writer() {
+    let mut demo = Demo::start(DEMO, &["memfd", "--count", "100000000", "--size", "4096"]);
+    let line = demo.wait_for_line("sending 100000000 messages");
+    let writer = pid_of_role(&line, "writer").expect("writer pid");
+    let reader = demo.pid();
+    let inode = memfd_maps_inode(reader).expect("the reader maps the memfd");
+    assert_eq!(
+        memfd_maps_inode(writer),
+        Some(inode),
+        "one memfd, two processes"
+    );
+    let fd = memfd_fd(writer).expect("the writer holds the memfd's fd");
+    let path = format!("/proc/{writer}/fd/{fd}");
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("reopen the memfd through /proc");
+    let before = file.metadata().expect("fstat").len();
+    let shrink = file
+        .set_len(0)
+        .expect_err("a sealed memfd cannot be shrunk");
+    assert_eq!(shrink.raw_os_error(), Some(libc_eperm()), "{shrink}");
+    assert_eq!(file.metadata().expect("fstat").len(), before);
+    drop(file);
+
+    sigkill(writer);
+    let out = demo.finish();
+    out.assert_exit_code(1)
+        .assert_stderr_contains(&format!("the writer (pid {writer}) is gone"))
+        .assert_stdout_contains(&format!("reaped writer {writer}: killed by SIGKILL"));
+    assert_nothing_in_dev_shm(reader);
+}
+
+fn libc_eperm() -> i32 {
+    nix::errno::Errno::EPERM as i32
+}
+
+/// The reader SIGKILLed (no guard runs): the forked writer notices within a tick or
+/// two, exits 1 saying so, and there is nothing anyone must remove.
+#[test]
+fn memfd_writer_outlives_its_killed_reader_with_nothing_to_remove() {
+    let mut demo = Demo::start(DEMO, &["memfd", "--count", "100000000", "--size", "4096"]);
+    let line = demo.wait_for_line("sending 100000000 messages");
+    let writer = pid_of_role(&line, "writer").expect("writer pid");
+    let reader = demo.pid();
+    sigkill(reader);
+    let out = demo.finish();
+    out.assert_killed_by(Signal::SIGKILL);
+    assert!(
+        !process_exists(writer),
+        "writer {writer} outlived its reader"
+    );
+    assert!(
+        out.stderr
+            .contains(&format!("the reader (pid {reader}) is gone")),
+        "{}",
+        out.stderr
+    );
+    out.assert_stdout_contains("the reader died: there is nothing to remove");
+    assert_nothing_in_dev_shm(reader);
+}
+
+/// Ctrl+C while the reader is surely blocked: the writer is stopped (SIGSTOP), so the
+/// reader sleeps in sem_timedwait (futex); the group gets SIGINT, the writer SIGCONT.
+#[test]
+fn memfd_ctrl_c_while_the_reader_is_blocked_leaves_nothing() {
+    let mut demo = Demo::start(DEMO, &["memfd", "--count", "100000000", "--size", "4096"]);
+    let line = demo.wait_for_line("sending 100000000 messages");
+    let writer = pid_of_role(&line, "writer").expect("writer pid");
+    kill(Pid::from_raw(writer), Signal::SIGSTOP).expect("SIGSTOP");
+    wait_until_asleep_in(demo.pid(), "futex");
+    demo.signal_group(Signal::SIGINT);
+    kill(Pid::from_raw(writer), Signal::SIGCONT).expect("SIGCONT");
+    let reader = demo.pid();
+    let out = demo.finish();
+    out.assert_killed_by_after_reaping(Signal::SIGINT)
+        .assert_stdout_contains("interrupted by SIGINT: nothing to remove (the memfd had no name)");
+    assert_nothing_in_dev_shm(reader);
+}
+
+#[test]
+fn memfd_bad_usage_exits_2_and_points_to_fdpass() {
+    for (args, needle) in [
+        (vec!["reader", "memfd"], "socket-demo fdpass"),
+        (vec!["writer", "memfd", "hi"], "socket-demo fdpass"),
+        (vec!["memfd", "--name", "/x"], "it has no name at all"),
+        (vec!["memfd", "--key", "5"], "it has no name at all"),
+        (vec!["memfd", "--count", "3"], "--size"),
+    ] {
+        let out = run(DEMO, &args);
+        out.assert_exit_code(2)
+            .assert_stderr_contains(needle)
+            .assert_stderr_contains("usage:");
+        assert!(
+            out.stdout.is_empty(),
+            "bad usage must do nothing: {}",
+            out.stdout
+        );
+        assert_nothing_in_dev_shm(out.pid);
+    }
+    run(DEMO, &["--help"])
+        .assert_success()
+        .assert_stdout_contains("memfd    memfd_create: no name");
 }
