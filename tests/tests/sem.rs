@@ -942,3 +942,199 @@ fn the_narrated_binary_makes_every_semaphore_call_through_the_library() {
         offences.join("\n")
     );
 }
+
+// --- the eventfd flavour (issue 12): no name, so the leak check is "no process of
+// the run is left", and the kernel's view is /proc/PID/fd and /proc/PID/fdinfo.
+
+/// The eventfds process `pid` has open: (fd, eventfd-count, semaphore mode), read
+/// from /proc/PID/fd (the link names `anon_inode:[eventfd]`) and fdinfo.
+fn eventfds_of(pid: i32) -> Vec<(String, u64, bool)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd")).expect("/proc/PID/fd") {
+        let entry = entry.expect("fd entry");
+        let fd = entry.file_name().to_string_lossy().to_string();
+        let link = std::fs::read_link(entry.path()).unwrap_or_default();
+        if link.to_string_lossy() != "anon_inode:[eventfd]" {
+            continue;
+        }
+        let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).expect("fdinfo");
+        let value = |key: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .map(|v| v.trim().to_string())
+        };
+        let count = u64::from_str_radix(&value("eventfd-count:").expect("eventfd-count"), 16)
+            .expect("hex count");
+        // eventfd-semaphore: Linux 6.6 and later; older kernels: trust the flags line.
+        let semaphore = value("eventfd-semaphore:").is_none_or(|v| v == "1");
+        found.push((fd, count, semaphore));
+    }
+    found.sort();
+    found
+}
+
+#[test]
+fn eventfd_default_run_counts_in_fdinfo_and_polls_beside_a_pipe() {
+    let out = run(DEMO, &["eventfd", "--loops", "2000"]);
+    out.assert_success();
+    // Act 1: three V raise the counter as fdinfo shows it; B's three P lower it.
+    assert!(only_line(&out, "created jobs (eventfd").contains("eventfd-count: 0"));
+    let a_counts: Vec<u64> = out
+        .lines_with("V: wrote 1, eventfd-count")
+        .iter()
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(a_counts, [1, 2, 3], "{}", out.stdout);
+    let b_counts: Vec<u64> = out
+        .lines_with("P: read took 1")
+        .iter()
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(b_counts, [2, 1, 0], "{}", out.stdout);
+    let asleep = only_line(&out, "B is asleep in P (/proc/");
+    assert!(
+        asleep.contains("poll") && asleep.ends_with("eventfd-count 0"),
+        "{asleep}"
+    );
+    // (A's line and B's come from two processes: their order is the scheduler's.)
+    out.assert_stdout_contains("V: wrote 1, and the kernel woke B");
+    out.assert_stdout_contains("woke up and took the unit A wrote, eventfd-count 0");
+    // Acts 3 and 4, shared with the other flavours.
+    let mutex = only_line(&out, "mutex: expected=");
+    assert_eq!(field(mutex, "lost"), 0, "{mutex}");
+    assert!(out.line_index("A's step: wrote 42") < out.line_index("B's step: read 42"));
+    assert!(only_line(&out, "B is asleep in P on sync").contains("asleep_in_P=1"));
+    // Act 5: the deadline passes with nothing ready, then the pipe, then the semaphore.
+    let timed_out = out.line_index("poll returned 0 after 300ms");
+    let pipe = out.line_index("poll: the pipe is readable: read \"hello\"");
+    let sem = out.line_index("is readable: P took the unit, eventfd-count 0");
+    assert!(timed_out < pipe && pipe < sem, "{}", out.stdout);
+    assert!(
+        !out.stdout.contains("removed"),
+        "nothing has a name to remove"
+    );
+    assert_group_gone(out.pid);
+}
+
+/// Starts the eventfd run with endless counting; returns it and B's pid once A and
+/// B count in act 2 (the mutex at 1 and the sync semaphore at 0 are open by then).
+fn start_endless_eventfd_race() -> (Demo, i32) {
+    let mut demo = Demo::start(DEMO, &["eventfd", "--loops", "1000000000"]);
+    demo.wait_for_line("--- act 2:");
+    let mut b = None;
+    for _ in 0..2 {
+        let line = demo.wait_for_line("counting from now on");
+        if line.starts_with("[B ") {
+            b = pid_of_role(&line, "B");
+        }
+    }
+    (demo, b.expect("B's counting line"))
+}
+
+#[test]
+fn eventfd_semaphores_are_in_the_kernel_fd_tables_and_a_killed_parent_is_noticed() {
+    let (demo, b) = start_endless_eventfd_race();
+    let a = demo.pid();
+    // The kernel's view: A and its child share the same two eventfds in semaphore
+    // mode, the mutex at 1 (nobody holds it in act 2) and the sync one at 0.
+    for pid in [a, b] {
+        let fds = eventfds_of(pid);
+        let counts: Vec<(u64, bool)> = fds.iter().map(|&(_, c, s)| (c, s)).collect();
+        assert_eq!(counts, [(1, true), (0, true)], "pid {pid}: {fds:?}");
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(a), Signal::SIGKILL).unwrap();
+    let out = demo.finish();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&out.status),
+        Some(Signal::SIGKILL as i32)
+    );
+    let orphans = reap_orphans_with_status(a);
+    assert_eq!(
+        orphans,
+        vec![(
+            b,
+            nix::sys::wait::WaitStatus::Exited(nix::unistd::Pid::from_raw(b), 1)
+        )],
+        "B should notice and exit 1 by itself"
+    );
+    out.assert_stderr_contains(&format!("A (pid {a}) died before it had finished counting"));
+    assert!(
+        !out.stdout.contains("removed"),
+        "an eventfd leaves nothing to remove: {}",
+        out.stdout
+    );
+}
+
+#[test]
+fn eventfd_parent_whose_child_was_killed_says_so() {
+    let (demo, b) = start_endless_eventfd_race();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(b), Signal::SIGKILL).unwrap();
+    let pgid = demo.pid();
+    let out = demo.finish();
+    out.assert_exit_code(1)
+        .assert_stderr_contains(&format!("B (pid {b}) died before it had finished counting"))
+        .assert_stdout_contains(&format!("reaped B {b}: killed by SIGKILL"));
+    assert_group_gone(pgid);
+}
+
+#[test]
+fn eventfd_ping_times_round_trips_over_two_eventfds() {
+    let out = run(DEMO, &["eventfd", "--ping", "500"]);
+    out.assert_success();
+    check_ping(&out, 500.0);
+    assert_group_gone(out.pid);
+}
+
+#[test]
+fn eventfd_ping_sides_notice_a_killed_peer() {
+    let (demo, reader) = start_endless_ping(&["eventfd", "--ping", ENDLESS_PING]);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(reader), Signal::SIGKILL).unwrap();
+    let out = demo.finish();
+    out.assert_exit_code(1).assert_stderr_contains(&format!(
+        "the reader (pid {reader}) is gone, so no V will come"
+    ));
+    assert_group_gone(out.pid);
+
+    let (demo, reader) = start_endless_ping(&["eventfd", "--ping", ENDLESS_PING]);
+    let pgid = demo.pid();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pgid), Signal::SIGKILL).unwrap();
+    let out = demo.finish();
+    assert_eq!(
+        reap_orphans(pgid),
+        vec![reader],
+        "the reader should exit by itself"
+    );
+    out.assert_stderr_contains(&format!("the writer (pid {pgid}) is gone"));
+    assert!(!out.stdout.contains("removed"), "{}", out.stdout);
+}
+
+#[test]
+fn ctrl_c_while_eventfd_sides_wait_stops_both() {
+    let (demo, reader) = start_endless_ping(&["eventfd", "--ping", ENDLESS_PING]);
+    demo.signal_group(Signal::SIGINT);
+    let out = demo.finish();
+    out.assert_killed_by_after_reaping(Signal::SIGINT);
+    out.assert_stdout_contains("interrupted by SIGINT: removed nothing: an eventfd has no name");
+    assert!(!process_exists(reader), "the reader outlived Ctrl+C");
+}
+
+#[test]
+fn eventfd_bad_usage_exits_2() {
+    for (args, needle) in [
+        (vec!["reader", "eventfd"], "eventfd has no reader or writer"),
+        (vec!["writer", "eventfd"], "eventfd has no reader or writer"),
+        (vec!["eventfd", "--name", "/x"], "an eventfd has no name"),
+        (vec!["eventfd", "--key", "5"], "an eventfd has no name"),
+        (
+            vec!["eventfd", "--count", "3"],
+            "a semaphore carries no data",
+        ),
+        (vec!["eventfd", "hello"], "carries no messages"),
+    ] {
+        let out = run(DEMO, &args);
+        out.assert_exit_code(2)
+            .assert_stderr_contains(needle)
+            .assert_stderr_contains("usage:");
+        assert!(out.stdout.is_empty(), "{args:?}: {}", out.stdout);
+    }
+}
