@@ -9,8 +9,12 @@ use signal_demo::send;
 
 pub const USAGE: &str = "\
 usage: signal-demo [--ping N [--cpus W,R]]        both sides, narrated: the parent signals its forked child
+       signal-demo signalfd                       the same signals read(2) as data from a signalfd, polled beside a pipe
+       signal-demo pidfd                          a child by handle: pidfd_open, poll for its exit, pidfd_send_signal
        signal-demo reader [--ping N]              print my pid, report each signal until SIGINT/SIGTERM
+       signal-demo reader signalfd                the same, signals read from a signalfd polled beside stdin
        signal-demo writer --pid PID [SIGNAL...]   send each SIGNAL to PID (default SIGUSR1)
+       signal-demo writer pidfd --pid PID [SIGNAL...]  the same through a pidfd, then wait for PID to exit
        signal-demo writer --pid PID --ping N      N round trips with a `signal-demo reader --ping N`
 
   SIGNAL        a name, with or without SIG, any case: SIGUSR1, USR1, term, RTMIN, RTMIN+3,
@@ -28,6 +32,8 @@ two terminals:
   signal-demo reader            then: signal-demo writer --pid PID USR1 USR2 RTMIN
                                 or:   kill -USR1 PID
   and in the reader's terminal: Ctrl+Z stops it, fg resumes it, Ctrl+C ends it.
+  signal-demo reader signalfd   then: signal-demo writer pidfd --pid PID USR1 TERM
+  and in the reader's terminal: type a line (stdin, polled beside the signalfd).
 ";
 
 /// The most round trips `--ping` takes: the round-trip times are kept in memory.
@@ -49,6 +55,17 @@ pub enum Request {
     WriterPing {
         pid: Pid,
         ping: Ping,
+    },
+    /// `signalfd`: both sides, narrated; the reader takes its signals from a signalfd.
+    SignalfdDemo,
+    /// `reader signalfd`: signals from a signalfd, polled beside stdin.
+    SignalfdReader,
+    /// `pidfd`: both sides, narrated: a child by pidfd.
+    PidfdDemo,
+    /// `writer pidfd`: signals through a pidfd, then a wait for the process's exit.
+    PidfdWriter {
+        pid: Pid,
+        signals: Vec<c_int>,
     },
 }
 
@@ -101,6 +118,13 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, String>
     if role != Role::Both {
         args.next();
     }
+    let flavour = match args.peek().map(String::as_str) {
+        Some(word @ ("signalfd" | "pidfd")) => Some(word.to_string()),
+        _ => None,
+    };
+    if flavour.is_some() {
+        args.next();
+    }
     let (mut pid, mut count, mut size, mut cpus) = (None, None, None, None);
     let mut words = Vec::new();
     while let Some(arg) = args.next() {
@@ -133,6 +157,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, String>
         );
     }
 
+    if let Some(flavour) = flavour {
+        return flavoured(&flavour, role, pid, ping.is_some(), &words).map(Parsed::Run);
+    }
     let request = match role {
         Role::Both | Role::Reader => {
             if pid.is_some() {
@@ -168,6 +195,58 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, String>
         }
     };
     Ok(Parsed::Run(request))
+}
+
+/// The request of a flavour (`signalfd`, `pidfd`): no workload, and each has the
+/// roles it has.
+fn flavoured(
+    flavour: &str,
+    role: Role,
+    pid: Option<Pid>,
+    ping: bool,
+    words: &[String],
+) -> Result<Request, String> {
+    if ping {
+        return Err(format!(
+            "--ping goes with the handler flavour: `signal-demo --ping N`, not {flavour}"
+        ));
+    }
+    let no_pid = |pid: Option<Pid>| match pid {
+        Some(_) => Err(format!(
+            "--pid is for `signal-demo writer pidfd`, not {flavour}"
+        )),
+        None => Ok(()),
+    };
+    let no_words = |words: &[String]| match words.first() {
+        Some(word) => Err(format!("unexpected {word:?} after {flavour}")),
+        None => Ok(()),
+    };
+    match (flavour, role) {
+        ("signalfd", Role::Both) => no_pid(pid)
+            .and(no_words(words))
+            .map(|()| Request::SignalfdDemo),
+        ("signalfd", Role::Reader) => no_pid(pid)
+            .and(no_words(words))
+            .map(|()| Request::SignalfdReader),
+        ("signalfd", _) => Err("a signalfd is the reader's: send with `signal-demo writer \
+                                --pid PID` or `signal-demo writer pidfd --pid PID`"
+            .into()),
+        ("pidfd", Role::Both) => no_pid(pid)
+            .and(no_words(words))
+            .map(|()| Request::PidfdDemo),
+        ("pidfd", Role::Writer) => Ok(Request::PidfdWriter {
+            pid: pid.ok_or("writer pidfd needs --pid PID: the process to signal")?,
+            signals: words
+                .iter()
+                .map(|w| send::parse(w))
+                .collect::<Result<_, _>>()?,
+        }),
+        _ => Err(
+            "a pidfd is the sender's: there is no `reader pidfd` (try `signal-demo \
+                  reader signalfd`, then `signal-demo writer pidfd --pid PID`)"
+                .into(),
+        ),
+    }
 }
 
 /// A process id for kill(2): at least 1, since 0 would mean "my process group" and
@@ -271,6 +350,22 @@ mod tests {
             }))
         );
         assert_eq!(parse_line("reader --help"), Ok(Parsed::Help));
+        assert_eq!(
+            parse_line("signalfd"),
+            Ok(Parsed::Run(Request::SignalfdDemo))
+        );
+        assert_eq!(
+            parse_line("reader signalfd"),
+            Ok(Parsed::Run(Request::SignalfdReader))
+        );
+        assert_eq!(parse_line("pidfd"), Ok(Parsed::Run(Request::PidfdDemo)));
+        assert_eq!(
+            parse_line("writer pidfd --pid 42 term"),
+            Ok(Parsed::Run(Request::PidfdWriter {
+                pid,
+                signals: vec![libc::SIGTERM]
+            }))
+        );
     }
 
     #[test]
@@ -297,6 +392,18 @@ mod tests {
             "--ping 3 --cpus 0",
             "--ping 3 --cpus 0,999",
             "reader --ping 3 --cpus 0,0",
+            "signalfd --ping 3",
+            "signalfd USR1",
+            "signalfd --pid 42",
+            "writer signalfd --pid 42",
+            "reader signalfd --pid 42",
+            "reader pidfd",
+            "pidfd --pid 42",
+            "pidfd USR1",
+            "writer pidfd",
+            "writer pidfd --pid 0",
+            "writer pidfd --pid 42 NOPE",
+            "writer pidfd --pid 42 --ping 3",
         ] {
             assert!(parse_line(bad).is_err(), "{bad:?} should be bad usage");
         }

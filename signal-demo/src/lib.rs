@@ -15,6 +15,14 @@
 //!    and reaps it);
 //! 6. end: [`catch::die_of`], die of the signal once your guards have run.
 //!
+//! Past the textbook, two file descriptors:
+//! - [`signalfd::Signals`]: the signals blocked and read(2) as data from a signalfd
+//!   (sender's pid and uid, `si_code`, value), polled beside other fds with
+//!   [`ready::readable`]: no handler, so no async-signal-safety rules in the loop;
+//! - [`pidfd::PidFd`]: a process by handle (pidfd_open(2)), readable when it
+//!   terminates, signalled with pidfd_send_signal(2), which can never reach a
+//!   recycled pid (ESRCH once the process has been reaped).
+//!
 //! Nothing here installs a handler or changes the mask unless you call the function
 //! that says so. Every mask change is the calling thread's (pthread_sigmask): in a
 //! threaded program block these signals before the first thread starts, since
@@ -28,6 +36,9 @@
 pub mod catch;
 pub mod child;
 pub mod pending;
+pub mod pidfd;
+pub mod ready;
 pub mod send;
+pub mod signalfd;
 
 pub use pending::Caught;

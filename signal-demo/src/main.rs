@@ -31,6 +31,10 @@
 //!   cargo run -p signal-demo -- writer --pid PID USR1 USR2 RTMIN+1     terminal 2 (or kill -USR1 PID)
 //!   then, in terminal 1: Ctrl+Z (stops), fg (resumes), Ctrl+C (ends)
 //!   cargo run -p signal-demo -- --ping 10000      round trips of SIGUSR1, p50 and p99
+//!   cargo run -p signal-demo -- signalfd          the signals read(2) as data from a signalfd, polled beside a pipe
+//!   cargo run -p signal-demo -- pidfd             a child by pidfd: poll for its exit, pidfd_send_signal, ESRCH after reaping, the pid reused (root)
+//!   cargo run -p signal-demo -- reader signalfd   terminal 1: a signalfd polled beside stdin
+//!   cargo run -p signal-demo -- writer pidfd --pid PID USR1 TERM   terminal 2: through a pidfd, then waits for PID's exit
 //!   strace -f -e trace=kill,rt_sigqueueinfo,rt_sigprocmask,ppoll,read,rt_sigtimedwait cargo run -q -p signal-demo
 //!
 //! Watch for: "read(2) returned EINTR"; the child in state T between Ctrl+Z and fg;
@@ -44,17 +48,21 @@
 //! Copy from: the library half, `lib.rs` and its modules (crate `signal_demo`):
 //! `pending` (the mask; sigtimedwait up to a deadline; the siginfo, `Caught`),
 //! `catch` (the one handler, installed explicitly; ppoll), `send` (names, kill,
-//! sigqueue), `child` (fork, and a child waited for with a deadline). `cargo doc -p signal-demo --open` is its reference.
+//! sigqueue), `child` (fork, and a child waited for with a deadline), `signalfd`
+//! (signals as data from an fd), `pidfd` (a process by handle), `ready` (poll). `cargo doc -p signal-demo --open` is its reference.
 //!
 //! This file: which role runs. The lesson, narrated around library calls:
-//! `demo.rs` (the default run), `reader.rs`, `writer.rs`; `family.rs` and `stop.rs`
+//! `demo.rs` (the default run), `reader.rs`, `writer.rs`; `signalfd_demo.rs`,
+//! `pidfd_demo.rs` (the two flavours past the textbook, and their two-terminal sides); `family.rs` and `stop.rs`
 //! (the parent's side, and "stop"); `workload.rs` (--ping, measurement machinery);
 //! `args.rs` (the command line).
 
 mod args;
 mod demo;
 mod family;
+mod pidfd_demo;
 mod reader;
+mod signalfd_demo;
 mod stop;
 mod workload;
 mod writer;
@@ -101,6 +109,10 @@ fn main() -> ExitCode {
         args::Request::ReaderPing(options) => workload::reader(&options),
         args::Request::Writer { pid, signals } => writer::run(pid, &signals),
         args::Request::WriterPing { pid, ping } => workload::writer(pid, &ping),
+        args::Request::SignalfdDemo => signalfd_demo::run(),
+        args::Request::SignalfdReader => signalfd_demo::reader_alone(),
+        args::Request::PidfdDemo => pidfd_demo::run(),
+        args::Request::PidfdWriter { pid, signals } => pidfd_demo::writer(pid, &signals),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
