@@ -4,10 +4,14 @@ use std::ffi::OsString;
 
 pub const USAGE: &str = "\
 usage: pipe-demo [oneway|duplex|shell] [OPTIONS] [MESSAGE...]
+       pipe-demo big [--hold]
 
   oneway   (default) the parent writes, the child reads, through one pipe
   duplex   request/response: one pipe each way, since a pipe is one-way
   shell    rebuild `ps auxf | grep ps` with pipe, fork, dup2 and exec
+  big      F_SETPIPE_SZ: grow the pipe to 1 MiB (limits: /proc/sys/fs/pipe-max-size,
+           pipe-user-pages-soft); the writer sleeps only once 1 MiB is queued.
+           --hold: the reader drains only after Enter (or EOF) on stdin
 
 options (the workloads run without a flavour):
   --count N --size BYTES   bulk: send N messages of BYTES bytes, checked by the reader
@@ -32,6 +36,10 @@ pub enum Flavour {
     Oneway,
     Duplex,
     Shell,
+    /// F_SETPIPE_SZ; `hold`: the reader drains only after a line on stdin.
+    Big {
+        hold: bool,
+    },
 }
 
 /// What the run does: narrate some messages, or run a measured workload.
@@ -86,6 +94,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Request, String>
     let mut flavour = None;
     let mut messages = Vec::new();
     let (mut count, mut size, mut ping, mut cpus) = (None, None, None, None);
+    let mut hold = false;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -95,6 +104,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Request, String>
             "--ping" => ping = Some(number(&arg, args.next())?),
             "--size" => size = Some(number(&arg, args.next())?),
             "--cpus" => cpus = Some(cpu_pair(args.next())?),
+            "--hold" => hold = true,
             "reader" | "writer" if flavour.is_none() && messages.is_empty() => {
                 return Err(format!(
                     "pipe-demo has no {arg} role: an anonymous pipe only joins a parent \
@@ -107,6 +117,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Request, String>
                     "oneway" => Flavour::Oneway,
                     "duplex" => Flavour::Duplex,
                     "shell" => Flavour::Shell,
+                    "big" => Flavour::Big { hold: false },
                     _ => {
                         messages.push(word.to_string());
                         Flavour::Oneway
@@ -116,7 +127,11 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Request, String>
             word => messages.push(word.to_string()),
         }
     }
-    let flavour = flavour.unwrap_or(Flavour::Oneway);
+    let flavour = match flavour.unwrap_or(Flavour::Oneway) {
+        Flavour::Big { .. } => Flavour::Big { hold },
+        _ if hold => return Err("--hold goes with the big flavour only".into()),
+        other => other,
+    };
     if let Some(bad) = messages.iter().find(|m| m.contains('\n')) {
         return Err(format!(
             "message {bad:?} contains a newline: on a byte stream the newline separates messages"
@@ -144,6 +159,13 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Request, String>
     };
     if flavour == Flavour::Shell && (!messages.is_empty() || count.is_some() || ping.is_some()) {
         return Err("the shell flavour takes no messages and no workload".into());
+    }
+    if matches!(flavour, Flavour::Big { .. })
+        && !matches!(&workload, Workload::Messages(m) if m.is_empty())
+    {
+        return Err(
+            "the big flavour takes no messages and no workload: it fills the pipe itself".into(),
+        );
     }
     if flavour == Flavour::Duplex && (count.is_some() || ping.is_some()) {
         return Err(

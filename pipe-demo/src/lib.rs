@@ -9,7 +9,8 @@
 //!    [`pipe::read_exact`] (EOF between messages, or an error in the middle of one),
 //!    both retrying EINTR; [`pipe::wait_readable`] (a read's deadline, poll);
 //!    [`pipe::set_nonblocking`] and [`pipe::try_write`] (EAGAIN
-//!    once full); [`pipe::capacity`] (F_GETPIPE_SZ: 16 page-sized slots by default);
+//!    once full); [`pipe::capacity`] (F_GETPIPE_SZ: 16 page-sized slots by default),
+//!    [`pipe::set_capacity`] (F_SETPIPE_SZ) and [`pipe::limits`] (/proc/sys/fs/pipe-*);
 //! 4. end: the child tells its parent's death from a clean EOF ([`fork::parent_died`],
 //!    by the parent's pid kept from before the fork); the parent waits for exactly
 //!    its child ([`fork::wait`], waitpid on that pid);

@@ -13,6 +13,7 @@
 //!   cargo run -p pipe-demo                 one pipe, parent → child, narrated (`oneway`)
 //!   cargo run -p pipe-demo -- duplex       request/response over two pipes
 //!   cargo run -p pipe-demo -- shell        `ps auxf | grep ps` rebuilt by hand
+//!   cargo run -p pipe-demo -- big          F_SETPIPE_SZ: a 1 MiB pipe, its limits
 //!   cargo run -p pipe-demo -- --count 1000 --size 65536     bulk transfer, checked
 //!   cargo run -p pipe-demo -- --ping 10000                  round trips over two pipes
 //!   strace -f -e trace=pipe2,clone,read,write,close target/debug/pipe-demo
@@ -27,16 +28,17 @@
 //!
 //! Copy from: the library half, `lib.rs` and its modules (crate `pipe_demo`):
 //! `pipeline` (`ls | wc -l`: `run`, `Pipeline`, `spawn`, `Argv`; stands alone),
-//! `pipe` (`create`, `write_all`, `read_exact`, `capacity`, `set_nonblocking`,
-//! `try_write`), `fork` (`fork_parent_writes`, `fork_both_ways`, `parent_died`,
+//! `pipe` (`create`, `write_all`, `read_exact`, `capacity`, `set_capacity`, `limits`,
+//! `set_nonblocking`, `try_write`), `fork` (`fork_parent_writes`, `fork_both_ways`, `parent_died`,
 //! `wait`). `cargo doc -p pipe-demo --open` is its reference.
 //!
 //! This file: which flavour runs. The lesson, narrated around library calls:
-//! `oneway.rs` (the default run, three acts), `duplex.rs`, `shell.rs`; `family.rs`
+//! `oneway.rs` (the default run, three acts), `duplex.rs`, `shell.rs`, `big.rs`; `family.rs`
 //! (a child's exit, the parent's reaping, narrated); `workload.rs` (--count and
 //! --ping, measurement machinery); `summary.rs` (the last line); `args.rs`.
 
 mod args;
+mod big;
 mod duplex;
 mod family;
 mod oneway;
@@ -84,6 +86,7 @@ fn main() -> ExitCode {
         Request::Run(Flavour::Oneway, Workload::Messages(msgs)) => oneway::run(&msgs),
         Request::Run(Flavour::Duplex, Workload::Messages(msgs)) => duplex::run(&msgs),
         Request::Run(Flavour::Shell, _) => shell::run(),
+        Request::Run(Flavour::Big { hold }, _) => big::run(hold),
         Request::Run(_, Workload::Bulk { count, size, cpus }) => workload::bulk(count, size, cpus),
         Request::Run(_, Workload::Ping { count, size, cpus }) => workload::ping(count, size, cpus),
     };

@@ -285,7 +285,7 @@ fn drain_once_the_writer_sleeps(read_end: OwnedFd, writer: Pid) -> Result<()> {
 }
 
 /// What `wait_until_asleep` saw of the writer.
-enum Watched {
+pub(crate) enum Watched {
     /// Asleep in the kernel function named.
     Asleep(String),
     /// Alive, but not asleep there before the deadline (stopped, say).
@@ -299,7 +299,7 @@ enum Watched {
 /// shows the same state letter S and `cat /proc/PID/wchan` the same name.
 /// A parent killed meanwhile (even by SIGKILL, which runs none of its code) is
 /// seen within a millisecond or so: the kernel re-parents us, and getppid(2) changes.
-fn wait_until_asleep(parent: Pid, wchan: &str, limit: Duration) -> Watched {
+pub(crate) fn wait_until_asleep(parent: Pid, wchan: &str, limit: Duration) -> Watched {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         if fork::parent_gone(parent) {

@@ -1,5 +1,5 @@
-//! One anonymous pipe: create it, move whole buffers through it, ask its capacity,
-//! switch O_NONBLOCK.
+//! One anonymous pipe: create it, move whole buffers through it, ask or change its
+//! capacity (and read the limits on that), switch O_NONBLOCK.
 //!
 //! A pipe is a byte stream with no message boundaries: a read returns whatever is
 //! there, up to the buffer's length, and a write larger than the free space may be
@@ -158,6 +158,75 @@ pub fn wait_readable(end: impl AsFd, timeout: Duration) -> Result<bool> {
 /// ```
 pub fn capacity(end: impl AsFd) -> Result<usize> {
     Ok(fcntl(end.as_fd(), FcntlArg::F_GETPIPE_SZ)? as usize)
+}
+
+/// Changes the capacity of the kernel buffer behind a pipe (F_SETPIPE_SZ) and
+/// returns the one the kernel chose: at least `bytes`, rounded up to a power-of-two
+/// number of pages (fcntl(2); 1 MiB stays 1 MiB with 4 KiB pages). Either end will
+/// do: the buffer is the pipe's.
+///
+/// The traps, each an error of its own:
+/// - EPERM above /proc/sys/fs/pipe-max-size (1 MiB by default) unless the process
+///   has CAP_SYS_RESOURCE: the ceiling an ordinary user meets;
+/// - EPERM too when growing while the user's pipes already take
+///   pipe-user-pages-soft pages (or the hard limit, if set), for a process with
+///   neither CAP_SYS_RESOURCE nor CAP_SYS_ADMIN (pipe(7)); see [`limits`];
+/// - EBUSY when shrinking below the bytes the pipe holds now.
+///
+/// A bigger buffer lets a writer run further ahead of its reader before it sleeps;
+/// it does not change PIPE_BUF, the size up to which one write is atomic.
+///
+/// # Examples
+/// ```
+/// use pipe_demo::pipe;
+/// let (read_end, write_end) = pipe::create()?;
+/// let page = pipe::capacity(&read_end)? / 16; // a new pipe: 16 page-sized slots
+/// // Three pages are rounded up to four: a power of two.
+/// assert_eq!(pipe::set_capacity(&write_end, 3 * page)?, 4 * page);
+/// assert_eq!(pipe::capacity(&read_end)?, 4 * page);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn set_capacity(end: impl AsFd, bytes: usize) -> Result<usize> {
+    let asked = i32::try_from(bytes).map_err(|_| Error::from(Errno::EINVAL))?;
+    Ok(fcntl(end.as_fd(), FcntlArg::F_SETPIPE_SZ(asked))? as usize)
+}
+
+/// The system's limits on pipe buffers, from /proc/sys/fs (pipe(7)).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    /// `pipe-max-size`: the most bytes F_SETPIPE_SZ gives a process without
+    /// CAP_SYS_RESOURCE.
+    pub max_size: usize,
+    /// `pipe-user-pages-soft`: once one user's pipes take this many pages, its new
+    /// pipes get one page and F_SETPIPE_SZ may not grow any (0: no limit).
+    pub user_pages_soft: u64,
+    /// `pipe-user-pages-hard`: once reached, no new pipe and no growing at all
+    /// (0, the default: no limit).
+    pub user_pages_hard: u64,
+}
+
+/// Reads the three limits. The two per-user ones do not bind a process with
+/// CAP_SYS_RESOURCE or CAP_SYS_ADMIN (pipe(7)), root's as a rule.
+///
+/// # Examples
+/// ```
+/// let limits = pipe_demo::pipe::limits()?;
+/// assert!(limits.max_size >= 4096);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn limits() -> Result<Limits> {
+    let read = |name: &str| -> Result<u64> {
+        let path = format!("/proc/sys/fs/{name}");
+        let text = std::fs::read_to_string(&path)?;
+        text.trim()
+            .parse()
+            .map_err(|_| Error::new(ErrorKind::InvalidData, format!("{path}: {text:?}")))
+    };
+    Ok(Limits {
+        max_size: read("pipe-max-size")? as usize,
+        user_pages_soft: read("pipe-user-pages-soft")?,
+        user_pages_hard: read("pipe-user-pages-hard")?,
+    })
 }
 
 /// Turns O_NONBLOCK on or off, leaving the other file status flags (O_APPEND,
