@@ -2,12 +2,15 @@
 //! so bad usage (exit 2) never leaves a queue behind.
 
 pub const USAGE: &str = "\
-usage: msgq-demo [posix|sysv] [OPTIONS] [MESSAGE...]             both sides, narrated
-       msgq-demo reader [posix|sysv] [--name /NAME | --key KEY] [OPTIONS]
+usage: msgq-demo [posix|sysv|poll] [OPTIONS] [MESSAGE...]        both sides, narrated
+       msgq-demo reader [posix|sysv|poll] [--name /NAME | --key KEY] [OPTIONS]
        msgq-demo writer [posix|sysv] (--name /NAME | --key KEY) [OPTIONS] [MESSAGE...]
 
   posix    (default) mq_open, mq_send, mq_receive: named queues, priorities, mq_notify
   sysv     msgget, msgsnd, msgrcv: queues found by a number (the key), message types
+  poll     two POSIX queues, /NAME-a and /NAME-b, and one reader that poll(2)s both at
+           once with a deadline (Linux: a queue descriptor is a file descriptor); text
+           messages only; its writers are posix writers (writer --name /NAME-a ...)
 
 options:
   --name /NAME         the POSIX queue: the reader creates it, the writer opens it;
@@ -50,6 +53,8 @@ pub enum Role {
 pub enum Flavour {
     Posix,
     Sysv,
+    /// Two POSIX queues, polled at once by one reader.
+    Poll,
 }
 
 #[derive(Debug, PartialEq)]
@@ -65,6 +70,16 @@ pub enum Workload {
         count: u64,
         size: usize,
     },
+}
+
+impl Workload {
+    /// A text workload's messages; none for the others.
+    pub fn messages(&self) -> &[String] {
+        match self {
+            Workload::Text(messages) => messages,
+            _ => &[],
+        }
+    }
 }
 
 #[derive(Debug, PartialEq)]
@@ -154,6 +169,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
                 flavour = Some(match word {
                     "posix" => Flavour::Posix,
                     "sysv" => Flavour::Sysv,
+                    "poll" => Flavour::Poll,
                     _ => {
                         messages.push(arg);
                         Flavour::Posix
@@ -168,6 +184,16 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
     match (flavour, &name, key) {
         (Flavour::Sysv, Some(_), _) => {
             return Err("--name names a POSIX queue; a System V queue is found by --key".into());
+        }
+        (Flavour::Poll, _, _) if role == Role::Writer => {
+            return Err(
+                "the poll flavour is a reader of two queues; its writers are posix \
+                        writers: msgq-demo writer --name /NAME-a hello (or /NAME-b)"
+                    .into(),
+            );
+        }
+        (Flavour::Poll, _, Some(_)) => {
+            return Err("--key finds a System V queue; poll waits on POSIX queues (--name)".into());
         }
         (Flavour::Posix, _, Some(_)) => {
             return Err(
@@ -205,6 +231,13 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
         }
         (None, None) => Workload::Text(messages.clone()),
     };
+    if flavour == Flavour::Poll && !matches!(workload, Workload::Text(_)) {
+        return Err(
+            "poll takes text messages only (no --count, --ping): it shows the wait, \
+                    not a measurement"
+                .into(),
+        );
+    }
     if !messages.is_empty() && !matches!(workload, Workload::Text(_)) {
         return Err("messages and a workload (--count, --ping) do not mix".into());
     }
@@ -379,6 +412,8 @@ mod tests {
             }
         );
         assert_eq!(args("sysv --key 4294967295").key, Some(-1));
+        let a = args("reader poll --name /q");
+        assert_eq!((a.role, a.flavour), (Role::Reader, Flavour::Poll));
     }
 
     #[test]
@@ -403,6 +438,10 @@ mod tests {
             "--name q",
             "--name /a/b",
             "--name /",
+            "writer poll --name /q hi",
+            "poll --key 5",
+            "poll --count 3 --size 10",
+            "reader poll --ping 3",
         ] {
             assert!(parse_line(bad).is_err(), "{bad:?} should be bad usage");
         }

@@ -21,12 +21,15 @@
 //!   space): every send copies the message into the kernel and every receive copies it
 //!   out again; the bulk and ping workloads (and the benchmark) measure what that costs.
 //! - Beyond the notes: `mq_notify` lets a POSIX reader be told of a message instead of
-//!   sleeping for it (one-shot: it must re-register each time).
+//!   sleeping for it (one-shot: it must re-register each time); and on Linux a POSIX
+//!   queue descriptor is a file descriptor, so `poll` waits on two queues at once, with
+//!   a deadline (`poll`, poll_demo.rs).
 //!
 //! Run:
 //!   cargo run -p msgq-demo                   POSIX queue, narrated (`posix`)
 //!   cargo run -p msgq-demo -- sysv           System V queue, narrated
 //!   cargo run -p msgq-demo -- sysv one two   your own messages
+//!   cargo run -p msgq-demo -- poll           one reader, two queues, one poll(2)
 //!   two terminals: `cargo run -p msgq-demo -- reader --name /q`, then
 //!     `cargo run -p msgq-demo -- writer --name /q hello there` (or lines on stdin);
 //!     `reader sysv --key 0x7100` and `writer sysv --key 0x7100 hi` for System V.
@@ -48,14 +51,15 @@
 //!
 //! To copy from: the library half of this package, `src/posix.rs` and `src/sysv.rs`
 //! (crate `msgq_demo`, `cargo doc -p msgq-demo --open`): every queue call is there.
-//! This file: which role runs, in order. The narration is in `posix_demo.rs` and
-//! `sysv_demo.rs`; what both share in `channel.rs`, `acts.rs`; the measured workloads
+//! This file: which role runs, in order. The narration is in `posix_demo.rs`,
+//! `sysv_demo.rs` and `poll_demo.rs`; what both share in `channel.rs`, `acts.rs`; the measured workloads
 //! in `workload.rs`; the command line in `args.rs`.
 
 mod acts;
 mod args;
 mod channel;
 mod family;
+mod poll_demo;
 mod posix_demo;
 mod signals;
 mod sysv_demo;
@@ -86,7 +90,7 @@ fn main() -> ExitCode {
     // The limits come before anything is created: a size the kernel cannot carry is
     // bad usage, not a half-done run.
     let limits = match args.flavour {
-        Flavour::Posix => posix_demo::Limits::read().map(Limits::Posix),
+        Flavour::Posix | Flavour::Poll => posix_demo::Limits::read().map(Limits::Posix),
         Flavour::Sysv => sysv_demo::Limits::read().map(Limits::Sysv),
     };
     let limits = match limits {
@@ -116,6 +120,12 @@ fn main() -> ExitCode {
         Ok(())
     };
     let result = installed.and_then(|()| match (&limits, args.role) {
+        (Limits::Posix(l), Role::Both) if args.flavour == Flavour::Poll => {
+            poll_demo::narrated(args.name.as_deref(), args.workload.messages(), l)
+        }
+        (Limits::Posix(l), Role::Reader) if args.flavour == Flavour::Poll => {
+            poll_demo::reader(args.name.as_deref(), l)
+        }
         (Limits::Posix(l), Role::Both) => {
             posix_demo::narrated(args.name.as_deref(), &args.workload, l, args.cpus)
         }

@@ -8,7 +8,7 @@
 //! CAP_SYS_RESOURCE; all of a user's queues together count against RLIMIT_MSGQUEUE
 //! (`ulimit -q`, 819200 bytes by default), so size a queue for what it carries.
 //!
-//! Copy this file as a module; it needs nix (features `mqueue`, `fs`, `signal`, `time`)
+//! Copy this file as a module; it needs nix (features `mqueue`, `fs`, `signal`, `time`, `poll`)
 //! and libc. It installs no handler and arms no timer: a wait is bounded by the
 //! `Duration` you pass, and asks your `stop` callback every [`SLICE`] whether to give up.
 //!
@@ -18,8 +18,13 @@
 //! `MqdT` has no `Drop`, so [`Queue`] closes it; `mq_receive` refuses a buffer smaller
 //! than `mq_msgsize` (EMSGSIZE) even for a short message; nix has no `mq_timedsend` and
 //! no `mq_notify`, so those two come from libc.
+//!
+//! On Linux a queue descriptor is a file descriptor (mq_overview(7); POSIX does not
+//! require it): [`Queue`] is `AsFd`, and [`poll_queues`] waits on several queues at
+//! once with `poll(2)`, with a deadline, taking no signal and arming no timer. Not
+//! portable: on other systems an `mqd_t` need not be an fd.
 
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -27,6 +32,7 @@ use nix::fcntl::{FcntlArg, fcntl};
 use nix::mqueue::{
     MQ_OFlag, MqAttr, MqdT, mq_close, mq_getattr, mq_open, mq_receive, mq_timedreceive, mq_unlink,
 };
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigEvent, SigevNotify, Signal};
 use nix::sys::stat::Mode;
 use nix::sys::time::TimeSpec;
@@ -52,6 +58,72 @@ impl Drop for Queue {
         // SAFETY: a second handle on our own open descriptor, given to mq_close once,
         // here; `self.mqd` has no Drop of its own, so the descriptor is closed only once.
         let _ = mq_close(unsafe { MqdT::from_raw_fd(self.mqd.as_raw_fd()) });
+    }
+}
+
+/// The descriptor, for `poll(2)`/`epoll(7)` beside other fds (Linux: an mqd_t is an fd).
+/// Readable (POLLIN): a message waits; writable (POLLOUT): there is room for one.
+impl AsFd for Queue {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.mqd.as_fd()
+    }
+}
+
+/// Waits until at least one of `queues` holds a message, with `poll(2)` on all their
+/// descriptors at once (Linux only: a queue descriptor is an fd there), and returns the
+/// indices of those that do, in the order given. For at most `timeout` (then
+/// ETIMEDOUT; `None`: no limit; `Some(Duration::ZERO)`: look once), asking `stop`
+/// every [`SLICE`] and after each signal handler that ran (then EINTR), as
+/// [`Queue::receive`] does.
+///
+/// Readable means a message was there when poll looked: take it with
+/// `receive(.., Some(Duration::ZERO), ..)`, which cannot sleep, since another reader
+/// of the same queue may have taken it first (then ETIMEDOUT: poll again). Unlike
+/// [`Queue::notify`] it needs no signal and no re-arming, watches any number of
+/// queues (and, with your own `poll`, sockets and pipes beside them), and more than
+/// one process may wait on the same queue.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// let (a, b) = (format!("/msgq-doc-poll-a-{}", std::process::id()), format!("/msgq-doc-poll-b-{}", std::process::id()));
+/// let (_unlink_a, qa) = msgq_demo::posix::create(&a, 4, 64)?;
+/// let (_unlink_b, qb) = msgq_demo::posix::create(&b, 4, 64)?;
+/// let quiet = msgq_demo::posix::poll_queues(&[&qa, &qb], Some(Duration::from_millis(20)), &|| false);
+/// assert_eq!(quiet, Err(nix::Error::ETIMEDOUT)); // both empty: the deadline
+/// qb.send(b"on b", 0, None, &|| false)?;
+/// assert_eq!(msgq_demo::posix::poll_queues(&[&qa, &qb], None, &|| false)?, [1]);
+/// let mut buffer = qb.buffer();
+/// let (len, _) = qb.receive(&mut buffer, Some(Duration::ZERO), &|| false)?;
+/// assert_eq!(&buffer[..len], b"on b");
+/// # Ok::<(), nix::Error>(())
+/// ```
+pub fn poll_queues(
+    queues: &[&Queue],
+    timeout: Option<Duration>,
+    stop: &dyn Fn() -> bool,
+) -> nix::Result<Vec<usize>> {
+    let end = timeout.and_then(|t| Instant::now().checked_add(t));
+    loop {
+        let left = end.map(|end| end.saturating_duration_since(Instant::now()));
+        let slice = left.map_or(SLICE, |left| left.min(SLICE));
+        let mut fds: Vec<PollFd> = queues
+            .iter()
+            .map(|q| PollFd::new(q.as_fd(), PollFlags::POLLIN))
+            .collect();
+        let ms = PollTimeout::try_from(slice).unwrap_or(PollTimeout::MAX);
+        match poll(&mut fds, ms) {
+            Ok(0) if left.is_some_and(|left| left <= SLICE) => return Err(Errno::ETIMEDOUT),
+            Ok(0) | Err(Errno::EINTR) if stop() => return Err(Errno::EINTR),
+            Ok(0) | Err(Errno::EINTR) => {}
+            Ok(_) => {
+                let readable =
+                    |fd: &PollFd| fd.revents().is_some_and(|r| r.contains(PollFlags::POLLIN));
+                return Ok((0..fds.len()).filter(|&i| readable(&fds[i])).collect());
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 

@@ -119,8 +119,8 @@ struct Peer {
     seen: Cell<bool>,
 }
 
-const READER_BYTE: i64 = 0;
-const WRITER_BYTE: i64 = 1;
+pub const READER_BYTE: i64 = 0;
+pub const WRITER_BYTE: i64 = 1;
 
 /// The library's unlink guard, narrated: says what it removed, and stops naming the
 /// queue as something a killed parent would leave behind.
@@ -153,7 +153,7 @@ impl Drop for Unlink {
 
 /// Creates the queue `name`, exclusively, readable and writable by us only. The guard
 /// is made the moment the queue exists, so every way out after this removes it.
-fn create(name: &str, role: &'static str, limits: &Limits) -> Result<(Unlink, Queue)> {
+pub fn create(name: &str, role: &'static str, limits: &Limits) -> Result<(Unlink, Queue)> {
     // The most these limits allow: msg_max messages of msgsize_max bytes. (A program
     // with many queues would size each for what it carries: RLIMIT_MSGQUEUE counts them
     // all.)
@@ -242,7 +242,7 @@ impl Queue {
     }
 
     /// From now on, while waiting, watch the peer whose lock is on `byte`.
-    fn watch(&mut self, byte: i64, who: &'static str) {
+    pub fn watch(&mut self, byte: i64, who: &'static str) {
         let seen = self.marked(byte) == Some(true);
         self.peer = Some(Peer {
             byte,
@@ -302,7 +302,7 @@ impl Queue {
 
     /// Why this side should stop waiting, if it should: Ctrl+C (see signals.rs), the
     /// queue unlinked, or the peer dead.
-    fn reason_to_stop(&self) -> Result<()> {
+    pub fn reason_to_stop(&self) -> Result<()> {
         signals::check()?;
         self.still_named()?;
         self.peer_gone()
@@ -359,6 +359,32 @@ impl Queue {
                 self.name
             ),
             Ok(true) | Err(_) => Ok(()), // there, or cannot tell: keep waiting
+        }
+    }
+
+    /// The library's queue, for `posix::poll_queues`.
+    pub fn library(&self) -> &posix::Queue {
+        &self.queue
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The next message if one is there, without sleeping whatever the descriptor's
+    /// O_NONBLOCK flag (mq_timedreceive with a deadline of now); None if the queue is
+    /// empty (someone else took what poll saw).
+    pub fn receive_now(&mut self) -> Result<Option<&[u8]>> {
+        match self
+            .queue
+            .receive(&mut self.buffer, Some(Duration::ZERO), &|| false)
+        {
+            Ok((len, _)) => {
+                self.notice_peer();
+                Ok(Some(&self.buffer[..len]))
+            }
+            Err(Errno::ETIMEDOUT) => Ok(None),
+            Err(e) => bail!("mq_timedreceive {}: {e}", self.name),
         }
     }
 
@@ -679,7 +705,7 @@ pub fn reader(name: Option<&str>, workload: &Workload, limits: &Limits) -> Resul
 }
 
 /// Opens the reader's queue for a writer, marked and watching the reader (see `Peer`).
-fn open_watched(name: &str, flags: MQ_OFlag, reader: &str) -> Result<Queue> {
+pub fn open_watched(name: &str, flags: MQ_OFlag, reader: &str) -> Result<Queue> {
     let mut queue = open(name, flags, reader)?;
     queue.mark(WRITER_BYTE); // needs write access: fails quietly on the O_RDONLY reply queue
     queue.watch(READER_BYTE, "reader");

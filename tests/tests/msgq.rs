@@ -1364,3 +1364,178 @@ fn the_narration_makes_no_queue_call_of_its_own() {
         "only {checked} narration files found in {src:?}"
     );
 }
+
+// ---------------------------------------------------------------------------------
+// Issue 12: the `poll` flavour, one reader poll(2)ing two POSIX queues at once.
+
+/// The two queues a poll reader makes from `--name BASE`: BASE-a and BASE-b.
+fn poll_queues(base: &str) -> [Queue; 2] {
+    ["a", "b"].map(|end| Queue {
+        flavour: Flavour::Posix,
+        name: format!("{base}-{end}"),
+        key: 0,
+    })
+}
+
+/// `msgq-demo reader poll --name BASE`, once it polls both queues (both exist).
+fn start_poll_reader(tag: u8) -> (Demo, String, [Queue; 2]) {
+    let base = Queue::new(Flavour::Posix, tag).name.clone();
+    let mut reader = start(&[
+        "reader".into(),
+        "poll".into(),
+        "--name".into(),
+        base.clone(),
+    ]);
+    reader.wait_for_line("polling both");
+    let queues = poll_queues(&base);
+    assert!(queues.iter().all(Queue::exists), "both queues exist");
+    wait_until_asleep_in(reader.pid(), "poll");
+    (reader, base, queues)
+}
+
+#[test]
+fn poll_default_run_takes_whichever_queue_has_a_message() {
+    let out = run(DEMO, &["poll"]);
+    out.assert_success();
+    let base = format!("/msgq-demo-{}", out.pid);
+    out.assert_stdout_contains("300 ms deadline: it passed, both empty");
+    // Each message taken from the queue it was sent to, right after it was sent while
+    // the reader slept in poll on both (the writer saw that in /proc/PID/wchan).
+    for (text, end) in [
+        ("first, on queue b", "b"),
+        ("then one on queue a", "a"),
+        ("b again", "b"),
+        ("a last time", "a"),
+    ] {
+        let queue = format!("{base}-{end}");
+        assert_in_order(
+            &out,
+            &[
+                &format!("sent \"{text}\" to {queue}"),
+                &format!("received \"{text}\" ({} bytes) from {queue}", text.len()),
+            ],
+        );
+    }
+    assert_in_order(
+        &out,
+        &[
+            "asleep in poll",
+            &format!("sent \"first, on queue b\" to {base}-b"),
+            &format!("poll returned: {base}-b readable (POLLIN)"),
+        ],
+    );
+    out.assert_stdout_contains(&format!("{base}-a: the end marker"))
+        .assert_stdout_contains(&format!("{base}-b: the end marker"))
+        .assert_stdout_contains("reaped writer");
+    let summary = out.summary("reader");
+    assert!(summary.ok, "{}", summary.line);
+    assert_eq!(summary.num("messages"), 4.0);
+    assert_eq!(summary.num("bytes"), (17 + 19 + 7 + 11) as f64);
+    for queue in poll_queues(&base) {
+        queue.assert_gone();
+    }
+}
+
+/// Two terminals: the poll reader and two plain posix writers, one per queue; the
+/// reader takes each message from the queue it went to, and ends after both ends.
+#[test]
+fn poll_reader_serves_two_posix_writers_one_per_queue() {
+    let (reader, _, [a, b]) = start_poll_reader(130);
+    run(DEMO, &strs(&command("writer", &b, &["hello"]))).assert_success();
+    run(DEMO, &strs(&command("writer", &a, &["there"]))).assert_success();
+    let out = reader.finish();
+    out.assert_success()
+        .assert_stdout_contains(&format!("received \"hello\" (5 bytes) from {}", b.name))
+        .assert_stdout_contains(&format!("received \"there\" (5 bytes) from {}", a.name));
+    assert_eq!(out.summary("reader").num("messages"), 2.0);
+    a.assert_gone();
+    b.assert_gone();
+}
+
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+#[test]
+fn poll_ctrl_c_while_blocked_in_poll_removes_both_queues() {
+    let (reader, _, queues) = start_poll_reader(131);
+    reader.signal_group(Signal::SIGINT);
+    let out = reader.finish();
+    out.assert_killed_by_after_reaping(Signal::SIGINT);
+    for queue in &queues {
+        out.assert_stdout_contains(&format!(
+            "interrupted by SIGINT: removed queue {}",
+            queue.name
+        ));
+        queue.assert_gone();
+    }
+}
+
+/// A writer SIGKILLed mid-stream (its lock on queue a vanishes with it): the reader,
+/// asleep in poll, notices within a slice, exits 1 and removes both queues.
+#[test]
+fn poll_reader_notices_a_killed_writer() {
+    let (mut reader, _, [a, b]) = start_poll_reader(132);
+    let (mut writer, stdin) = writer_on_open_stdin(&a, b"hello\n");
+    reader.wait_for_line("received \"hello\"");
+    wait_until_asleep_in(reader.pid(), "poll");
+    writer.kill().expect("SIGKILL the writer");
+    writer.wait().expect("reap the writer");
+    drop(stdin);
+    let out = reader.finish();
+    out.assert_exit_code(1)
+        .assert_stderr_contains(&format!("(its lock on queue {} is gone)", a.name))
+        .assert_stdout_contains(&format!("removed queue {}", a.name))
+        .assert_stdout_contains(&format!("removed queue {}", b.name));
+    a.assert_gone();
+    b.assert_gone();
+}
+
+/// The reader SIGKILLed (frozen first, so a writer fills queue a and sleeps on it):
+/// the writer notices the reader's lock gone, exits 1, and names the command that
+/// removes the queue the reader left.
+#[test]
+fn poll_writer_notices_its_reader_was_killed() {
+    let (reader, _, [a, b]) = start_poll_reader(133);
+    freeze(reader.pid());
+    let many: Vec<String> = (0..kernel_limit("/proc/sys/fs/mqueue/msg_max") + 1)
+        .map(|k| format!("m{k}"))
+        .collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    let writer = start(&command("writer", &a, &many));
+    wait_until_asleep_in(writer.pid(), a.send_wchan());
+    kill_the_reader_and_hear_the_writer(reader, writer, &a);
+    remove_as_told(&b);
+}
+
+#[test]
+fn poll_bad_usage_exits_2_and_creates_nothing() {
+    for (args, needle) in [
+        (
+            vec!["writer", "poll", "--name", "/q", "hi"],
+            "its writers are posix",
+        ),
+        (vec!["poll", "--key", "5"], "poll waits on POSIX queues"),
+        (
+            vec!["poll", "--count", "3", "--size", "10"],
+            "text messages only",
+        ),
+        (vec!["reader", "poll", "--ping", "3"], "text messages only"),
+    ] {
+        let out = run(DEMO, &args);
+        out.assert_exit_code(2)
+            .assert_stderr_contains(needle)
+            .assert_stderr_contains("usage:");
+        assert!(
+            out.stdout.is_empty(),
+            "bad usage must do nothing: {}",
+            out.stdout
+        );
+        for queue in poll_queues(&format!("/msgq-demo-{}", out.pid)) {
+            queue.assert_gone();
+        }
+    }
+    run(DEMO, &["--help"])
+        .assert_success()
+        .assert_stdout_contains("poll     two POSIX queues");
+}
