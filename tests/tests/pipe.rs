@@ -531,3 +531,139 @@ fn oneway_writer_asleep_on_a_full_pipe_notices_its_reader_was_killed() {
         .assert_stderr_contains("the reader is gone")
         .assert_stdout_contains(&format!("reaped reader {reader}: killed by SIGKILL"));
 }
+
+// --- the big flavour (issue 12): F_SETPIPE_SZ.
+
+/// Starts `pipe-demo big --hold` with a stdin the test holds: the reader drains only
+/// once the returned writer is dropped (EOF) or written a line. Returns it once the
+/// writer is asleep on the full 1 MiB pipe, with the reader's pid.
+fn start_held_big() -> (Demo, i32, std::io::PipeWriter) {
+    // std::io::pipe: close-on-exec, so no other test's child inherits the write end.
+    let (stdin, hold) = std::io::pipe().expect("pipe");
+    let mut demo = Demo::start_with_stdio(DEMO, &["big", "--hold"], Stdio::from(stdin));
+    let forked = demo.wait_for_line("fork(2) made the reader, pid ");
+    let reader = number_after(&forked, "made the reader, pid ") as i32;
+    demo.wait_for_line("--hold: press Enter");
+    wait_until_asleep_in(demo.pid(), "pipe_write");
+    (demo, reader, hold)
+}
+
+#[test]
+fn big_grows_the_pipe_to_1_mib_and_the_writer_sleeps_only_after_1_mib() {
+    let out = run(DEMO, &["big"]);
+    out.assert_success();
+    let new = out.lines_with("act 1: a new pipe: F_GETPIPE_SZ says ")[0];
+    let default = number_after(new, "F_GETPIPE_SZ says ");
+    out.assert_stdout_contains("/proc/sys/fs/pipe-max-size: ")
+        .assert_stdout_contains("/proc/sys/fs/pipe-user-pages-soft: ");
+    // Above pipe-max-size: EPERM without CAP_SYS_RESOURCE, granted with it.
+    if out.stdout.contains("and it has CAP_SYS_RESOURCE") {
+        out.assert_stdout_contains("(above pipe-max-size): granted");
+    } else {
+        out.assert_stdout_contains("(above pipe-max-size): EPERM");
+    }
+    out.assert_stdout_contains(
+        "F_SETPIPE_SZ 1048576 returned 1048576; F_GETPIPE_SZ reads back 1048576",
+    );
+    // O_NONBLOCK fills 1 MiB, sixteen times a new pipe (with 4 KiB pages), before EAGAIN.
+    out.assert_stdout_contains("wrote 1048576 bytes with O_NONBLOCK before EAGAIN");
+    assert!(default < 1048576, "a new pipe is smaller: {new}");
+    let asleep = out.lines_with("is asleep in the kernel (/proc/")[0];
+    assert!(asleep.contains("pipe_write"), "{asleep}");
+    for role in ["writer", "reader"] {
+        let summary = out.summary(role);
+        assert!(summary.ok);
+        assert_eq!(
+            summary.num("bytes"),
+            (1048576 + 4096) as f64,
+            "{}",
+            summary.line
+        );
+    }
+    assert_group_gone(out.pid);
+}
+
+#[test]
+fn big_held_writer_is_seen_asleep_by_the_kernel_until_the_reader_drains() {
+    let (demo, reader, hold) = start_held_big();
+    // The kernel's view, from outside: the writer sleeps in the pipe's write, and
+    // the reader, held on its stdin, has not read a byte.
+    let (state, wchan) = proc_state(demo.pid()).expect("the writer");
+    assert!(
+        state == 'S' && wchan.contains("pipe_write"),
+        "{state} {wchan}"
+    );
+    assert!(process_exists(reader));
+    drop(hold); // EOF on the reader's stdin: it drains
+    let out = demo.finish();
+    out.assert_success()
+        .assert_stdout_contains("read 1052672 bytes")
+        .assert_stdout_contains("EOF: the writer closed its end");
+    assert_group_gone(out.pid);
+}
+
+#[test]
+fn ctrl_c_while_the_big_pipe_writer_sleeps_ends_both() {
+    let (demo, reader, _hold) = start_held_big();
+    demo.signal_group(Signal::SIGINT);
+    let out = demo.finish();
+    out.assert_killed_by(Signal::SIGINT);
+    assert!(!process_exists(reader), "the reader outlived Ctrl+C");
+}
+
+#[test]
+fn big_writer_asleep_on_1_mib_notices_its_killed_reader() {
+    let (demo, reader, _hold) = start_held_big();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(reader), Signal::SIGKILL).unwrap();
+    let out = demo.finish();
+    out.assert_exit_code(1)
+        .assert_stderr_contains("the reader is gone")
+        .assert_stdout_contains(&format!("reaped reader {reader}: killed by SIGKILL"));
+}
+
+#[test]
+fn big_reader_notices_its_killed_writer_once_it_drains() {
+    let (demo, reader, hold) = start_held_big();
+    let pgid = demo.pid();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pgid), Signal::SIGKILL).unwrap();
+    drop(hold);
+    let out = demo.finish();
+    assert_eq!(out.status.signal(), Some(Signal::SIGKILL as i32));
+    let reader_pid = nix::unistd::Pid::from_raw(reader);
+    assert_eq!(
+        reap_orphans_with_status(pgid),
+        vec![(reader, nix::sys::wait::WaitStatus::Exited(reader_pid, 1))]
+    );
+    assert!(
+        out.stderr
+            .contains(&format!("the writer, pid {pgid}, died")),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn big_bad_usage_exits_2() {
+    for (args, needle) in [
+        (vec!["big", "hello"], "the big flavour takes no messages"),
+        (
+            vec!["big", "--count", "3", "--size", "8"],
+            "the big flavour takes no messages",
+        ),
+        (
+            vec!["big", "--ping", "3"],
+            "the big flavour takes no messages",
+        ),
+        (vec!["--hold"], "--hold goes with the big flavour only"),
+        (
+            vec!["duplex", "--hold"],
+            "--hold goes with the big flavour only",
+        ),
+    ] {
+        let out = run(DEMO, &args);
+        out.assert_exit_code(2)
+            .assert_stderr_contains(needle)
+            .assert_stderr_contains("usage:");
+        assert!(out.stdout.is_empty(), "{args:?}: {}", out.stdout);
+    }
+}
