@@ -142,8 +142,8 @@ pub fn check_limits(args: &Args) -> Result<(), String> {
     match args.meeting {
         Meeting::Posix(_) => posix::check_size(len),
         Meeting::Sysv(_) => sysv::check_size(len),
-        // Not in /dev/shm: its memory counts against the memory cgroup; too little is
-        // ENOSPC at posix_fallocate, an error before the first message.
+        // Not in /dev/shm, so no statvfs to check against: too little memory is an
+        // error at posix_fallocate (memfd::set_size), before the first message.
         Meeting::Memfd => Ok(()),
     }
 }

@@ -16,9 +16,11 @@
 //!   smaller size fails with EPERM ([`resize`] shows it), so a mapping of the sealed
 //!   size never loses its pages that way; F_SEAL_SEAL keeps anyone from changing the
 //!   seals afterwards (F_ADD_SEALS: EPERM);
-//! - a full tmpfs (or memory cgroup) is SIGBUS on first touch, not an error: [`set_size`]
-//!   reserves the pages with `posix_fallocate`, before F_SEAL_GROW (which would refuse a
-//!   fallocate past the end, but not this one).
+//! - a page the kernel cannot provide at its first touch (a memfd's pages are
+//!   accounted as they are touched: under strict overcommit, vm.overcommit_memory=2,
+//!   that can fail) is SIGBUS, not an error: [`set_size`] reserves the pages with
+//!   `posix_fallocate`, so that failure is an error there (ENOSPC or ENOMEM); before
+//!   F_SEAL_GROW, which refuses a fallocate past the end (within it, it is allowed).
 //!
 //! Not avoided: the other side can still change the bytes (F_SEAL_WRITE would stop
 //! every writer, us included; not used here). The name given to `memfd_create` only
@@ -57,7 +59,8 @@ pub fn create(name: &str) -> Result<OwnedFd> {
 }
 
 /// Gives the new file its size: `ftruncate` (zero-filled), then `posix_fallocate`, so
-/// a lack of memory is ENOSPC here rather than SIGBUS on the first touch of a page.
+/// a lack of memory is an error here (ENOSPC, ENOMEM) rather than SIGBUS on the first
+/// touch of a page.
 pub fn set_size(fd: &OwnedFd, len: usize) -> Result<()> {
     ftruncate(fd, len as i64).with_context(|| format!("ftruncate memfd to {len} bytes"))?;
     posix_fallocate(fd, 0, len as i64).map_err(|e| match e {
@@ -112,8 +115,10 @@ pub fn create_sealed(name: &str, len: usize) -> Result<OwnedFd> {
 }
 
 /// `fcntl(F_GET_SEALS)`: the seals on the file. EINVAL (an `Errno` for `downcast_ref`):
-/// not a memfd, or not a file that can be sealed; check this on an fd received from
-/// someone else before trusting its size.
+/// a file on a filesystem without seals. A tmpfs file (`shm_open`) or a memfd made
+/// without MFD_ALLOW_SEALING answers F_SEAL_SEAL alone: sealed against sealing, its
+/// size free to change. Check for F_SEAL_SHRINK on an fd received from someone else
+/// before trusting its size.
 pub fn seals(fd: &impl AsFd) -> Result<SealFlag> {
     let bits = fcntl(fd.as_fd(), FcntlArg::F_GET_SEALS).context("fcntl F_GET_SEALS")?;
     Ok(SealFlag::from_bits_truncate(bits))

@@ -13,7 +13,7 @@
 //! - seals: F_SEAL_SHRINK | F_SEAL_GROW fix the size, then F_SEAL_SEAL fixes the seals.
 //!   The writer tries `ftruncate` to 0 and to twice the size, and F_ADD_SEALS, and is
 //!   refused each time with EPERM: the SIGBUS of a shrunk POSIX object cannot happen
-//!   to a mapping of this one.
+//!   to a mapping of this one (of at most the sealed size, as both mappings here are).
 //!
 //! With no name, how does the other process find it? By holding the fd. Here the
 //! writer is a child forked after the memfd exists: it inherits the fd (and the
@@ -28,8 +28,8 @@
 //! Watch for: `links 0` and no /dev/shm entry; the refused `ftruncate` (EPERM); two
 //! addresses, one inode; nothing to unlink at the end, on any way out.
 //!
-//! In production: `memfd_create` + seals is what Wayland clients and systemd use to
-//! hand memory to another process; with `memmap2` over the fd, passed with SCM_RIGHTS
+//! In production: `memfd_create` + seals is how Wayland clients (wl_shm pools) and
+//! systemd-journald hand memory to another process; `memmap2` over the fd, passed with SCM_RIGHTS
 //! (the `sendfd` crate, or `std::os::unix::net` ancillary data where stable), and the
 //! receiver checking F_GET_SEALS before it maps.
 

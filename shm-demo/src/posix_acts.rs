@@ -47,8 +47,8 @@
 //! reader's SIGBUS handler (`shm_demo::sigbus::unlink_on_sigbus`) removes the name, says so on stderr,
 //! and lets the process die of the SIGBUS; a writer that maps it dies of SIGBUS too.
 //! A POSIX shm object cannot be sealed. Only a memfd sealed with F_SEAL_SHRINK
-//! (memfd_create + fcntl F_ADD_SEALS; see socket-demo fdpass) rules it out; with
-//! shm_open, trust only objects of your own uid.
+//! (memfd_create + fcntl F_ADD_SEALS: `shm-demo memfd`, and socket-demo fdpass) rules
+//! it out; with shm_open, trust only objects of your own uid.
 
 use std::os::fd::AsRawFd;
 use std::ptr::NonNull;
