@@ -9,8 +9,9 @@
 //!    refused with EPERM unless the process has CAP_SYS_RESOURCE (root has it).
 //! 2. F_SETPIPE_SZ to 1 MiB, read back with F_GETPIPE_SZ.
 //! 3. The writer fills it with O_NONBLOCK writes until EAGAIN: 1 MiB, not 64 KiB;
-//!    then one blocking write sleeps (/proc/PID/wchan: anon_pipe_write on Linux
-//!    6.x, pipe_write before) until the reader, which waited to see that, drains it.
+//!    then one blocking write sleeps (/proc/PID/wchan: anon_pipe_write on recent
+//!    kernels, 6.18 here; pipe_write on older ones) until the reader, which waited
+//!    to see that, drains it.
 //!
 //! `--hold`: the reader waits for a line (or EOF) on stdin before it drains, so
 //! you can look at the sleeping writer yourself (`cat /proc/PID/wchan`).
@@ -157,7 +158,7 @@ fn ask_above_the_ceiling(end: &OwnedFd, limits: &Limits) -> Result<()> {
         Err(e) if e.raw_os_error() == Some(Errno::EPERM as i32) => say!(
             WRITER,
             "F_SETPIPE_SZ {asked} (above pipe-max-size): EPERM, as for any process \
-             without CAP_SYS_RESOURCE"
+             without CAP_SYS_RESOURCE (a user past pipe-user-pages-soft gets it too)"
         ),
         Err(e) => say!(WRITER, "F_SETPIPE_SZ {asked} (above pipe-max-size): {e}"),
         Ok(got) => say!(

@@ -16,8 +16,8 @@
 //! `eventfd-count` from /proc/PID/fdinfo/FD (a hex number, proc(5)).
 //!
 //! Needs only [`crate::posix::Took`] from this crate. In production: an eventfd
-//! is how event loops (tokio, glib, systemd's sd-event) wake a thread or count
-//! jobs; for a lock, `flock(2)` or a robust pthread mutex (not shown here).
+//! is how event loops (mio's `Waker` under tokio, glib's main loop) wake a thread
+//! or count jobs; for a lock, `flock(2)` or a robust pthread mutex (not shown here).
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::{Duration, Instant};
@@ -191,8 +191,9 @@ pub fn millis(limit: Duration) -> PollTimeout {
 }
 
 /// The counter of the eventfd that process `pid` has open as `fd`, read from
-/// `eventfd-count:` in /proc/PID/fdinfo/FD without taking a unit. Our own
-/// user's processes only (ptrace access mode, proc(5)).
+/// `eventfd-count:` in /proc/PID/fdinfo/FD without taking a unit. Another
+/// process's fdinfo needs ptrace access to it (proc(5)): as a rule, your own
+/// user's processes.
 pub fn count_of(pid: Pid, fd: RawFd) -> std::io::Result<u64> {
     let path = format!("/proc/{pid}/fdinfo/{fd}");
     let text = std::fs::read_to_string(&path)?;
@@ -210,7 +211,7 @@ pub fn count_of(pid: Pid, fd: RawFd) -> std::io::Result<u64> {
 }
 
 /// The `eventfd-count:` line and the ones after it as the kernel prints them
-/// (Linux 6.x adds `eventfd-id` and `eventfd-semaphore`), for showing.
+/// (recent kernels add `eventfd-id` and `eventfd-semaphore`), for showing.
 pub fn fdinfo_lines(pid: Pid, fd: RawFd) -> std::io::Result<Vec<String>> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}"))?;
     Ok(text

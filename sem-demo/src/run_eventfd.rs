@@ -14,9 +14,9 @@
 //! only a process that inherits it (fork) or receives it (SCM_RIGHTS, socket-demo
 //! `fdpass`, not shown here) can use it. Nothing is ever left to remove.
 //!
-//! In production: eventfd is how event loops (tokio, glib, sd-event) wake a loop
-//! or count jobs beside their sockets; between unrelated processes, a POSIX
-//! semaphore.
+//! In production: eventfd is how event loops (mio's `Waker` under tokio, glib's
+//! main loop) wake a loop or count jobs beside their sockets; between unrelated
+//! processes, a POSIX semaphore.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
@@ -37,7 +37,7 @@ use crate::{signals, workload};
 
 const B: &str = "B";
 /// What a process asleep in P shows in /proc/PID/wchan: our P sleeps in poll(2)
-/// (`poll_schedule_timeout` on Linux 6.x).
+/// (`poll_schedule_timeout` on Linux 6.18).
 const ASLEEP_IN: &str = "poll";
 /// Act 5: the deadline of B's first poll, which nothing will end sooner.
 const DEADLINE: Duration = Duration::from_millis(300);
