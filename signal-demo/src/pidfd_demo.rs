@@ -179,7 +179,7 @@ fn reuse(me: Pid, old: Pid, old_handle: &PidFd, stop: &Signals) -> Result<()> {
                 WRITER,
                 "to show it I would write {} to {NS_LAST_PID} (the next fork then gets {old}); \
                  that needs CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE, and here it failed ({e}): \
-                 the reuse is not shown here. kill({old}, 0) now says {}; any fork on this \
+                 the reuse is not shown here. kill(2) of pid {old} with signal 0 now says {}; any fork on this \
                  machine may be given {old} once the counter wraps",
                 old.as_raw() - 1,
                 outcome(send::kill(old, 0))
@@ -232,7 +232,7 @@ fn stranger(kid: &mut Kid, handle: &PidFd, old_handle: &PidFd, stop: &Signals) -
     );
     say!(
         WRITER,
-        "kill({pid}, SIGTERM), the old way with the number kept from before: {}",
+        "kill(2) SIGTERM to pid {pid}, the old way with the number kept from before: {}",
         outcome(send::kill(pid, libc::SIGTERM))
     );
     await_exit(kid, handle, stop)?;
@@ -326,8 +326,12 @@ fn watch_parent(mut ack: PipeWriter, writer: Pid) -> Result<()> {
          {writer}: it is the writer's; sleeping in poll(2) on it",
         parent.raw()
     );
-    ack.write_all(b"ready\n")
-        .context("telling the writer I am ready")?;
+    ack.write_all(b"ready\n").map_err(|e| match e.kind() {
+        std::io::ErrorKind::BrokenPipe => {
+            anyhow!("the writer (pid {writer}) is gone: its end of the ack pipe is closed (EPIPE)")
+        }
+        _ => anyhow!("telling the writer (pid {writer}) I am ready: {e}"),
+    })?;
     parent.wait_exit(None).context("poll")?;
     bail!("the writer (pid {writer}) is gone: its pidfd became readable (it terminated)")
 }

@@ -27,6 +27,9 @@ use nix::sys::signalfd::{SfdFlags, SignalFd, siginfo};
 
 use crate::pending::{self, Caught};
 
+/// The size of one `struct signalfd_siginfo`, what each read(2) takes: 128 bytes.
+pub const SIGINFO_BYTES: usize = std::mem::size_of::<siginfo>();
+
 /// An open signalfd and the mask from before it (its signals are blocked).
 ///
 /// Dropping it closes the fd but leaves the signals blocked: unblocking would

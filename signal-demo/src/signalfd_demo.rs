@@ -50,7 +50,7 @@ use signal_demo::{Caught, pending, ready, send};
 
 use crate::family::{Kid, Side, describe, exit_child, fork};
 use crate::say;
-use crate::stop::{self, Origin};
+use crate::stop::{self, Origin as _};
 
 const WRITER: &str = "writer";
 const READER: &str = "reader";
@@ -267,7 +267,7 @@ fn reader(data: PipeReader, mut acks: PipeWriter, writer: Pid) -> Result<()> {
         names(&set),
         signals.raw()
     );
-    ack(&mut acks, &format!("ready {}", signals.raw()))?;
+    ack(&mut acks, &format!("ready {}", signals.raw()), writer)?;
     say!(
         READER,
         "poll(2): the signalfd (fd {}) and the pipe (fd {}), one wait for both",
@@ -287,7 +287,7 @@ fn reader(data: PipeReader, mut acks: PipeWriter, writer: Pid) -> Result<()> {
                     READER,
                     "poll: the signalfd is readable; read(2) took one signalfd_siginfo ({} \
                      bytes): {}",
-                    std::mem::size_of::<libc::signalfd_siginfo>(),
+                    signal_demo::signalfd::SIGINFO_BYTES,
                     fields(&c)
                 );
                 if first {
@@ -308,7 +308,7 @@ fn reader(data: PipeReader, mut acks: PipeWriter, writer: Pid) -> Result<()> {
                     return Ok(());
                 }
                 stop::stop_if_asked(READER, &c)?; // SIGINT, SIGTERM, SIGHUP from anyone else
-                ack(&mut acks, "done")?;
+                ack(&mut acks, "done", writer)?;
             }
         }
         if ready[1] {
@@ -327,14 +327,20 @@ fn reader(data: PipeReader, mut acks: PipeWriter, writer: Pid) -> Result<()> {
                  signals, one loop",
                 text.trim_end()
             );
-            ack(&mut acks, "done")?;
+            ack(&mut acks, "done", writer)?;
         }
     }
 }
 
-fn ack(acks: &mut PipeWriter, what: &str) -> Result<()> {
+/// One ack line to the writer. EPIPE: the writer is gone (nobody holds the read end).
+fn ack(acks: &mut PipeWriter, what: &str, writer: Pid) -> Result<()> {
     acks.write_all(format!("{what}\n").as_bytes())
-        .context("acking to the writer: is it gone?")
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::BrokenPipe => anyhow::anyhow!(
+                "the writer (pid {writer}) is gone: its end of the ack pipe is closed (EPIPE)"
+            ),
+            _ => anyhow::anyhow!("acking to the writer (pid {writer}): {e}"),
+        })
 }
 
 /// A `signalfd_siginfo`'s fields, in words.
@@ -422,6 +428,7 @@ pub fn reader_alone() -> Result<()> {
         }
         let ready = ready::readable(&fds, None).context("poll")?;
         if ready[0] {
+            let mut stop_by = None;
             while let Some(c) = signals.take().context("read(2) of the signalfd")? {
                 received += 1;
                 say!(READER, "signalfd: {}", fields(&c));
@@ -432,18 +439,22 @@ pub fn reader_alone() -> Result<()> {
                          it keeps only the notice); waiting again"
                     );
                 }
-                if [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP]
-                    .iter()
-                    .any(|&s| c.is(s))
-                {
-                    say!(
-                        READER,
-                        "received {} {}: exiting cleanly ({received} signals received in all)",
-                        c.name(),
-                        c.origin()
-                    );
-                    return Err(stop::Stopped(Signal::try_from(c.signo)?).into());
+                let asked = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP]
+                    .into_iter()
+                    .find(|&s| c.is(s));
+                if stop_by.is_none() && asked.is_some() {
+                    // Read on first: what else is pending would be lost with us.
+                    // Lower numbers come first, so SIGRTMIN+N sent before SIGTERM
+                    // is read after it.
+                    stop_by = asked;
                 }
+            }
+            if let Some(sig) = stop_by {
+                say!(
+                    READER,
+                    "{sig} taken: exiting cleanly ({received} signals received in all)"
+                );
+                return Err(stop::Stopped(sig).into());
             }
         }
         if stdin_open && ready[1] {

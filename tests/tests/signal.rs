@@ -1007,6 +1007,11 @@ fn argv_that_used_to_panic_is_bad_usage_or_help() {
 /// writer's first line after fork blocks in write(2) until the test reads. Returns
 /// it with the read end, the writer's pid and the reader's (its only child).
 fn start_held_default_run() -> (Started, std::io::PipeReader, i32, i32) {
+    start_held_run(&[])
+}
+
+/// `start_held_default_run` for the run of a flavour: `signal-demo ARGS`.
+fn start_held_run(args: &[&str]) -> (Started, std::io::PipeReader, i32, i32) {
     become_subreaper();
     let (out_r, mut out_w) = std::io::pipe().expect("pipe");
     // SAFETY: fcntl F_SETPIPE_SZ on a pipe we own; it returns the size it set.
@@ -1021,6 +1026,7 @@ fn start_held_default_run() -> (Started, std::io::PipeReader, i32, i32) {
         .expect("fill the pipe");
     let demo = Started(
         Command::new(demo_bin(DEMO))
+            .args(args)
             .stdin(Stdio::null())
             .stdout(out_w)
             .stderr(Stdio::piped())
@@ -1153,8 +1159,10 @@ fn sigcont_after_sigstop_does_not_claim_the_reader_was_not_stopped() {
 
 /// The signal calls a program copies, as they appear in code (`kill(pid, …)`, not
 /// the narration's `kill(2)`): the binary half must reach each through the library.
-const SIGNAL_CALLS: [&str; 13] = [
+const SIGNAL_CALLS: [&str; 15] = [
     "kill(",
+    "syscall(",   // pidfd_open, pidfd_send_signal
+    "SignalFd::", // nix's signalfd
     "raise(",
     "sigaction(",
     "sigqueue(",
@@ -1215,4 +1223,400 @@ fn the_narrated_binary_makes_every_signal_call_through_the_library() {
         offences.is_empty(),
         "signal calls outside the library: {offences:#?}"
     );
+}
+
+// ---- signalfd: signals read as data ---------------------------------------------------
+
+/// Bit N-1 of a /proc mask for signal N.
+fn bit(signo: i32) -> u64 {
+    1 << (signo - 1)
+}
+
+/// A hex mask field of /proc/PID/status (SigBlk, SigCgt...).
+fn status_mask(pid: i32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"));
+    u64::from_str_radix(hex.trim(), 16).expect("hex mask")
+}
+
+/// The fds of `pid` whose /proc/PID/fd link is `target` (`anon_inode:[signalfd]`).
+fn fds_to(pid: i32, target: &str) -> Vec<i32> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("/proc/PID/fd")
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let link = std::fs::read_link(e.path()).ok()?;
+            if link.to_str()? != target {
+                return None;
+            }
+            e.file_name().to_str()?.parse().ok()
+        })
+        .collect()
+}
+
+fn sigrtmin() -> i32 {
+    libc::SIGRTMIN()
+}
+
+#[test]
+fn signalfd_run_reads_each_signal_as_data_beside_a_pipe() {
+    let out = run(DEMO, &["signalfd"]);
+    out.assert_success();
+    let (writer, reader) = (out.pid_of("writer"), out.pid_of("reader"));
+    let from_writer = format!("ssi_pid {writer} (signal-demo)");
+
+    // The kernel's side, read by the writer while the reader polled: the fd's mask
+    // is exactly the reader's set, which is blocked and has no handler.
+    let mask_line = out.lines_with("sigmask")[0];
+    let hex = mask_line.rsplit(' ').next().unwrap();
+    let mask = u64::from_str_radix(hex, 16).expect("sigmask hex");
+    let set = [
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+        sigrtmin(),
+        libc::SIGINT,
+        libc::SIGTERM,
+        libc::SIGHUP,
+    ];
+    assert_eq!(
+        mask,
+        set.iter().map(|&s| bit(s)).sum::<u64>(),
+        "{mask_line}"
+    );
+    assert!(mask_line.contains("anon_inode:[signalfd]"), "{mask_line}");
+    out.assert_stdout_contains("has all of them blocked")
+        .assert_stdout_contains("has none of them: no handler");
+
+    // Each signal is a signalfd_siginfo: who sent it and how, the value too.
+    let line = |i: usize| out.stdout.lines().nth(i).unwrap().to_string();
+    let usr1 = out.line_index("ssi_signo 10 (SIGUSR1), ssi_code 0 SI_USER");
+    assert!(line(usr1).contains(&from_writer), "{}", line(usr1));
+    let rt = out.line_index(&format!(
+        "ssi_signo {} (SIGRTMIN), ssi_code -1 SI_QUEUE",
+        sigrtmin()
+    ));
+    assert!(
+        line(rt).contains(&from_writer) && line(rt).ends_with("ssi_int 42"),
+        "{}",
+        line(rt)
+    );
+    let pipe = out.line_index("the pipe is readable; read(2) gave \"hello through the pipe\"");
+    let term = out.line_index("ssi_signo 15 (SIGTERM)");
+    // One order, step by step: each act waits for the reader's ack.
+    assert!(out.line_index("act 1") < usr1 && usr1 < out.line_index("act 2"));
+    assert!(out.line_index("act 2") < rt && rt < out.line_index("act 3"));
+    assert!(out.line_index("act 3") < pipe && pipe < out.line_index("act 4"));
+    assert!(out.line_index("act 4") < term);
+    // SIGTERM did not end the reader: its loop did, with status 0.
+    out.assert_stdout_contains("SIGTERM is data here")
+        .assert_stdout_contains(&format!("reaped reader {reader}: exited with status 0"));
+    assert_group_gone(out.pid);
+}
+
+/// The reader has seen its stdin (closed by the harness) end, and sleeps in poll.
+fn reader_stdin_eof_then_asleep(reader: &Demo, pid: i32) {
+    wait_for_line_with(reader, &["stdin: end of file"]);
+    wait_until_asleep_in(pid, "poll");
+}
+
+#[test]
+fn signalfd_reader_takes_signals_from_an_fd_with_no_handler() {
+    let (reader, pid) = start_reader(&["signalfd"], "waiting: poll(2)");
+    reader_stdin_eof_then_asleep(&reader, pid);
+    // The kernel's view: one signalfd, whose mask has SIGUSR1; SIGUSR1 blocked, not caught.
+    let sfds = fds_to(pid, "anon_inode:[signalfd]");
+    assert_eq!(sfds.len(), 1, "one signalfd in /proc/{pid}/fd");
+    let fdinfo = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", sfds[0])).unwrap();
+    let mask = fdinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("sigmask:"))
+        .map(|h| u64::from_str_radix(h.trim(), 16).unwrap())
+        .expect("a sigmask line");
+    assert_ne!(mask & bit(libc::SIGUSR1), 0, "{fdinfo}");
+    assert_eq!(
+        mask & bit(libc::SIGTSTP),
+        0,
+        "Ctrl+Z keeps its default action"
+    );
+    assert_ne!(status_mask(pid, "SigBlk") & bit(libc::SIGUSR1), 0);
+    assert_eq!(
+        status_mask(pid, "SigCgt") & bit(libc::SIGUSR1),
+        0,
+        "no handler"
+    );
+
+    // A second terminal: signals through a pidfd, then a wait for the reader's exit.
+    let pid_text = pid.to_string();
+    let args = [
+        "writer", "pidfd", "--pid", &pid_text, "USR1", "RTMIN+1", "TERM",
+    ];
+    let wrote = run(DEMO, &args);
+    wrote
+        .assert_success()
+        .assert_stdout_contains("sent SIGRTMIN+1")
+        .assert_stdout_contains(&format!("{pid} has terminated: its pidfd became readable"));
+    let out = reader.finish();
+    out.assert_killed_by(Signal::SIGTERM);
+    let from = format!("ssi_pid {} (signal-demo)", wrote.pid);
+    for signal in ["(SIGUSR1)", "(SIGTERM)", "(SIGRTMIN+1)"] {
+        let line = out
+            .lines_with(signal)
+            .into_iter()
+            .find(|l| l.contains("signalfd: ssi_signo"))
+            .unwrap_or_else(|| panic!("no {signal} read: {}", out.stdout));
+        // pidfd_send_signal with no siginfo is described as kill(2)'s is.
+        assert!(line.contains(&from) && line.contains("SI_USER"), "{line}");
+    }
+    // All three read, SIGRTMIN+1 too: pending with SIGTERM, it would be read after it
+    // (lower numbers first), and the reader reads what is pending before it leaves.
+    out.assert_stdout_contains("SIGTERM taken: exiting cleanly (3 signals received in all)");
+    assert_group_gone(pid);
+}
+
+#[test]
+fn signalfd_reader_polls_stdin_beside_its_signals() {
+    let mut reader =
+        Demo::start_with_stdin(DEMO, &["reader", "signalfd"], b"typed line\n".to_vec());
+    let pid = reader.pid();
+    let line = reader.wait_for_line("stdin: read(2) gave \"typed line\" (11 bytes)");
+    assert!(line.starts_with(&format!("[reader {pid}]")), "{line}");
+    reader_stdin_eof_then_asleep(&reader, pid);
+    send(pid, Signal::SIGUSR2);
+    wait_for_line_with(&reader, &["ssi_signo 12 (SIGUSR2)", "SI_USER"]);
+    reader.signal_group(Signal::SIGTERM);
+    reader.finish().assert_killed_by(Signal::SIGTERM);
+    assert_group_gone(pid);
+}
+
+#[test]
+fn ctrl_c_ends_a_signalfd_reader_blocked_in_poll() {
+    let (reader, pid) = start_reader(&["signalfd"], "waiting: poll(2)");
+    reader_stdin_eof_then_asleep(&reader, pid);
+    reader.signal_group(Signal::SIGINT);
+    let out = reader.finish();
+    out.assert_killed_by(Signal::SIGINT)
+        .assert_stdout_contains("ssi_signo 2 (SIGINT)")
+        .assert_stdout_contains("SIGINT taken: exiting cleanly");
+    assert_group_gone(pid);
+}
+
+#[test]
+fn signalfd_run_writer_notices_its_reader_killed() {
+    let (demo, out_r, writer, reader) = start_held_run(&["signalfd"]);
+    send(reader, Signal::SIGKILL);
+    let out = finish_command(demo, out_r);
+    out.assert_exit_code(1)
+        .assert_stderr_contains(&format!(
+            "the reader (pid {reader}) ended before it answered"
+        ))
+        .assert_stderr_contains("killed by SIGKILL");
+    assert!(!process_exists(reader), "reader {reader} left behind");
+    assert_eq!(reap_orphans(writer), Vec::<i32>::new());
+}
+
+/// A held flavour run whose writer is SIGKILLed: the orphaned reader must exit by
+/// itself, status 1, naming the writer.
+fn reader_notices_its_writer_killed(flavour: &str) {
+    let (demo, out_r, writer, reader) = start_held_run(&[flavour]);
+    send(writer, Signal::SIGKILL);
+    let out = finish_command(demo, out_r);
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&out.status),
+        Some(Signal::SIGKILL as i32)
+    );
+    // The flavours keep the reader in the writer's group (no job control here).
+    let ended = reap_orphans_with_status(writer);
+    assert_eq!(
+        ended,
+        vec![(
+            reader,
+            nix::sys::wait::WaitStatus::Exited(Pid::from_raw(reader), 1)
+        )],
+        "{}",
+        out.stderr
+    );
+    out.assert_stderr_contains(&format!("the writer (pid {writer}) is gone"));
+}
+
+#[test]
+fn signalfd_run_reader_notices_its_writer_killed() {
+    reader_notices_its_writer_killed("signalfd");
+}
+
+// ---- pidfd: a process by handle ---------------------------------------------------------
+
+#[test]
+fn pidfd_run_signals_by_handle_and_gets_esrch_once_reaped() {
+    let out = run(DEMO, &["pidfd"]);
+    out.assert_success();
+    let first = pid_of_role(&out.stdout, "reader").expect("a reader line");
+    out.assert_stdout_contains(&format!("pidfd_open({first}) gave fd"))
+        .assert_stdout_contains(&format!(
+            "says Pid {first}; poll says it is not readable: alive"
+        ))
+        .assert_stdout_contains("the pidfd is readable: the reader has terminated")
+        .assert_stdout_contains(&format!("/proc/{first}/stat says state Z"))
+        .assert_stdout_contains("to the zombie: 0 (success)")
+        .assert_stdout_contains(&format!("reaped reader {first}: killed by SIGTERM"))
+        .assert_stdout_contains("now says Pid -1");
+    // After the reap: ESRCH through the same pidfd, and only after it.
+    let esrch = out.line_index("act 3: SIGTERM through the same pidfd again: ESRCH");
+    assert!(out.line_index(&format!("reaped reader {first}")) < esrch);
+    // The reader watched its parent through a pidfd of its own.
+    out.assert_stdout_contains(&format!(
+        "opened a pidfd on my parent, the writer {}",
+        out.pid
+    ));
+
+    // Act 4: the reuse, where the kernel let us ask for the pid again.
+    if out.stdout.contains("ns_last_pid: my new reader got pid") {
+        out.assert_stdout_contains(&format!("my new reader got pid {first}"))
+            .assert_stdout_contains("pidfd_send_signal SIGTERM: ESRCH")
+            .assert_stdout_contains(&format!("kill(2) SIGTERM to pid {first}, the old way"))
+            .assert_stdout_contains(&format!("reaped the new reader {first}: killed by SIGTERM"));
+    } else {
+        assert!(
+            out.stdout.contains("the reuse is not shown"),
+            "act 4 must say why it did not show the reuse: {}",
+            out.stdout
+        );
+    }
+    assert_group_gone(out.pid);
+}
+
+#[test]
+fn pidfd_run_as_an_ordinary_user_says_what_it_cannot_show() {
+    prepare_test_process();
+    let mut cmd = Command::new(demo_bin(DEMO));
+    cmd.arg("pidfd")
+        .current_dir("/tmp")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    // As root, become nobody (std drops the supplementary groups too).
+    let me = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap());
+    if me == 0 {
+        cmd.uid(65534).gid(65534);
+    }
+    let mut child = cmd.spawn().expect("spawn signal-demo pidfd");
+    let stdout = child.stdout.take().unwrap();
+    let out = finish_command(Started(child), stdout);
+    out.assert_success()
+        .assert_stdout_contains("act 3: SIGTERM through the same pidfd again: ESRCH")
+        .assert_stdout_contains("needs CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE")
+        .assert_stdout_contains("the reuse is not shown here");
+    assert!(
+        out.lines_with("my new reader got pid").is_empty(),
+        "{}",
+        out.stdout
+    );
+    assert_group_gone(out.pid);
+}
+
+#[test]
+fn pidfd_run_writer_notices_its_reader_killed() {
+    let (demo, out_r, writer, reader) = start_held_run(&["pidfd"]);
+    send(reader, Signal::SIGKILL);
+    let out = finish_command(demo, out_r);
+    out.assert_exit_code(1)
+        .assert_stderr_contains(&format!(
+            "the reader (pid {reader}) ended before it was ready"
+        ))
+        .assert_stderr_contains("killed by SIGKILL");
+    assert!(!process_exists(reader), "reader {reader} left behind");
+    assert_eq!(reap_orphans(writer), Vec::<i32>::new());
+}
+
+#[test]
+fn pidfd_run_reader_notices_its_writer_killed() {
+    reader_notices_its_writer_killed("pidfd");
+}
+
+#[test]
+fn pidfd_writer_waits_for_a_process_it_did_not_fork_and_notices_sigkill() {
+    let (reader, pid) = start_reader(&["signalfd"], "waiting: poll(2)");
+    reader_stdin_eof_then_asleep(&reader, pid);
+    let pid_text = pid.to_string();
+    let mut writer = Demo::start(DEMO, &["writer", "pidfd", "--pid", &pid_text, "USR2"]);
+    writer.wait_for_line(&format!("waiting for {pid} to exit"));
+    let from = format!("ssi_pid {}", writer.pid());
+    wait_for_line_with(&reader, &["(SIGUSR2)", &from]);
+    wait_until_asleep_in(writer.pid(), "poll");
+    send(pid, Signal::SIGKILL);
+    let wrote = writer.finish();
+    wrote
+        .assert_success()
+        .assert_stdout_contains(&format!("{pid} has terminated: its pidfd became readable"));
+    reader.finish().assert_killed_by(Signal::SIGKILL);
+    assert_group_gone(wrote.pid);
+}
+
+#[test]
+fn ctrl_c_ends_a_pidfd_writer_waiting_in_poll() {
+    let (reader, pid) = start_reader(&["signalfd"], "waiting: poll(2)");
+    let pid_text = pid.to_string();
+    let mut writer = Demo::start(DEMO, &["writer", "pidfd", "--pid", &pid_text]);
+    writer.wait_for_line(&format!("waiting for {pid} to exit"));
+    wait_until_asleep_in(writer.pid(), "poll");
+    writer.signal_group(Signal::SIGINT);
+    let wrote = writer.finish();
+    wrote
+        .assert_killed_by(Signal::SIGINT)
+        .assert_stdout_contains("interrupted by SIGINT");
+    assert!(
+        process_exists(pid),
+        "the watched reader is not the writer's to end"
+    );
+    assert_group_gone(wrote.pid);
+    reader.signal_group(Signal::SIGTERM);
+    reader.finish().assert_killed_by(Signal::SIGTERM);
+}
+
+#[test]
+fn flavour_bad_usage_exits_2_and_does_nothing() {
+    for (args, needle) in [
+        (
+            &["signalfd", "--ping", "3"][..],
+            "--ping goes with the handler flavour",
+        ),
+        (&["signalfd", "USR1"], "unexpected \"USR1\" after signalfd"),
+        (
+            &["reader", "signalfd", "--pid", "5"],
+            "--pid is for `signal-demo writer pidfd`",
+        ),
+        (
+            &["writer", "signalfd", "--pid", "5"],
+            "a signalfd is the reader's",
+        ),
+        (&["reader", "pidfd"], "there is no `reader pidfd`"),
+        (&["pidfd", "TERM"], "unexpected \"TERM\" after pidfd"),
+        (&["writer", "pidfd"], "writer pidfd needs --pid PID"),
+        (&["writer", "pidfd", "--pid", "0"], "at least 1"),
+        (
+            &["writer", "pidfd", "--pid", NO_SUCH_PID, "NOPE"],
+            "NOPE: not a signal name",
+        ),
+    ] {
+        let out = run(DEMO, args);
+        out.assert_exit_code(2)
+            .assert_stderr_contains(needle)
+            .assert_stderr_contains("usage:");
+        assert!(
+            out.stdout.is_empty(),
+            "bad usage must do nothing: {}",
+            out.stdout
+        );
+    }
+    run(DEMO, &["writer", "pidfd", "--pid", NO_SUCH_PID])
+        .assert_exit_code(1)
+        .assert_stderr_contains(&format!(
+            "no process {NO_SUCH_PID}: pidfd_open(2) failed with ESRCH"
+        ));
+    run(DEMO, &["--help"])
+        .assert_stdout_contains("signal-demo signalfd")
+        .assert_stdout_contains("signal-demo writer pidfd --pid PID");
 }
