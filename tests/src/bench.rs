@@ -96,6 +96,7 @@ pub const MECHANISMS: &[Mechanism] = &[
     sync_only("signal", "signal-demo", &[]),
     sync_only("POSIX semaphore", "sem-demo", &["posix"]),
     sync_only("System V semaphore", "sem-demo", &["sysv"]),
+    sync_only("eventfd semaphore", "sem-demo", &["eventfd"]),
 ];
 
 /// How much to measure: `full()` for `cargo bench`, `quick()` for the test.
