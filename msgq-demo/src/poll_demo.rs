@@ -35,7 +35,7 @@ use nix::unistd::{Pid, getpid};
 
 use crate::acts::{self, ASLEEP_DEADLINE};
 use crate::channel::{self, Channel, END, stoppable};
-use crate::family::{reap, spawn, wait_until_asleep};
+use crate::family::{alive, reap, spawn, wait_until_asleep};
 use crate::posix_demo::{Limits, Queue, Unlink, WRITER_BYTE, create, open_watched};
 use crate::{READER, WRITER, say, signals};
 
@@ -97,7 +97,7 @@ pub fn narrated(name: Option<&str>, messages: &[String], limits: &Limits) -> Res
         READER,
         "forked writer {writer}; now poll with no deadline: one sleep on both queues"
     );
-    let outcome = take_whichever(&mut queues, None);
+    let outcome = take_whichever(&mut queues, None, Some(writer));
     if outcome.is_err() {
         acts::stop(writer, "writer");
     }
@@ -125,7 +125,7 @@ pub fn reader(name: Option<&str>, limits: &Limits) -> Result<()> {
         "polling both; in other terminals: msgq-demo writer --name {na} hello, and \
          msgq-demo writer --name {nb} there (I stop once both have ended)"
     );
-    let (count, bytes, elapsed) = take_whichever(&mut queues, Some(READER))?;
+    let (count, bytes, elapsed) = take_whichever(&mut queues, Some(READER), None)?;
     drop(queues);
     drop((unlink_a, unlink_b));
     channel::summary(READER, count, bytes, elapsed, "");
@@ -133,9 +133,15 @@ pub fn reader(name: Option<&str>, limits: &Limits) -> Result<()> {
 }
 
 /// The poll loop: sleep on every queue whose writer has not ended, take a message from
-/// each that poll says is readable. `watching`: say the writers are watched (two
-/// terminals). Returns the messages, bytes and time from the first message.
-fn take_whichever(queues: &mut [Queue; 2], watching: Option<&str>) -> Result<(u64, u64, Duration)> {
+/// each that poll says is readable. `watching`: say the writers are watched by their
+/// locks (two terminals); `child`: the default run's writer, watched as a process (it
+/// may die before it takes its lock). Returns the messages, bytes and time from the
+/// first message.
+fn take_whichever(
+    queues: &mut [Queue; 2],
+    watching: Option<&str>,
+    child: Option<Pid>,
+) -> Result<(u64, u64, Duration)> {
     let mut open = vec![0, 1]; // the queues whose writer has not sent its end marker
     let (mut count, mut bytes, mut started) = (0, 0, None);
     if let Some(role) = watching {
@@ -148,7 +154,14 @@ fn take_whichever(queues: &mut [Queue; 2], watching: Option<&str>) -> Result<(u6
         let ready = {
             let watched: Vec<&Queue> = open.iter().map(|&i| &queues[i]).collect();
             let fds: Vec<&posix::Queue> = watched.iter().map(|q| q.library()).collect();
-            let reason = || watched.iter().try_for_each(|q| q.reason_to_stop());
+            let reason = || {
+                if let Some(pid) = child
+                    && !alive(pid.as_raw())
+                {
+                    bail!("the writer (pid {pid}) is gone before its end markers");
+                }
+                watched.iter().try_for_each(|q| q.reason_to_stop())
+            };
             match stoppable(reason, |stop| posix::poll_queues(&fds, None, stop))? {
                 Ok(ready) => ready.into_iter().map(|k| open[k]).collect::<Vec<_>>(),
                 Err(e) => bail!("poll on the queues: {e}"),

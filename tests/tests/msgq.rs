@@ -1508,6 +1508,40 @@ fn poll_writer_notices_its_reader_was_killed() {
     remove_as_told(&b);
 }
 
+/// The default run's writer SIGKILLed: the reader is frozen after message m1, so the
+/// writer, which sends only while the reader sleeps in poll, cannot finish first; then
+/// the reader, thawed, notices within a slice that its child is gone, reaps it, exits
+/// 1 and removes both queues.
+#[test]
+fn poll_default_run_notices_its_killed_writer() {
+    let messages = ["m0", "m1", "m2", "m3", "m4", "m5", "m6", "m7"];
+    let mut args = vec!["poll"];
+    args.extend(messages);
+    let mut demo = Demo::start(DEMO, &args);
+    let forked = demo.wait_for_line("forked writer");
+    let writer = number_after(&forked, "forked writer ") as i32;
+    demo.wait_for_line("received \"m1\"");
+    let reader = demo.pid();
+    freeze(reader);
+    signal(writer, Signal::SIGKILL);
+    wait_until("the writer is dead", || {
+        matches!(proc_state(writer), Some(('Z', _)) | None)
+    });
+    signal(reader, Signal::SIGCONT);
+    let out = demo.finish();
+    out.assert_exit_code(1)
+        .assert_stderr_contains(&format!("the writer (pid {writer}) is gone"))
+        .assert_stdout_contains(&format!("reaped writer {writer}: killed by SIGKILL"));
+    assert!(
+        !out.stdout.contains("received \"m7\""),
+        "the writer finished: {}",
+        out.stdout
+    );
+    for queue in poll_queues(&format!("/msgq-demo-{reader}")) {
+        queue.assert_gone();
+    }
+}
+
 #[test]
 fn poll_bad_usage_exits_2_and_creates_nothing() {
     for (args, needle) in [
