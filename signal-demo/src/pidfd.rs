@@ -15,8 +15,8 @@
 //! you reap it, or a parent checked with getppid(2) after the open
 //! ([`PidFd::open_parent`]).
 //!
-//! Linux 5.3 or later (pidfd_open, 5.3; pidfd_send_signal, 5.1). libc has no
-//! wrapper in older glibc, so both are raw syscall(2)s here.
+//! Linux 5.3 or later (pidfd_open, 5.3; pidfd_send_signal, 5.1). nix wraps
+//! neither, so both are raw syscall(2)s here, as pidfd_open(2)'s own synopsis has it.
 //!
 //! Stands alone: copy it with nix's features "poll" (for `ready.rs`, beside it) and
 //! "process" (getppid).
@@ -61,8 +61,8 @@ pub struct PidFd {
 
 impl PidFd {
     /// pidfd_open(2): a handle on the process `pid` names now (close-on-exec).
-    /// ESRCH: no such process; EINVAL: not a process (a thread that is not its
-    /// group's leader), or a kernel before 5.3 (ENOSYS).
+    /// ESRCH: no such process; EINVAL: `pid` is not valid; ENOSYS: a kernel
+    /// before 5.3.
     pub fn open(pid: Pid) -> nix::Result<PidFd> {
         // SAFETY: pidfd_open takes a pid and flags (0) by value, and returns a new
         // fd or -1 with errno set; no pointer is involved.

@@ -26,8 +26,9 @@
 //! wait on it until that process exits.
 //!
 //! In production: a pidfd wherever a pid is kept for later (supervisors, process
-//! managers; systemd and `std::process::Child` on recent Rust, through
-//! `std::os::linux::process` on nightly, use them), and waitid(P_PIDFD) to reap by it.
+//! managers: systemd uses them), waitid(P_PIDFD) to reap by it, and in Rust the
+//! `rustix` crate's `pidfd_open`/`pidfd_send_signal` (std's own
+//! `std::os::linux::process` pidfds are nightly-only).
 
 use std::ffi::c_int;
 use std::io::{PipeReader, PipeWriter, Read, Write};

@@ -9,7 +9,8 @@
 //! waits for signals and for data in one call ([`crate::ready::readable`]).
 //!
 //! What does not change: a standard signal pending twice is still one (one bit), a
-//! real-time one queues with its value; the fd reads the same pending set that
+//! real-time one queues with its value; SIGKILL and SIGSTOP cannot be blocked, and
+//! signalfd(2) silently leaves them out of its mask; the fd reads the same pending set that
 //! sigtimedwait(2) takes from, and a signal unblocked is delivered, not read. The
 //! mask is the calling thread's: in a threaded program block the set before the
 //! first thread starts, or another thread that has it unblocked takes it (by its

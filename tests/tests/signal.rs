@@ -1620,3 +1620,20 @@ fn flavour_bad_usage_exits_2_and_does_nothing() {
         .assert_stdout_contains("signal-demo signalfd")
         .assert_stdout_contains("signal-demo writer pidfd --pid PID");
 }
+
+#[test]
+fn a_stopped_signalfd_reader_resumes_and_reads_the_sigcont() {
+    let (reader, pid) = start_reader(&["signalfd"], "waiting: poll(2)");
+    reader_stdin_eof_then_asleep(&reader, pid);
+    // SIGSTOP, not SIGTSTP: the kernel discards SIGTSTP for an orphaned process group,
+    // and the test cannot know how it was started. Both stop with their default action.
+    send(pid, Signal::SIGSTOP);
+    wait_until("the reader is stopped", || state(pid) == 'T');
+    send(pid, Signal::SIGCONT);
+    // Blocked, SIGCONT still resumed it; and the notice waits in the fd.
+    wait_for_line_with(&reader, &["ssi_signo 18 (SIGCONT)", "SI_USER"]);
+    wait_until_asleep_in(pid, "poll");
+    reader.signal_group(Signal::SIGTERM);
+    reader.finish().assert_killed_by(Signal::SIGTERM);
+    assert_group_gone(pid);
+}
