@@ -225,8 +225,9 @@ fn send_to_either(a: &str, b: &str, texts: &[String], reader: Pid) -> Result<()>
         }
         signals::check()?;
         let queue = &mut queues[k % 2];
+        // Said before the send: once the message is in, the reader may print first.
+        say!(WRITER, "sending {text:?} to {}", queue.name());
         queue.send(text.as_bytes())?;
-        say!(WRITER, "sent {text:?} to {}", queue.name());
     }
     for queue in &mut queues {
         queue.send(END)?;

@@ -1411,7 +1411,7 @@ fn poll_default_run_takes_whichever_queue_has_a_message() {
         assert_in_order(
             &out,
             &[
-                &format!("sent \"{text}\" to {queue}"),
+                &format!("sending \"{text}\" to {queue}"),
                 &format!("received \"{text}\" ({} bytes) from {queue}", text.len()),
             ],
         );
@@ -1420,7 +1420,7 @@ fn poll_default_run_takes_whichever_queue_has_a_message() {
         &out,
         &[
             "asleep in poll",
-            &format!("sent \"first, on queue b\" to {base}-b"),
+            &format!("sending \"first, on queue b\" to {base}-b"),
             &format!("poll returned: {base}-b readable (POLLIN)"),
         ],
     );
