@@ -1,7 +1,8 @@
 //! End-to-end tests of msgq-demo, POSIX and System V: the narrated runs, reader and
 //! writer as separate processes (the writer gone before the reader reads), boundaries,
 //! order, limits, a full queue, bulk and ping, corruption, bad usage, Ctrl+C and killed
-//! peers. After every run the queue must be gone: a POSIX name no longer opens, and
+//! peers; and the `poll` flavour (issue 12), one reader polling two POSIX queues at
+//! once. After every run the queue must be gone: a POSIX name no longer opens, and
 //! /proc/sysvipc/msg has no entry with our key.
 //!
 //! Helpers here that the harness lacks: opening, counting, feeding and removing queues
