@@ -1142,7 +1142,7 @@ fn memfd_default_run_has_no_name_is_sealed_and_shared_by_fork() {
     // The writer, the other side, is refused every change of size and of the seals.
     let refused = out.lines_with(&format!("[writer {writer}]"));
     for call in [
-        , 0) = EPERM: refused by F_SEAL_SHRINK",
+        ", 0) = EPERM: refused by F_SEAL_SHRINK",
         "= EPERM: refused by F_SEAL_GROW",
         "F_ADD_SEALS, F_SEAL_WRITE) = EPERM",
     ] {
