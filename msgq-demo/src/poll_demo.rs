@@ -9,7 +9,8 @@
 //! further: a POSIX queue descriptor is a file descriptor (mq_overview(7); not
 //! portable, POSIX does not require it), readable (POLLIN) while a message waits, so
 //! `poll`, `select` and `epoll` wait on many queues (and sockets, pipes, a signalfd) in
-//! one sleep, with a deadline. Beside the posix flavour's `mq_notify` (act 4), which
+//! one sleep, with a deadline (a System V queue is an id, not an fd: no poll for it).
+//! Beside the posix flavour's `mq_notify` (act 4), which
 //! tells one registered process by a signal, one queue per registration, once: poll
 //! needs no signal handler and no re-arming, and any number of processes may poll.
 //!
