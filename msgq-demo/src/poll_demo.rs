@@ -5,14 +5,14 @@
 //!
 //! Notes, 消息队列: a queue is a list kept in the kernel (消息队列是保存在内核中的消息
 //! 链表) that a reader sleeps on until a message comes. One queue per sleep, so far: a
-//! reader of two queues sleeping in mq_receive on one misses the other. Linux goes
-//! further: a POSIX queue descriptor is a file descriptor (mq_overview(7); not
-//! portable, POSIX does not require it), readable (POLLIN) while a message waits, so
-//! `poll`, `select` and `epoll` wait on many queues (and sockets, pipes, a signalfd) in
-//! one sleep, with a deadline (a System V queue is an id, not an fd: no poll for it).
-//! Beside the posix flavour's `mq_notify` (act 4), which
-//! tells one registered process by a signal, one queue per registration, once: poll
-//! needs no signal handler and no re-arming, and any number of processes may poll.
+//! reader of two queues asleep in mq_receive on one takes nothing from the other until
+//! that sleep ends. Linux goes further: a POSIX queue descriptor is a file descriptor
+//! (mq_overview(7); not portable, POSIX does not require it), readable (POLLIN) while
+//! a message waits, so `poll`, `select` and `epoll` wait on many queues (and sockets,
+//! pipes, a signalfd) in one sleep, with a deadline (a System V queue is an id, not an
+//! fd: no poll for it). Beside the posix flavour's `mq_notify` (act 4), which tells one
+//! registered process by a signal, one queue per registration, once: poll needs no
+//! signal handler and no re-arming, and any number of processes may poll.
 //!
 //! Run: `cargo run -p msgq-demo -- poll` (a forked writer sends to one queue or the
 //! other, each time the reader sleeps in poll). Two terminals:
