@@ -80,6 +80,7 @@ pub const MECHANISMS: &[Mechanism] = &[
     },
     data("POSIX shm + semaphores", "shm-demo", &["posix"]),
     data("System V shm + semaphores", "shm-demo", &["sysv"]),
+    data("memfd shm + semaphores (sealed)", "shm-demo", &["memfd"]),
     Mechanism {
         max_bulk: None,
         ping_extra: &["--spin"],
