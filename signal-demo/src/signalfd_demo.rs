@@ -74,14 +74,16 @@ pub fn run() -> Result<()> {
         }
         Side::Parent(mut kid) => {
             drop((data_r, ack_w));
+            let (mut data_w, ack_r) = (data_w, ack_r);
             say!(
                 WRITER,
                 "forked the reader, pid {}; it acks each step on a pipe",
                 kid.pid()
             );
-            // `data` stays open until the reader is reaped: closed, it would end the
-            // reader's loop (EOF) before a signal we pass on could.
-            match writer(&mut kid, data_w, ack_r) {
+            // Both pipes stay open until the reader is reaped: closed, they would
+            // end the reader's loop (EOF, EPIPE: "the writer is gone") before a
+            // signal we pass on could.
+            match writer(&mut kid, &mut data_w, &ack_r) {
                 Ok(()) => kid.reap(WRITER, PATIENCE),
                 Err(e) => {
                     kid.end_and_reap(WRITER, &e, PATIENCE);
@@ -94,11 +96,11 @@ pub fn run() -> Result<()> {
 
 // ---- the writer: the parent -------------------------------------------------------
 
-fn writer(kid: &mut Kid, mut data: PipeWriter, acks: PipeReader) -> Result<()> {
+fn writer(kid: &mut Kid, data: &mut PipeWriter, acks: &PipeReader) -> Result<()> {
     // Our own SIGINT, SIGTERM, SIGHUP, as data too: polled beside the acks.
     let stop = Signals::open(&stop::stop_signals()).context("signalfd")?;
     let reader = kid.pid();
-    let ready = await_ack(kid, &acks, &stop)?;
+    let ready = await_ack(kid, acks, &stop)?;
     let fd: c_int = ready
         .strip_prefix("ready ")
         .and_then(|n| n.parse().ok())
@@ -121,19 +123,19 @@ fn writer(kid: &mut Kid, mut data: PipeWriter, acks: PipeReader) -> Result<()> {
          it waits in the fd"
     );
     send::kill(reader, libc::SIGUSR1).context("kill SIGUSR1 to the reader")?;
-    await_ack(kid, &acks, &stop)?;
+    await_ack(kid, acks, &stop)?;
 
     say!(
         WRITER,
         "act 2: SIGRTMIN with sigqueue(3), carrying the value {VALUE}"
     );
     send::sigqueue(reader, send::rtmin(), VALUE).context("sigqueue SIGRTMIN to the reader")?;
-    await_ack(kid, &acks, &stop)?;
+    await_ack(kid, acks, &stop)?;
 
     say!(WRITER, "act 3: a line through the pipe: {LINE:?}");
     data.write_all(format!("{LINE}\n").as_bytes())
         .context("writing to the reader's pipe")?;
-    await_ack(kid, &acks, &stop)?;
+    await_ack(kid, acks, &stop)?;
 
     say!(
         WRITER,

@@ -1637,3 +1637,21 @@ fn a_stopped_signalfd_reader_resumes_and_reads_the_sigcont() {
     reader.finish().assert_killed_by(Signal::SIGTERM);
     assert_group_gone(pid);
 }
+
+#[test]
+fn ctrl_c_during_a_flavour_run_ends_both_and_the_writer_reaps_the_reader() {
+    for flavour in ["signalfd", "pidfd"] {
+        let (demo, out_r, writer, reader) = start_held_run(&[flavour]);
+        killpg(Pid::from_raw(writer), Signal::SIGINT).expect("killpg SIGINT");
+        let out = finish_command(demo, out_r);
+        // The writer took SIGINT from its signalfd, passed it on, reaped, then died of it.
+        out.assert_killed_by(Signal::SIGINT)
+            .assert_stdout_contains("interrupted by SIGINT")
+            .assert_stdout_contains(&format!("reaped reader {reader}: killed by SIGINT"));
+        assert!(
+            !process_exists(reader),
+            "{flavour}: reader {reader} left behind"
+        );
+        assert_eq!(reap_orphans(writer), Vec::<i32>::new(), "{flavour}");
+    }
+}
