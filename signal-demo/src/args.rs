@@ -19,7 +19,8 @@ usage: signal-demo [--ping N [--cpus W,R]]        both sides, narrated: the pare
 
   SIGNAL        a name, with or without SIG, any case: SIGUSR1, USR1, term, RTMIN, RTMIN+3,
                 RTMAX-1. Standard signals go with kill(2), real-time ones with sigqueue(3)
-                carrying a value (the SIGNAL's position in the list, from 0)
+                carrying a value (the SIGNAL's position in the list, from 0); with
+                `writer pidfd`, every one with pidfd_send_signal(2), no value
   --pid PID     the process to signal (the reader prints its pid)
   --ping N      N round trips: SIGUSR1 there and back, blocked and taken with sigtimedwait(2)
   --size BYTES  taken with --ping like every demo's, and ignored: a signal carries no bytes
