@@ -174,6 +174,10 @@ fn reuse(me: Pid, old: Pid, old_handle: &PidFd, stop: &Signals) -> Result<()> {
             .map(|s| s.trim().to_string())
             .unwrap_or_else(|_| "?".into())
     );
+    // The counter as it is now, to put back after our fork: set back to `old`, it
+    // would also hand out again, sooner than usual, the numbers after `old` that
+    // other processes had and freed since.
+    let counter = std::fs::read_to_string(NS_LAST_PID).unwrap_or_default();
     for attempt in 1..=TRIES {
         if let Err(e) = std::fs::write(NS_LAST_PID, format!("{}", old.as_raw() - 1)) {
             say!(
@@ -187,7 +191,20 @@ fn reuse(me: Pid, old: Pid, old_handle: &PidFd, stop: &Signals) -> Result<()> {
             );
             return Ok(());
         }
-        let (mut second, second_fd) = start_reader(me, stop)?;
+        let started = start_reader(me, stop);
+        let put_back = std::fs::write(NS_LAST_PID, counter.trim());
+        let (mut second, second_fd) = started?;
+        say!(
+            WRITER,
+            "wrote {} to {NS_LAST_PID} before that fork; after it, put the counter back to {} \
+             (so others' numbers go on as before): {}",
+            old.as_raw() - 1,
+            counter.trim(),
+            match put_back {
+                Ok(()) => "done".to_string(),
+                Err(e) => format!("failed: {e}"),
+            }
+        );
         if second.pid() == old {
             let shown = stranger(&mut second, &second_fd, old_handle, stop);
             if let Err(e) = shown {
@@ -220,9 +237,8 @@ fn stranger(kid: &mut Kid, handle: &PidFd, old_handle: &PidFd, stop: &Signals) -
     let pid = kid.pid();
     say!(
         WRITER,
-        "wrote {} to {NS_LAST_PID}: my new reader got pid {pid}, the number of the reaped \
-         one (here my own child stands in for a stranger)",
-        pid.as_raw() - 1
+        "my new reader got pid {pid}, the number of the reaped one (here my own child \
+         stands in for a stranger)"
     );
     say!(
         WRITER,

@@ -1472,7 +1472,7 @@ fn pidfd_run_signals_by_handle_and_gets_esrch_once_reaped() {
     ));
 
     // Act 4: the reuse, where the kernel let us ask for the pid again.
-    if out.stdout.contains("ns_last_pid: my new reader got pid") {
+    if out.stdout.contains("my new reader got pid") {
         out.assert_stdout_contains(&format!("my new reader got pid {first}"))
             .assert_stdout_contains("pidfd_send_signal SIGTERM: ESRCH")
             .assert_stdout_contains(&format!("kill(2) SIGTERM to pid {first}, the old way"))
