@@ -17,8 +17,9 @@
 //! not reaped), reaps it, and then tries again: ESRCH. Then the race itself: as root,
 //! it asks the kernel to hand the same pid to a new child (writing the previous
 //! number to /proc/sys/kernel/ns_last_pid, which needs CAP_SYS_ADMIN or
-//! CAP_CHECKPOINT_RESTORE), and shows kill(2) with the old number reaching the new
-//! child, our own stand-in for a stranger, while the old pidfd still says ESRCH.
+//! CAP_CHECKPOINT_RESTORE, and puts the counter back right after the fork), and
+//! shows kill(2) with the old number reaching the new child, our own stand-in for
+//! a stranger, while the old pidfd still says ESRCH.
 //! As an ordinary user that step is not shown, and says so.
 //!
 //! Two terminals: `signal-demo reader signalfd` (or any process of yours), then
