@@ -15,20 +15,25 @@ usage: socket-demo [FLAVOUR] [OPTIONS] [MESSAGE...]            both sides, narra
 flavours:
   unix        (default) Unix stream socket, a file of type s; the server sees the client's pid
   unix-dgram  Unix datagram socket: each send is one message, the boundaries are kept
+  seqpacket   Unix SOCK_SEQPACKET: a connection, with EOF, that keeps the boundaries too
   tcp         TCP on 127.0.0.1: a stream, like unix, reachable from other machines
   udp         UDP on 127.0.0.1: datagrams with no connection and no flow control
   pair        socketpair(2) between a parent and its child: one channel, both ways at once
   fdpass      the writer sends an open file, then a memfd, over a Unix socket (SCM_RIGHTS)
 
 options:
-  --path PATH          the Unix socket file (unix, unix-dgram, fdpass): the reader creates it
-                       (default: in a private directory), the writer connects to it
+  --path PATH          the Unix socket file (unix, unix-dgram, seqpacket, fdpass): the reader
+                       creates it (default: in a private directory), the writer connects to it
+  --path @NAME         unix, unix-dgram, seqpacket: an abstract name instead (Linux): no file,
+                       gone with the last socket; no permissions: anyone on this host
+                       (network namespace) may connect
   --addr HOST:PORT     the TCP/UDP address (default 127.0.0.1:0, port 0: the kernel picks one)
   --file PATH          fdpass: send this file's open fd instead of a file of the messages
   --count N --size B   bulk: N messages of B bytes, every byte and the order checked
   --ping N [--size B]  N round trips of B bytes (default 100)
   --cpus W,R           with a workload: the writer on CPU W, the reader on CPU R
-  --clients N          reader unix: serve N clients at once (one poll(2) loop), then exit
+  --clients N          reader unix: serve N clients at once (one poll(2) loop), then exit;
+                       each line labelled with its sender's pid (SO_PEERCRED)
   -h, --help           print this text
   --                   everything after it is a message, even if it starts with '-'
 
@@ -36,6 +41,7 @@ two terminals:
   socket-demo reader tcp --addr 127.0.0.1:7000   then: socket-demo writer tcp --addr 127.0.0.1:7000 hi
                                                  or:   nc -N 127.0.0.1 7000
   socket-demo reader unix --path /tmp/s          then: socat - UNIX-CONNECT:/tmp/s
+  socket-demo reader seqpacket --path @demo      then: socket-demo writer seqpacket --path @demo a b
   nc -lU /tmp/s                                  then: socket-demo writer unix --path /tmp/s hi
 ";
 
@@ -63,6 +69,7 @@ const MAX_COUNT: u64 = 100_000_000;
 pub enum Flavour {
     Unix,
     UnixDgram,
+    Seqpacket,
     Tcp,
     Udp,
     Pair,
@@ -74,6 +81,7 @@ impl Flavour {
         Some(match word {
             "unix" => Flavour::Unix,
             "unix-dgram" => Flavour::UnixDgram,
+            "seqpacket" => Flavour::Seqpacket,
             "tcp" => Flavour::Tcp,
             "udp" => Flavour::Udp,
             "pair" => Flavour::Pair,
@@ -86,6 +94,7 @@ impl Flavour {
         match self {
             Flavour::Unix => "unix",
             Flavour::UnixDgram => "unix-dgram",
+            Flavour::Seqpacket => "seqpacket",
             Flavour::Tcp => "tcp",
             Flavour::Udp => "udp",
             Flavour::Pair => "pair",
@@ -93,14 +102,26 @@ impl Flavour {
         }
     }
 
-    /// A byte stream: messages are lines, the end is EOF. Otherwise datagrams: each message
-    /// is one datagram, the end is one zero-length datagram (DESIGN §3, wire format).
+    /// A byte stream: messages are lines, the end is EOF. Otherwise messages: each message
+    /// is one datagram (the end: one zero-length datagram, DESIGN §3, wire format) or one
+    /// seqpacket message (the end: EOF; a zero-length message would read as EOF).
     pub fn is_stream(self) -> bool {
-        !matches!(self, Flavour::UnixDgram | Flavour::Udp)
+        !matches!(self, Flavour::UnixDgram | Flavour::Udp | Flavour::Seqpacket)
     }
 
     fn uses_path(self) -> bool {
-        matches!(self, Flavour::Unix | Flavour::UnixDgram | Flavour::Fdpass)
+        matches!(
+            self,
+            Flavour::Unix | Flavour::UnixDgram | Flavour::Seqpacket | Flavour::Fdpass
+        )
+    }
+
+    /// Can meet at an abstract name (`--path @NAME`).
+    fn takes_abstract(self) -> bool {
+        matches!(
+            self,
+            Flavour::Unix | Flavour::UnixDgram | Flavour::Seqpacket
+        )
     }
 
     fn uses_addr(self) -> bool {
@@ -250,12 +271,25 @@ fn check(role: Role, raw: Raw) -> Result<Args, String> {
     if matches!(flavour, Flavour::Pair | Flavour::Fdpass) && !matches!(workload, Workload::Text(_))
     {
         return Err(format!(
-            "{name} takes no workload: --count and --ping are for unix, unix-dgram, tcp and udp"
+            "{name} takes no workload: --count and --ping are for unix, unix-dgram, seqpacket, tcp and udp"
         ));
     }
     if raw.path.is_some() && !flavour.uses_path() {
         return Err(format!(
-            "--path is for unix, unix-dgram and fdpass; {name} uses --addr or nothing"
+            "--path is for unix, unix-dgram, seqpacket and fdpass; {name} uses --addr or nothing"
+        ));
+    }
+    if raw.path.as_deref().is_some_and(|p| p.as_os_str() == "@") {
+        return Err("--path @: an abstract name needs at least one character after the @".into());
+    }
+    let is_abstract = raw
+        .path
+        .as_deref()
+        .is_some_and(|p| socket_demo::unix::abstract_name(p).is_some());
+    if is_abstract && !flavour.takes_abstract() {
+        return Err(format!(
+            "--path @NAME (an abstract name) is for unix, unix-dgram and seqpacket; {name} \
+             needs a file: give a path"
         ));
     }
     if raw.addr.is_some() && !flavour.uses_addr() {
@@ -361,6 +395,12 @@ fn check_messages(flavour: Flavour, messages: &[String]) -> Result<(), String> {
         }
         return Ok(());
     }
+    if messages.iter().any(String::is_empty) && flavour == Flavour::Seqpacket {
+        return Err(
+            "an empty message: on a seqpacket socket recv(2) returns 0 for it, exactly as at EOF"
+                .into(),
+        );
+    }
     if messages.iter().any(String::is_empty) {
         return Err(
             "an empty message: on a datagram socket a zero-length datagram means \"the end\""
@@ -390,6 +430,10 @@ fn largest(flavour: Flavour) -> (usize, String) {
         Flavour::UnixDgram => (
             max_unix_datagram(),
             format!("a Unix datagram must fit the send buffer ({WMEM_DEFAULT} - 32):"),
+        ),
+        Flavour::Seqpacket => (
+            max_unix_datagram(),
+            format!("a seqpacket message must fit the send buffer ({WMEM_DEFAULT} - 32):"),
         ),
         _ => (MAX_STREAM_SIZE, "at most".to_string()),
     }
@@ -574,6 +618,12 @@ mod tests {
             "reader tcp --path /tmp/x",
             "reader unix --addr 127.0.0.1:0",
             "reader pair",
+            "reader tcp --path @x",
+            "fdpass --path @x",
+            "reader seqpacket --path @",
+            "writer seqpacket --path @x --clients 2",
+            "reader unix-dgram --clients 2",
+            "reader seqpacket --clients 2",
             "pair --ping 3",
             "fdpass --count 1 --size 1",
             "reader fdpass --file /etc/hostname",
@@ -593,5 +643,9 @@ mod tests {
         assert!(newline.is_ok(), "a datagram keeps its newlines");
         let empty = parse(["unix-dgram", ""].map(OsString::from));
         assert!(empty.is_err());
+        let empty = parse(["seqpacket", ""].map(OsString::from));
+        assert!(empty.is_err());
+        assert!(parse_line("reader unix --path @x --clients 2").is_ok());
+        assert!(parse_line("unix-dgram --path @x").is_ok());
     }
 }

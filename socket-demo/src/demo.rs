@@ -48,7 +48,11 @@ pub fn start_writer(
     let by = match meet {
         Meet::Path(path) => {
             args.extend(["--path".into(), path.into()]);
-            "the socket file's name"
+            if crate::meeting::is_abstract(path) {
+                "the abstract name"
+            } else {
+                "the socket file's name"
+            }
         }
         Meet::Addr(addr) => {
             args.extend(["--addr".into(), addr.to_string().into()]);

@@ -6,6 +6,10 @@
 //!   [`unix::accept`], [`unix::peer_cred`] (SO_PEERCRED), [`unix::connect_within`] (a
 //!   client that waits for its server up to a deadline), [`unix::is_bound`] (a stale
 //!   socket file told from a live one, by /proc/net/unix).
+//! - [`seqpacket`]: SOCK_SEQPACKET, a connection that keeps message boundaries:
+//!   [`seqpacket::listen`], [`seqpacket::connect`], [`seqpacket::send`],
+//!   [`seqpacket::recv`] (one message per call, whole, or flagged as cut; 0 at EOF).
+//!   Abstract names (`@NAME`, no file): [`unix::abstract_name`], [`unix::abstract_addr`].
 //! - [`server`]: many clients at once: [`server::Server::serve`], one poll(2) loop, each
 //!   client's lines in a capped buffer of its own, [`server::LineBuf`] (usable alone: a
 //!   line splitter with a cap, 1 MiB in the demo).
@@ -38,6 +42,7 @@ pub mod dgram;
 pub mod fdpass;
 pub mod inet;
 pub mod pair;
+pub mod seqpacket;
 pub mod server;
 pub mod unix;
 pub mod wait;

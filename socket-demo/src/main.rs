@@ -17,11 +17,16 @@
 //!   the kernel); TCP/UDP tell only an address;
 //! - full duplex: one socketpair carries both ways at once, a pipe one way (`pair`);
 //! - passing open files, and with a memfd shared memory, to an unrelated process (`fdpass`);
-//! - flow control: Unix datagrams make a fast writer wait, UDP drops what does not fit.
+//! - flow control: Unix datagrams make a fast writer wait, UDP drops what does not fit;
+//! - past the textbook: SOCK_SEQPACKET, a connection that keeps message boundaries and
+//!   still gives EOF (`seqpacket`); abstract names, `--path @NAME`, with no file to
+//!   remove (`unix`, `unix-dgram`, `seqpacket`); many clients at once over poll(2)
+//!   (`reader unix --clients N`), each line labelled by its sender's SO_PEERCRED pid.
 //!
 //! Run:
 //!   cargo run -p socket-demo                   unix: reader and writer, two processes
-//!   cargo run -p socket-demo -- unix-dgram     (or tcp, udp, pair, fdpass)
+//!   cargo run -p socket-demo -- unix-dgram     (or seqpacket, tcp, udp, pair, fdpass)
+//!   cargo run -p socket-demo -- seqpacket --path @demo   an abstract name: no file at all
 //!   cargo run -p socket-demo -- tcp --count 1000 --size 65536   bulk, every byte checked
 //!   cargo run -p socket-demo -- udp --ping 10000                round trips
 //! Two terminals:
@@ -39,11 +44,11 @@
 //! In production: std's or tokio's sockets, `interprocess` for local sockets that also work
 //! on Windows, `ipc-channel` for typed messages with fd passing and shared memory.
 //!
-//! To copy: the library half, `lib.rs` and one module per socket kind (`unix`, `server`
+//! To copy: the library half, `lib.rs` and one module per socket kind (`unix`, `seqpacket`, `server`
 //! for many clients, `fdpass`, `dgram`, `inet`, `pair`, `wait`): `cargo doc -p
 //! socket-demo --open`. This file: which role runs. The lesson, narrated around those
-//! calls: `reader.rs` (the server), `writer.rs` (the client), `stream.rs` and
-//! `datagrams.rs` (the two kinds), `meeting.rs` and `inet_words.rs` (the two families'
+//! calls: `reader.rs` (the server), `writer.rs` (the client), `stream.rs`,
+//! `datagrams.rs` and `packets.rs` (the three kinds), `meeting.rs` and `inet_words.rs` (the two families'
 //! meeting points, in words), `socketpair.rs`, `passing.rs` (fd passing); `args.rs` the
 //! command line, `workload.rs` bulk and ping (measurement machinery).
 
@@ -70,6 +75,7 @@ mod datagrams;
 mod demo;
 mod inet_words;
 mod meeting;
+mod packets;
 mod passing;
 mod reader;
 mod signals;

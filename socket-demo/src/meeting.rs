@@ -14,6 +14,13 @@
 //!   do. A snapshot: the client may have exited since, and its pid gone to another process
 //!   (SO_PEERPIDFD gives a pidfd, which names that one process for good).
 //!
+//! - Abstract names (`--path @NAME`, Linux only): the address starts with a NUL byte, and
+//!   the kernel keeps the name in a table of its own, with no file: nothing to remove, on
+//!   any way out, SIGKILL included: the name goes with the last socket bound to it, so
+//!   nothing can be stale either. `ss -xl` and /proc/net/unix show it as `@NAME`. The
+//!   price: no permission bits, so any process in the same network namespace may connect
+//!   (a server that cares checks SO_PEERCRED), and a name is per network namespace.
+//!
 //! Notes (命名管道): 提前创建了一个类型为管道的设备文件 (a file of type pipe is created in
 //! advance): a Unix socket's file is the same kind of meeting point, of type `s`.
 //! Run: `socket-demo reader unix --path /tmp/s`, then in another terminal `socket-demo writer
@@ -21,7 +28,7 @@
 //! In production: `std::os::unix::net`, or the `interprocess` crate's local sockets.
 
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
 use std::path::Path;
@@ -29,7 +36,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use nix::sys::socket::UnixCredentials;
+use nix::sys::socket::{UnixAddr, UnixCredentials};
+use socket_demo::seqpacket;
 pub use socket_demo::unix::is_bound as is_live;
 use socket_demo::unix::{self as lib, OwnedPath};
 
@@ -49,6 +57,8 @@ pub struct OwnedFile {
     /// "socket file" or "file", for the narration.
     what: &'static str,
     inner: OwnedPath,
+    /// An abstract name (`@NAME`): `inner` is only its name, there is no file to remove.
+    is_abstract: bool,
 }
 
 impl OwnedFile {
@@ -62,16 +72,37 @@ impl OwnedFile {
     }
 
     /// Unlinks the file (and the private directory) now, and says so. After Ctrl+C, `main`
-    /// says it instead, in its one "interrupted" line.
+    /// says it instead, in its one "interrupted" line. An abstract name: says there is
+    /// nothing to unlink (the caller has closed the socket by now).
     pub fn remove(mut self, role: &str) {
         let removed = self.take();
-        if !removed.is_empty() && crate::signals::caught().is_none() {
+        if crate::signals::caught().is_some() {
+            return;
+        }
+        if self.is_abstract && !is_live(self.path()) {
+            say!(
+                role,
+                "nothing to unlink: the abstract name {} went with my socket (/proc/net/unix \
+                 and `ss -xl` no longer list it)",
+                self.path().display()
+            );
+        } else if self.is_abstract {
+            say!(
+                role,
+                "nothing to unlink: the abstract name {} goes when the last socket bound to \
+                 it closes (another one is still open)",
+                self.path().display()
+            );
+        } else if !removed.is_empty() {
             say!(role, "removed {}", removed.join(" and "));
         }
     }
 
     /// Removes what is ours, notes it for `removed_so_far`, and returns it in words.
     fn take(&mut self) -> Vec<String> {
+        if self.is_abstract {
+            return Vec::new();
+        }
         let removed: Vec<String> = self
             .inner
             .remove()
@@ -108,6 +139,7 @@ fn bind<S>(
             OwnedFile {
                 what: "socket file",
                 inner,
+                is_abstract: false,
             },
         )),
         Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE) => {
@@ -117,6 +149,32 @@ fn bind<S>(
             Some(p) => format!("bind {}", p.display()),
             None => "bind in a private directory (mkdtemp)".to_string(),
         }),
+    }
+}
+
+/// Binds a new socket at the abstract name `shown` (`@NAME`) with `make`. Nothing is
+/// made in the file system; the guard has nothing to remove.
+fn bind_abstract<S>(
+    shown: &Path,
+    name: &[u8],
+    make: impl FnOnce(&[u8]) -> io::Result<S>,
+) -> Result<(S, OwnedFile)> {
+    match make(name) {
+        Ok(socket) => Ok((
+            socket,
+            OwnedFile {
+                what: "abstract name",
+                inner: OwnedPath::at(shown),
+                is_abstract: true,
+            },
+        )),
+        Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE) => bail!(
+            "bind {0}: a live socket holds the abstract name {0} (EADDRINUSE): an abstract \
+             name is never stale, it goes with its last socket; see who holds it with \
+             `ss -xlp` and pick another --path",
+            shown.display()
+        ),
+        Err(e) => Err(e).with_context(|| format!("bind the abstract name {}", shown.display())),
     }
 }
 
@@ -146,6 +204,9 @@ fn already_there(path: &Path) -> anyhow::Error {
 /// `path` with no socket bound to it, as "; it could not remove its socket file: rm PATH".
 /// Empty otherwise.
 pub fn left_behind(path: &Path) -> String {
+    if lib::abstract_name(path).is_some() {
+        return String::new(); // an abstract name has no file; it went with its socket
+    }
     let is_socket = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
     if !is_socket || is_live(path) {
         return String::new();
@@ -175,15 +236,63 @@ fn shell_quoted(text: &str) -> String {
     }
 }
 
-/// The reader's stream socket: bound, listening, 0600.
+/// `--path @NAME`: the abstract name (without its `@`), and how it was written.
+fn abstract_at(at: Option<&Path>) -> Option<(&Path, &[u8])> {
+    at.and_then(|p| lib::abstract_name(p).map(|name| (p, name)))
+}
+
+/// The line of /proc/net/unix for the abstract name `shown` (`@NAME`), the listening
+/// socket's (flag 00010000, __SO_ACCEPTCON) if there is one: the kernel's own word that
+/// the name exists with no file.
+pub fn proc_net_unix_line(shown: &Path) -> Option<String> {
+    let table = std::fs::read_to_string("/proc/net/unix").ok()?;
+    let want = format!(" {}", shown.display());
+    let mut lines = table.lines().filter(|l| l.ends_with(&want));
+    let all: Vec<&str> = lines.by_ref().collect();
+    all.iter()
+        .find(|l| l.contains(" 00010000 "))
+        .or(all.first())
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+/// True for `@NAME`: an abstract name, no file.
+pub fn is_abstract(path: &Path) -> bool {
+    lib::abstract_name(path).is_some()
+}
+
+/// The reader's stream socket: bound, listening, 0600 (or at an abstract name).
 pub fn listen(at: Option<&Path>) -> Result<(UnixListener, OwnedFile)> {
+    if let Some((shown, name)) = abstract_at(at) {
+        return bind_abstract(shown, name, |n| {
+            UnixListener::bind_addr(&lib::abstract_addr(n)?)
+        });
+    }
     bind(at, "socket", |at| lib::listen(at, "socket-demo"))
 }
 
-/// The reader's datagram socket, bound and 0600.
+/// The reader's datagram socket, bound and 0600 (or at an abstract name).
 pub fn bind_datagram(at: Option<&Path>) -> Result<(UnixDatagram, OwnedFile)> {
+    if let Some((shown, name)) = abstract_at(at) {
+        return bind_abstract(shown, name, |n| {
+            UnixDatagram::bind_addr(&lib::abstract_addr(n)?)
+        });
+    }
     bind(at, "socket", |at| {
         lib::bind_datagram(at, "socket-demo", "socket")
+    })
+}
+
+/// The reader's SOCK_SEQPACKET socket: bound, listening, 0600 (or at an abstract name).
+pub fn listen_seqpacket(at: Option<&Path>) -> Result<(OwnedFd, OwnedFile)> {
+    if let Some((shown, name)) = abstract_at(at) {
+        return bind_abstract(shown, name, |n| {
+            seqpacket::listen(&UnixAddr::new_abstract(n)?)
+        });
+    }
+    bind(at, "socket", |at| {
+        lib::bind_with(at, "socket-demo", "socket", |p| {
+            seqpacket::listen(&UnixAddr::new(p)?)
+        })
     })
 }
 
@@ -220,6 +329,16 @@ pub fn connect<S>(
     );
     match connect(path) {
         Ok(socket) => Ok(socket),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused && is_abstract(path) => bail!(
+            "connect {shown}: no socket is bound to the abstract name {shown} \
+             (ECONNREFUSED): the reader has exited, or was never started, and its name went \
+             with its socket; {start}"
+        ),
+        Err(e) if e.raw_os_error() == Some(libc::EPROTOTYPE) => bail!(
+            "connect {shown}: the socket there is of another type (EPROTOTYPE): its reader \
+             is not a {} reader",
+            flavour.name()
+        ),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             bail!("connect {shown}: no socket file at {shown}: {start}")
         }
@@ -232,8 +351,20 @@ pub fn connect<S>(
 }
 
 pub fn connect_stream(path: &Path, flavour: Flavour) -> Result<UnixStream> {
-    connect(path, flavour, |p| {
-        lib::connect_within(p, Duration::ZERO, &|| false)
+    connect(path, flavour, |p| match lib::abstract_name(p) {
+        Some(name) => UnixStream::connect_addr(&lib::abstract_addr(name)?),
+        None => lib::connect_within(p, Duration::ZERO, &|| false),
+    })
+}
+
+/// connect(2) to a seqpacket reader at a path or an abstract name.
+pub fn connect_seqpacket(path: &Path) -> Result<OwnedFd> {
+    connect(path, Flavour::Seqpacket, |p| {
+        let addr = match lib::abstract_name(p) {
+            Some(name) => UnixAddr::new_abstract(name)?,
+            None => UnixAddr::new(p)?,
+        };
+        seqpacket::connect(&addr)
     })
 }
 
@@ -249,8 +380,9 @@ pub fn connect_datagram(path: &Path, own: bool) -> Result<(UnixDatagram, Option<
     } else {
         (UnixDatagram::unbound().context("socket")?, None)
     };
-    connect(path, Flavour::UnixDgram, |p| {
-        socket_demo::dgram::connect(&socket, p)
+    connect(path, Flavour::UnixDgram, |p| match lib::abstract_name(p) {
+        Some(name) => socket.connect_addr(&lib::abstract_addr(name)?),
+        None => socket_demo::dgram::connect(&socket, p),
     })?;
     Ok((socket, file))
 }
@@ -262,6 +394,7 @@ pub fn private_file(name: &str) -> Result<OwnedFile> {
     Ok(OwnedFile {
         what: "file",
         inner,
+        is_abstract: false,
     })
 }
 

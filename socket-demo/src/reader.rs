@@ -31,7 +31,7 @@ use crate::meeting as unix;
 use crate::signals::{self, TICK, block};
 use crate::stream::shown;
 use crate::workload::{Failed, Summary};
-use crate::{inet_words as inet, stream};
+use crate::{inet_words as inet, packets, stream};
 use socket_demo::server::MAX_LINE;
 use socket_demo::server::{Event, Server};
 use std::cell::Cell;
@@ -88,6 +88,13 @@ pub fn run(
             let served = serve_datagrams(socket, workload, writer.as_mut());
             finish(served, writer, Some(file))
         }
+        Flavour::Seqpacket => {
+            let (listener, file) = unix::listen_seqpacket(path)?;
+            listening_at(file.path(), "SOCK_SEQPACKET", "listen(2)");
+            let mut writer = start_if(start, flavour, &Meet::Path(file.path().into()), workload)?;
+            let served = serve_seqpacket(listener, workload, writer.as_mut());
+            finish(served, writer, Some(file))
+        }
         Flavour::Tcp => {
             let listener = inet::listen(addr)?;
             let local = listener.local_addr().context("getsockname")?;
@@ -122,14 +129,28 @@ pub fn run(
 
 /// Where the reader waits, in a line of its own for people and tests to find.
 pub fn listening_at(path: &Path, kind: &str, how: &str) {
-    say!(
-        READER,
-        "socket(AF_UNIX, {kind}) bound to {} ({}, a file of type s: only a name to find the \
-         socket by; no data goes through the disk), {how}",
-        path.display(),
-        unix::mode_string(path)
-    );
-    let waits = if kind == "SOCK_STREAM" {
+    if unix::is_abstract(path) {
+        say!(
+            READER,
+            "socket(AF_UNIX, {kind}) bound to the abstract name {} (a name that starts with \
+             a NUL byte, in the kernel's table alone: no file, so `ls` shows nothing and \
+             there is nothing to remove; `ss -xl` and /proc/net/unix list it as {0}; no \
+             permission bits: anyone in this network namespace may connect), {how}",
+            path.display()
+        );
+        if let Some(line) = unix::proc_net_unix_line(path) {
+            say!(READER, "/proc/net/unix lists it: {line}");
+        }
+    } else {
+        say!(
+            READER,
+            "socket(AF_UNIX, {kind}) bound to {} ({}, a file of type s: only a name to find \
+             the socket by; no data goes through the disk), {how}",
+            path.display(),
+            unix::mode_string(path)
+        );
+    }
+    let waits = if kind != "SOCK_DGRAM" {
         "listening"
     } else {
         "receiving"
@@ -201,8 +222,17 @@ fn serve_unix(
 ) -> Result<Summary> {
     let conn = UnixStream::from(accept(&listener)?);
     drop(listener);
-    socket_demo::wait::set_timeouts(&conn, TICK).context("setsockopt SO_RCVTIMEO/SO_SNDTIMEO")?;
-    let cred = unix::peer_credentials(&conn)?;
+    accepted_unix(&conn, writer.as_deref())?;
+    closed_listener();
+    serve_connection(&conn, workload, writer)
+}
+
+/// The narration of an accepted Unix connection (stream or seqpacket): its fd and who
+/// is at the other end, by SO_PEERCRED.
+fn accepted_unix(conn: impl AsFd, writer: Option<&WriterChild>) -> Result<()> {
+    let conn = conn.as_fd();
+    socket_demo::wait::set_timeouts(conn, TICK).context("setsockopt SO_RCVTIMEO/SO_SNDTIMEO")?;
+    let cred = unix::peer_credentials(conn)?;
     say!(
         READER,
         "accepted a connection: a new socket, fd {}, for this writer alone",
@@ -219,8 +249,35 @@ fn serve_unix(
          another process; SO_PEERPIDFD gives a pidfd, which names this one for good)",
         unix::describe(&cred)
     );
+    Ok(())
+}
+
+/// seqpacket: accept one writer, as `serve_unix` does, then one message per recv(2).
+fn serve_seqpacket(
+    listener: OwnedFd,
+    workload: &Workload,
+    writer: Option<&mut WriterChild>,
+) -> Result<Summary> {
+    let conn = accept(&listener)?;
+    drop(listener);
+    accepted_unix(&conn, writer.as_deref())?;
     closed_listener();
-    serve_connection(&conn, workload, writer)
+    match workload {
+        Workload::Text(messages) => {
+            if let Some(writer) = writer {
+                let_messages_pile_up(writer, told(messages), false)?;
+            }
+            packets::receive_messages(&conn)
+        }
+        Workload::Bulk { count, size } => {
+            say!(READER, "checking {count} messages of {size} bytes");
+            packets::check_bulk(&conn, *count, *size)
+        }
+        Workload::Ping { count, size } => {
+            say!(READER, "answering {count} pings of {size} bytes");
+            packets::echo(&conn, *count, *size)
+        }
+    }
 }
 
 fn serve_tcp(

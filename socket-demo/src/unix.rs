@@ -13,6 +13,13 @@
 //! 4. [`connect_within`]: a client that waits for the server to appear, up to a deadline.
 //! 5. [`is_bound`]: whether a socket is still bound at a path, from /proc/net/unix: tells
 //!    a stale file (its server was SIGKILLed and ran no guard) from a live server.
+//!
+//! Abstract names (Linux only): [`abstract_name`] reads `@NAME`, the way ss(8) and
+//! /proc/net/unix show one, and [`abstract_addr`] makes the address for std's `bind_addr`
+//! and `connect_addr`. No file is made, so there is nothing to remove: the name goes
+//! with the last socket bound to it, even a SIGKILLed process's. But there are no
+//! permission bits either: any process in the same network namespace may connect, so a
+//! server checks [`peer_cred`].
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
@@ -209,7 +216,8 @@ pub fn connect_within(
     }
 }
 
-/// True if some socket is bound to `path`. The kernel lists every bound Unix socket,
+/// True if some socket is bound to `path` (or to the abstract name `@NAME`, listed as
+/// such). The kernel lists every bound Unix socket,
 /// with the path given to bind(2), in /proc/net/unix, and a socket leaves that list when
 /// it is closed, even by the death of its process, while its file stays: a file with no
 /// entry is stale. Connecting to find out would look like a client to the server.
@@ -229,6 +237,40 @@ pub fn is_bound(path: &Path) -> bool {
                     && (p.is_relative() || std::fs::canonicalize(p).is_ok_and(|c| c == wanted)))
         })
     })
+}
+
+/// `@NAME` (an abstract name, as ss(8) and /proc/net/unix print it): `NAME`'s bytes.
+/// A path, or a lone `@`, is `None`.
+///
+/// # Examples
+/// ```
+/// use std::os::unix::net::{UnixListener, UnixStream};
+/// use std::path::Path;
+/// use socket_demo::unix::{abstract_addr, abstract_name, is_bound};
+/// let shown = format!("@socket-demo-doctest-{}", std::process::id());
+/// let name = abstract_name(Path::new(&shown)).unwrap();
+/// let listener = UnixListener::bind_addr(&abstract_addr(name).unwrap()).unwrap();
+/// assert!(is_bound(Path::new(&shown))); // /proc/net/unix lists it as @NAME
+/// let _client = UnixStream::connect_addr(&abstract_addr(name).unwrap()).unwrap();
+/// drop(listener);
+/// assert!(!is_bound(Path::new(&shown))); // gone with its socket: nothing to unlink
+/// assert_eq!(abstract_name(Path::new("/tmp/s")), None);
+/// ```
+pub fn abstract_name(shown: &Path) -> Option<&[u8]> {
+    use std::os::unix::ffi::OsStrExt;
+    shown
+        .as_os_str()
+        .as_bytes()
+        .strip_prefix(b"@")
+        .filter(|name| !name.is_empty())
+}
+
+/// The address of the abstract name `name` (without the `@`; the kernel's leading NUL
+/// byte is added here), for `UnixListener::bind_addr`, `UnixDatagram::bind_addr`,
+/// `UnixStream::connect_addr`, `UnixDatagram::connect_addr`. At most 107 bytes.
+pub fn abstract_addr(name: &[u8]) -> io::Result<std::os::unix::net::SocketAddr> {
+    use std::os::linux::net::SocketAddrExt;
+    std::os::unix::net::SocketAddr::from_abstract_name(name)
 }
 
 /// The path in a line of /proc/net/unix (`Num RefCount Protocol Flags Type St Inode Path`):

@@ -15,7 +15,7 @@ use crate::datagrams::{self as dgram, Dgram};
 use crate::meeting as unix;
 use crate::signals::TICK;
 use crate::workload::Summary;
-use crate::{inet_words as inet, stream};
+use crate::{inet_words as inet, packets, stream};
 
 const WRITER: &str = "writer";
 
@@ -27,10 +27,24 @@ pub fn run(flavour: Flavour, meet: &Meet, workload: &Workload) -> Result<()> {
                 .context("setsockopt SO_RCVTIMEO/SO_SNDTIMEO")?;
             say!(
                 WRITER,
-                "connected to {}: the kernel found the reader's socket by its file",
-                path.display()
+                "connected to {}: the kernel found the reader's socket by {}",
+                path.display(),
+                found_by(path)
             );
             talk_stream(conn, workload)?
+        }
+        (Flavour::Seqpacket, Meet::Path(path)) => {
+            let conn = unix::connect_seqpacket(path)?;
+            socket_demo::wait::set_timeouts(&conn, TICK)
+                .context("setsockopt SO_RCVTIMEO/SO_SNDTIMEO")?;
+            say!(
+                WRITER,
+                "connected to {} (SOCK_SEQPACKET): the kernel found the reader's socket by \
+                 {}; each send(2) now is one message",
+                path.display(),
+                found_by(path)
+            );
+            talk_seqpacket(conn, workload)?
         }
         (Flavour::Tcp, Meet::Addr(addr)) => {
             let conn = inet::connect(*addr)?;
@@ -99,6 +113,40 @@ pub fn with_left_behind(e: anyhow::Error, path: &std::path::Path) -> anyhow::Err
     } else {
         anyhow::anyhow!("{said}{left}")
     }
+}
+
+/// How the kernel found the reader: by a file, or by an abstract name.
+fn found_by(path: &std::path::Path) -> &'static str {
+    if unix::is_abstract(path) {
+        "its abstract name (no file: the kernel's own table)"
+    } else {
+        "its file"
+    }
+}
+
+/// Sends on a seqpacket connection, one message per send(2), then closes it: the
+/// reader's EOF.
+fn talk_seqpacket(conn: impl AsFd, workload: &Workload) -> Result<Summary> {
+    let summary = match workload {
+        Workload::Text(messages) => packets::send_messages(&conn, messages)?,
+        Workload::Bulk { count, size } => {
+            say!(WRITER, "sending {count} messages of {size} bytes");
+            packets::send_bulk(&conn, *count, *size)?
+        }
+        Workload::Ping { count, size } => {
+            say!(
+                WRITER,
+                "{count} round trips of {size} bytes, both ways on one socket"
+            );
+            packets::ping(&conn, *count, *size)?
+        }
+    };
+    drop(conn);
+    say!(
+        WRITER,
+        "closed the connection: the reader gets EOF after the last message"
+    );
+    Ok(summary)
 }
 
 /// Sends on a stream connection, then closes it: the reader's EOF.
