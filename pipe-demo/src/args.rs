@@ -77,7 +77,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String
     utf8_args(args).and_then(parse_args)
 }
 
-/// The arguments as text. Not `std::env::args()`: that panics on an argument that
+/// The arguments as text. Not `std::env::args`: it panics on an argument that
 /// is not valid UTF-8 (`pipe-demo $'\xff'`), and bad usage must get a sentence.
 fn utf8_args(args: impl IntoIterator<Item = OsString>) -> Result<Vec<String>, String> {
     args.into_iter()

@@ -81,7 +81,7 @@ macro_rules! say {
 pub(crate) use say;
 
 fn main() -> ExitCode {
-    // args_os: a non-UTF-8 argument is bad usage, not the panic std::env::args() gives.
+    // args_os: a non-UTF-8 argument is bad usage, not the panic std::env::args gives.
     let argv: Result<Vec<String>, _> = std::env::args_os()
         .skip(1)
         .map(|a| a.into_string())
