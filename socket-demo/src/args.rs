@@ -25,8 +25,8 @@ options:
   --path PATH          the Unix socket file (unix, unix-dgram, seqpacket, fdpass): the reader
                        creates it (default: in a private directory), the writer connects to it
   --path @NAME         unix, unix-dgram, seqpacket: an abstract name instead (Linux): no file,
-                       gone with the last socket; no permissions: anyone on this host
-                       (network namespace) may connect
+                       free again once the reader's socket closes; no permissions: anyone
+                       on this host (network namespace) may connect
   --addr HOST:PORT     the TCP/UDP address (default 127.0.0.1:0, port 0: the kernel picks one)
   --file PATH          fdpass: send this file's open fd instead of a file of the messages
   --count N --size B   bulk: N messages of B bytes, every byte and the order checked

@@ -16,8 +16,9 @@
 //!
 //! - Abstract names (`--path @NAME`, Linux only): the address starts with a NUL byte, and
 //!   the kernel keeps the name in a table of its own, with no file: nothing to remove, on
-//!   any way out, SIGKILL included: the name goes with the last socket bound to it, so
-//!   nothing can be stale either. `ss -xl` and /proc/net/unix show it as `@NAME`. The
+//!   any way out, SIGKILL included: the name is free again as soon as the socket bound to
+//!   it is closed, so nothing can be stale either (connections accepted from it still show
+//!   the name in /proc/net/unix while they are open, but hold nobody off it). `ss -xl` and /proc/net/unix show it as `@NAME`. The
 //!   price: no permission bits, so any process in the same network namespace may connect
 //!   (a server that cares checks SO_PEERCRED), and a name is per network namespace.
 //!
@@ -89,8 +90,8 @@ impl OwnedFile {
         } else if self.is_abstract {
             say!(
                 role,
-                "nothing to unlink: the abstract name {} goes when the last socket bound to \
-                 it closes (another one is still open)",
+                "nothing to unlink: the abstract name {} is free again; /proc/net/unix still \
+                 shows it on a socket that is open elsewhere (a connection accepted from it)",
                 self.path().display()
             );
         } else if !removed.is_empty() {
@@ -170,8 +171,8 @@ fn bind_abstract<S>(
         )),
         Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE) => bail!(
             "bind {0}: a live socket holds the abstract name {0} (EADDRINUSE): an abstract \
-             name is never stale, it goes with its last socket; see who holds it with \
-             `ss -xlp` and pick another --path",
+             name is never stale, it is free again once the socket bound to it closes; see \
+             who holds it with `ss -xlp` and pick another --path",
             shown.display()
         ),
         Err(e) => Err(e).with_context(|| format!("bind the abstract name {}", shown.display())),

@@ -52,7 +52,7 @@ fn new_socket() -> io::Result<OwnedFd> {
 /// socket + bind + listen: a SOCK_SEQPACKET listener at `addr`. At a path, bind(2) makes
 /// the socket file (mode from the umask; the kernel never removes it): use
 /// [`crate::unix::bind_with`] for a 0600 file and a guard that removes it. At an abstract
-/// name nothing is made: the name goes with the last socket bound to it.
+/// name nothing is made: the name is free again once this socket is closed.
 ///
 /// # Examples
 /// ```

@@ -16,8 +16,8 @@
 //!
 //! Abstract names (Linux only): [`abstract_name`] reads `@NAME`, the way ss(8) and
 //! /proc/net/unix show one, and [`abstract_addr`] makes the address for std's `bind_addr`
-//! and `connect_addr`. No file is made, so there is nothing to remove: the name goes
-//! with the last socket bound to it, even a SIGKILLed process's. But there are no
+//! and `connect_addr`. No file is made, so there is nothing to remove: the name is
+//! free again once the socket bound to it is closed, even by a SIGKILL. But there are no
 //! permission bits either: any process in the same network namespace may connect, so a
 //! server checks [`peer_cred`].
 

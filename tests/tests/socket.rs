@@ -2520,3 +2520,503 @@ fn sigint_stops_the_many_clients_reader_and_removes_its_socket() {
         .assert_stdout_contains("interrupted by SIGINT: removed the socket file");
     assert_socket_gone(&at, false);
 }
+
+// ---------------------------------------------------------------- seqpacket (issue 12)
+
+/// The /proc/net/unix lines whose address is `at` (a path, or `@NAME`), each as its
+/// fields: `Num RefCount Protocol Flags Type St Inode Path`.
+fn proc_net_unix(at: &str) -> Vec<Vec<String>> {
+    let table = std::fs::read_to_string("/proc/net/unix").unwrap();
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| l.ends_with(&format!(" {at}")))
+        .map(|l| l.split_whitespace().map(String::from).collect())
+        .collect()
+}
+
+/// True while a socket of type `kind` (0001 stream, 0002 dgram, 0005 seqpacket) listens
+/// or is bound at `at`, by the kernel's table.
+fn bound_with_type(at: &str, kind: &str) -> bool {
+    proc_net_unix(at)
+        .iter()
+        .any(|f| f.get(4).map(String::as_str) == Some(kind))
+}
+
+/// An abstract name no other test (or run) uses: `@socket-demo-test-PID-TAG`.
+fn abstract_name(tag: &str) -> String {
+    format!("@socket-demo-test-{}-{tag}", std::process::id())
+}
+
+/// `ss -xl` (if ss is here: iproute2) lists `at` as listening; /proc/net/unix always.
+fn assert_listed_by_ss(at: &str, listed: bool) {
+    let Some(ss) = find_tool("ss", "iproute2") else {
+        return;
+    };
+    let out = Command::new(ss).args(["-xlan"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.lines().any(|l| l.split_whitespace().any(|w| w == at)),
+        listed,
+        "ss -xlan and {at}:\n{text}"
+    );
+}
+
+/// The default run: the writer's three send(2) calls wait in the kernel together, and
+/// still come out as three recv(2) calls, each one whole message (where the unix default
+/// run's one read(2) returns all three); then EOF, which a datagram socket never gives.
+#[test]
+fn seqpacket_default_run_keeps_each_message_whole_and_ends_with_eof() {
+    let out = run(DEMO, &["seqpacket"]);
+    out.assert_success();
+    let writer = out.pid_of("writer");
+    let reaped = out.line_index(&format!("reaped writer {writer}: exited with status 0"));
+    let recvs = out.lines_with("] recv(2) returned one message, whole: ");
+    assert_eq!(recvs.len(), 3, "{}", out.stdout);
+    assert!(
+        reaped < out.line_index("recv(2) returned one message, whole: 5 bytes"),
+        "the reader read before all three messages waited:\n{}",
+        out.stdout
+    );
+    assert_eq!(out.lines_with("one send(2), one message").len(), 3);
+    assert_eq!(received(&out, "reader"), expect_received(&DEFAULT_MESSAGES));
+    assert!(out.line_index("EOF: recv(2) returned 0") > out.line_index("\"via the kernel\""));
+    out.assert_stdout_contains("3 messages, 3 recv(2) calls")
+        .assert_stdout_contains("SOCK_SEQPACKET")
+        .assert_stdout_contains("srw-------");
+    assert!(!out.stdout.contains("came out of that one read(2)"));
+    let cred = out.lines_with("SO_PEERCRED")[0];
+    assert!(
+        cred.contains(&format!("the writer is pid {writer} uid ")),
+        "{cred}"
+    );
+    for role in ["reader", "writer"] {
+        let summary = out.summary(role);
+        assert!(summary.ok, "{}", summary.line);
+        assert_eq!(summary.num("messages"), 3.0, "{}", summary.line);
+        assert_eq!(summary.num("bytes"), 35.0, "{}", summary.line);
+        assert_summary_last(&out, role);
+    }
+    let path = listening_path(&out.stdout);
+    assert_private_dir_names_the_reader(&out, &path);
+    assert_socket_gone(&path, true);
+}
+
+/// Two terminals: the kernel lists the reader's socket as SOCK_SEQPACKET (type 0005)
+/// while it listens; a message holding newlines stays one message; the writer's pid comes
+/// from SO_PEERCRED; nothing is left.
+#[test]
+fn seqpacket_reader_and_writer_as_separate_processes() {
+    let dir = ScratchDir::new("sock-seq-two");
+    let (reader, at) = start_reader("seqpacket", &dir, &[]);
+    wait_until("the reader listening as SOCK_SEQPACKET", || {
+        bound_with_type(&at, "0005")
+    });
+    let writer = run(
+        DEMO,
+        &[
+            "writer",
+            "seqpacket",
+            "--path",
+            &at,
+            "one",
+            "two\nlines",
+            "three",
+        ],
+    );
+    writer.assert_success();
+    let out = reader.finish();
+    out.assert_success();
+    assert_eq!(
+        received(&out, "reader"),
+        expect_received(&["one", "two\nlines", "three"])
+    );
+    let cred = out.lines_with("SO_PEERCRED")[0];
+    assert!(
+        cred.contains(&format!("the writer is pid {} uid ", writer.pid)),
+        "{cred}"
+    );
+    assert_eq!(writer.summary("writer").num("bytes"), 17.0);
+    assert_socket_gone(&at, false);
+    assert!(dir.entries().is_empty(), "{:?}", dir.entries());
+}
+
+/// Standard input: one message per line; an empty line is skipped (it would read as EOF).
+#[test]
+fn seqpacket_writer_sends_standard_input_lines() {
+    let dir = ScratchDir::new("sock-seq-stdin");
+    let (reader, at) = start_reader("seqpacket", &dir, &[]);
+    let writer = run_with_stdin(
+        DEMO,
+        &["writer", "seqpacket", "--path", &at],
+        b"first\n\nsecond\n",
+    );
+    writer
+        .assert_success()
+        .assert_stdout_contains("skipped an empty line");
+    let out = reader.finish();
+    out.assert_success();
+    assert_eq!(
+        received(&out, "reader"),
+        expect_received(&["first", "second"])
+    );
+    assert_socket_gone(&at, false);
+
+    // A line longer than a message can be (argv cannot carry one: 128 KiB at most per
+    // argument): the kernel refuses it whole, EMSGSIZE, said in words; nothing was sent.
+    let (reader, at) = start_reader("seqpacket", &dir, &[]);
+    let mut line = vec![b'x'; 300_000];
+    line.push(b'\n');
+    let writer = run_with_stdin(DEMO, &["writer", "seqpacket", "--path", &at], &line);
+    writer
+        .assert_exit_code(1)
+        .assert_stderr_contains("too big for one seqpacket message (EMSGSIZE)");
+    assert_no_panic(&writer.stderr);
+    let out = reader.finish();
+    out.assert_success();
+    assert_eq!(out.summary("reader").num("messages"), 0.0);
+    assert_socket_gone(&at, false);
+}
+
+/// Bulk and ping: every message checked whole and in order, the standard summary line.
+#[test]
+fn seqpacket_bulk_and_ping() {
+    let out = run(DEMO, &["seqpacket", "--count", "300", "--size", "4000"]);
+    out.assert_success();
+    for role in ["reader", "writer"] {
+        let summary = out.summary(role);
+        assert!(summary.ok, "{}", summary.line);
+        assert_eq!(summary.num("messages"), 300.0);
+        assert_eq!(summary.num("bytes"), 1_200_000.0);
+        summary.assert_throughput_consistent();
+    }
+    assert_socket_gone(&listening_path(&out.stdout), true);
+    // The largest message there is: the send buffer less the kernel's 32 bytes.
+    let wmem: usize = std::fs::read_to_string("/proc/sys/net/core/wmem_default")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let largest = (wmem - 32).to_string();
+    let out = run(DEMO, &["seqpacket", "--count", "3", "--size", &largest]);
+    out.assert_success();
+    assert!(out.summary("reader").ok);
+
+    let out = run(DEMO, &["seqpacket", "--ping", "200", "--size", "64"]);
+    out.assert_success();
+    let summary = out.summary("writer");
+    assert!(summary.ok, "{}", summary.line);
+    assert_eq!(summary.num("messages"), 200.0);
+    assert!(summary.num("rtt_p50_us") > 0.0, "{}", summary.line);
+    assert!(summary.num("rtt_p99_us") >= summary.num("rtt_p50_us"));
+    assert_socket_gone(&listening_path(&out.stdout), true);
+}
+
+#[test]
+fn seqpacket_bad_usage_exits_2_and_creates_nothing() {
+    let dir = ScratchDir::new("sock-seq-usage");
+    let path = dir.join("s");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["seqpacket", ""], "recv(2) returns 0 for it"),
+        (
+            vec!["seqpacket", "--count", "1", "--size", "300000"],
+            "a seqpacket message must fit the send buffer",
+        ),
+        (vec!["writer", "seqpacket", "hi"], "the writer needs --path"),
+        (
+            vec!["reader", "seqpacket", "--addr", "127.0.0.1:0"],
+            "--addr is for",
+        ),
+        (
+            vec!["reader", "seqpacket", "--path", &path, "hi"],
+            "takes no messages",
+        ),
+        (vec!["reader", "seqpacket", "--clients", "2"], "--clients"),
+        (
+            vec!["reader", "seqpacket", "--path", "@"],
+            "abstract name needs",
+        ),
+        (vec!["reader", "fdpass", "--path", "@x"], "needs a file"),
+        (vec!["reader", "tcp", "--path", "@x"], "--path is for"),
+    ];
+    for (args, needle) in cases {
+        let out = run(DEMO, &args);
+        out.assert_exit_code(2)
+            .assert_stderr_contains(needle)
+            .assert_stderr_contains("usage:");
+        assert!(out.stdout.is_empty(), "{args:?}: {}", out.stdout);
+        assert!(
+            dir.entries().is_empty(),
+            "{args:?} created {:?}",
+            dir.entries()
+        );
+    }
+}
+
+/// Ctrl+C while the seqpacket reader sleeps in accept(2), and while it sleeps in recv(2)
+/// on a connection: it dies of SIGINT, and the socket file and its directory are gone.
+#[test]
+fn ctrl_c_in_seqpacket_accept_and_recv() {
+    let out = interrupt_when_asleep(
+        &["reader", "seqpacket"],
+        "waiting in accept(2)",
+        "__skb_wait_for_more_packets",
+    );
+    let path = listening_path(&out.stdout);
+    out.assert_stdout_contains(&format!(
+        "interrupted by SIGINT: removed the socket file {path} and its directory"
+    ));
+    assert_socket_gone(&path, true);
+
+    let dir = ScratchDir::new("sock-seq-int");
+    let (mut reader, at) = start_reader("seqpacket", &dir, &[]);
+    let (stdin_r, stdin_w) = std::io::pipe().unwrap();
+    let writer = Demo::start_with_stdio(
+        DEMO,
+        &["writer", "seqpacket", "--path", &at],
+        Stdio::from(stdin_r),
+    );
+    reader.wait_for_line("I take one writer");
+    wait_until_asleep_in(reader.pid(), "__skb_wait_for_more_packets");
+    reader.signal_group(Signal::SIGINT);
+    let out = reader.finish();
+    out.assert_killed_by(Signal::SIGINT)
+        .assert_stdout_contains("interrupted by SIGINT: removed the socket file");
+    // The writer, waiting on its standard input, sees the connection close.
+    let w = writer.finish();
+    w.assert_exit_code(1)
+        .assert_stderr_contains("the reader is gone");
+    assert_no_panic(&w.stderr);
+    drop(stdin_w);
+    assert_socket_gone(&at, false);
+}
+
+/// A SIGKILLed peer, either side, in the middle of a bulk run: the survivor sees EOF or
+/// EPIPE at once, exits 1 with a sentence, and the killed reader's file is named with
+/// the command that removes it.
+#[test]
+fn seqpacket_survivor_notices_a_killed_peer() {
+    let dir = ScratchDir::new("sock-seq-kill");
+    let (reader, writer, at) = endless_bulk("seqpacket", &dir);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(writer.pid()), Signal::SIGKILL).unwrap();
+    let started = Instant::now();
+    writer.finish().assert_killed_by(Signal::SIGKILL);
+    let out = reader.finish();
+    out.assert_exit_code(1)
+        .assert_stderr_contains("the writer closed the connection after");
+    assert_no_panic(&out.stderr);
+    assert!(started.elapsed() < DEADLINE);
+    assert_socket_gone(&at, false);
+
+    let (reader, writer, at) = endless_bulk("seqpacket", &dir);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(reader.pid()), Signal::SIGKILL).unwrap();
+    reader.finish().assert_killed_by(Signal::SIGKILL);
+    let out = writer.finish();
+    out.assert_exit_code(1)
+        .assert_stderr_contains("the reader is gone")
+        .assert_stderr_contains(&format!("rm {at}"));
+    assert_no_panic(&out.stderr);
+    std::fs::remove_file(&at).unwrap();
+    assert!(dir.entries().is_empty(), "{:?}", dir.entries());
+}
+
+/// A seqpacket writer at a stream reader's socket: the kernel refuses the other type
+/// (EPROTOTYPE), said in words.
+#[test]
+fn a_seqpacket_writer_at_a_stream_socket_is_told_the_type_differs() {
+    let dir = ScratchDir::new("sock-seq-type");
+    let (reader, at) = start_reader("unix", &dir, &[]);
+    run(DEMO, &["writer", "seqpacket", "--path", &at, "hi"])
+        .assert_exit_code(1)
+        .assert_stderr_contains("of another type (EPROTOTYPE)");
+    reader.signal_group(Signal::SIGINT);
+    reader.finish().assert_killed_by(Signal::SIGINT);
+    assert_socket_gone(&at, false);
+}
+
+// ---------------------------------------------------------------- abstract names (issue 12)
+
+/// `--path @NAME` on the three Unix flavours: the kernel lists the name (/proc/net/unix,
+/// `ss -xl`), no file appears anywhere (not in the working directory either), the messages
+/// go through, and once the reader is done the name is gone, with nothing unlinked.
+#[test]
+fn an_abstract_name_has_no_file_and_goes_with_its_socket() {
+    let dir = ScratchDir::new("sock-abstract");
+    for flavour in ["unix", "unix-dgram", "seqpacket"] {
+        let at = abstract_name(flavour);
+        let mut reader =
+            Demo::start_with_stdio(DEMO, &["reader", flavour, "--path", &at], Stdio::null());
+        let waits = if flavour == "unix-dgram" {
+            "receiving at"
+        } else {
+            "listening at"
+        };
+        reader.wait_for_line(&format!("] {waits} {at}"));
+        let kind = match flavour {
+            "unix" => "0001",
+            "unix-dgram" => "0002",
+            _ => "0005",
+        };
+        assert!(
+            bound_with_type(&at, kind),
+            "{flavour}: {at} not in /proc/net/unix"
+        );
+        if flavour != "unix-dgram" {
+            assert_listed_by_ss(&at, true);
+        }
+        assert!(
+            is_gone(&at),
+            "a file named {at} appeared in the working directory"
+        );
+        let writer = Command::new(demo_bin(DEMO))
+            .args(["writer", flavour, "--path", &at, "one", "two"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(writer.status.success(), "{flavour}: {writer:?}");
+        let out = reader.finish();
+        out.assert_success()
+            .assert_stdout_contains("/proc/net/unix lists it:")
+            .assert_stdout_contains(&format!("nothing to unlink: the abstract name {at} went"));
+        assert_eq!(received(&out, "reader"), expect_received(&["one", "two"]));
+        assert!(
+            proc_net_unix(&at).is_empty(),
+            "{flavour}: {at} is still bound"
+        );
+        if flavour != "unix-dgram" {
+            assert_listed_by_ss(&at, false);
+        }
+        assert!(dir.entries().is_empty(), "{:?}", dir.entries());
+        assert!(is_gone(&at));
+    }
+}
+
+/// The default run at an abstract name, and Ctrl+C while the reader waits there: the
+/// name is gone, and there was nothing to remove.
+#[test]
+fn an_abstract_default_run_and_ctrl_c_leave_nothing() {
+    let at = abstract_name("default");
+    let out = run(DEMO, &["seqpacket", "--path", &at]);
+    out.assert_success()
+        .assert_stdout_contains("it finds mine by the abstract name alone");
+    assert_eq!(received(&out, "reader"), expect_received(&DEFAULT_MESSAGES));
+    assert!(proc_net_unix(&at).is_empty());
+
+    for flavour in ["unix", "unix-dgram", "seqpacket"] {
+        let at = abstract_name(&format!("int-{flavour}"));
+        let ready = if flavour == "unix-dgram" {
+            "receiving at"
+        } else {
+            "waiting in accept(2)"
+        };
+        let out = interrupt_when_asleep(
+            &["reader", flavour, "--path", &at],
+            ready,
+            "__skb_wait_for_more_packets",
+        );
+        out.assert_stdout_contains("interrupted by SIGINT: nothing of mine to remove");
+        assert!(
+            proc_net_unix(&at).is_empty(),
+            "{flavour}: {at} is still bound"
+        );
+    }
+}
+
+/// SIGKILL runs no guard, and an abstract name needs none: the name goes with the dead
+/// reader's socket, the writer is not told to `rm` anything, and a new reader binds the
+/// same name at once (where a socket file would be stale: EADDRINUSE). A second reader
+/// while the first listens is told a live socket holds the name.
+#[test]
+fn a_killed_reader_leaves_no_abstract_name_behind() {
+    let at = abstract_name("kill");
+    let workload = ["--count", "10000000", "--size", "1000"];
+    let mut args = vec!["reader", "seqpacket", "--path", &at];
+    args.extend(workload);
+    let mut reader = start(&args);
+    reader.wait_for_line("listening at");
+    // While the listener is open, the name is taken (once it has accepted its one writer
+    // and closed the listener, the name is free, though the connection is open).
+    let second = run(DEMO, &["reader", "seqpacket", "--path", &at]);
+    second
+        .assert_exit_code(1)
+        .assert_stderr_contains(&format!("a live socket holds the abstract name {at}"));
+    let mut wargs = vec!["writer", "seqpacket", "--path", &at];
+    wargs.extend(workload);
+    let writer = start(&wargs);
+    reader.wait_for_line("checking 10000000 messages");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(reader.pid()), Signal::SIGKILL).unwrap();
+    reader.finish().assert_killed_by(Signal::SIGKILL);
+    let out = writer.finish();
+    out.assert_exit_code(1)
+        .assert_stderr_contains("the reader is gone");
+    assert!(!out.stderr.contains("rm "), "{}", out.stderr);
+    assert!(proc_net_unix(&at).is_empty(), "{at} outlived its socket");
+    // The same name, at once: nothing stale to remove first.
+    let again = run(DEMO, &["seqpacket", "--path", &at, "again"]);
+    again.assert_success();
+    assert_eq!(received(&again, "reader"), expect_received(&["again"]));
+    run(DEMO, &["writer", "seqpacket", "--path", &at, "hi"])
+        .assert_exit_code(1)
+        .assert_stderr_contains("no socket is bound to the abstract name");
+}
+
+// ---------------------------------------------------------------- many clients, by pid (issue 12)
+
+/// `reader unix --clients 3` at an abstract name: each line is labelled with the pid the
+/// kernel recorded for its sender (SO_PEERCRED): this test process's for its own client,
+/// each demo writer's for its lines, while all three are connected at once.
+#[test]
+fn many_clients_each_line_labelled_by_its_senders_peercred_pid() {
+    let at = abstract_name("clients");
+    let mut reader = start(&["reader", "unix", "--path", &at, "--clients", "3"]);
+    reader.wait_for_line("listening at");
+    let mut own = UnixStream::connect_addr(
+        &<std::os::unix::net::SocketAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(
+            &at.as_bytes()[1..],
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    reader.wait_for_line("client 1 connected");
+    let mut writers = Vec::new();
+    let mut inputs = Vec::new();
+    for n in 2..=3 {
+        let (r, w) = std::io::pipe().unwrap();
+        writers.push(Demo::start_with_stdio(
+            DEMO,
+            &["writer", "unix", "--path", &at],
+            Stdio::from(r),
+        ));
+        inputs.push(w);
+        reader.wait_for_line(&format!("client {n} connected"));
+    }
+    writeln!(own, "from the test").unwrap();
+    for (i, input) in inputs.iter_mut().enumerate() {
+        writeln!(input, "from writer {i}").unwrap();
+    }
+    let me = std::process::id();
+    drop(own);
+    drop(inputs);
+    let pids: Vec<i32> = writers.iter().map(Demo::pid).collect();
+    for w in writers {
+        w.finish().assert_success();
+    }
+    let out = reader.finish();
+    out.assert_success();
+    out.assert_stdout_contains(&format!("(pid {me}): received \"from the test\""));
+    for (i, pid) in pids.iter().enumerate() {
+        out.assert_stdout_contains(&format!("(pid {pid}): received \"from writer {i}\""));
+    }
+    // Each "connected" line names the same pid as that client's lines.
+    for line in out.lines_with(" connected: accept(2)") {
+        let n = word_after(line, "client ");
+        let pid = word_after(line, "SO_PEERCRED: pid ");
+        assert!(
+            out.stdout
+                .contains(&format!("client {n} (pid {pid}): received ")),
+            "client {n}: no line labelled pid {pid}:\n{}",
+            out.stdout
+        );
+    }
+    assert!(proc_net_unix(&at).is_empty());
+}
