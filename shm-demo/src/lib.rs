@@ -111,7 +111,7 @@ impl Drop for GuardPage {
 }
 
 /// Installs `handler` for each of `signals` without SA_RESTART, so a process asleep in
-/// `sem_timedwait` or `read(2)` comes back with EINTR and can look at what the handler
+/// `sem_timedwait` or a `read(2)` of a pipe or terminal comes back with EINTR and can look at what the handler
 /// stored (with SA_RESTART those restart; `semtimedop` returns EINTR either way,
 /// signal(7)). Process-wide: it replaces any handler for these signals. Assumes one
 /// thread: a signal goes to any thread not blocking it, and only that one sees EINTR.
@@ -137,7 +137,8 @@ pub unsafe fn catch_without_restart(
 
 /// Dies of `sig` with its default action, as if no handler had been installed, so the
 /// shell sees "killed by signal" (call it after the guards have cleaned up). Falls back
-/// to exit(128 + sig) for a signal whose default action does not end the process.
+/// to exit(128 + sig) for a signal whose default action does not end the process, or
+/// one this thread blocks (as inside that signal's own handler: it stays pending).
 pub fn die_of(sig: Signal) -> ! {
     let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
     // SAFETY: SIG_DFL runs no code of ours, so no handler can race with anything.

@@ -107,7 +107,8 @@ pub fn set_size(fd: &OwnedFd, len: usize) -> Result<()> {
 
 /// Opens the existing object `name` read-write and returns its fd and size, waiting up
 /// to `within` for a creator that has not made it yet (ENOENT) or not sized it yet
-/// (fewer than `min_len` bytes; 0 takes any size). `Duration::ZERO` tries once. The error
+/// (fewer than `min_len` bytes; 0 takes any size). `Duration::ZERO` tries once; a
+/// `within` too large to add to now (`Duration::MAX`) waits with no deadline. The error
 /// after the deadline keeps the `Errno` (ENOENT) for `downcast_ref`. No O_CREAT: an
 /// opener never makes the object, so it never has to remove it.
 ///
@@ -120,6 +121,8 @@ pub fn set_size(fd: &OwnedFd, len: usize) -> Result<()> {
 /// let (fd2, len) = shm_demo::posix::open_object(&name, 1, Duration::from_secs(1))?;
 /// assert_eq!(len, 4096);
 /// # drop(fd2);
+/// // Duration::MAX is "no deadline", not an overflow.
+/// assert_eq!(shm_demo::posix::open_object(&name, 1, Duration::MAX)?.1, 4096);
 ///
 /// // An opener started with (or before) its creator waits for the name and the size.
 /// let late = format!("/doc-open-late-{}", std::process::id());
@@ -141,7 +144,8 @@ pub fn set_size(fd: &OwnedFd, len: usize) -> Result<()> {
 /// # anyhow::Ok(())
 /// ```
 pub fn open_object(name: &str, min_len: usize, within: Duration) -> Result<(OwnedFd, usize)> {
-    let deadline = Instant::now() + within;
+    let deadline = Instant::now().checked_add(within); // None: no deadline
+    let passed = || deadline.is_some_and(|deadline| Instant::now() >= deadline);
     loop {
         match shm_open(name, OFlag::O_RDWR, Mode::empty()) {
             Ok(fd) => {
@@ -149,16 +153,17 @@ pub fn open_object(name: &str, min_len: usize, within: Duration) -> Result<(Owne
                 if len >= min_len {
                     return Ok((fd, len));
                 }
-                if Instant::now() >= deadline {
+                if passed() {
                     return Err(anyhow!(
                         "{name} has {len} bytes, fewer than {min_len}: its creator has not sized it"
                     ));
                 }
             }
-            Err(Errno::ENOENT) if Instant::now() < deadline => {}
+            Err(Errno::ENOENT) if !passed() => {}
             Err(e) => return Err(e).with_context(|| format!("shm_open {name}")),
         }
-        std::thread::sleep(RETRY.min(deadline.saturating_duration_since(Instant::now())));
+        let left = deadline.map_or(RETRY, |d| d.saturating_duration_since(Instant::now()));
+        std::thread::sleep(RETRY.min(left));
     }
 }
 
@@ -307,6 +312,8 @@ impl Sem {
     /// sem.post()?;
     /// assert!(sem.wait_for(Duration::from_millis(100), &|| false)?);
     /// assert!(!sem.wait_for(Duration::from_millis(10), &|| false)?); // timed out
+    /// sem.post()?;
+    /// assert!(sem.wait_for(Duration::MAX, &|| false)?); // no deadline, no overflow
     /// // SAFETY: nobody waits on it; it is not used again.
     /// unsafe { sem.destroy() };
     /// # anyhow::Ok(())
@@ -331,7 +338,11 @@ impl Sem {
     /// P with a deadline: `sem_timedwait` until `limit` from now. `Ok(true)`: taken;
     /// `Ok(false)`: the time ran out, or a signal interrupted the wait and `stop()`
     /// said to give up (otherwise the wait goes on to the same deadline: EINTR is not
-    /// a timeout). Never sleeps forever on a holder that died.
+    /// a timeout). Never sleeps forever on a holder that died, for a finite `limit`
+    /// (`Duration::MAX`: no deadline). The deadline is a CLOCK_REALTIME time, as
+    /// sem_timedwait takes it: a step of the wall clock (settimeofday, NTP) moves it
+    /// by as much; `sem_clockwait` with CLOCK_MONOTONIC (glibc 2.30) would not (not
+    /// shown here).
     pub fn wait_for(&self, limit: Duration, stop: &dyn Fn() -> bool) -> Result<bool> {
         let deadline = realtime_after(limit);
         loop {
@@ -371,12 +382,16 @@ impl Sem {
     }
 }
 
-/// sem_timedwait takes an absolute CLOCK_REALTIME time: now + `limit`.
+/// sem_timedwait takes an absolute CLOCK_REALTIME time: now + `limit`, or the largest
+/// time_t for a `limit` too large to add (the kernel takes that as "never").
 fn realtime_after(limit: Duration) -> libc::timespec {
-    let at = SystemTime::now()
+    let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        + limit;
+        .unwrap_or_default();
+    let at = now
+        .checked_add(limit)
+        .filter(|at| at.as_secs() <= libc::time_t::MAX as u64)
+        .unwrap_or(Duration::from_secs(libc::time_t::MAX as u64));
     libc::timespec {
         tv_sec: at.as_secs() as libc::time_t,
         tv_nsec: at.subsec_nanos() as libc::c_long,

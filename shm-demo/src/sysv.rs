@@ -3,8 +3,8 @@
 //! them:
 //!
 //! 1. the creator: [`ShmId::create`] (IPC_CREAT|IPC_EXCL, 0600; its Drop marks the
-//!    segment for removal), [`SemSet::create`] (then SETALL: a new set has no defined
-//!    values); the opener: [`find_segment`] and [`SemSet::find`], both waiting for the
+//!    segment for removal), [`SemSet::create`] (then SETALL: POSIX leaves a new set's
+//!    values undefined; Linux makes them 0, rarely the values wanted); the opener: [`find_segment`] and [`SemSet::find`], both waiting for the
 //!    creator up to a deadline;
 //! 2. [`Attached::new`] (`shmat`, the kernel picks the address; Drop: `shmdt`);
 //! 3. [`SemSet::post`], [`SemSet::wait_for`] (semtimedop: a real deadline),
@@ -88,6 +88,7 @@ impl ShmId {
     /// let shm = ShmId::create(key, 4096)?;
     /// let at = Attached::new(shm.id(), 4096)?;
     /// assert_eq!(shm_demo::sysv::stat(shm.id())?.1, 1); // one attachment: ours
+    /// assert!(Attached::new(shm.id(), 8192).is_err()); // more than the segment has: refused
     /// drop(at);
     /// drop(shm); // IPC_RMID: gone, nothing attached
     /// # anyhow::Ok(())
@@ -130,7 +131,8 @@ impl Drop for ShmId {
 }
 
 /// The shmid of the existing segment `key`, waiting up to `within` for its creator
-/// (ENOENT until then; the error keeps that `Errno`). `Duration::ZERO` tries once.
+/// (ENOENT until then; the error keeps that `Errno`). `Duration::ZERO` tries once;
+/// `Duration::MAX`: no deadline.
 ///
 /// # Examples
 /// ```
@@ -141,6 +143,7 @@ impl Drop for ShmId {
 /// assert_eq!(e.downcast_ref::<nix::errno::Errno>(), Some(&nix::errno::Errno::ENOENT));
 /// let shm = ShmId::create(key, 4096)?; // removed when it drops, even on an error below
 /// assert_eq!(find_segment(key, Duration::from_secs(1))?, shm.id());
+/// assert_eq!(find_segment(key, Duration::MAX)?, shm.id()); // no deadline, no overflow
 /// # anyhow::Ok(())
 /// ```
 pub fn find_segment(key: i32, within: Duration) -> Result<c_int> {
@@ -152,13 +155,15 @@ pub fn find_segment(key: i32, within: Duration) -> Result<c_int> {
     .with_context(|| format!("shmget key {}", hex_key(key)))
 }
 
-/// Calls `f` until it is not ENOENT or `within` has passed.
+/// Calls `f` until it is not ENOENT or `within` has passed (never, if `within` is too
+/// large to add to now).
 fn retry_enoent(within: Duration, f: impl Fn() -> Result<c_int, Errno>) -> Result<c_int, Errno> {
-    let deadline = Instant::now() + within;
+    let deadline = Instant::now().checked_add(within);
     loop {
         match f() {
-            Err(Errno::ENOENT) if Instant::now() < deadline => {
-                std::thread::sleep(RETRY.min(deadline.saturating_duration_since(Instant::now())))
+            Err(Errno::ENOENT) if deadline.is_none_or(|d| Instant::now() < d) => {
+                let left = deadline.map_or(RETRY, |d| d.saturating_duration_since(Instant::now()));
+                std::thread::sleep(RETRY.min(left))
             }
             other => return other,
         }
@@ -193,9 +198,16 @@ pub struct Attached {
 }
 
 impl Attached {
-    /// `shmat(id, NULL, 0)`: read-write, at an address the kernel picks. `len` is the
-    /// segment's size (the creator's, or [`stat`]'s), kept for [`Attached::len`].
+    /// `shmat(id, NULL, 0)`: read-write, at an address the kernel picks. `len` is how
+    /// much of it the caller will touch, kept for [`Attached::len`]; more than the
+    /// segment's size (IPC_STAT's `shm_segsz`, read here) is refused, since a touch past
+    /// the segment's last page is SIGSEGV.
     pub fn new(id: c_int, len: usize) -> Result<Attached> {
+        let (size, _) = stat(id)?;
+        if len > size {
+            return Err(Errno::EINVAL)
+                .with_context(|| format!("shmid {id} has {size} bytes, fewer than {len}"));
+        }
         // SAFETY: NULL address: the kernel picks a free range, which overlaps nothing of ours.
         let addr = unsafe { libc::shmat(id, std::ptr::null(), 0) };
         if addr as isize == -1 {
@@ -258,7 +270,7 @@ pub struct SemSet {
 impl SemSet {
     /// `semget(key, values.len(), IPC_CREAT|IPC_EXCL|0600)`, then `semctl(SETALL)`.
     /// Publish "ready" only after this returns: between the two calls the values are
-    /// undefined.
+    /// not yet the ones given (0 on Linux; undefined in POSIX).
     ///
     /// # Examples
     /// ```
@@ -268,6 +280,7 @@ impl SemSet {
     /// assert!(set.wait_for(0, Duration::from_millis(100), &|| false)?);
     /// assert!(!set.try_wait(0)?);
     /// set.post(0)?;
+    /// assert!(set.wait_for(0, Duration::MAX, &|| false)?); // no deadline, no overflow
     /// drop(set); // IPC_RMID
     /// # anyhow::Ok(())
     /// ```
@@ -316,13 +329,14 @@ impl SemSet {
 
     /// P on semaphore `n` with a deadline: semtimedop until `limit` from now.
     /// `Ok(false)`: the time ran out, or a signal interrupted the wait and `stop()`
-    /// said to give up (otherwise it waits on, for what is left of `limit`). A removed
+    /// said to give up (otherwise it waits on, for what is left of `limit`). A `limit`
+    /// too large to add to now (`Duration::MAX`) is no deadline: a plain semop. A removed
     /// set is an error (EIDRM, or EINVAL once the id is gone).
     pub fn wait_for(&self, n: u16, limit: Duration, stop: &dyn Fn() -> bool) -> Result<bool> {
-        let deadline = Instant::now() + limit;
+        let deadline = Instant::now().checked_add(limit);
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.op(n, -1, 0, Some(left)) {
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            match self.op(n, -1, 0, left) {
                 Ok(()) => return Ok(true),
                 Err(Errno::EAGAIN) => return Ok(false), // timed out
                 Err(Errno::EINTR) if stop() => return Ok(false),
