@@ -424,7 +424,10 @@ impl Queue {
 
     /// A POSIX queue keeps no pid of its users, so a side can mark itself with a lock
     /// the kernel drops when the process dies, SIGKILL included: an open-file-description
-    /// lock (F_OFD_SETLK, fcntl(2)) on byte `byte` of this descriptor. Needs a descriptor
+    /// lock (F_OFD_SETLK, fcntl(2)) on byte `byte` of this descriptor. It goes when the
+    /// last descriptor of that open file description closes: assuming no child forked
+    /// after the mark still holds a copy (an exec closes it: queue fds are CLOEXEC, a
+    /// fork without exec keeps the lock alive). Needs a descriptor
     /// opened for writing (EBADF otherwise); EAGAIN if another open file description
     /// (another process, or another `mq_open`) holds it already.
     pub fn mark(&self, byte: i64) -> nix::Result<()> {

@@ -123,6 +123,8 @@ pub fn create(key: i32) -> nix::Result<(Remove, Queue)> {
 /// again every [`POLL_SLICE`] for up to `wait`, so that the two sides may start in
 /// either order; `stop` is asked between looks (EINTR if it says so). After `wait`,
 /// ENOENT; pass `Duration::ZERO` to fail at once. EACCES: another user's queue (0600).
+/// EINVAL, before any call: `key` 0 is IPC_PRIVATE, for which `msgget` never finds a
+/// queue but makes a new one (mode 0, with no guard to remove it) on every call.
 ///
 /// # Examples
 ///
@@ -131,6 +133,11 @@ pub fn create(key: i32) -> nix::Result<(Remove, Queue)> {
 /// let key = 0x4d40_0000 | std::process::id() as i32; // 'M', bit 22 (no pid has it), the pid
 /// let missing = msgq_demo::sysv::open(key, Duration::from_millis(30), &|| false);
 /// assert_eq!(missing.err(), Some(nix::Error::ENOENT));
+/// let private = msgq_demo::sysv::open(libc::IPC_PRIVATE, Duration::ZERO, &|| false);
+/// if let Ok(leaked) = &private {
+///     let _ = msgq_demo::sysv::remove(leaked.id()); // what the bug left: clean it up
+/// }
+/// assert_eq!(private.err(), Some(nix::Error::EINVAL)); // nothing was made
 /// let (_remove, made) = msgq_demo::sysv::create(key)?;
 /// let mut queue = msgq_demo::sysv::open(key, Duration::ZERO, &|| false)?;
 /// assert_eq!(queue.id(), made.id());
@@ -141,6 +148,9 @@ pub fn create(key: i32) -> nix::Result<(Remove, Queue)> {
 /// # Ok::<(), nix::Error>(())
 /// ```
 pub fn open(key: i32, wait: Duration, stop: &dyn Fn() -> bool) -> nix::Result<Queue> {
+    if key == libc::IPC_PRIVATE {
+        return Err(Errno::EINVAL); // msgget(IPC_PRIVATE, 0) would create, not find
+    }
     let end = Instant::now().checked_add(wait);
     loop {
         // SAFETY: plain integers in and out, no memory is shared with the kernel.
@@ -166,7 +176,9 @@ pub fn open(key: i32, wait: Duration, stop: &dyn Fn() -> bool) -> nix::Result<Qu
 /// `msgctl(IPC_STAT)` on queue `id`: its bookkeeping. `msg_qnum` messages wait,
 /// `msg_cbytes` bytes of `msg_qbytes`; `msg_lspid` and `msg_lrpid` are the pids of the
 /// last sender and receiver (0 until the first), which tell a side whether its peer
-/// still lives even after a SIGKILL. EIDRM or EINVAL: the queue was removed.
+/// still lives even after a SIGKILL: assuming one writer and one reader, since any
+/// process that sends or receives overwrites them, and a pid can be reused once its
+/// process is reaped. EIDRM or EINVAL: the queue was removed.
 pub fn stat(id: c_int) -> nix::Result<libc::msqid_ds> {
     // SAFETY: msqid_ds is plain integers, for which all zeroes is a valid value.
     let mut ds: libc::msqid_ds = unsafe { std::mem::zeroed() };
@@ -263,7 +275,9 @@ impl Queue {
     /// Takes the message `msgtyp` selects (see the top of this file) and returns its
     /// text and type. While there is none it waits as [`Queue::send`] does (ETIMEDOUT,
     /// EINTR likewise). E2BIG: the message is longer than [`MAX_TEXT`] (it stays
-    /// queued). EIDRM: the queue was removed.
+    /// queued, and with `msgtyp` 0 every later receive meets it first). The queue was
+    /// removed: EIDRM if this call was asleep in msgrcv, EINVAL if it was gone before
+    /// the call (with a `timeout`, every try is a new call: expect EINVAL).
     pub fn receive(
         &mut self,
         msgtyp: c_long,
