@@ -268,17 +268,20 @@ pub fn exists(name: &str) -> nix::Result<bool> {
 }
 
 /// The absolute CLOCK_REALTIME time at which the next slice of a wait ends (what
-/// mq_timedsend/mq_timedreceive want), and whether it is the last slice before `end`.
-/// `end` is on the monotonic clock: a step of the wall clock during a slice stretches
-/// or shortens that slice, by as much as the step, but the deadline stays where it was.
-fn next_slice(end: Option<Instant>) -> nix::Result<(TimeSpec, bool)> {
+/// mq_timedsend/mq_timedreceive want). `end` is on the monotonic clock, and a slice
+/// that times out counts as the last only once that clock has passed `end` ([`passed`]):
+/// a forward step of the wall clock during a slice cuts the slice short, never the
+/// wait; a backward step stretches that slice, so the wait can end late by the step.
+fn next_slice(end: Option<Instant>) -> nix::Result<TimeSpec> {
     let left = end.map(|end| end.saturating_duration_since(Instant::now()));
     let slice = left.map_or(SLICE, |left| left.min(SLICE));
     let now = clock_gettime(ClockId::CLOCK_REALTIME)?;
-    Ok((
-        now + TimeSpec::from_duration(slice),
-        left.is_some_and(|left| left <= SLICE),
-    ))
+    Ok(now + TimeSpec::from_duration(slice))
+}
+
+/// Whether the monotonic deadline `end` has come (never, for `None`).
+fn passed(end: Option<Instant>) -> bool {
+    end.is_some_and(|end| Instant::now() >= end)
 }
 
 impl Queue {
@@ -339,10 +342,10 @@ impl Queue {
     ) -> nix::Result<()> {
         let end = timeout.and_then(|t| Instant::now().checked_add(t));
         loop {
-            let (deadline, last) = next_slice(end)?;
+            let deadline = next_slice(end)?;
             match timed_send(&self.mqd, message, priority, &deadline) {
                 Ok(()) => return Ok(()),
-                Err(Errno::ETIMEDOUT) if last => return Err(Errno::ETIMEDOUT),
+                Err(Errno::ETIMEDOUT) if passed(end) => return Err(Errno::ETIMEDOUT),
                 Err(Errno::ETIMEDOUT | Errno::EINTR) if stop() => return Err(Errno::EINTR),
                 Err(Errno::ETIMEDOUT | Errno::EINTR) => {}
                 Err(e) => return Err(e),
@@ -383,10 +386,10 @@ impl Queue {
         let end = timeout.and_then(|t| Instant::now().checked_add(t));
         let mut priority = 0;
         loop {
-            let (deadline, last) = next_slice(end)?;
+            let deadline = next_slice(end)?;
             match mq_timedreceive(&self.mqd, buffer, &mut priority, &deadline) {
                 Ok(len) => return Ok((len, priority)),
-                Err(Errno::ETIMEDOUT) if last => return Err(Errno::ETIMEDOUT),
+                Err(Errno::ETIMEDOUT) if passed(end) => return Err(Errno::ETIMEDOUT),
                 Err(Errno::ETIMEDOUT | Errno::EINTR) if stop() => return Err(Errno::EINTR),
                 Err(Errno::ETIMEDOUT | Errno::EINTR) => {}
                 Err(e) => return Err(e),

@@ -72,8 +72,9 @@ pub fn is_gone(pid: i32) -> bool {
 
 /// One inaccessible page (PROT_NONE, MAP_NORESERVE: no memory behind it); its Drop
 /// unmaps it. Mapped just before a segment, it takes the address the kernel would
-/// otherwise pick for it, so two processes with the same layout (a fork, or no ASLR)
-/// see the segment at different addresses by construction.
+/// otherwise pick for it, so two processes with the same layout (a fork, or no ASLR),
+/// of which only one maps the guard, see the segment at different addresses (assuming
+/// no other thread maps something in between).
 pub struct GuardPage {
     addr: NonNull<std::ffi::c_void>,
     len: usize,

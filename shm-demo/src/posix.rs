@@ -226,9 +226,26 @@ pub struct Mapping {
 impl Mapping {
     /// Maps `len` bytes of `fd` from offset 0 at an address the kernel picks. `len`
     /// must not exceed the object's size (a page past its end is SIGBUS on touch):
-    /// pass what [`set_size`] set or [`open_object`] returned.
+    /// pass what [`set_size`] set or [`open_object`] returned; more than fstat says
+    /// the object has now is refused (EINVAL). Shrinking it later is not prevented
+    /// (see the top of this file).
+    ///
+    /// # Examples
+    /// ```
+    /// let name = format!("/doc-map-{}", std::process::id());
+    /// let (fd, _name_guard) = shm_demo::posix::create_object(&name)?;
+    /// shm_demo::posix::set_size(&fd, 4096)?;
+    /// assert!(shm_demo::posix::Mapping::new(&fd, 8192).is_err()); // past the end
+    /// assert_eq!(shm_demo::posix::Mapping::new(&fd, 4096)?.len(), 4096);
+    /// # anyhow::Ok(())
+    /// ```
     pub fn new(fd: &OwnedFd, len: usize) -> Result<Mapping> {
         let size = NonZeroUsize::new(len).context("an empty mapping")?;
+        let has = fstat(fd).context("fstat before mmap")?.st_size;
+        if len as u64 > has as u64 {
+            return Err(Errno::EINVAL)
+                .with_context(|| format!("a mapping of {len} bytes of an object of {has}"));
+        }
         // SAFETY: a new mapping at an address the kernel picks (None), so it overlaps
         // nothing of ours; the caller passes at most the object's size.
         let base = unsafe {
