@@ -172,7 +172,10 @@ impl Drop for Unlink {
 /// from the moment the queue does, so every way out after this removes it.
 ///
 /// Errors worth telling apart: EEXIST (a run that was killed may have left it: `rm
-/// /dev/mqueue/NAME` where the mqueue filesystem is mounted there), EINVAL (a size of 0, or above msg_max / msgsize_max), EMFILE
+/// /dev/mqueue/NAME` where the mqueue filesystem is mounted there), EINVAL (a size of 0,
+/// or above msg_max / msgsize_max; a process with CAP_SYS_RESOURCE may go past those,
+/// up to the kernel's HARD_MSGMAX and HARD_MSGSIZEMAX, but root without that
+/// capability, as in many containers, may not), EMFILE
 /// (RLIMIT_MSGQUEUE used up by this user's queues, or too many open files), ENOSPC
 /// (queues_max queues exist already).
 ///

@@ -16,7 +16,8 @@
 //!   with `posix_fallocate` (a full /dev/shm gives ENOSPC now), and [`open_object`]
 //!   returns the object's real size (fstat) to map exactly that;
 //! - `shm_unlink` removes the name at once, but the memory lives on until the last
-//!   mapping goes: an opener may finish with an object its creator already removed;
+//!   mapping and the last fd of it go: an opener may finish with an object its
+//!   creator already removed;
 //! - an opener started before the creator: `shm_open` fails with ENOENT, and between
 //!   the creator's `shm_open` and its `ftruncate` the object has 0 bytes;
 //!   [`open_object`] waits for both up to its deadline.
@@ -185,7 +186,8 @@ impl Unlink {
         getpid() == self.owner
     }
 
-    /// `shm_unlink` now, with its result. The memory stays until the last munmap.
+    /// `shm_unlink` now, with its result. The memory stays until the last munmap and
+    /// the last close of an fd of it.
     pub fn remove(mut self) -> Result<()> {
         self.unlink()
     }

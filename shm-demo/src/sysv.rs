@@ -376,10 +376,11 @@ impl SemSet {
                     tv_sec: limit.as_secs() as libc::time_t,
                     tv_nsec: limit.subsec_nanos() as libc::c_long,
                 };
+                // Each argument long-sized, as syscall(2) takes them.
+                let (id, nsops) = (libc::c_long::from(self.id), 1 as libc::c_long);
                 // SAFETY: semtimedop(semid, sops, nsops, timeout) as in semop(2), with
                 // one sembuf and a relative timeout, both alive through the call.
-                let r =
-                    unsafe { libc::syscall(libc::SYS_semtimedop, self.id, &mut op, 1usize, &ts) };
+                let r = unsafe { libc::syscall(libc::SYS_semtimedop, id, &mut op, nsops, &ts) };
                 r as c_int
             }
         };
