@@ -32,8 +32,8 @@ options:
   --count N --size B   bulk: N messages of B bytes, every byte and the order checked
   --ping N [--size B]  N round trips of B bytes (default 100)
   --cpus W,R           with a workload: the writer on CPU W, the reader on CPU R
-  --clients N          reader unix: serve N clients at once (one poll(2) loop), then exit;
-                       each line labelled with its sender's pid (SO_PEERCRED)
+  --clients N          reader unix, seqpacket: serve N clients at once (one poll(2) loop),
+                       then exit; each line labelled with its sender's pid (SO_PEERCRED)
   -h, --help           print this text
   --                   everything after it is a message, even if it starts with '-'
 
@@ -313,9 +313,14 @@ fn check(role: Role, raw: Raw) -> Result<Args, String> {
     }
     check_messages(flavour, &raw.messages)?;
     if raw.clients.is_some()
-        && (role != Role::Reader || flavour != Flavour::Unix || workload != Workload::Text(vec![]))
+        && (role != Role::Reader
+            || !matches!(flavour, Flavour::Unix | Flavour::Seqpacket)
+            || workload != Workload::Text(vec![]))
     {
-        return Err("--clients is for the unix reader with text (no --count, no --ping)".into());
+        return Err(
+            "--clients is for the unix or seqpacket reader with text (no --count, no --ping)"
+                .into(),
+        );
     }
     if raw.clients == Some(0) {
         return Err("--clients must be at least 1".into());
@@ -623,7 +628,7 @@ mod tests {
             "reader seqpacket --path @",
             "writer seqpacket --path @x --clients 2",
             "reader unix-dgram --clients 2",
-            "reader seqpacket --clients 2",
+            "reader seqpacket --clients 2 --ping 3",
             "pair --ping 3",
             "fdpass --count 1 --size 1",
             "reader fdpass --file /etc/hostname",
@@ -646,6 +651,7 @@ mod tests {
         let empty = parse(["seqpacket", ""].map(OsString::from));
         assert!(empty.is_err());
         assert!(parse_line("reader unix --path @x --clients 2").is_ok());
+        assert!(parse_line("reader seqpacket --clients 2").is_ok());
         assert!(parse_line("unix-dgram --path @x").is_ok());
     }
 }

@@ -25,7 +25,7 @@
 //!   SO_RCVTIMEO/SO_SNDTIMEO for callers that loop themselves ([`wait::set_timeouts`]).
 //!
 //! Each module stands alone but for `server`, which takes `accept` and `peer_cred` from
-//! `unix`: copy `unix.rs` and `server.rs` for a Unix server, `fdpass.rs` (and `unix.rs`
+//! `unix` (and `recv` from `seqpacket`): copy `unix.rs` and `server.rs` for a Unix server, `fdpass.rs` (and `unix.rs`
 //! to meet by a path) for fd passing.
 //! Nothing here installs a signal handler or keeps process-wide state; the one call that
 //! touches process-wide state, [`unix::bind_with`] at a path you chose (the umask), says

@@ -72,7 +72,8 @@ pub fn run(
             let (listener, file) = unix::listen(path)?;
             listening_at(file.path(), "SOCK_STREAM", "listen(2)");
             if let Some(clients) = clients {
-                let served = serve_many(listener, clients);
+                let server = Server::new(listener, MAX_LINE).context("listener O_NONBLOCK")?;
+                let served = serve_many(server, clients, false);
                 return finish(served, None, Some(file));
             }
             let mut writer = start_if(start, flavour, &Meet::Path(file.path().into()), workload)?;
@@ -91,6 +92,12 @@ pub fn run(
         Flavour::Seqpacket => {
             let (listener, file) = unix::listen_seqpacket(path)?;
             listening_at(file.path(), "SOCK_SEQPACKET", "listen(2)");
+            if let Some(clients) = clients {
+                let most = crate::args::max_unix_datagram();
+                let server = Server::seqpacket(listener, most).context("listener O_NONBLOCK")?;
+                let served = serve_many(server, clients, true);
+                return finish(served, None, Some(file));
+            }
             let mut writer = start_if(start, flavour, &Meet::Path(file.path().into()), workload)?;
             let served = serve_seqpacket(listener, workload, writer.as_mut());
             finish(served, writer, Some(file))
@@ -305,13 +312,18 @@ fn serve_tcp(
 /// `--clients N`: N clients at once, the library's `Server`: one poll(2) over the listener
 /// and every connection, each client's lines in a buffer of its own (capped at 1 MiB: a
 /// client that sends more without a newline is dropped, the others go on).
-fn serve_many(listener: std::os::unix::net::UnixListener, clients: u64) -> Result<Summary> {
-    let mut server = Server::new(listener, MAX_LINE).context("listener O_NONBLOCK")?;
+fn serve_many(mut server: Server, clients: u64, packets: bool) -> Result<Summary> {
+    let kept_apart = if packets {
+        "each recv(2) returns one whole message of one client, so no buffer is needed to \
+         keep them apart"
+    } else {
+        "each client's bytes go into a line buffer of its own, so half lines from two \
+         clients never mix"
+    };
     say!(
         READER,
         "serving {clients} clients at once: one poll(2) over the listening socket and every \
-         connection; each client's bytes go into a line buffer of its own, so half lines \
-         from two clients never mix"
+         connection; {kept_apart}"
     );
     let mut summary = Summary::start();
     let closed = Cell::new(0u64);

@@ -10,13 +10,17 @@
 //!
 //! One thread, no signal handler: a Ctrl+C flag of the caller's own is its `stop`.
 //!
+//! The same loop serves SOCK_SEQPACKET clients ([`Server::seqpacket`]): there each
+//! recv(2) is one whole message, so no buffer per client is needed, and a message over
+//! the cap is cut by the kernel (MSG_TRUNC) and its client dropped.
+//!
 //! [`LineBuf`], the capped line buffer, is usable alone: a peer nobody here wrote (`nc`,
 //! `socat`, `cat /dev/zero`) may send bytes with no newline for ever, and a reader that
 //! appends until it sees one grows without limit. It does no I/O itself:
 //! [`LineBuf::fill`] takes one read call (a socket's, a file's, a test's).
 
 use std::io::{self, Read};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::Duration;
 
@@ -44,7 +48,8 @@ pub struct ClientId {
 pub enum Event<'a> {
     /// A client connected.
     Connected(ClientId),
-    /// One whole line from a client, without its `\n` (or its last bytes before EOF).
+    /// One whole line from a client, without its `\n` (or its last bytes before EOF); on a
+    /// [`Server::seqpacket`], one whole message.
     Line(ClientId, &'a [u8]),
     /// A client is gone: `None` after a clean EOF, else why it was dropped (a line over
     /// the cap, ECONNRESET...). The server goes on with the others.
@@ -63,6 +68,9 @@ pub struct Server {
     clients: Vec<Client>,
     accepted: u64,
     cap: usize,
+    /// SOCK_SEQPACKET: one message per recv(2), into this buffer (`cap` + 1 bytes, so
+    /// a message over the cap shows as cut). `None`: a stream, split into lines.
+    packets: Option<Vec<u8>>,
 }
 
 impl Server {
@@ -75,7 +83,42 @@ impl Server {
             clients: Vec::new(),
             accepted: 0,
             cap: max_line,
+            packets: None,
         })
+    }
+
+    /// Serves on a SOCK_SEQPACKET `listener` ([`crate::seqpacket::listen`]), each client's
+    /// messages at most `max_message` bytes. The fds live in std's Unix stream types, which
+    /// only hold them: every call made on them here is accept4(2), recvmsg(2), poll(2).
+    ///
+    /// # Examples
+    /// ```
+    /// use nix::sys::socket::UnixAddr;
+    /// use socket_demo::{seqpacket, server::{Event, Server}};
+    /// let name = format!("socket-demo-doctest-server-{}", std::process::id());
+    /// let addr = UnixAddr::new_abstract(name.as_bytes()).unwrap();
+    /// let mut server = Server::seqpacket(seqpacket::listen(&addr).unwrap(), 64).unwrap();
+    /// let (a, b) = (seqpacket::connect(&addr).unwrap(), seqpacket::connect(&addr).unwrap());
+    /// seqpacket::send(&a, b"no newline, ").unwrap();
+    /// seqpacket::send(&b, b"from b").unwrap();
+    /// seqpacket::send(&a, b"and another").unwrap();
+    /// drop((a, b));
+    /// let (mut got, closed) = (Vec::new(), std::cell::Cell::new(0));
+    /// server
+    ///     .serve(&|| closed.get() == 2, |event| match event {
+    ///         Event::Line(who, m) => got.push((who.n, String::from_utf8_lossy(m).into_owned())),
+    ///         Event::Closed(..) => closed.set(closed.get() + 1),
+    ///         Event::Connected(_) => {}
+    ///     })
+    ///     .unwrap();
+    /// got.sort();
+    /// assert_eq!(got[0], (1, "and another".to_string())); // each message whole, on its own
+    /// assert_eq!(got.len(), 3);
+    /// ```
+    pub fn seqpacket(listener: OwnedFd, max_message: usize) -> io::Result<Server> {
+        let mut server = Server::new(UnixListener::from(listener), max_message)?;
+        server.packets = Some(vec![0; max_message + 1]);
+        Ok(server)
     }
 
     /// How many clients are connected now.
@@ -178,7 +221,8 @@ impl Server {
             self.clients.push(Client {
                 id,
                 conn,
-                lines: LineBuf::new(self.cap),
+                // A seqpacket client needs no line buffer of its own.
+                lines: LineBuf::new(if self.packets.is_some() { 1 } else { self.cap }),
             });
         }
     }
@@ -186,6 +230,9 @@ impl Server {
     /// One read(2) for client `i` (poll said it would not block), then its whole lines;
     /// at EOF or an error, its last line and `Closed`, and it is dropped.
     fn read_client(&mut self, i: usize, on: &mut impl FnMut(Event<'_>)) {
+        if self.packets.is_some() {
+            return self.read_packet(i, on);
+        }
         let c = &mut self.clients[i];
         let conn = &c.conn;
         let got = c.lines.fill(|buf| (&*conn).read(buf));
@@ -210,6 +257,40 @@ impl Server {
         }
         self.clients.swap_remove(i);
         on(Event::Closed(id, None));
+    }
+}
+
+impl Server {
+    /// One recv(2) for seqpacket client `i`: one whole message; at EOF, a message over
+    /// the cap, or an error, `Closed`, and it is dropped.
+    fn read_packet(&mut self, i: usize, on: &mut impl FnMut(Event<'_>)) {
+        let Some(buf) = self.packets.as_mut() else {
+            return;
+        };
+        let id = self.clients[i].id;
+        let why = match crate::seqpacket::recv(&self.clients[i].conn, buf) {
+            Ok(got) if got.len == 0 => None,
+            Ok(got) if got.truncated => Some(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "a message of {} bytes, over the {}-byte cap: the kernel cut it \
+                     (MSG_TRUNC); stopped",
+                    got.whole, self.cap
+                ),
+            )),
+            Ok(got) => return on(Event::Line(id, &buf[..got.len])),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
+                ) =>
+            {
+                return;
+            }
+            Err(e) => Some(e),
+        };
+        self.clients.swap_remove(i);
+        on(Event::Closed(id, why));
     }
 }
 
