@@ -23,7 +23,9 @@
 //!   F_SEAL_GROW, which refuses a fallocate past the end (within it, it is allowed).
 //!
 //! Not avoided: the other side can still change the bytes (F_SEAL_WRITE would stop
-//! every writer, us included; not used here). The name given to `memfd_create` only
+//! every writer, us included, and is refused with EBUSY while a writable shared
+//! mapping exists; F_SEAL_FUTURE_WRITE, Linux 5.1, refuses new writes and new writable
+//! mappings while the mappings made before it keep writing; neither is shown here). The name given to `memfd_create` only
 //! shows in /proc/PID/fd and /proc/PID/maps (`/memfd:NAME (deleted)`): several memfds
 //! may share it, and nothing can open one by it.
 //!
