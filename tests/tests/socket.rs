@@ -2452,10 +2452,14 @@ fn the_reader_serves_several_clients_at_once_their_lines_kept_apart() {
     for (i, c) in clients.iter_mut().enumerate() {
         writeln!(c, "rest of {i}").unwrap();
     }
-    reader.wait_for_line("received \"half of 1, rest of 1\"");
-    reader.wait_for_line("received \"half of 0, rest of 0\"");
+    // In either order: the two rests may come in one poll(2) batch or in two.
+    wait_until("both clients' whole lines", || {
+        let so_far = reader.stdout_so_far();
+        so_far.contains("received \"half of 1, rest of 1\"")
+            && so_far.contains("received \"half of 0, rest of 0\"")
+    });
     drop(clients);
-    reader.wait_for_line("client 2 (pid");
+    reader.wait_for_line(&format!("client 2 (pid {}): EOF", std::process::id()));
     let mut stdin = stdin_w;
     writeln!(stdin, "from the writer").unwrap();
     drop(stdin);
@@ -2731,7 +2735,10 @@ fn seqpacket_bad_usage_exits_2_and_creates_nothing() {
             vec!["reader", "seqpacket", "--path", &path, "hi"],
             "takes no messages",
         ),
-        (vec!["reader", "seqpacket", "--clients", "2"], "--clients"),
+        (
+            vec!["reader", "seqpacket", "--clients", "2", "--ping", "3"],
+            "--clients",
+        ),
         (
             vec!["reader", "seqpacket", "--path", "@"],
             "abstract name needs",
@@ -3019,4 +3026,100 @@ fn many_clients_each_line_labelled_by_its_senders_peercred_pid() {
         );
     }
     assert!(proc_net_unix(&at).is_empty());
+}
+
+/// `reader seqpacket --clients 2`: the same poll(2) loop over SOCK_SEQPACKET, each message
+/// whole and labelled with its sender's SO_PEERCRED pid, both writers connected at once.
+#[test]
+fn many_seqpacket_clients_each_message_whole_and_labelled() {
+    let at = abstract_name("seq-clients");
+    let mut reader = start(&["reader", "seqpacket", "--path", &at, "--clients", "2"]);
+    reader.wait_for_line("listening at");
+    let mut writers = Vec::new();
+    let mut inputs = Vec::new();
+    for n in 1..=2 {
+        let (r, w) = std::io::pipe().unwrap();
+        writers.push(Demo::start_with_stdio(
+            DEMO,
+            &["writer", "seqpacket", "--path", &at],
+            Stdio::from(r),
+        ));
+        inputs.push(w);
+        reader.wait_for_line(&format!("client {n} connected"));
+    }
+    for (i, input) in inputs.iter_mut().enumerate() {
+        writeln!(input, "first from {i}").unwrap();
+        writeln!(input, "second from {i}").unwrap();
+    }
+    drop(inputs);
+    let pids: Vec<i32> = writers.iter().map(Demo::pid).collect();
+    for w in writers {
+        w.finish().assert_success();
+    }
+    let out = reader.finish();
+    out.assert_success()
+        .assert_stdout_contains("each recv(2) returns one whole message of one client")
+        .assert_stdout_contains("2 clients served");
+    for (i, pid) in pids.iter().enumerate() {
+        for which in ["first", "second"] {
+            out.assert_stdout_contains(&format!("(pid {pid}): received \"{which} from {i}\""));
+        }
+    }
+    assert_eq!(out.summary("reader").num("messages"), 4.0);
+    assert!(proc_net_unix(&at).is_empty());
+}
+
+/// An abstract name has no permission bits: as root, a reader at `@NAME` is reached by a
+/// writer running as uid 65534, whom SO_PEERCRED names; the same reader at a 0600 socket
+/// file refuses that writer (EACCES). Skipped unless root, with setpriv (util-linux).
+#[test]
+fn anyone_may_connect_to_an_abstract_name_not_to_a_0600_file() {
+    // The effective uid, second on the Uid: line (no unsafe geteuid for it).
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let uid = status.lines().find_map(|l| l.strip_prefix("Uid:"));
+    if uid.and_then(|ids| ids.split_whitespace().nth(1)) != Some("0") {
+        return;
+    }
+    let Some(setpriv) = find_tool("setpriv", "util-linux") else {
+        return;
+    };
+    let as_nobody = |args: &[&str]| {
+        Command::new(&setpriv)
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(demo_bin(DEMO))
+            .args(args)
+            .current_dir("/")
+            .output()
+            .unwrap()
+    };
+    let at = abstract_name("nobody");
+    let mut reader = start(&["reader", "seqpacket", "--path", &at]);
+    reader.wait_for_line("listening at");
+    let writer = as_nobody(&["writer", "seqpacket", "--path", &at, "from nobody"]);
+    assert!(writer.status.success(), "{writer:?}");
+    let out = reader.finish();
+    out.assert_success();
+    assert!(
+        out.lines_with("SO_PEERCRED")[0].contains(" uid 65534 gid 65534"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(received(&out, "reader"), expect_received(&["from nobody"]));
+
+    // The default run's socket file: 0600, in a 0700 directory: nobody is refused.
+    let (reader, path) = {
+        let mut reader = start(&["reader", "seqpacket"]);
+        let line = reader.wait_for_line("] listening at ");
+        let path = word_after(&line, "] listening at ").to_string();
+        (reader, path)
+    };
+    let writer = as_nobody(&["writer", "seqpacket", "--path", &path, "hi"]);
+    assert_eq!(writer.status.code(), Some(1), "{writer:?}");
+    assert!(
+        String::from_utf8_lossy(&writer.stderr).contains("Permission denied"),
+        "{writer:?}"
+    );
+    reader.signal_group(Signal::SIGINT);
+    reader.finish().assert_killed_by(Signal::SIGINT);
+    assert_socket_gone(&path, true);
 }
