@@ -17,7 +17,7 @@
 //!   doctest (`seqpacket::listen`) shows a cut message.
 //! - MSG_EOR: on a Unix seqpacket socket Linux accepts it on send(2) and changes nothing,
 //!   since every send(2) already ends a record; recvmsg(2) does not set it (as seen on
-//!   Linux 6.x; not shown here).
+//!   Linux 6.18; not shown here).
 //! - a zero-length message reads as 0, like EOF: the writer never sends one.
 //!
 //! Notes (消息队列): 消息队列是保存在内核中的消息链表，在发送数据时，会分成一个一个独立的数据块
