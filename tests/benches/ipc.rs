@@ -1,9 +1,10 @@
-//! `cargo bench -p ipc-tests`: every mechanism side by side (DESIGN §6).
+//! `cargo bench -p ipc-tests`: every mechanism side by side with its C anchor
+//! (DESIGN §6), then throughput against message size, also written as an SVG chart.
 //!
 //! `cargo bench -p ipc-tests -- --quick` runs the same code in seconds; words after
 //! `--` keep only the rows whose name contains one of them (`-- pipe FIFO`).
 
-use ipc_tests::bench::{MECHANISMS, Plan, machine, run_all};
+use ipc_tests::bench::{MECHANISMS, Plan, machine, run_all, run_sizes};
 
 fn main() {
     let mut quick = std::env::var_os("IPC_BENCH_QUICK").is_some();
@@ -22,6 +23,20 @@ fn main() {
     let plan = if quick { Plan::quick() } else { Plan::full() };
     eprintln!("machine: {}", machine());
     let table = run_all(&plan, &rows);
+    let (sizes, svg) = run_sizes(&plan);
+    // target/bench/throughput.svg, beside target/release where the demos are.
+    let dir = ipc_tests::demo_bin_dir()
+        .parent()
+        .expect("target dir")
+        .join("bench");
+    let chart = dir.join("throughput.svg");
+    let written = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&chart, svg));
     println!("Machine: {}\n", machine());
     print!("{table}");
+    println!();
+    print!("{sizes}");
+    match written {
+        Ok(()) => println!("\nChart: {}", chart.display()),
+        Err(e) => println!("\nChart not written to {}: {e}", chart.display()),
+    }
 }

@@ -1,5 +1,5 @@
 //! The benchmark (DESIGN §6): every mechanism's own bulk and ping workloads, side
-//! by side, beside two in-process baselines measured in the same run.
+//! by side, each beside its C anchor and two in-process baselines, all in the same run.
 //!
 //! - Throughput: the demo's `--count N --size S` bulk run, timed by the receiver
 //!   to the last byte (the reader's `mib_per_s`). Baseline: memcpy of the same
@@ -7,14 +7,23 @@
 //! - Round trip: the demo's `--ping N --size S`, p50 and p99, with both sides pinned
 //!   to one CPU and to two different CPUs (`--cpus W,R`). Baseline: two threads
 //!   bouncing an atomic, the floor for any handshake between two CPUs.
+//! - C anchor: `benches/NAME.c` (with `benches/anchor.h`), built here with `cc -O2`:
+//!   the same calls at the same size and placement, so demo ÷ C is what Rust and the
+//!   demo add. Each demo run is followed at once by one C run (interleaved), so a
+//!   change of load hits both. Without `cc` the C cells say "no cc".
+//! - Sizes: throughput against message size (64 B to 1 MiB) for a pipe, a Unix stream
+//!   socket and POSIX shm, as a table and an SVG chart ([`run_sizes`], [`svg_chart`]).
 //!
 //! Every figure is the median of several runs; the spread (max-min over median)
 //! is printed beside it so a noisy run shows. `quick` runs the same code with tiny
 //! counts and one repetition, so `cargo test` keeps the benchmark from rotting.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::run;
@@ -30,6 +39,8 @@ pub struct Mechanism {
     pub sized_ping: bool,
     /// Extra arguments for its ping (e.g. `--spin`).
     pub ping_extra: &'static [&'static str],
+    /// Its C anchor, `benches/NAME.c`: the same calls in plain C; None if it has none.
+    pub anchor: Option<&'static str>,
 }
 
 const KIB: usize = 1024;
@@ -41,6 +52,7 @@ const fn data(
     name: &'static str,
     demo: &'static str,
     flavour: &'static [&'static str],
+    anchor: Option<&'static str>,
 ) -> Mechanism {
     Mechanism {
         name,
@@ -49,6 +61,7 @@ const fn data(
         max_bulk: ANY,
         sized_ping: true,
         ping_extra: &[],
+        anchor,
     }
 }
 
@@ -56,6 +69,7 @@ const fn sync_only(
     name: &'static str,
     demo: &'static str,
     flavour: &'static [&'static str],
+    anchor: Option<&'static str>,
 ) -> Mechanism {
     Mechanism {
         name,
@@ -64,40 +78,71 @@ const fn sync_only(
         max_bulk: None,
         sized_ping: false,
         ping_extra: &[],
+        anchor,
     }
 }
 
 pub const MECHANISMS: &[Mechanism] = &[
-    data("pipe", "pipe-demo", &[]),
-    data("FIFO", "fifo-demo", &[]),
+    data("pipe", "pipe-demo", &[], Some("pipe")),
+    data("FIFO", "fifo-demo", &[], Some("fifo")),
     Mechanism {
         max_bulk: Some(QUEUE_MAX),
-        ..data("POSIX queue", "msgq-demo", &["posix"])
+        ..data("POSIX queue", "msgq-demo", &["posix"], Some("mq_posix"))
     },
     Mechanism {
         max_bulk: Some(QUEUE_MAX),
-        ..data("System V queue", "msgq-demo", &["sysv"])
+        ..data("System V queue", "msgq-demo", &["sysv"], Some("msg_sysv"))
     },
-    data("POSIX shm + semaphores", "shm-demo", &["posix"]),
-    data("System V shm + semaphores", "shm-demo", &["sysv"]),
-    data("memfd shm + semaphores (sealed)", "shm-demo", &["memfd"]),
+    data(
+        "POSIX shm + semaphores",
+        "shm-demo",
+        &["posix"],
+        Some("shm_posix"),
+    ),
+    data("System V shm + semaphores", "shm-demo", &["sysv"], None),
+    data(
+        "memfd shm + semaphores (sealed)",
+        "shm-demo",
+        &["memfd"],
+        None,
+    ),
     Mechanism {
         max_bulk: None,
         ping_extra: &["--spin"],
-        ..data("POSIX shm, spin", "shm-demo", &["posix"])
+        ..data("POSIX shm, spin", "shm-demo", &["posix"], Some("shm_posix"))
     },
-    data("Unix stream socket", "socket-demo", &["unix"]),
-    data("Unix datagram socket", "socket-demo", &["unix-dgram"]),
-    data("TCP, loopback", "socket-demo", &["tcp"]),
+    data(
+        "Unix stream socket",
+        "socket-demo",
+        &["unix"],
+        Some("unix_stream"),
+    ),
+    data(
+        "Unix datagram socket",
+        "socket-demo",
+        &["unix-dgram"],
+        Some("unix_dgram"),
+    ),
+    data("TCP, loopback", "socket-demo", &["tcp"], Some("tcp")),
     // A UDP datagram carries at most 65507 bytes (65535 less the IP and UDP headers).
     Mechanism {
         max_bulk: Some(65507),
-        ..data("UDP, loopback", "socket-demo", &["udp"])
+        ..data("UDP, loopback", "socket-demo", &["udp"], Some("udp"))
     },
-    sync_only("signal", "signal-demo", &[]),
-    sync_only("POSIX semaphore", "sem-demo", &["posix"]),
-    sync_only("System V semaphore", "sem-demo", &["sysv"]),
-    sync_only("eventfd semaphore", "sem-demo", &["eventfd"]),
+    sync_only("signal", "signal-demo", &[], None),
+    sync_only("POSIX semaphore", "sem-demo", &["posix"], Some("sem_posix")),
+    sync_only(
+        "System V semaphore",
+        "sem-demo",
+        &["sysv"],
+        Some("sem_sysv"),
+    ),
+    sync_only(
+        "eventfd semaphore",
+        "sem-demo",
+        &["eventfd"],
+        Some("eventfd"),
+    ),
 ];
 
 /// How much to measure: `full()` for `cargo bench`, `quick()` for the test.
@@ -105,6 +150,8 @@ pub struct Plan {
     pub reps: usize,
     pub bulk_bytes: usize,
     pub pings: u64,
+    /// The size table's cap on messages a run (small messages would take long).
+    pub size_messages: usize,
 }
 
 impl Plan {
@@ -113,6 +160,7 @@ impl Plan {
             reps: 5,
             bulk_bytes: 256 << 20,
             pings: 10_000,
+            size_messages: 200_000,
         }
     }
     pub fn quick() -> Plan {
@@ -120,6 +168,7 @@ impl Plan {
             reps: 1,
             bulk_bytes: 1 << 20,
             pings: 200,
+            size_messages: 500,
         }
     }
 }
@@ -301,57 +350,203 @@ pub fn dd_pipe_mib_per_s(total_bytes: usize) -> Option<f64> {
         .then(|| (count * 64 * KIB) as f64 / (1 << 20) as f64 / elapsed)
 }
 
-/// pipe-demo's round trip written in plain C (`benches/pipe_ping.c`, built here with
-/// `cc -O2`): the same calls, so the difference is what Rust and the demo add.
-/// None where no C compiler is installed.
-pub fn c_pipe_ping(rounds: u64, size: usize, placement: Placement) -> Option<(f64, f64)> {
-    static BUILT: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
-    let exe = BUILT.get_or_init(|| {
-        let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/pipe_ping.c");
-        let exe = crate::demo_bin_dir().join("pipe_ping");
-        let built = std::process::Command::new("cc")
-            .args(["-O2", "-o"])
-            .arg(&exe)
-            .arg(source)
-            .status();
-        built.is_ok_and(|s| s.success()).then_some(exe)
-    });
-    let (w, r) = placement.cpus().split_once(',')?;
-    let out = std::process::Command::new(exe.as_ref()?)
-        .args([&rounds.to_string(), &size.to_string(), w, r])
+/// A C anchor's executable, built once per run with `cc -O2` from `benches/NAME.c`
+/// (which includes `benches/anchor.h`); Err says why there is none ("no cc").
+fn c_anchor(name: &str) -> Result<PathBuf, &'static str> {
+    static BUILT: OnceLock<Mutex<HashMap<String, Result<PathBuf, &'static str>>>> = OnceLock::new();
+    let mut built = BUILT.get_or_init(Default::default).lock().unwrap();
+    built
+        .entry(name.to_string())
+        .or_insert_with(|| {
+            let source = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("benches/{name}.c"));
+            let exe = crate::demo_bin_dir().join(format!("c-anchor-{name}"));
+            let built = Command::new("cc")
+                .args(["-O2", "-pthread", "-o"])
+                .arg(&exe)
+                .arg(source)
+                .arg("-lrt")
+                .status();
+            match built {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err("no cc"),
+                Ok(s) if s.success() => Ok(exe),
+                _ => Err("cc failed"),
+            }
+        })
+        .clone()
+}
+
+/// One run of a C anchor: `NAME MODE COUNT SIZE WRITER_CPU READER_CPU`; its numbers.
+fn c_run(name: &str, mode: &str, count: u64, size: usize, cpus: &str) -> Result<Vec<f64>, String> {
+    let exe = c_anchor(name)?;
+    let (w, r) = cpus.split_once(',').expect("W,R");
+    let out = Command::new(&exe)
+        .args([mode, &count.to_string(), &size.to_string(), w, r])
         .output()
-        .ok()?;
+        .map_err(|e| format!("{name}: {e}"))?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let mut figures = text.split_whitespace().map(|f| f.parse::<f64>().ok());
-    Some((figures.next()??, figures.next()??))
+    let figures: Vec<f64> = text
+        .split_whitespace()
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    if !out.status.success() || figures.is_empty() {
+        return Err(format!(
+            "{name} {mode} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(figures)
+}
+
+/// The C anchor's (p50, p99) round trip in µs, as `ping_once` for the demo.
+pub fn c_ping_once(
+    m: &Mechanism,
+    size: usize,
+    pings: u64,
+    placement: Placement,
+) -> Result<(f64, f64), String> {
+    let name = m.anchor.ok_or("—")?;
+    let mode = if m.ping_extra.contains(&"--spin") {
+        "spin"
+    } else {
+        "ping"
+    };
+    let f = c_run(name, mode, pings, size, placement.cpus())?;
+    Ok((f[0], *f.get(1).unwrap_or(&f[0])))
+}
+
+/// The C anchor's reader throughput in MiB/s, as `bulk_once` for the demo.
+pub fn c_bulk_once(m: &Mechanism, size: usize, total_bytes: usize) -> Result<f64, String> {
+    let name = m.anchor.ok_or("—")?;
+    let count = (total_bytes / size).max(1) as u64;
+    Ok(c_run(name, "bulk", count, size, Placement::TwoCpus.cpus())?[0])
 }
 
 fn repeat<T>(reps: usize, mut f: impl FnMut() -> T) -> Vec<T> {
     (0..reps).map(|_| f()).collect()
 }
 
+/// `reps` runs of the demo, each followed at once by one of its C anchor (interleaved,
+/// so a change of load hits both): the demo's figures and the anchor's (or why none).
+fn interleaved<T>(
+    reps: usize,
+    mut demo: impl FnMut() -> T,
+    mut c: impl FnMut() -> Result<T, String>,
+) -> (Vec<T>, Result<Vec<T>, String>) {
+    let mut ours = Vec::new();
+    let mut theirs = Ok(Vec::new());
+    for _ in 0..reps {
+        ours.push(demo());
+        if let Ok(runs) = &mut theirs {
+            match c() {
+                Ok(x) => runs.push(x),
+                Err(e) => theirs = Err(e),
+            }
+        }
+    }
+    (ours, theirs)
+}
+
+/// A demo figure, its anchor's, and the ratio demo ÷ C of the time taken (round trip,
+/// or time per byte: C's MiB/s over the demo's), so above 1 the demo is slower.
+struct Compared {
+    demo: Figure,
+    demo_p99: Option<Figure>,
+    c: Result<(Figure, Option<Figure>), String>,
+    rate: bool,
+}
+
+impl Compared {
+    fn cells(&self) -> String {
+        let show = |f: &Figure, p99: &Option<Figure>| match p99 {
+            Some(p) => format!("{} / {}", f.show(), p.show()),
+            None => f.show(),
+        };
+        match &self.c {
+            Ok((c, c99)) => {
+                let ratio = if self.rate {
+                    c.median / self.demo.median
+                } else {
+                    self.demo.median / c.median
+                };
+                format!(
+                    "{} | {} | {ratio:.2}",
+                    show(&self.demo, &self.demo_p99),
+                    show(c, c99)
+                )
+            }
+            Err(why) => {
+                let why = if why.len() > 12 { "failed" } else { why };
+                format!("{} | {why} | ", show(&self.demo, &self.demo_p99))
+            }
+        }
+    }
+}
+
+fn figures2(runs: &[(f64, f64)]) -> (Figure, Figure) {
+    (
+        Figure::of(runs.iter().map(|r| r.0).collect()),
+        Figure::of(runs.iter().map(|r| r.1).collect()),
+    )
+}
+
+fn compare_ping(plan: &Plan, m: &Mechanism, placement: Placement) -> Compared {
+    let (ours, theirs) = interleaved(
+        plan.reps,
+        || ping_once(m, 100, plan.pings, placement),
+        || c_ping_once(m, 100, plan.pings, placement),
+    );
+    let (demo, demo_p99) = figures2(&ours);
+    if let Err(e) = &theirs {
+        report_failure(m, e);
+    }
+    Compared {
+        demo,
+        demo_p99: Some(demo_p99),
+        c: theirs.map(|runs| {
+            let (p50, p99) = figures2(&runs);
+            (p50, Some(p99))
+        }),
+        rate: false,
+    }
+}
+
+fn compare_bulk(m: &Mechanism, size: usize, reps: usize, total_bytes: usize) -> Compared {
+    let (ours, theirs) = interleaved(
+        reps,
+        || bulk_once(m, size, total_bytes),
+        || c_bulk_once(m, size, total_bytes),
+    );
+    if let Err(e) = &theirs {
+        report_failure(m, e);
+    }
+    Compared {
+        demo: Figure::of(ours),
+        demo_p99: None,
+        c: theirs.map(|runs| (Figure::of(runs), None)),
+        rate: true,
+    }
+}
+
+fn report_failure(m: &Mechanism, e: &str) {
+    if e.len() > 12 {
+        eprintln!("{}: C anchor: {e}", m.name);
+    }
+}
+
 /// Runs the whole benchmark, printing progress on stderr; returns the markdown.
 pub fn run_all(plan: &Plan, mechanisms: &[&Mechanism]) -> String {
     let mut md = String::new();
-    let (x_p50, x_p99) = atomic_ping_pong(plan.pings * 10, Placement::TwoCpus);
-    eprintln!("atomic round trip across CPUs 0 and 1: p50 {x_p50:.2} µs, p99 {x_p99:.2} µs");
-
     // Baselines.
     let memcpy_64k = Figure::of(repeat(plan.reps, || {
         memcpy_mib_per_s(64 * KIB, plan.bulk_bytes * 4)
-    }));
-    let memcpy_8k = Figure::of(repeat(plan.reps, || {
-        memcpy_mib_per_s(QUEUE_MAX, plan.bulk_bytes * 4)
     }));
     let memcpy_4k = Figure::of(repeat(plan.reps, || {
         memcpy_mib_per_s(4 * KIB, plan.bulk_bytes * 4)
     }));
     let atomic = |placement| {
-        let runs = repeat(plan.reps, || atomic_ping_pong(plan.pings * 10, placement));
-        (
-            Figure::of(runs.iter().map(|r| r.0).collect()),
-            Figure::of(runs.iter().map(|r| r.1).collect()),
-        )
+        figures2(&repeat(plan.reps, || {
+            atomic_ping_pong(plan.pings * 10, placement)
+        }))
     };
     let atomic_one = atomic(Placement::OneCpu);
     let atomic_two = atomic(Placement::TwoCpus);
@@ -362,130 +557,216 @@ pub fn run_all(plan: &Plan, mechanisms: &[&Mechanism]) -> String {
     let _ = writeln!(
         md,
         "Each figure: the median of {} runs, ± half their spread (max - min) over the median. \
+         Beside each demo, in the same run and interleaved with it (one demo run, then one C \
+         run), its C anchor: `tests/benches/NAME.c`, a C program making the same calls at the \
+         same size and placement. demo ÷ C is the demo's time over C's (the round trip's p50, \
+         or the time per byte): above 1, the demo is slower. Round trips: {} per run, 100-byte \
+         messages, both sides on CPU 0 (1 CPU) or on CPUs 0 and 1 (2 CPUs), p50 / p99 µs. \
          Throughput: {} MiB per run, writer on CPU 0 and reader on CPU 1, timed by the reader \
-         to the last byte. Round trips: {} per run, 100-byte messages, both sides on CPU 0 \
-         (1 CPU) or on CPUs 0 and 1 (2 CPUs).\n",
+         (queues: 8 KiB messages in both columns, their largest by default; UDP: 65507 bytes \
+         in the 64 KiB column).\n",
         plan.reps,
-        plan.bulk_bytes >> 20,
-        plan.pings
+        plan.pings,
+        plan.bulk_bytes >> 20
     );
     let _ = writeln!(
         md,
-        "| mechanism | MiB/s, 64 KiB | × memcpy | MiB/s, 4 KiB | RTT p50 / p99 µs, 1 CPU | RTT p50 / p99 µs, 2 CPUs | p50 × atomic (2 CPUs) |"
+        "| mechanism | RTT 1 CPU, demo | C | demo ÷ C | RTT 2 CPUs, demo | C | demo ÷ C \
+         | MiB/s 4 KiB, demo | C | demo ÷ C | MiB/s 64 KiB, demo | C | demo ÷ C |"
     );
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|");
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let _ = writeln!(
         md,
-        "| *memcpy (in process)* | {} | 1 | {} | | | |",
-        memcpy_64k.show(),
-        memcpy_4k.show()
+        "| *memcpy (in process)* | | | | | | | {} | | | {} | | |",
+        memcpy_4k.show(),
+        memcpy_64k.show()
     );
     let _ = writeln!(
         md,
-        "| *atomic ping-pong (2 threads)* | | | | {} / {} | {} / {} | 1 |",
+        "| *atomic ping-pong (2 threads)* | {} / {} | | | {} / {} | | | | | | | | |",
         atomic_one.0.show(),
         atomic_one.1.show(),
         atomic_two.0.show(),
         atomic_two.1.show()
     );
-    let c_ping = |placement| {
-        let runs: Vec<_> = repeat(plan.reps, || c_pipe_ping(plan.pings, 100, placement))
-            .into_iter()
-            .flatten()
-            .collect();
-        (!runs.is_empty()).then(|| {
-            let p50s = runs.iter().map(|r| r.0).collect();
-            (
-                Figure::of(p50s),
-                Figure::of(runs.iter().map(|r| r.1).collect()),
-            )
-        })
-    };
-    if let (Some(one), Some(two)) = (c_ping(Placement::OneCpu), c_ping(Placement::TwoCpus)) {
-        let _ = writeln!(
-            md,
-            "| *pipe ping in C (same calls)* | | | | {} / {} | {} / {} | {:.0} |",
-            one.0.show(),
-            one.1.show(),
-            two.0.show(),
-            two.1.show(),
-            two.0.median / atomic_two.0.median
-        );
-    }
     let _ = writeln!(
         md,
-        "| *dd \\| dd (shell pipe)* | {} | {:.2} | | | | |",
-        dd.show(),
-        dd.median / memcpy_64k.median
+        "| *dd \\| dd (shell pipe)* | | | | | | | | | | {} | | |",
+        dd.show()
     );
-
-    let mut sizes_md = String::new();
-    let _ = writeln!(
-        sizes_md,
-        "| mechanism | 4 B, 1 CPU | 4 B, 2 CPUs | 1000 B, 1 CPU | 1000 B, 2 CPUs |"
-    );
-    let _ = writeln!(sizes_md, "|---|---|---|---|---|");
 
     for m in mechanisms {
         eprintln!("measuring {} ...", m.name);
+        let one = compare_ping(plan, m, Placement::OneCpu);
+        let two = compare_ping(plan, m, Placement::TwoCpus);
         let bulk = |size: usize| {
-            m.max_bulk.map(|max| {
-                Figure::of(repeat(plan.reps, || {
-                    bulk_once(m, size.min(max), plan.bulk_bytes)
-                }))
-            })
-        };
-        let big = bulk(64 * KIB);
-        let small = bulk(4 * KIB);
-        let ping = |size: usize, placement| {
-            let runs = repeat(plan.reps, || ping_once(m, size, plan.pings, placement));
-            (
-                Figure::of(runs.iter().map(|r| r.0).collect()),
-                Figure::of(runs.iter().map(|r| r.1).collect()),
-            )
-        };
-        let one = ping(100, Placement::OneCpu);
-        let two = ping(100, Placement::TwoCpus);
-        let queue_note = if m.max_bulk == Some(QUEUE_MAX) {
-            " (8 KiB messages)"
-        } else {
-            ""
-        };
-        let ceiling = if m.max_bulk == Some(QUEUE_MAX) {
-            memcpy_8k.median
-        } else {
-            memcpy_64k.median
+            m.max_bulk
+                .map(|max| compare_bulk(m, size.min(max), plan.reps, plan.bulk_bytes).cells())
+                .unwrap_or_else(|| "n/a | | ".into())
         };
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} / {} | {} / {} | {:.0} |",
-            m.name,
-            big.map_or("n/a".into(), |f| format!("{}{queue_note}", f.show())),
-            big.map_or("".into(), |f| format!("{:.2}", f.median / ceiling)),
-            small.map_or("n/a".into(), |f| f.show()),
-            one.0.show(),
-            one.1.show(),
-            two.0.show(),
-            two.1.show(),
-            two.0.median / atomic_two.0.median,
-        );
-        let p50 = |size, placement| match m.sized_ping {
-            true => ping(size, placement).0.show(),
-            false => "no data".to_string(),
-        };
-        let _ = writeln!(
-            sizes_md,
             "| {} | {} | {} | {} | {} |",
             m.name,
-            p50(4, Placement::OneCpu),
-            p50(4, Placement::TwoCpus),
-            p50(1000, Placement::OneCpu),
-            p50(1000, Placement::TwoCpus),
+            one.cells(),
+            two.cells(),
+            bulk(4 * KIB),
+            bulk(64 * KIB),
         );
     }
-    let _ = writeln!(md, "\nRound trip p50 in µs at other message sizes:\n");
-    md.push_str(&sizes_md);
     md
+}
+
+/// The message sizes of the size table: 64 B to 1 MiB, powers of 4.
+pub const SIZES: [usize; 8] = [
+    64,
+    256,
+    KIB,
+    4 * KIB,
+    16 * KIB,
+    64 * KIB,
+    256 * KIB,
+    1 << 20,
+];
+
+/// The rows of the size table: one stream, one socket, one shared memory.
+pub const SIZE_ROWS: [&str; 3] = ["pipe", "Unix stream socket", "POSIX shm + semaphores"];
+
+/// Throughput against message size for [`SIZE_ROWS`], demo and C interleaved: the
+/// markdown table and the same figures as an SVG chart.
+pub fn run_sizes(plan: &Plan) -> (String, String) {
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "Throughput in MiB/s against message size, writer on CPU 0 and reader on CPU 1, \
+         {} MiB or {} messages a run, whichever is less; the median of {} runs, demo and \
+         C interleaved.\n",
+        plan.bulk_bytes >> 20,
+        plan.size_messages,
+        plan.reps
+    );
+    let head: Vec<String> = SIZES.iter().map(|&s| size_label(s)).collect();
+    let _ = writeln!(md, "| mechanism | {} |", head.join(" | "));
+    let _ = writeln!(md, "|---|{}", "---|".repeat(SIZES.len()));
+    let mut series = Vec::new();
+    for name in SIZE_ROWS {
+        let m = MECHANISMS
+            .iter()
+            .find(|m| m.name == name)
+            .expect("size row");
+        eprintln!("measuring {} at each size ...", m.name);
+        let mut demo = Vec::new();
+        let mut c = Vec::new();
+        for size in SIZES {
+            let bytes = plan.bulk_bytes.min(size * plan.size_messages);
+            let cmp = compare_bulk(m, size, plan.reps, bytes);
+            demo.push(cmp.demo.median);
+            c.push(cmp.c.as_ref().map_or(f64::NAN, |f| f.0.median));
+        }
+        for (who, figures) in [("demo", &demo), ("C", &c)] {
+            let cells: Vec<String> = figures
+                .iter()
+                .map(|&f| if f.is_nan() { "no cc".into() } else { round(f) })
+                .collect();
+            let _ = writeln!(md, "| {name}, {who} | {} |", cells.join(" | "));
+        }
+        series.push((name, demo, c));
+    }
+    (md, svg_chart(&series))
+}
+
+fn size_label(size: usize) -> String {
+    match size {
+        s if s >= 1 << 20 => format!("{} MiB", s >> 20),
+        s if s >= KIB => format!("{} KiB", s / KIB),
+        s => format!("{s} B"),
+    }
+}
+
+/// A log-log line chart: x the message size, y MiB/s; each mechanism one colour, the
+/// demo a solid line, its C anchor dashed. Plain SVG text.
+pub fn svg_chart(series: &[(&str, Vec<f64>, Vec<f64>)]) -> String {
+    const W: f64 = 720.0;
+    const H: f64 = 420.0;
+    const LEFT: f64 = 70.0;
+    const RIGHT: f64 = 200.0;
+    const TOP: f64 = 30.0;
+    const BOTTOM: f64 = 50.0;
+    let finite = series
+        .iter()
+        .flat_map(|(_, d, c)| d.iter().chain(c))
+        .copied()
+        .filter(|v| v.is_finite() && *v > 0.0);
+    let (lo, hi) = finite.fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let (lo, hi) = if lo <= hi { (lo, hi) } else { (1.0, 10.0) };
+    let (y_lo, y_hi) = (
+        lo.log10().floor(),
+        hi.log10().ceil().max(lo.log10().floor() + 1.0),
+    );
+    let x = |i: usize| LEFT + (W - LEFT - RIGHT) * i as f64 / (SIZES.len() - 1) as f64;
+    let y = |v: f64| TOP + (H - TOP - BOTTOM) * (y_hi - v.log10()) / (y_hi - y_lo);
+    let mut svg = String::new();
+    let _ = writeln!(
+        svg,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" \
+         viewBox=\"0 0 {W} {H}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{LEFT}\" y=\"18\" font-size=\"14\">Throughput (MiB/s, log) against message size \
+         (log): demo solid, C dashed</text>"
+    );
+    for (i, &size) in SIZES.iter().enumerate() {
+        let _ = writeln!(
+            svg,
+            "<line x1=\"{0:.1}\" y1=\"{TOP}\" x2=\"{0:.1}\" y2=\"{1:.1}\" stroke=\"#ddd\"/>\
+             <text x=\"{0:.1}\" y=\"{2:.1}\" text-anchor=\"middle\">{3}</text>",
+            x(i),
+            H - BOTTOM,
+            H - BOTTOM + 18.0,
+            size_label(size)
+        );
+    }
+    for p in y_lo as i32..=y_hi as i32 {
+        let v = 10f64.powi(p);
+        let _ = writeln!(
+            svg,
+            "<line x1=\"{LEFT}\" y1=\"{0:.1}\" x2=\"{1:.1}\" y2=\"{0:.1}\" stroke=\"#ddd\"/>\
+             <text x=\"{2:.1}\" y=\"{3:.1}\" text-anchor=\"end\">{v}</text>",
+            y(v),
+            W - RIGHT,
+            LEFT - 6.0,
+            y(v) + 4.0
+        );
+    }
+    let colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
+    for (k, (name, demo, c)) in series.iter().enumerate() {
+        let colour = colours[k % colours.len()];
+        for (figures, dash) in [(demo, ""), (c, " stroke-dasharray=\"6 4\"")] {
+            let points: Vec<String> = figures
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| v.is_finite() && **v > 0.0)
+                .map(|(i, &v)| format!("{:.1},{:.1}", x(i), y(v)))
+                .collect();
+            let _ = writeln!(
+                svg,
+                "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\"{dash} \
+                 points=\"{}\"/>",
+                points.join(" ")
+            );
+        }
+        let ly = TOP + 20.0 + 22.0 * k as f64;
+        let _ = writeln!(
+            svg,
+            "<line x1=\"{0:.1}\" y1=\"{ly:.1}\" x2=\"{1:.1}\" y2=\"{ly:.1}\" stroke=\"{colour}\" \
+             stroke-width=\"2\"/><text x=\"{2:.1}\" y=\"{3:.1}\">{name}</text>",
+            W - RIGHT + 12.0,
+            W - RIGHT + 40.0,
+            W - RIGHT + 46.0,
+            ly + 4.0
+        );
+    }
+    svg.push_str("</svg>\n");
+    svg
 }
 
 /// The machine the figures come from: CPU model, CPUs, kernel.

@@ -1,0 +1,121 @@
+/* shm_posix.c: shm-demo posix's calls in plain C. shm_open(3) O_CREAT|O_EXCL, 0600 +
+ * ftruncate(2) + mmap(2) MAP_SHARED: a header page with four sem_init(3) pshared=1
+ * semaphores (free, filled, ping, pong) and two spin counters, then slots of
+ * SIZE + 8 bytes rounded up to 64 (8 bytes of length, then the data): 1 MiB / SIZE of
+ * them (2 to 16) for bulk, 2 for ping. Every P is sem_timedwait(3) with a deadline
+ * 100 ms from now (clock_gettime CLOCK_REALTIME), as the demo's.
+ * - bulk: writer P(free), memcpy into slot k % n, V(filled) (sem_post(3)); reader
+ *   P(filled), checks the slot where it lies, V(free). The end: a length of ~0.
+ * - ping: request in slot 0, V(ping); reader P(ping), slot 0 copied to slot 1, V(pong).
+ * - spin: the same slots, but each side stores its counter (release) and spins on the
+ *   other's (acquire), sched_yield(2) and a clock read every 1024 turns, as the demo's.
+ * The writer shm_unlink(3)s the name at exit. */
+#include "anchor.h"
+#include <fcntl.h>
+#include <semaphore.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
+
+#define END UINT64_MAX
+struct header {
+    sem_t free, filled, ping, pong;
+    _Alignas(64) _Atomic uint64_t ping_seq;
+    _Alignas(64) _Atomic uint64_t pong_seq;
+};
+static char name[64];
+static struct header *h;
+static char *slots;
+static size_t nslots, stride;
+static uint64_t k; /* this side's message number */
+
+static uint64_t *len_of(size_t slot) { return (uint64_t *)(slots + slot * stride); }
+static char *data_of(size_t slot) { return slots + slot * stride + 8; }
+
+static void setup(void) {
+    nslots = g_bulk ? (1 << 20) / g_size : 2;
+    nslots = nslots < 2 ? 2 : nslots > 16 ? 16 : nslots;
+    stride = (g_size + 8 + 63) / 64 * 64;
+    size_t len = 4096 + nslots * stride;
+    len = (len + 4095) / 4096 * 4096;
+    snprintf(name, sizeof name, "/shm-anchor-%d", (int)getpid());
+    int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
+    if (fd == -1) die("shm_open");
+    if (ftruncate(fd, (off_t)len) == -1) die("ftruncate");
+    void *at = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (at == MAP_FAILED) die("mmap");
+    close(fd);
+    h = at;
+    slots = (char *)at + 4096;
+    if (sem_init(&h->free, 1, (unsigned)nslots) || sem_init(&h->filled, 1, 0) ||
+        sem_init(&h->ping, 1, 0) || sem_init(&h->pong, 1, 0))
+        die("sem_init");
+}
+static void open_side(int writer) { (void)writer; }
+
+static void P(sem_t *sem) {
+    for (;;) {
+        struct timespec t;
+        clock_gettime(CLOCK_REALTIME, &t);
+        t.tv_nsec += 100 * 1000 * 1000;
+        if (t.tv_nsec >= 1000000000) { t.tv_sec++; t.tv_nsec -= 1000000000; }
+        if (sem_timedwait(sem, &t) == 0) return;
+        if (errno != ETIMEDOUT && errno != EINTR) die("sem_timedwait");
+    }
+}
+static void V(sem_t *sem) { if (sem_post(sem) == -1) die("sem_post"); }
+/* What Rust's std::hint::spin_loop() emits: PAUSE on x86. */
+static void spin_pause(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+static uint64_t spin_until(_Atomic uint64_t *counter, uint64_t want) {
+    for (uint32_t turns = 1;; turns++) {
+        uint64_t seen = atomic_load_explicit(counter, memory_order_acquire);
+        if (seen == want || seen == END) return seen;
+        if (turns % 1024 == 0) {
+            now_us(); /* the demo looks at its clock here, for the peer check */
+            sched_yield();
+        } else {
+            spin_pause();
+        }
+    }
+}
+static void store(size_t slot, const char *msg, size_t n) {
+    *len_of(slot) = n;
+    memcpy(data_of(slot), msg, n);
+}
+static void put(int writer, const char *msg, size_t n) {
+    if (g_bulk) {
+        P(&h->free);
+        store(k++ % nslots, msg, n);
+        V(&h->filled);
+    } else if (writer) {
+        store(0, msg, n);
+        if (g_spin) atomic_store_explicit(&h->ping_seq, k + 1, memory_order_release);
+        else V(&h->ping);
+    } else {
+        store(1, msg, n); /* msg is slot 0: the demo's copy from slot 0 to slot 1 */
+        if (g_spin) atomic_store_explicit(&h->pong_seq, k + 1, memory_order_release);
+        else V(&h->pong);
+    }
+}
+static const char *get(int writer, char *buf, size_t n, size_t *got) {
+    (void)buf, (void)n;
+    size_t slot = g_bulk ? k % nslots : writer ? 1 : 0;
+    if (g_spin) spin_until(writer ? &h->pong_seq : &h->ping_seq, k + 1);
+    else P(g_bulk ? &h->filled : writer ? &h->pong : &h->ping);
+    *got = *len_of(slot) == END ? 0 : *len_of(slot);
+    return data_of(slot);
+}
+static void release(int writer) {
+    if (g_bulk && !writer) V(&h->free);
+    k++;
+}
+static void finish(int writer) {
+    (void)writer;
+    P(&h->free);
+    *len_of(k % nslots) = END;
+    V(&h->filled);
+}
+static void cleanup(void) { shm_unlink(name); }
