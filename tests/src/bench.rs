@@ -672,7 +672,7 @@ pub fn run_sizes(plan: &Plan) -> (String, String) {
         }
         series.push((name, demo, c));
     }
-    (md, svg_chart(&series))
+    (md, svg_chart(&series, &machine()))
 }
 
 fn size_label(size: usize) -> String {
@@ -684,13 +684,13 @@ fn size_label(size: usize) -> String {
 }
 
 /// A log-log line chart: x the message size, y MiB/s; each mechanism one colour, the
-/// demo a solid line, its C anchor dashed. Plain SVG text.
-pub fn svg_chart(series: &[(&str, Vec<f64>, Vec<f64>)]) -> String {
-    const W: f64 = 720.0;
-    const H: f64 = 420.0;
+/// demo a solid line, its C anchor dashed; `machine` under the title. Plain SVG text.
+pub fn svg_chart(series: &[(&str, Vec<f64>, Vec<f64>)], machine: &str) -> String {
+    const W: f64 = 800.0;
+    const H: f64 = 440.0;
     const LEFT: f64 = 70.0;
-    const RIGHT: f64 = 200.0;
-    const TOP: f64 = 30.0;
+    const RIGHT: f64 = 250.0;
+    const TOP: f64 = 50.0;
     const BOTTOM: f64 = 50.0;
     let finite = series
         .iter()
@@ -711,8 +711,10 @@ pub fn svg_chart(series: &[(&str, Vec<f64>, Vec<f64>)]) -> String {
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" \
          viewBox=\"0 0 {W} {H}\" font-family=\"sans-serif\" font-size=\"12\">\n\
          <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-         <text x=\"{LEFT}\" y=\"18\" font-size=\"14\">Throughput (MiB/s, log) against message size \
-         (log): demo solid, C dashed</text>"
+         <text x=\"{LEFT}\" y=\"18\" font-size=\"14\">Throughput (MiB/s, log scale) against \
+         message size (log scale): the demo solid, its C anchor dashed</text>\n\
+         <text x=\"{LEFT}\" y=\"36\" fill=\"#555\">{}</text>",
+        xml_escape(machine)
     );
     for (i, &size) in SIZES.iter().enumerate() {
         let _ = writeln!(
@@ -765,8 +767,30 @@ pub fn svg_chart(series: &[(&str, Vec<f64>, Vec<f64>)]) -> String {
             ly + 4.0
         );
     }
+    let ly = TOP + 20.0 + 22.0 * series.len() as f64 + 10.0;
+    for (k, (what, dash)) in [("demo", ""), ("C anchor", " stroke-dasharray=\"6 4\"")]
+        .into_iter()
+        .enumerate()
+    {
+        let ly = ly + 22.0 * k as f64;
+        let _ = writeln!(
+            svg,
+            "<line x1=\"{0:.1}\" y1=\"{ly:.1}\" x2=\"{1:.1}\" y2=\"{ly:.1}\" stroke=\"#333\" \
+             stroke-width=\"2\"{dash}/><text x=\"{2:.1}\" y=\"{3:.1}\">{what}</text>",
+            W - RIGHT + 12.0,
+            W - RIGHT + 40.0,
+            W - RIGHT + 46.0,
+            ly + 4.0
+        );
+    }
     svg.push_str("</svg>\n");
     svg
+}
+
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// The machine the figures come from: CPU model, CPUs, kernel.
