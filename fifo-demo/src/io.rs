@@ -18,7 +18,8 @@
 //!
 //! Errors are `anyhow::Error`s with the errno in the chain: [`errno`] gets it back
 //! (EINTR: `stop` said stop; ETIMEDOUT: the deadline passed; EPIPE: no reader left).
-//! Needs nix with the features "fs" and "poll", and [`crate::fifo`] for `P.pid`.
+//! Needs nix with the features "fs", "feature" (fpathconf) and "poll", and
+//! [`crate::fifo`] for `P.pid`.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;

@@ -2,7 +2,7 @@
 //! outlive its parent. (A FIFO's peers are often unrelated programs; these are for a
 //! program that starts its peers itself.)
 //!
-//! Needs nix with the features "signal" and "process".
+//! Needs nix with the features "signal", "process" (prctl) and "sched".
 
 use std::process::Command;
 
@@ -18,9 +18,10 @@ pub fn signal(pid: u32, sig: Signal) -> nix::Result<()> {
 
 /// Makes the child that `command` starts receive `sig` when this process dies, SIGKILL
 /// too (PR_SET_PDEATHSIG). prctl(2): the signal comes when the *thread* that started
-/// the child exits, so call this from the thread that lives as long as the process (the
-/// main thread); it is kept across exec of a binary that is not set-user-ID. If we died
-/// before the child set it, the child fails to start (ESRCH) rather than live on.
+/// the child exits, so spawn it from the thread that lives as long as the process (the
+/// main thread); exec keeps it, unless the program is set-user-ID, set-group-ID or has
+/// file capabilities. If we died before the child set it, the child does not exec (its
+/// pre-exec step fails with ESRCH) rather than live on unwatched.
 ///
 /// # Examples
 /// ```
