@@ -98,7 +98,8 @@ impl EventSemaphore {
     /// `limit` (`None`: no limit), in slices of at most [`SLICE`], asking `stop()`
     /// before each. Several processes may wait: poll wakes them all at a V, one
     /// read takes the unit, and the others find EAGAIN and sleep again.
-    /// `Err(EINTR)` if a signal interrupted poll.
+    /// A signal that cuts a poll short (EINTR) only makes it ask `stop()` again:
+    /// the limit is kept, as in [`crate::posix::NamedSemaphore::p`].
     pub fn p(&self, limit: Option<Duration>, stop: &dyn Fn() -> bool) -> nix::Result<Took> {
         let deadline = limit.map(|d| Instant::now() + d);
         loop {
@@ -115,7 +116,10 @@ impl EventSemaphore {
             if slice.is_zero() {
                 return Ok(Took::TimedOut);
             }
-            readable_within(self.fd.as_fd(), slice)?;
+            match readable_within(self.fd.as_fd(), slice) {
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(e) => return Err(e),
+            }
         }
     }
 }
@@ -219,4 +223,68 @@ pub fn fdinfo_lines(pid: Pid, fd: RawFd) -> std::io::Result<Vec<String>> {
         .filter(|line| line.starts_with("eventfd"))
         .map(str::to_string)
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+
+    static HANDLED: AtomicBool = AtomicBool::new(false);
+
+    extern "C" fn note(_signo: std::ffi::c_int) {
+        HANDLED.store(true, SeqCst);
+    }
+
+    /// Waits until thread `tid` of this process sleeps in poll, or `done` is set.
+    fn until_in_poll_or(tid: nix::unistd::Pid, done: &AtomicBool) {
+        let wchan = format!("/proc/self/task/{tid}/wchan");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done.load(SeqCst)
+            && !std::fs::read_to_string(&wchan)
+                .unwrap_or_default()
+                .contains("poll")
+        {
+            assert!(Instant::now() < deadline, "the waiter never slept in poll");
+            std::thread::yield_now();
+        }
+    }
+
+    /// A signal whose handler runs while P sleeps in poll (a SIGCHLD or SIGWINCH
+    /// handler of the program's own, installed without SA_RESTART) cut the whole P
+    /// short with `Err(EINTR)`, its limit thrown away. It must only ask `stop()`
+    /// again and go on waiting: here the V that comes once it sleeps again is taken.
+    #[test]
+    fn a_signal_during_p_does_not_end_the_wait() {
+        use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+        let action = SigAction::new(SigHandler::Handler(note), SaFlags::empty(), SigSet::empty());
+        // SAFETY: `note` only stores into an atomic, which is async-signal-safe; no
+        // other test of this binary uses SIGUSR1.
+        unsafe { sigaction(Signal::SIGUSR1, &action) }.unwrap();
+        let sem = Arc::new(EventSemaphore::new(0).unwrap());
+        let done = Arc::new(AtomicBool::new(false));
+        let waiter_tid = nix::unistd::gettid();
+        // SAFETY: pthread_self has no preconditions.
+        let waiter = unsafe { libc::pthread_self() };
+        let (giver, finished) = (Arc::clone(&sem), Arc::clone(&done));
+        let helper = std::thread::spawn(move || {
+            until_in_poll_or(waiter_tid, &finished);
+            // SAFETY: `waiter` is the test's thread, alive until it joins us.
+            assert_eq!(unsafe { libc::pthread_kill(waiter, libc::SIGUSR1) }, 0);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !HANDLED.load(SeqCst) {
+                assert!(Instant::now() < deadline, "the handler never ran");
+                std::thread::yield_now();
+            }
+            // The handler ran, so that poll has returned: a V only after the waiter
+            // sleeps again (or has given up), not one poll could see first.
+            until_in_poll_or(waiter_tid, &finished);
+            giver.v().unwrap();
+        });
+        let took = sem.p(Some(Duration::from_secs(10)), &|| false);
+        done.store(true, SeqCst);
+        helper.join().unwrap();
+        assert_eq!(took, Ok(Took::Yes));
+    }
 }
