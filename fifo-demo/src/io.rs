@@ -97,21 +97,27 @@ pub fn try_open_for_writing(path: &Path) -> Result<Option<OwnedFd>> {
     }
 }
 
-/// Opens the FIFO for writing once a reader has it open, trying every [`RETRY`]. A
-/// blocking open(2) would sleep until then: forever, if the reader was killed after
-/// making P (P stays, nobody will open it). So between tries this asks the kernel
-/// whether the reader published in `P.pid` still runs ([`crate::fifo::ReaderGone`] if not; with
-/// no `P.pid` it just waits), then `stop` (EINTR), then the clock: ETIMEDOUT after
-/// `deadline` (`Duration::MAX`: no deadline). O_NONBLOCK is cleared once open.
+/// Opens the FIFO for writing once it exists and a reader has it open, trying every
+/// [`RETRY`]: the writer may start first (ENOENT: its creator is still coming). A
+/// blocking open(2) would sleep until a reader came: forever, if the reader was killed
+/// after making P (P stays, nobody will open it). So between tries this asks the kernel
+/// whether the reader published in `P.pid` still runs ([`crate::fifo::ReaderGone`] if
+/// not; with no `P.pid` it just waits), then `stop` (EINTR), then the clock: ETIMEDOUT
+/// after `deadline` (`Duration::MAX`: no deadline). O_NONBLOCK is cleared once open.
 ///
 /// # Examples
 /// ```
 /// use std::time::Duration;
 /// use fifo_demo::{fifo::Fifo, io};
+/// use nix::errno::Errno;
 /// let fifo = Fifo::create_private("doc-open").unwrap();
-/// // Nobody reads it: the wait ends at the deadline, with ETIMEDOUT.
-/// let e = io::open_for_writing(fifo.path(), Duration::from_millis(30), &|| false).unwrap_err();
-/// assert_eq!(io::errno(&e), Some(nix::errno::Errno::ETIMEDOUT));
+/// // Nobody reads it, or nobody made it: the wait ends at the deadline, with ETIMEDOUT.
+/// let short = Duration::from_millis(30);
+/// let e = io::open_for_writing(fifo.path(), short, &|| false).unwrap_err();
+/// assert_eq!(io::errno(&e), Some(Errno::ETIMEDOUT));
+/// let missing = fifo.path().with_file_name("nobody-made-it");
+/// let e = io::open_for_writing(&missing, short, &|| false).unwrap_err();
+/// assert_eq!(io::errno(&e), Some(Errno::ETIMEDOUT));
 /// // With a reader (here ourselves, not waiting), the open succeeds.
 /// let _reader = io::open_for_reading_now(fifo.path()).unwrap();
 /// let writer = io::open_for_writing(fifo.path(), Duration::from_secs(5), &|| false).unwrap();
@@ -125,17 +131,24 @@ pub fn open_for_writing(
     let until = Instant::now().checked_add(deadline);
     let shown = path.display();
     loop {
-        if let Some(fd) = try_open_for_writing(path)? {
-            return Ok(fd);
-        }
+        let missing = match try_open_for_writing(path) {
+            Ok(Some(fd)) => return Ok(fd),
+            Ok(None) => false,                                  // no reader yet
+            Err(e) if errno(&e) == Some(Errno::ENOENT) => true, // no FIFO yet
+            Err(e) => return Err(e),
+        };
         reader_of(path)?; // Err(ReaderGone) once the reader is dead
         if stop() {
             return Err(Errno::EINTR).with_context(|| format!("open {shown} for writing: stopped"));
         }
         if until.is_some_and(|t| Instant::now() >= t) {
-            return Err(Errno::ETIMEDOUT).with_context(|| {
-                format!("open {shown} for writing: no reader within {deadline:?}")
-            });
+            let what = if missing {
+                "nobody made it"
+            } else {
+                "no reader opened it"
+            };
+            return Err(Errno::ETIMEDOUT)
+                .with_context(|| format!("open {shown} for writing: {what} within {deadline:?}"));
         }
         std::thread::sleep(RETRY);
     }

@@ -103,8 +103,13 @@ fn open_fifo(path: &Path) -> Result<OwnedFd> {
         Ok(Some(fd)) => Ok(fd),
         Ok(None) => {
             say_waiting(path);
-            // No deadline, as `echo hi > P` has none: only the reader's death ends the wait.
-            io::open_for_writing(path, Duration::MAX, &wire::stop)
+            // No deadline, as `echo hi > P` has none: only the reader's death ends the
+            // wait, or P gone (the reader removed it: nobody can open it any more).
+            let gone = || !path.exists();
+            match io::open_for_writing(path, Duration::MAX, &|| wire::stop() || gone()) {
+                Err(_) if !wire::stop() && gone() => return Err(no_fifo(path)),
+                opened => opened,
+            }
         }
         Err(e) => Err(e),
     };
