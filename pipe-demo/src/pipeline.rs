@@ -8,11 +8,13 @@
 //! a write end, the reader never sees EOF and the pipeline never ends.
 //!
 //! Between fork and exec a child allocates nothing and makes only system calls
-//! (dup2, sigaction, execvp): the argv and its array of pointers are built before the
-//! fork, and a failed exec ends the child with `_exit(127)` or `_exit(126)`, as
-//! shells do, after one line formatted on the stack. That makes [`spawn`] safe in a
-//! threaded program too (another thread may hold the allocator's lock at the moment
-//! of fork; fork(2), signal-safety(7)). Not `std::process::exit`: it would run the
+//! (dup2, sigaction, sigprocmask, then execvp): the argv and its array of pointers
+//! are built before the fork, and a failed exec ends the child with `_exit(127)` or
+//! `_exit(126)`, as shells do, after one line formatted on the stack. That makes
+//! [`spawn`] safe in a threaded program too (another thread may hold the allocator's
+//! lock at the moment of fork; fork(2), signal-safety(7)), with one assumption:
+//! execvp(3) is not on POSIX's async-signal-safe list (its PATH search is library
+//! code); glibc's and musl's build the candidate paths on the stack, without malloc. Not `std::process::exit`: it would run the
 //! exit-time clean-up the child inherited, flushing its copy of the parent's stdout
 //! buffer (output printed twice) and any C `atexit` handler.
 //!
@@ -22,7 +24,7 @@
 
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
-use nix::sys::signal::{SigHandler, Signal, kill, signal};
+use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, kill, signal, sigprocmask};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, dup2_stdin, dup2_stdout, pipe2};
 use std::ffi::{CStr, CString};
@@ -80,8 +82,8 @@ impl Argv {
 }
 
 /// Forks a child that puts `stdin` on its fd 0 and `stdout` on its fd 1 (where
-/// given), gives SIGPIPE its default action back, and execs `argv`. Returns its pid:
-/// wait for it with [`wait`].
+/// given), gives SIGPIPE its default action back, unblocks every signal, and execs
+/// `argv`. Returns its pid: wait for it with [`wait`].
 ///
 /// Give O_CLOEXEC ends (as [`pipe2`] with O_CLOEXEC makes them): exec then closes
 /// them, and the program keeps only its dup2 copies; any other fd you hold without
@@ -89,7 +91,10 @@ impl Argv {
 /// never sees EOF). Rust starts with SIGPIPE ignored, and an ignored signal stays
 /// ignored across exec: without the reset, in `yes | head -1` GNU `yes` gets EPIPE
 /// once `head` is gone, prints "yes: standard output: Broken pipe" and exits 1,
-/// where a shell's `yes` dies quietly of SIGPIPE.
+/// where a shell's `yes` dies quietly of SIGPIPE. The signal mask survives exec
+/// too: a parent that blocks SIGINT or SIGTERM (for sigtimedwait or a signalfd)
+/// would start a program that Ctrl+C cannot end, so the child empties it first.
+/// Other signals the parent ignores stay ignored (not reset here).
 ///
 /// If dup2 or exec fails, the child says why in one line on stderr and ends with
 /// [`EXEC_NOT_FOUND`] or [`EXEC_NOT_EXECUTABLE`] (exec failed) or 1 (dup2 failed),
@@ -117,7 +122,8 @@ pub fn spawn(argv: &Argv, stdin: Option<&OwnedFd>, stdout: Option<&OwnedFd>) -> 
     // would wait in our buffer. (The child's copy of the buffer dies with exec.)
     let _ = std::io::stdout().flush();
     // SAFETY: the child makes only async-signal-safe calls (dup2, fcntl, sigaction,
-    // execvp, write, _exit) and allocates nothing before exec or _exit.
+    // sigprocmask, write, _exit) and execvp, which glibc and musl do without malloc
+    // (see the top of this file), and allocates nothing before exec or _exit.
     match unsafe { nix::unistd::fork() }? {
         ForkResult::Parent { child } => Ok(child),
         ForkResult::Child => exec_or_exit(argv, stdin, stdout),
@@ -138,7 +144,10 @@ pub fn wait(child: Pid) -> Result<WaitStatus> {
 /// Two programs joined by a pipe, `first | second`, running. [`Pipeline::wait`]
 /// reaps both. Dropped before that (an early `?` of yours), it kills (SIGKILL) and
 /// reaps whichever is left: no zombie and no program left running. Killing by pid is
-/// safe here: until its parent reaps it, a child's pid cannot be reused.
+/// safe here: until its parent reaps it, a child's pid cannot be reused. That holds
+/// while nothing else in the program reaps children behind its back: a
+/// `waitpid(-1)` elsewhere, or SIGCHLD set to SIG_IGN (the kernel then reaps them
+/// itself).
 ///
 /// # Examples
 /// ```
@@ -263,8 +272,9 @@ fn exec_or_exit(argv: &Argv, stdin: Option<&OwnedFd>, stdout: Option<&OwnedFd>) 
     complain_and_exit(format_args!("error: exec {:?}: {err}", argv.words[0]), code)
 }
 
-/// Puts the given ends on stdin and stdout, and gives SIGPIPE its default action
-/// back. An error names the call that failed; nothing here allocates.
+/// Puts the given ends on stdin and stdout, gives SIGPIPE its default action back
+/// and empties the signal mask. An error names the call that failed; nothing here
+/// allocates.
 fn prepare(
     stdin: Option<&OwnedFd>,
     stdout: Option<&OwnedFd>,
@@ -279,6 +289,10 @@ fn prepare(
     }
     // SAFETY: installs no handler, only restores the default action.
     unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map_err(|e| ("reset SIGPIPE", e))?;
+    // The mask is inherited through fork and kept across exec: the program would
+    // start with the parent's blocked signals still blocked.
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+        .map_err(|e| ("sigprocmask", e))?;
     Ok(())
 }
 
@@ -305,4 +319,31 @@ fn complain_and_exit(line: std::fmt::Arguments, code: i32) -> ! {
     // SAFETY: _exit ends the process at once and touches no memory of ours; it runs
     // no exit handler and flushes nothing, which is the point.
     unsafe { libc::_exit(code) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    /// A parent with SIGINT blocked (sigtimedwait, a signalfd) started programs
+    /// with SIGINT still blocked, since the mask survives fork and exec: Ctrl+C
+    /// could not end them. The child empties the mask before exec.
+    #[test]
+    fn the_program_starts_with_no_signal_blocked() {
+        let int = SigSet::from(Signal::SIGINT);
+        let before = int.thread_swap_mask(SigmaskHow::SIG_BLOCK).unwrap();
+        let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC).unwrap();
+        let grep = Argv::new(&["grep", "^SigBlk:", "/proc/self/status"]).unwrap();
+        let spawned = spawn(&grep, None, Some(&write_end));
+        before.thread_set_mask().unwrap();
+        let pid = spawned.unwrap();
+        drop(write_end);
+        let mut line = String::new();
+        std::fs::File::from(read_end)
+            .read_to_string(&mut line)
+            .unwrap();
+        assert_eq!(wait(pid).unwrap(), WaitStatus::Exited(pid, 0));
+        assert_eq!(line.trim(), "SigBlk:\t0000000000000000");
+    }
 }
