@@ -111,7 +111,10 @@ pub fn read_exact(fd: impl AsFd, buf: &mut [u8]) -> Result<bool> {
 /// not restart the wait.
 ///
 /// A writer that dies, even by SIGKILL, needs no timeout: the kernel closes its
-/// end and the reader gets EOF. This is for a writer alive but stuck (or stopped).
+/// end and the reader gets EOF, provided that end was the last one: a child the
+/// writer forked still holds a copy (O_CLOEXEC only drops it at exec), and so
+/// does the reader if it kept its own. This is for a writer alive but stuck (or
+/// stopped), or one whose end lives on elsewhere.
 ///
 /// # Examples
 /// ```
@@ -180,7 +183,8 @@ pub fn capacity(end: impl AsFd) -> Result<usize> {
 /// ```
 /// use pipe_demo::pipe;
 /// let (read_end, write_end) = pipe::create()?;
-/// let page = pipe::capacity(&read_end)? / 16; // a new pipe: 16 page-sized slots
+/// // A new pipe: 16 page-sized slots (for a user under pipe-user-pages-soft).
+/// let page = pipe::capacity(&read_end)? / 16;
 /// // Three pages are rounded up to four: a power of two.
 /// assert_eq!(pipe::set_capacity(&write_end, 3 * page)?, 4 * page);
 /// assert_eq!(pipe::capacity(&read_end)?, 4 * page);
@@ -198,7 +202,8 @@ pub struct Limits {
     /// CAP_SYS_RESOURCE.
     pub max_size: usize,
     /// `pipe-user-pages-soft`: once one user's pipes take this many pages, its new
-    /// pipes get one page and F_SETPIPE_SZ may not grow any (0: no limit).
+    /// pipes get two pages (one before Linux 5.14, as pipe(7) still says) and
+    /// F_SETPIPE_SZ may not grow any (0: no limit).
     pub user_pages_soft: u64,
     /// `pipe-user-pages-hard`: once reached, no new pipe and no growing at all
     /// (0, the default: no limit).
