@@ -24,6 +24,7 @@ static long g_count;  /* messages or round trips */
 static size_t g_size; /* bytes a message */
 static int g_bulk;    /* 1: bulk, 0: ping */
 static int g_spin;    /* ping by spinning on shared counters (shm) */
+static pid_t g_peer;  /* the other side's pid (signals) */
 
 /* The hooks each mechanism defines; `writer` is 1 on the writer's side, 0 on the reader's. */
 static void setup(void);                             /* before fork: create the objects */
@@ -152,7 +153,7 @@ int main(int argc, char **argv) {
     g_count = atol(argv[2]);
     g_size = (size_t)atol(argv[3]);
     if (g_count < 1 || g_size < 1) { fprintf(stderr, "COUNT and SIZE must be > 0\n"); return 2; }
-    char *msg = malloc(g_size + 1), *buf = malloc(g_size + 1), *want = malloc(g_size + 1);
+    char *msg = calloc(1, g_size + 1), *buf = calloc(1, g_size + 1), *want = calloc(1, g_size + 1);
     if (!msg || !buf || !want) die("malloc");
     for (size_t i = 0; i < g_size; i++) msg[i] = want[i] = (char)(i % 251);
     g_writer = getpid();
@@ -162,6 +163,7 @@ int main(int argc, char **argv) {
     pid_t child = fork();
     alarm(120); /* in both processes: a side whose peer died stuck in a wait is killed */
     if (child == -1) die("fork");
+    g_peer = child ? child : g_writer;
     if (child == 0) {
         pin(atoi(argv[5]));
         open_side(0);

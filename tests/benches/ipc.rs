@@ -1,8 +1,9 @@
 //! `cargo bench -p ipc-tests`: every mechanism side by side with its C anchor
 //! (DESIGN §6), then throughput against message size, also written as an SVG chart.
 //!
-//! `cargo bench -p ipc-tests -- --quick` runs the same code in seconds; words after
-//! `--` keep only the rows whose name contains one of them (`-- pipe FIFO`).
+//! `cargo bench -p ipc-tests --bench ipc -- --quick` runs the same code in seconds;
+//! words after `--` keep only the rows whose name contains one of them
+//! (`-- pipe FIFO`), and the size table only if one of them is `sizes`.
 
 use ipc_tests::bench::{MECHANISMS, Plan, machine, run_all, run_sizes};
 
@@ -23,6 +24,10 @@ fn main() {
     let plan = if quick { Plan::quick() } else { Plan::full() };
     eprintln!("machine: {}", machine());
     let table = run_all(&plan, &rows);
+    print!("Machine: {}\n\n{table}", machine());
+    if !only.is_empty() && !only.iter().any(|w| w == "sizes") {
+        return;
+    }
     let (sizes, svg) = run_sizes(&plan);
     // target/bench/throughput.svg, beside target/release where the demos are.
     let dir = ipc_tests::demo_bin_dir()
@@ -31,8 +36,6 @@ fn main() {
         .join("bench");
     let chart = dir.join("throughput.svg");
     let written = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&chart, svg));
-    println!("Machine: {}\n", machine());
-    print!("{table}");
     println!();
     print!("{sizes}");
     match written {

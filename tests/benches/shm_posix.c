@@ -1,4 +1,5 @@
-/* shm_posix.c: shm-demo posix's calls in plain C. shm_open(3) O_CREAT|O_EXCL, 0600 +
+/* shm_posix.c: shm-demo posix's calls in plain C (and, included by shm_sysv.c and
+ * shm_memfd.c, its other two flavours'). shm_open(3) O_CREAT|O_EXCL, 0600 +
  * ftruncate(2) + mmap(2) MAP_SHARED: a header page with four sem_init(3) pshared=1
  * semaphores (free, filled, ping, pong) and two spin counters, then slots of
  * SIZE + 8 bytes rounded up to 64 (8 bytes of length, then the data): 1 MiB / SIZE of
@@ -15,14 +16,19 @@
 #include <semaphore.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
+#ifdef SHM_SYSV
+#include <sys/sem.h>
+#include <sys/shm.h>
+#endif
 
 #define END UINT64_MAX
+enum { FREE, FILLED, PING, PONG };
 struct header {
-    sem_t free, filled, ping, pong;
+    sem_t sems[4]; /* FREE, FILLED, PING, PONG (unused by System V: its set is in the kernel) */
     _Alignas(64) _Atomic uint64_t ping_seq;
     _Alignas(64) _Atomic uint64_t pong_seq;
 };
-static char name[64];
+__attribute__((unused)) static char name[64]; /* the POSIX name, for shm_unlink */
 static struct header *h;
 static char *slots;
 static size_t nslots, stride;
@@ -31,38 +37,86 @@ static uint64_t k; /* this side's message number */
 static uint64_t *len_of(size_t slot) { return (uint64_t *)(slots + slot * stride); }
 static char *data_of(size_t slot) { return slots + slot * stride + 8; }
 
+#if defined(SHM_SYSV)
+static int shm_id = -1, sem_id = -1;
+static void *create_memory(size_t len) {
+    if ((shm_id = shmget(IPC_PRIVATE, len, IPC_CREAT | 0600)) == -1) die("shmget");
+    void *at = shmat(shm_id, NULL, 0);
+    if (at == (void *)-1) die("shmat");
+    return at;
+}
+static void create_semaphores(unsigned free) {
+    if ((sem_id = semget(IPC_PRIVATE, 4, IPC_CREAT | 0600)) == -1) die("semget");
+    if (semctl(sem_id, FREE, SETVAL, (int)free) == -1) die("semctl SETVAL");
+}
+/* P: semtimedop(2) -1 with a 100 ms timeout; V: semop(2) +1, no SEM_UNDO. */
+static void P(int sem) {
+    struct sembuf op = {.sem_num = (unsigned short)sem, .sem_op = -1};
+    struct timespec tick = {0, 100 * 1000 * 1000};
+    while (semtimedop(sem_id, &op, 1, &tick) == -1)
+        if (errno != EAGAIN && errno != EINTR) die("semtimedop");
+}
+static void V(int sem) {
+    struct sembuf op = {.sem_num = (unsigned short)sem, .sem_op = 1};
+    while (semop(sem_id, &op, 1) == -1)
+        if (errno != EINTR) die("semop");
+}
+static void cleanup(void) {
+    if (shm_id != -1) shmctl(shm_id, IPC_RMID, NULL);
+    if (sem_id != -1) semctl(sem_id, 0, IPC_RMID);
+}
+#else
+#ifdef SHM_MEMFD
+/* memfd_create(2) MFD_ALLOW_SEALING + ftruncate(2), sealed against shrinking and
+ * growing (F_ADD_SEALS), then mmap(2) MAP_SHARED: no name to remove. */
+static void *create_memory(size_t len) {
+    int fd = memfd_create("shm-anchor", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd == -1) die("memfd_create");
+    if (ftruncate(fd, (off_t)len) == -1) die("ftruncate");
+    if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) == -1) die("F_ADD_SEALS");
+#else
+static void *create_memory(size_t len) {
+    snprintf(name, sizeof name, "/shm-anchor-%d", (int)getpid());
+    int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
+    if (fd == -1) die("shm_open");
+    if (ftruncate(fd, (off_t)len) == -1) die("ftruncate");
+#endif
+    void *at = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (at == MAP_FAILED) die("mmap");
+    close(fd);
+    return at;
+}
+static void create_semaphores(unsigned free) {
+    for (int i = FREE; i <= PONG; i++)
+        if (sem_init(&h->sems[i], 1, i == FREE ? free : 0) == -1) die("sem_init");
+}
+static void P(int sem) {
+    for (;;) {
+        struct timespec t;
+        clock_gettime(CLOCK_REALTIME, &t);
+        t.tv_nsec += 100 * 1000 * 1000;
+        if (t.tv_nsec >= 1000000000) { t.tv_sec++; t.tv_nsec -= 1000000000; }
+        if (sem_timedwait(&h->sems[sem], &t) == 0) return;
+        if (errno != ETIMEDOUT && errno != EINTR) die("sem_timedwait");
+    }
+}
+static void V(int sem) { if (sem_post(&h->sems[sem]) == -1) die("sem_post"); }
+static void cleanup(void) { if (name[0]) shm_unlink(name); }
+#endif
+
 static void setup(void) {
     nslots = g_bulk ? (1 << 20) / g_size : 2;
     nslots = nslots < 2 ? 2 : nslots > 16 ? 16 : nslots;
     stride = (g_size + 8 + 63) / 64 * 64;
     size_t len = 4096 + nslots * stride;
     len = (len + 4095) / 4096 * 4096;
-    snprintf(name, sizeof name, "/shm-anchor-%d", (int)getpid());
-    int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
-    if (fd == -1) die("shm_open");
-    if (ftruncate(fd, (off_t)len) == -1) die("ftruncate");
-    void *at = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (at == MAP_FAILED) die("mmap");
-    close(fd);
+    void *at = create_memory(len);
     h = at;
     slots = (char *)at + 4096;
-    if (sem_init(&h->free, 1, (unsigned)nslots) || sem_init(&h->filled, 1, 0) ||
-        sem_init(&h->ping, 1, 0) || sem_init(&h->pong, 1, 0))
-        die("sem_init");
+    create_semaphores((unsigned)nslots);
 }
 static void open_side(int writer) { (void)writer; }
 
-static void P(sem_t *sem) {
-    for (;;) {
-        struct timespec t;
-        clock_gettime(CLOCK_REALTIME, &t);
-        t.tv_nsec += 100 * 1000 * 1000;
-        if (t.tv_nsec >= 1000000000) { t.tv_sec++; t.tv_nsec -= 1000000000; }
-        if (sem_timedwait(sem, &t) == 0) return;
-        if (errno != ETIMEDOUT && errno != EINTR) die("sem_timedwait");
-    }
-}
-static void V(sem_t *sem) { if (sem_post(sem) == -1) die("sem_post"); }
 /* What Rust's std::hint::spin_loop() emits: PAUSE on x86. */
 static void spin_pause(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -87,35 +141,34 @@ static void store(size_t slot, const char *msg, size_t n) {
 }
 static void put(int writer, const char *msg, size_t n) {
     if (g_bulk) {
-        P(&h->free);
+        P(FREE);
         store(k++ % nslots, msg, n);
-        V(&h->filled);
+        V(FILLED);
     } else if (writer) {
         store(0, msg, n);
         if (g_spin) atomic_store_explicit(&h->ping_seq, k + 1, memory_order_release);
-        else V(&h->ping);
+        else V(PING);
     } else {
         store(1, msg, n); /* msg is slot 0: the demo's copy from slot 0 to slot 1 */
         if (g_spin) atomic_store_explicit(&h->pong_seq, k + 1, memory_order_release);
-        else V(&h->pong);
+        else V(PONG);
     }
 }
 static const char *get(int writer, char *buf, size_t n, size_t *got) {
     (void)buf, (void)n;
     size_t slot = g_bulk ? k % nslots : writer ? 1 : 0;
     if (g_spin) spin_until(writer ? &h->pong_seq : &h->ping_seq, k + 1);
-    else P(g_bulk ? &h->filled : writer ? &h->pong : &h->ping);
+    else P(g_bulk ? FILLED : writer ? PONG : PING);
     *got = *len_of(slot) == END ? 0 : *len_of(slot);
     return data_of(slot);
 }
 static void release(int writer) {
-    if (g_bulk && !writer) V(&h->free);
+    if (g_bulk && !writer) V(FREE);
     k++;
 }
 static void finish(int writer) {
     (void)writer;
-    P(&h->free);
+    P(FREE);
     *len_of(k % nslots) = END;
-    V(&h->filled);
+    V(FILLED);
 }
-static void cleanup(void) { shm_unlink(name); }

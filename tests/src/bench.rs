@@ -99,7 +99,12 @@ pub const MECHANISMS: &[Mechanism] = &[
         &["posix"],
         Some("shm_posix"),
     ),
-    data("System V shm + semaphores", "shm-demo", &["sysv"], None),
+    data(
+        "System V shm + semaphores",
+        "shm-demo",
+        &["sysv"],
+        Some("shm_sysv"),
+    ),
     data(
         "memfd shm + semaphores (sealed)",
         "shm-demo",
@@ -129,7 +134,7 @@ pub const MECHANISMS: &[Mechanism] = &[
         max_bulk: Some(65507),
         ..data("UDP, loopback", "socket-demo", &["udp"], Some("udp"))
     },
-    sync_only("signal", "signal-demo", &[], None),
+    sync_only("signal", "signal-demo", &[], Some("signal")),
     sync_only("POSIX semaphore", "sem-demo", &["posix"], Some("sem_posix")),
     sync_only(
         "System V semaphore",
