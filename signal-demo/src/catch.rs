@@ -207,8 +207,10 @@ pub fn is_ignored(sig: Signal) -> bool {
 /// Puts SIGTSTP's default action (stop) back, raises it, and lets it in together
 /// with SIGCONT: the kernel stops the whole process right there. When SIGCONT comes
 /// (`fg`, `kill -CONT`) it runs on from that point; SIGCONT's handler, if any, runs
-/// first and notes it (then [`take`] has it); the old SIGTSTP action goes back.
+/// first and notes it (then [`take`] has it); the old SIGTSTP action and the
+/// thread's mask from before the call go back.
 pub fn stop_self() -> nix::Result<Duration> {
+    let mask_before = pending::current()?;
     let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
     // SAFETY: SIG_DFL runs no code of ours; the old action is put back below.
     let old = unsafe { sigaction(Signal::SIGTSTP, &dfl) }?;
@@ -217,7 +219,8 @@ pub fn stop_self() -> nix::Result<Duration> {
     let since = Instant::now();
     pending::unblock(&stop_and_cont)?; // stopped in here until SIGCONT
     let stopped_for = since.elapsed();
-    pending::block(&stop_and_cont)?;
+    // Not "block both": a caller that had SIGCONT unblocked keeps it so.
+    pending::restore(&mask_before)?;
     // SAFETY: `old` is the action that was installed before, ours or the caller's.
     unsafe { sigaction(Signal::SIGTSTP, &old) }?;
     Ok(stopped_for)
@@ -236,4 +239,41 @@ pub fn die_of(sig: Signal) -> std::process::ExitCode {
     let _ = nix::sys::signal::raise(sig); // pending while blocked...
     let _ = pending::unblock(&SigSet::from(sig)); // ...and delivered here: we end
     std::process::ExitCode::from(128 + sig as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// stop_self ended by blocking SIGTSTP and SIGCONT, whatever the mask was
+    /// before: a caller with SIGCONT unblocked (its handler waiting for `fg`) had
+    /// it blocked from then on. The mask from before the call must come back.
+    #[test]
+    fn stop_self_gives_back_the_mask_it_found() {
+        let tstp = SigSet::from(Signal::SIGTSTP);
+        let original = pending::block(&tstp).unwrap();
+        let before = pending::current().unwrap();
+        assert!(!before.contains(Signal::SIGCONT));
+        // Whoever resumes us: we stop whole (unless our process group is orphaned,
+        // when the kernel discards SIGTSTP and nothing stops).
+        let me = std::process::id();
+        let mut waker = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "until grep -q '^State:[[:space:]]*T' /proc/{me}/status; do sleep 0.01; done; \
+                 kill -CONT {me}"
+            ))
+            .spawn()
+            .unwrap();
+        let stopped = stop_self();
+        let _ = waker.kill();
+        let _ = waker.wait();
+        let after = pending::current().unwrap();
+        pending::restore(&original).unwrap();
+        stopped.unwrap();
+        // By membership: the words of a sigset_t past the kernel's 64 bits are
+        // whatever the C library left there.
+        let members = |set: &SigSet| set.iter().collect::<Vec<Signal>>();
+        assert_eq!(members(&after), members(&before));
+    }
 }
