@@ -34,7 +34,8 @@ pub enum Forked {
 
 /// Forks, with SIGCHLD and `also` blocked in the parent from before the fork (take
 /// them with [`Child::wait_change`]: none that comes early is lost). The child gets
-/// back the mask from before this call: these are the parent's business.
+/// back the mask from before this call: these are the parent's business. If fork
+/// fails, the mask from before goes back too.
 ///
 /// Flushes stdout first: a line still in its buffer would be printed twice.
 ///
@@ -47,7 +48,11 @@ pub unsafe fn fork(also: &SigSet) -> nix::Result<Forked> {
     let before = pending::block(&(*also | Signal::SIGCHLD))?;
     let _ = std::io::Write::flush(&mut std::io::stdout());
     // SAFETY: the caller promises the conditions above.
-    match unsafe { nix::unistd::fork() }? {
+    let forked = unsafe { nix::unistd::fork() };
+    if forked.is_err() {
+        let _ = pending::restore(&before); // no child: the mask as it was
+    }
+    match forked? {
         ForkResult::Parent { child } => Ok(Forked::Parent(Child {
             pid: child,
             ended: None,
@@ -187,7 +192,9 @@ impl Drop for Child {
     fn drop(&mut self) {
         if self.ended.is_none() {
             let _ = send::kill(self.pid, Signal::SIGKILL as i32);
-            let _ = waitpid(self.pid, None);
+            // A handler of the caller's (installed without SA_RESTART) may cut the
+            // wait short: wait again, or the zombie stays.
+            while let Err(nix::errno::Errno::EINTR) = waitpid(self.pid, None) {}
         }
     }
 }
