@@ -17,8 +17,9 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 ///
 /// "Readable" includes the end of a pipe and an error (POLLHUP, POLLERR): a read
 /// then returns 0 or the error, so the caller hears about it instead of sleeping
-/// on. A poll cut short by a signal (EINTR: a handler ran, or a stop and SIGCONT)
-/// goes on for what is left of the timeout.
+/// on. A poll cut short by a signal (EINTR: a handler ran) goes on for what is
+/// left of the timeout. (A stop and SIGCONT with no handler does not cut it short:
+/// the kernel restarts poll itself, with the time that was left.)
 ///
 /// # Examples
 /// ```
