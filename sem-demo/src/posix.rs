@@ -2,9 +2,11 @@
 //!
 //! A named semaphore `/x` is a `sem_t` in the file /dev/shm/sem.x (a tmpfs), which
 //! glibc maps into every process that opens it. P and V are atomics on that shared
-//! word: a P that finds 0 sleeps in futex(2), a V that finds sleepers wakes one, and
-//! with nobody asleep neither enters the kernel. The kernel does not know who took a
-//! unit, so nothing gives back the unit of a holder that died (SIGKILL, a crash):
+//! word: a P that finds a unit, and a V that finds no waiter, never enter the
+//! kernel; a P that finds 0 sleeps in futex(2), and a V that finds a waiter makes a
+//! futex(2) call to wake one (glibc's; another C library may differ). The kernel
+//! does not know who took a unit, so nothing gives back the unit of a holder that
+//! died (SIGKILL, a crash):
 //! every P here has a deadline, and a wait that must end when its peer dies can ask
 //! "stop?" between slices (see [`crate::procfs`] to find the peer).
 //!

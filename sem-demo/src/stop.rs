@@ -9,8 +9,9 @@
 //! [`crate::posix`] and [`crate::sysv`]. A sleeping sem_timedwait, semop or
 //! semtimedop returns EINTR at once when the handler has run (whatever SA_RESTART
 //! says; installed without it, so that any other blocking call the program makes,
-//! an untimed sem_wait, a read, comes back with EINTR too); a signal that lands just before a sleep only sets the flag,
-//! which is why those waits sleep in slices. Forked children inherit the handler.
+//! an untimed sem_wait, a read, comes back with EINTR too); a signal that lands
+//! just before a sleep only sets the flag, which is why those waits sleep in
+//! slices. Forked children inherit the handler (and exec resets it to SIG_DFL).
 //!
 //! Needs nix with the feature "signal".
 
