@@ -40,6 +40,11 @@ pub enum Took {
 /// The longest one sleep lasts before [`NamedSemaphore::p`] asks "stop?" again.
 pub const SLICE: Duration = Duration::from_millis(200);
 
+/// The longest slice [`NamedSemaphore::try_p_for`] takes (about 68 years): now plus
+/// a longer one would overflow the deadline's time_t (a wrapped, past deadline, or
+/// a panic in nix's TimeSpec arithmetic).
+pub const MAX_SLICE: Duration = Duration::from_secs(i32::MAX as u64);
+
 /// A named semaphore this process has open. Drop closes it (sem_close), and also
 /// unlinks the name if this process created it: a forked child's copy never does.
 ///
@@ -168,9 +173,11 @@ impl NamedSemaphore {
     /// untimed sem_wait only).
     ///
     /// sem_timedwait takes an absolute time on CLOCK_REALTIME, made here from now +
-    /// `slice`: a clock set back while it sleeps lengthens this sleep by as much.
+    /// `slice` (a slice past [`MAX_SLICE`] is cut to it): a clock set back while it
+    /// sleeps lengthens this sleep by as much.
     pub fn try_p_for(&self, slice: Duration) -> nix::Result<bool> {
-        let deadline = clock_gettime(ClockId::CLOCK_REALTIME)? + TimeSpec::from_duration(slice);
+        let slice = TimeSpec::from_duration(slice.min(MAX_SLICE));
+        let deadline = clock_gettime(ClockId::CLOCK_REALTIME)? + slice;
         // SAFETY: `sem` is open for as long as `self` lives, and the sem_t it points
         // to, mapped by glibc, never moves.
         if unsafe { libc::sem_timedwait(self.sem.as_ptr(), deadline.as_ref()) } == 0 {
@@ -258,5 +265,43 @@ impl Drop for NamedSemaphore {
         // SAFETY: `sem` came from sem_open and is closed once, here; nothing uses it
         // after this.
         unsafe { libc::sem_close(self.sem.as_ptr()) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+
+    /// Duration::MAX as a slice wrapped to a deadline one second in the past, so
+    /// the "longest" wait returned at once, as if it had timed out (a larger
+    /// wrap, 2^63 s, panics in nix's TimeSpec arithmetic). Now it is a long wait,
+    /// ended here by a V once the waiter sleeps in futex.
+    #[test]
+    fn a_huge_slice_is_a_long_wait() {
+        let name = format!("/unit-huge-slice-{}", std::process::id());
+        let sem = NamedSemaphore::create(&name, 0).unwrap();
+        let waiter = nix::unistd::gettid();
+        let done = Arc::new(AtomicBool::new(false));
+        let finished = Arc::clone(&done);
+        let giver_name = name;
+        let giver = std::thread::spawn(move || {
+            let wchan = format!("/proc/self/task/{waiter}/wchan");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !finished.load(SeqCst)
+                && !std::fs::read_to_string(&wchan)
+                    .unwrap_or_default()
+                    .contains("futex")
+            {
+                assert!(Instant::now() < deadline, "the waiter never slept in futex");
+                std::thread::yield_now();
+            }
+            NamedSemaphore::open(&giver_name).unwrap().v().unwrap();
+        });
+        let took = sem.try_p_for(Duration::MAX);
+        done.store(true, SeqCst);
+        giver.join().unwrap();
+        assert_eq!(took, Ok(true));
     }
 }

@@ -78,7 +78,8 @@ fn semctl(id: c_int, num: c_ushort, cmd: c_int, val: c_int) -> nix::Result<c_int
 /// `timeout`, EAGAIN when it ran out.
 fn semtimedop(id: c_int, sops: &mut [libc::sembuf], timeout: Option<Duration>) -> nix::Result<()> {
     let ts = timeout.map(|t| libc::timespec {
-        tv_sec: t.as_secs() as libc::time_t,
+        // Saturated: `as` would wrap a huge Duration to a negative time (EINVAL).
+        tv_sec: libc::time_t::try_from(t.as_secs()).unwrap_or(libc::time_t::MAX),
         tv_nsec: t.subsec_nanos() as libc::c_long,
     });
     let ts_ptr = ts
@@ -304,5 +305,19 @@ impl Drop for SemSet {
         if self.remover == Some(getpid()) {
             let _ = remove_id(self.id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A slice too long for a time_t (Duration::MAX) wrapped to a negative
+    /// tv_sec, and semtimedop refused it with EINVAL even with a unit there.
+    #[test]
+    fn a_huge_slice_is_a_long_wait_not_einval() {
+        let key = 0x4500_0000 | std::process::id() as libc::key_t;
+        let set = SemSet::create(key, &[1]).unwrap();
+        assert_eq!(set.try_p_for(0, Undo::No, Duration::MAX), Ok(true));
     }
 }
