@@ -162,9 +162,10 @@ pub fn take() -> Batch {
     }
 }
 
-/// Lets `allowed` in and sleeps until the handler has run or `timeout` has passed
+/// Lets `allowed` in and sleeps until a handler has run or `timeout` has passed
 /// (None: no limit), then has them blocked again and returns what was noted (empty
-/// after a timeout).
+/// after a timeout, or when the handler that ran was not ours: a signal outside
+/// the log whose handler someone else installed).
 ///
 /// ppoll(2) with no fd is sigsuspend(2) with a timeout: the kernel sets the wait's
 /// mask and sleeps in one step, and puts the mask back on the way out.

@@ -58,7 +58,10 @@ pub unsafe fn fork(also: &SigSet) -> nix::Result<Forked> {
             ended: None,
         })),
         ForkResult::Child => {
-            pending::restore(&before)?;
+            // Never an Err here: the child would run the caller's "fork failed"
+            // path as a second parent. (With a mask from pthread_sigmask it cannot
+            // fail anyway.)
+            let _ = pending::restore(&before);
             Ok(Forked::Child)
         }
     }

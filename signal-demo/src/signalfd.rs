@@ -75,7 +75,9 @@ impl Signals {
     }
 
     /// Takes one pending signal of the set: one read(2) of one `signalfd_siginfo`.
-    /// None when none is pending. Lowest number first, as for delivery.
+    /// None when none is pending. Lowest number first, as for delivery, but those
+    /// sent to this thread (raise(3), tgkill) before those sent to the process
+    /// (kill(2)): the kernel empties the thread's pending set first.
     pub fn take(&self) -> nix::Result<Option<Caught>> {
         Ok(self.fd.read_signal()?.map(|info| from_siginfo(&info)))
     }
