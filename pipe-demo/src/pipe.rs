@@ -40,7 +40,9 @@ pub fn create() -> Result<(OwnedFd, OwnedFd)> {
     Ok(pipe2(OFlag::O_CLOEXEC)?)
 }
 
-/// Writes all of `buf`, retrying EINTR and short writes.
+/// Writes all of `buf`, retrying EINTR and short writes. For a blocking end: on
+/// one set to O_NONBLOCK a full pipe is an error (EAGAIN, kind
+/// [`ErrorKind::WouldBlock`]) after part of `buf` may have gone; use [`try_write`].
 ///
 /// A reader that is gone (no process has the read end open) comes back as an error
 /// of kind [`ErrorKind::BrokenPipe`] that says so. That needs SIGPIPE ignored, as a
