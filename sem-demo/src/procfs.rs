@@ -91,7 +91,9 @@ pub fn maps(pid: Pid, file: &FileId) -> bool {
 
 /// The first process other than us that has `file` mapped, found by reading every
 /// /proc/PID/maps (a few hundred files: look now and then, not in a tight loop;
-/// once found, watch that one pid with [`maps`]).
+/// once found, watch that one pid with [`maps`]). A child we forked after
+/// sem_open has the mapping too, and counts: this finds "someone else", which is
+/// the peer only if nobody else opened it (one peer, no children of ours).
 ///
 /// # Examples
 /// ```
