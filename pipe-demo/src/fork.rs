@@ -185,7 +185,8 @@ pub fn parent_gone(parent: Pid) -> bool {
 /// demo gives it two seconds); a parent neither dead nor asleep there by then
 /// (stopped, say) counts as alive.
 pub fn parent_died(parent: Pid, waits_in: &str, limit: Duration) -> bool {
-    let deadline = Instant::now() + limit;
+    // Capped at 136 years: `Instant + Duration::MAX` would panic.
+    let deadline = Instant::now() + limit.min(Duration::from_secs(u32::MAX as u64));
     while Instant::now() < deadline {
         if parent_gone(parent) {
             return true;

@@ -125,10 +125,12 @@ pub fn read_exact(fd: impl AsFd, buf: &mut [u8]) -> Result<bool> {
 /// assert!(!pipe_demo::pipe::wait_readable(&read_end, Duration::from_millis(10))?);
 /// drop(write_end); // EOF: a read no longer blocks
 /// assert!(pipe_demo::pipe::wait_readable(&read_end, Duration::from_secs(5))?);
+/// assert!(pipe_demo::pipe::wait_readable(&read_end, Duration::MAX)?); // no panic
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn wait_readable(end: impl AsFd, timeout: Duration) -> Result<bool> {
-    let deadline = Instant::now() + timeout;
+    // Capped at 136 years: `Instant + Duration::MAX` would panic.
+    let deadline = Instant::now() + timeout.min(Duration::from_secs(u32::MAX as u64));
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         // Rounded up to whole milliseconds, poll's unit, so it never wakes early.

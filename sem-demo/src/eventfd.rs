@@ -50,7 +50,7 @@ pub const SLICE: Duration = Duration::from_millis(200);
 /// assert_eq!(count_of(nix::unistd::getpid(), sem.raw_fd())?, 2);
 /// assert!(sem.try_p()?);
 /// sem.v()?;
-/// assert_eq!(sem.p(Some(Duration::ZERO), &|| false)?, Took::Yes);
+/// assert_eq!(sem.p(Some(Duration::MAX), &|| false)?, Took::Yes); // no panic
 /// assert_eq!(sem.p(Some(Duration::ZERO), &|| false)?, Took::Yes);
 /// // The counter is 0: P with no time to wait says so.
 /// assert_eq!(sem.p(Some(Duration::ZERO), &|| false)?, Took::TimedOut);
@@ -101,7 +101,8 @@ impl EventSemaphore {
     /// A signal that cuts a poll short (EINTR) only makes it ask `stop()` again:
     /// the limit is kept, as in [`crate::posix::NamedSemaphore::p`].
     pub fn p(&self, limit: Option<Duration>, stop: &dyn Fn() -> bool) -> nix::Result<Took> {
-        let deadline = limit.map(|d| Instant::now() + d);
+        // Too far to represent (Duration::MAX): no limit, not a panic.
+        let deadline = limit.and_then(|d| Instant::now().checked_add(d));
         loop {
             if self.try_p()? {
                 return Ok(Took::Yes);

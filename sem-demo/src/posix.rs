@@ -58,7 +58,7 @@ pub const MAX_SLICE: Duration = Duration::from_secs(i32::MAX as u64);
 /// let name = format!("/doctest-mutex-{}", std::process::id());
 /// let mutex = NamedSemaphore::create(&name, 1)?; // unlinked when dropped
 /// let other = NamedSemaphore::open(&name)?; // what a second process would do
-/// assert_eq!(other.p(Some(Duration::from_secs(5)), &|| false)?, Took::Yes);
+/// assert_eq!(other.p(Some(Duration::MAX), &|| false)?, Took::Yes); // no panic
 /// // ... the critical section: one process at a time ...
 /// other.v()?;
 /// assert_eq!(mutex.value()?, 1);
@@ -114,13 +114,17 @@ impl NamedSemaphore {
     /// use std::time::Duration;
     ///
     /// let name = format!("/doctest-late-{}", std::process::id());
+    /// # // Unlinks on every way out, a panic included (the creator disowns it).
+    /// # struct Unlink(String);
+    /// # impl Drop for Unlink { fn drop(&mut self) { let _ = posix::unlink(&self.0); } }
+    /// # let _unlink = Unlink(name.clone());
     /// let late = name.clone();
     /// let creator = std::thread::spawn(move || {
     ///     std::thread::sleep(Duration::from_millis(50)); // the creator comes second
     ///     let mut sem = NamedSemaphore::create(&late, 1).unwrap();
     ///     sem.disown(); // the opener removes it
     /// });
-    /// let opened = NamedSemaphore::open_waiting(&name, Duration::from_secs(10), &|| false);
+    /// let opened = NamedSemaphore::open_waiting(&name, Duration::MAX, &|| false);
     /// creator.join().unwrap();
     /// let _ = posix::unlink(&name); // removed whatever happened above
     /// assert_eq!(opened?.value()?, 1);
@@ -131,7 +135,8 @@ impl NamedSemaphore {
         limit: Duration,
         stop: &dyn Fn() -> bool,
     ) -> nix::Result<NamedSemaphore> {
-        let deadline = Instant::now() + limit;
+        // Capped at 136 years: `Instant + Duration::MAX` would panic.
+        let deadline = Instant::now() + limit.min(Duration::from_secs(u32::MAX as u64));
         loop {
             match NamedSemaphore::open(name) {
                 Err(Errno::ENOENT) if Instant::now() < deadline => {}
@@ -194,7 +199,8 @@ impl NamedSemaphore {
     /// each (a Ctrl+C flag, "is my peer dead?"), so a wait never outlives its reason.
     /// An EINTR only makes it ask again; the limit is kept on the monotonic clock.
     pub fn p(&self, limit: Option<Duration>, stop: &dyn Fn() -> bool) -> nix::Result<Took> {
-        let deadline = limit.map(|l| Instant::now() + l);
+        // Too far to represent (Duration::MAX): no limit, not a panic.
+        let deadline = limit.and_then(|l| Instant::now().checked_add(l));
         loop {
             if stop() {
                 return Ok(Took::Stopped);

@@ -122,7 +122,7 @@ fn op(num: c_ushort, sem_op: c_short, undo: Undo) -> libc::sembuf {
 ///
 /// let key = 0x4400_0000 | std::process::id() as libc::key_t;
 /// let set = SemSet::create(key, &[1])?; // #0 = 1; removed when dropped
-/// assert_eq!(set.p(0, Undo::Yes, Some(Duration::from_secs(5)), &|| false)?, Took::Yes);
+/// assert_eq!(set.p(0, Undo::Yes, Some(Duration::MAX), &|| false)?, Took::Yes); // no panic
 /// assert_eq!(set.value(0)?, 0);
 /// // ... the critical section ...
 /// set.v(0, Undo::Yes)?;
@@ -179,7 +179,8 @@ impl SemSet {
         limit: Duration,
         stop: &dyn Fn() -> bool,
     ) -> nix::Result<SemSet> {
-        let deadline = Instant::now() + limit;
+        // Capped at 136 years: `Instant + Duration::MAX` would panic.
+        let deadline = Instant::now() + limit.min(Duration::from_secs(u32::MAX as u64));
         loop {
             match SemSet::open(key) {
                 Err(Errno::ENOENT) if Instant::now() < deadline => {}
@@ -217,7 +218,8 @@ impl SemSet {
         limit: Option<Duration>,
         stop: &dyn Fn() -> bool,
     ) -> nix::Result<Took> {
-        let deadline = limit.map(|l| Instant::now() + l);
+        // Too far to represent (Duration::MAX): no limit, not a panic.
+        let deadline = limit.and_then(|l| Instant::now().checked_add(l));
         loop {
             if stop() {
                 return Ok(Took::Stopped);

@@ -130,13 +130,14 @@ impl Child {
     /// match unsafe { child::fork(&SigSet::empty()) }.unwrap() {
     ///     Forked::Child => unsafe { libc::_exit(3) },
     ///     Forked::Parent(mut kid) => {
-    ///         let ended = kid.wait_change(&SigSet::empty(), Duration::from_secs(10));
+    ///         let ended = kid.wait_change(&SigSet::empty(), Duration::MAX); // no panic
     ///         assert_eq!(ended.unwrap(), Change::Child(WaitStatus::Exited(kid.pid(), 3)));
     ///     }
     /// }
     /// ```
     pub fn wait_change(&mut self, also: &SigSet, timeout: Duration) -> nix::Result<Change> {
-        let deadline = Instant::now() + timeout;
+        // Capped at 136 years: `Instant + Duration::MAX` would panic.
+        let deadline = Instant::now() + timeout.min(Duration::from_secs(u32::MAX as u64));
         let events = *also | Signal::SIGCHLD;
         loop {
             if let Some(ended) = self.ended {
@@ -168,7 +169,8 @@ impl Child {
     /// Waits up to `timeout` for the child to end, and reaps it; stops and continues
     /// are passed over. A signal of `also` first: [`Change::Signal`].
     pub fn wait(&mut self, also: &SigSet, timeout: Duration) -> nix::Result<Change> {
-        let deadline = Instant::now() + timeout;
+        // Capped at 136 years: `Instant + Duration::MAX` would panic.
+        let deadline = Instant::now() + timeout.min(Duration::from_secs(u32::MAX as u64));
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.wait_change(also, left)? {

@@ -141,12 +141,13 @@ pub fn take_once(set: &SigSet, timeout: Duration) -> nix::Result<Waited> {
 /// let before = pending::block(&usr2).unwrap();
 /// assert_eq!(pending::take(&usr2, Duration::from_millis(10)).unwrap(), None);
 /// send::kill(nix::unistd::getpid(), libc::SIGUSR2).unwrap();
-/// let got = pending::take(&usr2, Duration::from_secs(5)).unwrap().unwrap();
+/// let got = pending::take(&usr2, Duration::MAX).unwrap().unwrap(); // no panic
 /// assert!(got.is(Signal::SIGUSR2) && got.code == libc::SI_USER);
 /// pending::restore(&before).unwrap();
 /// ```
 pub fn take(set: &SigSet, timeout: Duration) -> nix::Result<Option<Caught>> {
-    let deadline = Instant::now() + timeout;
+    // Capped at 136 years: `Instant + Duration::MAX` would panic.
+    let deadline = Instant::now() + timeout.min(Duration::from_secs(u32::MAX as u64));
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match take_once(set, left)? {

@@ -32,9 +32,11 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 /// assert_eq!(ready::readable(&[r.as_fd()], short).unwrap(), vec![false]);
 /// w.write_all(b"x").unwrap();
 /// assert_eq!(ready::readable(&[r.as_fd()], short).unwrap(), vec![true]);
+/// assert_eq!(ready::readable(&[r.as_fd()], Some(Duration::MAX)).unwrap(), vec![true]);
 /// ```
 pub fn readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> nix::Result<Vec<bool>> {
-    let deadline = timeout.map(|t| Instant::now() + t);
+    // Too far to represent (Duration::MAX): no limit, not a panic.
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     let mut polled: Vec<PollFd> = fds
         .iter()
         .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
