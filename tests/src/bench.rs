@@ -109,7 +109,7 @@ pub const MECHANISMS: &[Mechanism] = &[
         "memfd shm + semaphores (sealed)",
         "shm-demo",
         &["memfd"],
-        None,
+        Some("shm_memfd"),
     ),
     Mechanism {
         max_bulk: None,

@@ -45,6 +45,7 @@ fn quick_bench_measures_every_mechanism_beside_its_c_anchor() {
             (8, "throughput at 4 KiB", m.max_bulk.is_some()),
             (11, "throughput at 64 KiB", m.max_bulk.is_some()),
         ];
+        assert!(m.anchor.is_some(), "{}: every row has its C anchor", m.name);
         for (i, what, measured) in groups {
             if !measured {
                 assert_eq!(cells[i], "n/a", "{}: {what}: {row}", m.name);
