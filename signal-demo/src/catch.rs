@@ -107,7 +107,7 @@ extern "C" fn note(signo: c_int, info: *mut libc::siginfo_t, _context: *mut c_vo
 /// let before = pending::current().unwrap();
 /// catch::install(&[libc::SIGUSR1], catch::Restart::No).unwrap();
 /// send::kill(nix::unistd::getpid(), libc::SIGUSR1).unwrap(); // pending: blocked
-/// let batch = catch::wait(&[libc::SIGUSR1], Some(Duration::from_secs(5))).unwrap();
+/// let batch = catch::wait(&[libc::SIGUSR1], Some(Duration::MAX)).unwrap(); // no EINVAL
 /// assert_eq!(batch.caught[0].signo, libc::SIGUSR1);
 /// assert_eq!(batch.caught[0].pid as u32, std::process::id());
 /// catch::default_action(libc::SIGUSR1).unwrap();
@@ -174,7 +174,10 @@ pub fn wait(allowed: &[c_int], timeout: Option<Duration>) -> nix::Result<Batch> 
     for &signo in allowed {
         during = pending::without(&during, signo);
     }
-    match nix::poll::ppoll(&mut [], timeout.map(TimeSpec::from_duration), Some(during)) {
+    // Capped at 136 years: a longer one wraps to a negative time_t (EINVAL).
+    let timeout =
+        timeout.map(|t| TimeSpec::from_duration(t.min(Duration::from_secs(u32::MAX as u64))));
+    match nix::poll::ppoll(&mut [], timeout, Some(during)) {
         Ok(_) | Err(Errno::EINTR) => Ok(take()), // EINTR: a handler ran
         Err(e) => Err(e),
     }

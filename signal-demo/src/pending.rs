@@ -112,7 +112,8 @@ pub enum Waited {
 /// One sigtimedwait(2): takes one pending signal of `set` (which the caller keeps
 /// blocked, [`block`]: an unblocked one may be delivered instead), or says why none.
 pub fn take_once(set: &SigSet, timeout: Duration) -> nix::Result<Waited> {
-    let timeout = TimeSpec::from_duration(timeout);
+    // Capped at 136 years: a longer one wraps to a negative time_t (EINVAL).
+    let timeout = TimeSpec::from_duration(timeout.min(Duration::from_secs(u32::MAX as u64)));
     // SAFETY: all-zero bytes are a valid siginfo_t (a C struct of integers).
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     // SAFETY: the three pointers are valid for the call; the kernel writes `info`.
@@ -143,6 +144,9 @@ pub fn take_once(set: &SigSet, timeout: Duration) -> nix::Result<Waited> {
 /// send::kill(nix::unistd::getpid(), libc::SIGUSR2).unwrap();
 /// let got = pending::take(&usr2, Duration::MAX).unwrap().unwrap(); // no panic
 /// assert!(got.is(Signal::SIGUSR2) && got.code == libc::SI_USER);
+/// send::kill(nix::unistd::getpid(), libc::SIGUSR2).unwrap();
+/// let once = pending::take_once(&usr2, Duration::MAX).unwrap(); // no EINVAL
+/// assert!(matches!(once, pending::Waited::Got(c) if c.is(Signal::SIGUSR2)));
 /// pending::restore(&before).unwrap();
 /// ```
 pub fn take(set: &SigSet, timeout: Duration) -> nix::Result<Option<Caught>> {

@@ -20,9 +20,10 @@ use nix::unistd::Pid;
 
 /// kill(2) `signo` to the process `pid`, real-time numbers included.
 ///
-/// `pid` must be a real process id: 0 means "my process group", -1 "every process
+/// A `pid` above 0 is one process; 0 means "my process group", -1 "every process
 /// I may signal", another negative number a process group (`Pid` lets you pass
-/// them all). ESRCH: no such process; EPERM: another user's.
+/// them all, so check the number you got from outside). ESRCH: no such process;
+/// EPERM: not ours to signal (another user's).
 pub fn kill(pid: Pid, signo: c_int) -> nix::Result<()> {
     // SAFETY: plain integers; the kernel checks them.
     Errno::result(unsafe { libc::kill(pid.as_raw(), signo) }).map(drop)
