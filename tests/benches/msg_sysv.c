@@ -2,7 +2,9 @@
  * message type 1 from writer to reader, type 2 back (ping). Per message the text is
  * copied into a struct msgbuf, then one msgsnd(2) and one msgrcv(2) of that type into
  * 65536 bytes, both blocking (flags 0), as the demo's. The end of bulk: an empty
- * message. The writer removes the queue at exit (msgctl IPC_RMID). */
+ * message. The writer removes the queue at exit (msgctl IPC_RMID). Not here: the
+ * demo's timer_create(2) ticker, a SIGALRM every 200 ms while its bulk writer runs so a
+ * blocked msgsnd returns EINTR to look at its peer (one or two signals a run). */
 #include "anchor.h"
 #include <sys/msg.h>
 
