@@ -128,6 +128,12 @@ pub const MECHANISMS: &[Mechanism] = &[
         &["unix-dgram"],
         Some("unix_dgram"),
     ),
+    data(
+        "Unix seqpacket socket",
+        "socket-demo",
+        &["seqpacket"],
+        Some("unix_seqpacket"),
+    ),
     data("TCP, loopback", "socket-demo", &["tcp"], Some("tcp")),
     // A UDP datagram carries at most 65507 bytes (65535 less the IP and UDP headers).
     Mechanism {
