@@ -170,7 +170,7 @@ pub fn ping(to: impl AsFd, from: impl AsFd, count: u64, size: usize) -> Result<S
     let mut summary = summary.finish();
     rtts.sort_unstable();
     summary.extra = format!(
-        " rtt_p50_us={:.1} rtt_p99_us={:.1}",
+        " rtt_p50_us={:.2} rtt_p99_us={:.2}",
         micros(percentile(&rtts, 0.50)),
         micros(percentile(&rtts, 0.99))
     );

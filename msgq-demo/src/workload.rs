@@ -103,7 +103,7 @@ pub fn time_round_trips(
     down.send(END).context("sending the end marker")?;
     rtts.sort_unstable();
     let extra = format!(
-        " rtt_p50_us={:.1} rtt_p99_us={:.1}",
+        " rtt_p50_us={:.2} rtt_p99_us={:.2}",
         percentile_us(&rtts, 50),
         percentile_us(&rtts, 99)
     );

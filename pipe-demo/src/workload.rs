@@ -155,7 +155,7 @@ fn time_round_trips(down: OwnedFd, up: OwnedFd, count: u64, size: usize) -> Resu
     rtts.sort_unstable();
     let mut summary = summary(WRITER, count, size, elapsed);
     summary.extra = format!(
-        " rtt_p50_us={:.1} rtt_p99_us={:.1}",
+        " rtt_p50_us={:.2} rtt_p99_us={:.2}",
         percentile_us(&rtts, 50),
         percentile_us(&rtts, 99)
     );

@@ -33,7 +33,7 @@ impl Summary {
     pub fn print(&self) {
         let extra = match &self.rtts {
             Some(rtts) => format!(
-                " rtt_p50_us={:.1} rtt_p99_us={:.1}",
+                " rtt_p50_us={:.2} rtt_p99_us={:.2}",
                 percentile_us(rtts, 50),
                 percentile_us(rtts, 99)
             ),

@@ -64,7 +64,7 @@ pub fn throughput(count: u64, size: usize, elapsed: Duration) -> String {
 pub fn percentiles(rtts: &mut [Duration]) -> String {
     rtts.sort_unstable();
     format!(
-        " rtt_p50_us={:.1} rtt_p99_us={:.1}",
+        " rtt_p50_us={:.2} rtt_p99_us={:.2}",
         percentile_us(rtts, 50),
         percentile_us(rtts, 99)
     )
@@ -138,7 +138,7 @@ mod tests {
     #[test]
     fn percentiles_use_the_nearest_rank() {
         let mut rtts: Vec<Duration> = (1..=100).rev().map(Duration::from_micros).collect();
-        assert_eq!(percentiles(&mut rtts), " rtt_p50_us=50.0 rtt_p99_us=99.0");
+        assert_eq!(percentiles(&mut rtts), " rtt_p50_us=50.00 rtt_p99_us=99.00");
         assert_eq!(percentile_us(&rtts[..1], 99), 1.0);
     }
 }

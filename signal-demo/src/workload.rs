@@ -167,7 +167,7 @@ impl Timed {
     fn summary(&self) {
         say!(
             WRITER,
-            "summary: messages={} bytes=0 elapsed_us={} rtt_p50_us={:.1} rtt_p99_us={:.1} ok",
+            "summary: messages={} bytes=0 elapsed_us={} rtt_p50_us={:.2} rtt_p99_us={:.2} ok",
             self.rtts.len(),
             self.elapsed.as_micros(),
             percentile_us(&self.rtts, 50),

@@ -148,7 +148,7 @@ impl Summary {
         self.stop();
         rtts.sort_unstable();
         self.extra = format!(
-            " rtt_p50_us={:.1} rtt_p99_us={:.1}",
+            " rtt_p50_us={:.2} rtt_p99_us={:.2}",
             percentile_us(rtts, 50),
             percentile_us(rtts, 99)
         );
