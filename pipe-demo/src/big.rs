@@ -116,7 +116,7 @@ fn show_limits(limits: &Limits, page: usize) {
     say!(
         WRITER,
         "/proc/sys/fs/pipe-user-pages-soft: {soft} pages ({} MiB with {page}-byte pages): \
-         once one user's pipes take that many, its new pipes get 1 page and none may grow; \
+         once one user's pipes take that many, its new pipes get 2 pages (1 before Linux 5.14) and none may grow; \
          pipe-user-pages-hard: {}",
         (soft as usize * page) >> 20,
         match limits.user_pages_hard {
