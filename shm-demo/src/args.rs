@@ -27,7 +27,9 @@ options:
   --count N --size BYTES   bulk: N messages through a ring of slots, every byte checked
   --ping N [--size BYTES]  N round trips of BYTES (default 100), on two semaphores
   --spin                   with --ping: spin on atomics in the segment, no system call
-                           per round trip (the fast path; semaphores are the default)
+                           per round trip (the fast path; semaphores are the default);
+                           with --count: a ring on two atomic indices, each side spinning
+                           up to 50 µs before it sleeps on a semaphore
   --cpus W,R               default run with a workload: writer on CPU W, reader on CPU R
   -h, --help               this text
   --                       everything after it is a message
@@ -87,6 +89,8 @@ pub enum Workload {
     Bulk {
         count: u64,
         size: usize,
+        /// `--spin`: the spinning ring (`shm_demo::spin`), not the semaphore ring.
+        spin: bool,
     },
     Ping {
         count: u64,
@@ -100,7 +104,10 @@ impl Workload {
     pub fn args(&self) -> String {
         match self {
             Workload::Text(_) => String::new(),
-            Workload::Bulk { count, size } => format!(" --count {count} --size {size}"),
+            Workload::Bulk { count, size, spin } => {
+                let spin = if *spin { " --spin" } else { "" };
+                format!(" --count {count} --size {size}{spin}")
+            }
             Workload::Ping { count, size, spin } => {
                 let spin = if *spin { " --spin" } else { "" };
                 format!(" --ping {count} --size {size}{spin}")
@@ -240,6 +247,7 @@ fn check(role: Role, flavour: Flavour, raw: Raw, pid: u32) -> Result<Args, Strin
         (Some(count), None) => Workload::Bulk {
             count,
             size: raw.size.ok_or("--count needs --size BYTES")?,
+            spin: raw.spin,
         },
         (None, Some(count)) if count > MAX_PINGS => {
             return Err(format!("--ping {count}: at most {MAX_PINGS} round trips"));
@@ -254,8 +262,10 @@ fn check(role: Role, flavour: Flavour, raw: Raw, pid: u32) -> Result<Args, Strin
         }
         (None, None) => Workload::Text(raw.messages.clone()),
     };
-    if raw.spin && raw.ping.is_none() {
-        return Err("--spin goes with --ping: it is a way to do round trips".into());
+    if raw.spin && raw.ping.is_none() && raw.count.is_none() {
+        return Err(
+            "--spin goes with --ping or --count: it is a way to wait for the other side".into(),
+        );
     }
     if !raw.messages.is_empty() && !matches!(workload, Workload::Text(_)) {
         return Err(format!(
@@ -465,7 +475,11 @@ mod tests {
             run(
                 Role::Both,
                 Meeting::Memfd,
-                Workload::Bulk { count: 3, size: 10 }
+                Workload::Bulk {
+                    count: 3,
+                    size: 10,
+                    spin: false
+                }
             )
         );
     }

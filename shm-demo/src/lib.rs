@@ -9,6 +9,8 @@
 //!   (or [`memfd::create`], [`memfd::set_size`], [`memfd::seal_size`],
 //!   [`memfd::seal_seals`]), [`memfd::seals`], [`memfd::resize`] (refused: EPERM);
 //!   mapped with [`posix::Mapping`].
+//! - [`spin`]: a spinning ring's indices, [`spin::Index`]: spin a bounded while on
+//!   an atomic counter (Acquire/Release), then sleep on the caller's semaphore.
 //! - [`sigbus`]: [`sigbus::unlink_on_sigbus`], the name removed on a SIGBUS death.
 //! - [`sysv`]: `shmget`/`shmat` and a semaphore set: [`sysv::ShmId`],
 //!   [`sysv::find_segment`], [`sysv::Attached`], [`sysv::SemSet`]; it takes
@@ -36,6 +38,7 @@ use nix::unistd::{Pid, SysconfVar, sysconf};
 pub mod memfd;
 pub mod posix;
 pub mod sigbus;
+pub mod spin;
 pub mod sysv;
 
 /// The size of a page of memory (4096 on x86-64), from sysconf; 4096 if it says nothing.

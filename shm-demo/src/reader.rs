@@ -18,6 +18,7 @@ use crate::signals::Interrupted;
 use crate::sync::{Peer, Sem, Semaphores, TICK, spin_until, wait};
 use crate::workload::{Tally, check, pattern, throughput};
 use crate::{Meeting, Workload, posix, sysv};
+use shm_demo::spin::DEFAULT_SPIN;
 
 pub const ROLE: &str = "reader";
 
@@ -113,6 +114,7 @@ pub fn serve(
     match layout.kind {
         Kind::Text => receive_text(&ring, sems, &peer),
         Kind::Bulk => check_bulk(&ring, sems, &peer, layout.count, layout.size),
+        Kind::SpinBulk => check_spin_bulk(header, &ring, sems, &peer, layout.count, layout.size),
         Kind::Ping => echo(&ring, sems, &peer, layout.count, layout.size),
         Kind::Spin => spin_echo(header, &ring, sems, &peer, layout.count, layout.size),
     }
@@ -213,6 +215,76 @@ fn check_bulk(
         elapsed,
         extra: throughput(count, size, elapsed),
     })
+}
+
+/// `--count --spin`: the spinning ring (`shm_demo::spin`). Spin up to DEFAULT_SPIN for
+/// the writer's head, then sleep on `filled`; check message k in place; tail = k+1 frees
+/// its slot, with a V(free) only if the writer sleeps. Then the end mark, and the
+/// writer's last V(ping): after it the writer makes no semaphore call, so ours may go.
+fn check_spin_bulk(
+    header: &Header,
+    ring: &Ring,
+    sems: &impl Semaphores,
+    peer: &Peer,
+    count: u64,
+    size: usize,
+) -> Result<Tally> {
+    let expected = pattern(size);
+    let slots = ring.slots() as u64;
+    let (head, tail) = (&header.ring_head, &header.ring_tail);
+    say!(
+        ROLE,
+        "--spin: expecting {count} messages of {size} bytes through a ring of {slots} slots; \
+         I spin up to {} µs on the writer's head (Acquire) before I sleep in {}(filled), \
+         check each message in place, and store tail = k+1 (Release)",
+        DEFAULT_SPIN.as_micros(),
+        sems.wait_call()
+    );
+    let mut filled_below = 0; // head as last seen: messages below it need no look
+    let mut started = None;
+    let mut woken = 0u64;
+    for k in 0..count {
+        if k >= filled_below {
+            filled_below = filled_past(head, k, sems, peer)
+                .with_context(|| format!("waiting for message {k} of {count}"))?;
+        }
+        started.get_or_insert_with(Instant::now); // from the first byte to the last
+        let slot = (k % slots) as usize;
+        if ring.len(slot) == END {
+            bail!("the writer ended after {k} of {count} messages: messages are missing");
+        }
+        // SAFETY: head > k (Acquire) gave us slot k % slots, complete; the writer
+        // refills it only once it sees tail = k+1, stored after the slice dies.
+        check(unsafe { ring.bytes(slot) }?, &expected, k)?;
+        if tail.publish(k + 1) {
+            sems.post(Sem::Free)?; // the writer gave up spinning: wake it
+            woken += 1;
+        }
+    }
+    let elapsed = started.map(|t| t.elapsed()).unwrap_or_default();
+    if count >= filled_below {
+        filled_past(head, count, sems, peer).context("waiting for the writer's end mark")?;
+    }
+    if ring.len((count % slots) as usize) != END {
+        bail!("more data came after the {count} messages expected");
+    }
+    wait(sems, Sem::Ping, peer).context("waiting for the writer's last post")?;
+    Ok(Tally {
+        messages: count,
+        bytes: count * size as u64,
+        elapsed,
+        extra: format!("{} wakeups={woken}", throughput(count, size, elapsed)),
+    })
+}
+
+/// Waits until the writer's head is past message k; returns the head.
+fn filled_past(
+    head: &shm_demo::spin::Index,
+    k: u64,
+    sems: &impl Semaphores,
+    peer: &Peer,
+) -> Result<u64> {
+    head.wait_until(|h| h > k, DEFAULT_SPIN, || wait(sems, Sem::Filled, peer))
 }
 
 /// Ping on semaphores: wait on `ping`, copy slot 0 into slot 1, post `pong`.

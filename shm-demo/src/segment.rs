@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! offset 0      Header (one page): how the reader set the segment up, who is attached,
-//!               the POSIX flavour's four semaphores, the two spin counters
+//!               the POSIX flavour's four semaphores, the two spin counters, the
+//!               spinning ring's two indices
 //! offset 4096   slot 0: [len: u64][data: stride - 8 bytes]
 //!               slot 1, ... slot n-1        (n = `slots`, each `stride` bytes)
 //! ```
@@ -66,13 +67,21 @@ pub enum Kind {
     Bulk = 2,
     Ping = 3,
     Spin = 4,
+    /// Bulk through the spinning ring (`--count --spin`).
+    SpinBulk = 5,
 }
 
 impl Kind {
     fn from_u32(n: u32) -> Option<Kind> {
-        [Kind::Text, Kind::Bulk, Kind::Ping, Kind::Spin]
-            .into_iter()
-            .find(|k| *k as u32 == n)
+        [
+            Kind::Text,
+            Kind::Bulk,
+            Kind::Ping,
+            Kind::Spin,
+            Kind::SpinBulk,
+        ]
+        .into_iter()
+        .find(|k| *k as u32 == n)
     }
 }
 
@@ -93,8 +102,8 @@ impl Layout {
     pub fn for_workload(workload: &Workload) -> Layout {
         let (kind, count, size, slots) = match *workload {
             Workload::Text(_) => (Kind::Text, 0, TEXT_CAPACITY, TEXT_SLOTS),
-            Workload::Bulk { count, size } => (
-                Kind::Bulk,
+            Workload::Bulk { count, size, spin } => (
+                if spin { Kind::SpinBulk } else { Kind::Bulk },
                 count,
                 size,
                 (RING_BYTES / size).clamp(MIN_SLOTS, MAX_SLOTS),
@@ -157,6 +166,10 @@ pub struct Header {
     /// its own cache line so that the two sides do not fight over one line.
     pub ping_seq: CacheLine,
     pub pong_seq: CacheLine,
+    /// `--count --spin`: the messages the writer has put in the ring, and those the
+    /// reader is done with (`shm_demo::spin`), each on its own cache line.
+    pub ring_head: shm_demo::spin::Index,
+    pub ring_tail: shm_demo::spin::Index,
 }
 
 #[repr(C, align(64))]
@@ -437,13 +450,15 @@ mod tests {
         let bulk = Layout::for_workload(&Workload::Bulk {
             count: 1,
             size: 65536,
+            spin: false,
         });
         assert_eq!((bulk.slots, bulk.stride), (16, 65536 + 64));
         let big = Layout::for_workload(&Workload::Bulk {
             count: 1,
             size: 4 << 20,
+            spin: true,
         });
-        assert_eq!(big.slots, 2);
+        assert_eq!((big.kind, big.slots), (Kind::SpinBulk, 2));
         let ping = Layout::for_workload(&Workload::Ping {
             count: 1,
             size: 100,

@@ -19,6 +19,7 @@ use crate::signals::{self, Interrupted};
 use crate::sync::{Peer, PeerGone, Sem, Semaphores, TICK, spin_until, wait};
 use crate::workload::{Tally, pattern, percentiles, stamp, throughput};
 use crate::{Meeting, Workload, posix, sysv};
+use shm_demo::spin::DEFAULT_SPIN;
 
 pub const ROLE: &str = "writer";
 
@@ -115,7 +116,16 @@ pub fn session(segment: Segment, sems: &impl Semaphores, workload: &Workload) ->
                     .is_some())
             })
         }
-        Workload::Bulk { count, size } => send_bulk(header, &ring, sems, &peer, *count, *size),
+        Workload::Bulk {
+            count,
+            size,
+            spin: false,
+        } => send_bulk(header, &ring, sems, &peer, *count, *size),
+        Workload::Bulk {
+            count,
+            size,
+            spin: true,
+        } => send_spin_bulk(header, &ring, sems, &peer, *count, *size),
         Workload::Ping {
             count,
             size,
@@ -137,6 +147,7 @@ fn check_same_workload(theirs: &Layout, workload: &Workload) -> Result<()> {
         Kind::Bulk => format!("--count {} --size {}", l.count, l.size),
         Kind::Ping => format!("--ping {} --size {}", l.count, l.size),
         Kind::Spin => format!("--ping {} --size {} --spin", l.count, l.size),
+        Kind::SpinBulk => format!("--count {} --size {} --spin", l.count, l.size),
     };
     if (mine.kind, mine.count, mine.size) != (theirs.kind, theirs.count, theirs.size) {
         bail!(
@@ -251,6 +262,82 @@ fn send_bulk(
         elapsed,
         extra: throughput(count, size, elapsed),
     })
+}
+
+/// `--count --spin`: the spinning ring (`shm_demo::spin`). Message k goes into slot
+/// k % slots once the reader's tail says it is free (spinning, then asleep on `free`);
+/// publishing head = k+1 hands it over, with a V(filled) only if the reader sleeps.
+/// After the end mark, one V(ping): the last semaphore call the writer makes, so the
+/// reader waits for it before it destroys the semaphores.
+fn send_spin_bulk(
+    header: &Header,
+    ring: &Ring,
+    sems: &impl Semaphores,
+    peer: &Peer,
+    count: u64,
+    size: usize,
+) -> Result<Tally> {
+    let mut message = pattern(size);
+    let slots = ring.slots() as u64;
+    let (head, tail) = (&header.ring_head, &header.ring_tail);
+    say!(
+        ROLE,
+        "--spin: sending {count} messages of {size} bytes through a ring of {slots} slots on \
+         two counters: spin up to {} µs for the reader's tail (Acquire), one memcpy, head = \
+         k+1 (Release); {}(free) or {}(filled) only when a side gives up spinning and sleeps",
+        DEFAULT_SPIN.as_micros(),
+        sems.wait_call(),
+        sems.post_call()
+    );
+    let mut free_below = slots; // tail + slots, as last seen: no need to look before it
+    let mut woken = 0u64;
+    let started = Instant::now();
+    for k in 0..count {
+        stamp(&mut message, k);
+        if k >= free_below {
+            free_below = room_for(tail, k, slots, sems, peer)
+                .with_context(|| format!("waiting for a free slot for message {k} of {count}"))?;
+        }
+        // SAFETY: tail + slots > k (Acquire): the reader is done with slot k % slots
+        // and reads it again only once it sees head = k+1, stored below.
+        unsafe { ring.store((k % slots) as usize, &message) };
+        if head.publish(k + 1) {
+            sems.post(Sem::Filled)?; // the reader gave up spinning: wake it
+            woken += 1;
+        }
+    }
+    let elapsed = started.elapsed();
+    if count >= free_below {
+        room_for(tail, count, slots, sems, peer).context("waiting for a slot for the end mark")?;
+    }
+    ring.store_end((count % slots) as usize);
+    header.mark_writer_done();
+    if head.publish(count + 1) {
+        sems.post(Sem::Filled)?;
+    }
+    sems.post(Sem::Ping)?; // our last semaphore call: see above
+    Ok(Tally {
+        messages: count,
+        bytes: count * size as u64,
+        elapsed,
+        extra: format!("{} wakeups={woken}", throughput(count, size, elapsed)),
+    })
+}
+
+/// Waits until the reader's tail leaves slot k % slots free; returns tail + slots.
+fn room_for(
+    tail: &shm_demo::spin::Index,
+    k: u64,
+    slots: u64,
+    sems: &impl Semaphores,
+    peer: &Peer,
+) -> Result<u64> {
+    let t = tail.wait_until(
+        |t| k < t + slots,
+        DEFAULT_SPIN,
+        || wait(sems, Sem::Free, peer),
+    )?;
+    Ok(t + slots)
 }
 
 /// Ping on semaphores: request in slot 0, V(ping), P(pong), answer in slot 1.

@@ -333,11 +333,14 @@ fn writer_with_another_workload_is_refused_and_the_reader_goes_on() {
 // ---------------------------------------------------------------- workloads
 
 fn bulk(meet: Meet, count: u64, size: usize) {
+    bulk_with(meet, count, size, &[]);
+}
+
+fn bulk_with(meet: Meet, count: u64, size: usize, extra: &[&str]) {
     let (c, s) = (count.to_string(), size.to_string());
-    let out = run(
-        DEMO,
-        &strs(&command("", &meet, &["--count", &c, "--size", &s])),
-    );
+    let mut args = vec!["--count", c.as_str(), "--size", s.as_str()];
+    args.extend_from_slice(extra);
+    let out = run(DEMO, &strs(&command("", &meet, &args)));
     out.assert_success();
     for role in ["reader", "writer"] {
         let summary = out.summary(role);
@@ -360,6 +363,36 @@ fn posix_bulk_moves_tens_of_mib_intact() {
 fn sysv_bulk_moves_tens_of_mib_intact() {
     bulk(Meet::sysv(3), 640, 65536);
     bulk(Meet::sysv(4), 5000, 3);
+}
+
+/// Issue 13: the spinning ring (`--count --spin`) moves every byte intact too, whether
+/// the sides find each other spinning or asleep (a 3-byte message is quick enough that
+/// the reader outruns the writer and sleeps; 1 MiB messages are two slots).
+#[test]
+fn posix_spinning_ring_moves_tens_of_mib_intact() {
+    bulk_with(Meet::posix("spinbulk4k"), 5000, 4096, &["--spin"]);
+    bulk_with(Meet::posix("spinbulk3"), 5000, 3, &["--spin"]);
+    bulk_with(Meet::posix("spinbulk1m"), 20, 1 << 20, &["--spin"]);
+}
+
+#[test]
+fn sysv_spinning_ring_moves_tens_of_mib_intact() {
+    bulk_with(Meet::sysv(21), 640, 65536, &["--spin"]);
+    bulk_with(Meet::sysv(22), 5000, 3, &["--spin"]);
+}
+
+#[test]
+fn spinning_ring_between_separate_processes() {
+    let meet = Meet::posix("spinbulk2");
+    let workload = ["--count", "5000", "--size", "4096", "--spin"];
+    let reader = start_reader(&meet, &workload);
+    let writer = run(DEMO, &strs(&command("writer", &meet, &workload)));
+    writer.assert_success();
+    assert_eq!(writer.summary("writer").num("messages"), 5000.0);
+    let reader = reader.finish();
+    reader.assert_success();
+    assert_eq!(reader.summary("reader").num("bytes"), 5000.0 * 4096.0);
+    meet.assert_nothing_left();
 }
 
 #[test]
@@ -1001,10 +1034,15 @@ fn long_messages_are_echoed_cut() {
 /// (the spin loop looks at the peer's pid every tick).
 fn killed_while_spinning(meet: Meet, kill_reader: bool) {
     let spin = ["--ping", "100000000", "--spin"];
-    let mut reader = Demo::start(DEMO, &strs(&command("reader", &meet, &spin)));
+    killed_mid_spin(meet, kill_reader, &spin, "--spin: 100000000 round trips");
+}
+
+/// The peer is killed while the survivor is somewhere in its spin-then-sleep loop.
+fn killed_mid_spin(meet: Meet, kill_reader: bool, spin: &[&str], writer_line: &str) {
+    let mut reader = Demo::start(DEMO, &strs(&command("reader", &meet, spin)));
     reader.wait_for_line("ready. In another terminal");
-    let mut writer = Demo::start(DEMO, &strs(&command("writer", &meet, &spin)));
-    writer.wait_for_line("--spin: 100000000 round trips");
+    let mut writer = Demo::start(DEMO, &strs(&command("writer", &meet, spin)));
+    writer.wait_for_line(writer_line);
     let (victim, survivor, role) = if kill_reader {
         (reader, writer, "reader")
     } else {
@@ -1028,6 +1066,21 @@ fn posix_spinning_reader_survives_a_killed_writer() {
 #[test]
 fn sysv_spinning_writer_cleans_up_after_a_killed_reader() {
     killed_while_spinning(Meet::sysv(18), true);
+}
+
+/// Issue 13: the spinning ring, peer killed mid-bulk (1 TiB: it never ends by itself).
+const ENDLESS_SPIN_BULK: [&str; 5] = ["--count", "268435456", "--size", "4096", "--spin"];
+
+#[test]
+fn posix_spinning_ring_reader_survives_a_killed_writer() {
+    let line = "--spin: sending 268435456 messages";
+    killed_mid_spin(Meet::posix("spinbulkkw"), false, &ENDLESS_SPIN_BULK, line);
+}
+
+#[test]
+fn sysv_spinning_ring_writer_cleans_up_after_a_killed_reader() {
+    let line = "--spin: sending 268435456 messages";
+    killed_mid_spin(Meet::sysv(23), true, &ENDLESS_SPIN_BULK, line);
 }
 
 // ---------------------------------------------------------------------------------

@@ -1,0 +1,181 @@
+//! A spinning ring's two indices: spin a bounded while, then sleep, so that a waiting
+//! side costs no system call when the other is quick and no CPU when it is slow.
+//!
+//! A ring of `n` slots in shared memory has two [`Index`]es: `head`, the messages the
+//! writer has published, stored only by the writer, and `tail`, the messages the reader
+//! has finished with, stored only by the reader. Both only grow. The writer may fill
+//! slot `head % n` while `head - tail < n`; the reader may read slot `tail % n` while
+//! `tail < head`. Each side waits for the other's index with [`Index::wait_until`] and
+//! moves its own with [`Index::publish`].
+//!
+//! Memory ordering, which a copier must keep:
+//! - `publish` stores with Release (SeqCst, which includes it) and `load`/`wait_until`
+//!   read with Acquire: the slot's bytes, written with plain stores before the writer's
+//!   `publish(head)`, are visible to a reader that has seen that `head`; and the reader's
+//!   reads of a slot are done before its `publish(tail)` lets the writer reuse it.
+//!   Relaxed on either side would let a reader see the new index and old bytes.
+//! - Going to sleep is a Dekker handshake: the waiter stores "asleep" then loads the
+//!   index; the publisher stores the index then loads "asleep". Release/Acquire does not
+//!   keep a store before a later load (store buffers reorder exactly that), so both
+//!   pairs are SeqCst: at least one side sees the other's store, and either the waiter
+//!   sees the new index or the publisher sees the waiter asleep and wakes it. With
+//!   weaker orderings a wake-up is lost and the waiter sleeps until its timeout.
+//!
+//! The sleep and the wake-up are the caller's: a semaphore (`sem_timedwait` and
+//! `sem_post`, as shm-demo does), or a futex (not shown here). A sleep may come back
+//! with nothing new (a post for an earlier sleep that did not happen): `wait_until`
+//! then looks again. One waiter per index is assumed: one writer, one reader.
+//!
+//! Each `Index` is a cache line of its own: the writer's stores of `head` do not take
+//! away the line the reader keeps storing `tail` into. Zeroed memory is a valid
+//! `Index` (0, nobody asleep), as a fresh `ftruncate`d or `shmget` segment is.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long a waiter spins before it sleeps, unless the caller says otherwise: a few
+/// times what a wake-up costs (a few µs), short enough that a slow peer costs little.
+pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);
+
+/// One index of the ring, with its waiter's "asleep" flag, alone on a cache line.
+#[repr(C, align(64))]
+#[derive(Default)]
+pub struct Index {
+    value: AtomicU64,
+    /// 1 while the side waiting for this index is (about to be) asleep.
+    asleep: AtomicU32,
+}
+
+impl Index {
+    /// The index now (Acquire: what was written before it was published is visible).
+    pub fn load(&self) -> u64 {
+        self.value.load(Ordering::Acquire)
+    }
+
+    /// Stores `n` (only this index's one owner calls this). True if the other side
+    /// is asleep waiting for it: the caller must then wake it (post its semaphore).
+    ///
+    /// # Examples
+    /// ```
+    /// let head = shm_demo::spin::Index::default();
+    /// assert!(!head.publish(1)); // nobody asleep: no system call needed
+    /// assert_eq!(head.load(), 1);
+    /// ```
+    pub fn publish(&self, n: u64) -> bool {
+        // SeqCst: Release for the slot's bytes, and the store-then-load half of the
+        // handshake (see the top of the file).
+        self.value.store(n, Ordering::SeqCst);
+        // The load alone first: the swap, a locked write, only when someone sleeps.
+        self.asleep.load(Ordering::SeqCst) != 0 && self.asleep.swap(0, Ordering::SeqCst) != 0
+    }
+
+    /// Waits until `ready(index)`, and returns that index: spins with
+    /// `std::hint::spin_loop` for up to `spin`, then raises the asleep flag, looks once
+    /// more, and calls `sleep` (which returns once woken, or after a timeout of its own)
+    /// until the index is ready. `sleep`'s error (a dead peer, a signal) ends the wait,
+    /// unless the index became ready meanwhile: a peer may publish and die before its
+    /// wake-up.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let tail = shm_demo::spin::Index::default();
+    /// tail.publish(3);
+    /// let no_sleep = || -> Result<(), ()> { unreachable!("it is ready: no sleep") };
+    /// let seen = tail.wait_until(|t| t >= 2, Duration::from_micros(1), no_sleep);
+    /// assert_eq!(seen.unwrap(), 3);
+    /// ```
+    pub fn wait_until<E>(
+        &self,
+        ready: impl Fn(u64) -> bool,
+        spin: Duration,
+        mut sleep: impl FnMut() -> Result<(), E>,
+    ) -> Result<u64, E> {
+        let started = Instant::now();
+        let mut turns: u32 = 0;
+        loop {
+            let seen = self.load();
+            if ready(seen) {
+                return Ok(seen);
+            }
+            turns = turns.wrapping_add(1);
+            // The clock every 64 turns only: a pause is ~10-150 cycles, a clock read more.
+            if turns.is_multiple_of(64) && started.elapsed() >= spin {
+                break;
+            }
+            std::hint::spin_loop();
+        }
+        loop {
+            // SeqCst: the store-then-load half of the handshake, waiter side.
+            self.asleep.store(1, Ordering::SeqCst);
+            let seen = self.value.load(Ordering::SeqCst);
+            if ready(seen) {
+                self.asleep.store(0, Ordering::Relaxed);
+                return Ok(seen);
+            }
+            if let Err(e) = sleep() {
+                self.asleep.store(0, Ordering::Relaxed);
+                let seen = self.load();
+                return if ready(seen) { Ok(seen) } else { Err(e) };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU32;
+
+    #[test]
+    fn a_sleeping_waiter_is_woken_once_and_then_not_again() {
+        let index = Index::default();
+        let sleeps = AtomicU32::new(0);
+        let err = index.wait_until(
+            |n| n > 0,
+            Duration::ZERO,
+            || {
+                sleeps.fetch_add(1, Ordering::Relaxed);
+                Err("timed out")
+            },
+        );
+        assert_eq!(err, Err("timed out"));
+        assert_eq!(sleeps.load(Ordering::Relaxed), 1);
+        // The failed sleep lowered the flag: no wake-up owed.
+        assert!(!index.publish(1));
+    }
+
+    #[test]
+    fn a_publish_after_the_flag_is_raised_asks_for_a_wake_up() {
+        let index = Index::default();
+        let mut first = true;
+        let seen = index.wait_until(
+            |n| n == 7,
+            Duration::ZERO,
+            || -> Result<(), ()> {
+                if first {
+                    first = false;
+                    // The other side publishes while we sleep: it must wake us.
+                    assert!(index.publish(7));
+                }
+                Ok(())
+            },
+        );
+        assert_eq!(seen, Ok(7));
+        assert!(!index.publish(8), "one wake-up per sleep");
+    }
+
+    #[test]
+    fn a_failed_sleep_still_returns_an_index_published_meanwhile() {
+        let index = Index::default();
+        let seen = index.wait_until(
+            |n| n == 1,
+            Duration::ZERO,
+            || {
+                index.publish(1);
+                Err("peer gone")
+            },
+        );
+        assert_eq!(seen, Ok(1));
+    }
+}
