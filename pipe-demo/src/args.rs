@@ -15,6 +15,10 @@ usage: pipe-demo [oneway|duplex|shell] [OPTIONS] [MESSAGE...]
 
 options (the workloads run without a flavour):
   --count N --size BYTES   bulk: send N messages of BYTES bytes, checked by the reader
+    --pipe-size BYTES|auto with --count: F_SETPIPE_SZ first (auto: 4 messages deep,
+                           at most pipe-max-size), so writer and reader overlap
+    --vmsplice             with --count: the writer vmsplices (the pipe refers to its
+                           pages, no copy), the reader still reads and checks
   --ping N [--size BYTES]  N round trips of BYTES bytes (default 100) over two pipes
   --cpus W,R               with a workload: run the writer on CPU W, the reader on CPU R
   --help                   this text
@@ -50,6 +54,7 @@ pub enum Workload {
         count: u64,
         size: usize,
         cpus: Option<Cpus>,
+        fast: FastPath,
     },
     Ping {
         count: u64,
@@ -64,6 +69,22 @@ pub enum Workload {
 pub struct Cpus {
     pub writer: usize,
     pub reader: usize,
+}
+
+/// The bulk workload's fast paths (`pipe_demo::fast`): none by default.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct FastPath {
+    /// `--pipe-size`: F_SETPIPE_SZ before the transfer.
+    pub pipe_size: Option<PipeSize>,
+    /// `--vmsplice`: the writer hands its pages to the pipe instead of writing.
+    pub vmsplice: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PipeSize {
+    /// `auto`: `pipe_demo::fast::size_for_messages`.
+    Auto,
+    Bytes(usize),
 }
 
 #[derive(Debug, PartialEq)]
@@ -95,6 +116,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Request, String>
     let mut messages = Vec::new();
     let (mut count, mut size, mut ping, mut cpus) = (None, None, None, None);
     let mut hold = false;
+    let mut fast = FastPath::default();
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -105,6 +127,8 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Request, String>
             "--size" => size = Some(number(&arg, args.next())?),
             "--cpus" => cpus = Some(cpu_pair(args.next())?),
             "--hold" => hold = true,
+            "--vmsplice" => fast.vmsplice = true,
+            "--pipe-size" => fast.pipe_size = Some(pipe_size(args.next())?),
             "reader" | "writer" if flavour.is_none() && messages.is_empty() => {
                 return Err(format!(
                     "pipe-demo has no {arg} role: an anonymous pipe only joins a parent \
@@ -137,12 +161,16 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Request, String>
             "message {bad:?} contains a newline: on a byte stream the newline separates messages"
         ));
     }
+    if count.is_none() && fast != FastPath::default() {
+        return Err("--pipe-size and --vmsplice go with --count".into());
+    }
     let workload = match (count, ping) {
         (Some(_), Some(_)) => return Err("--count and --ping are two workloads: pick one".into()),
         (Some(count), None) => Workload::Bulk {
             count,
             size: checked_size(size.ok_or("--count needs --size BYTES")?)?,
             cpus,
+            fast,
         },
         (None, Some(count)) if count > MAX_PINGS => {
             return Err(format!("--ping {count}: at most {MAX_PINGS} round trips"));
@@ -186,6 +214,18 @@ fn number(flag: &str, value: Option<String>) -> Result<u64, String> {
     match value.parse::<u64>() {
         Ok(n) if n >= 1 => Ok(n),
         _ => Err(format!("{flag} {value}: not a whole number of at least 1")),
+    }
+}
+
+/// Parses `--pipe-size`'s value: `auto` or a number of bytes F_SETPIPE_SZ takes
+/// (an int).
+fn pipe_size(value: Option<String>) -> Result<PipeSize, String> {
+    match value.as_deref() {
+        Some("auto") => Ok(PipeSize::Auto),
+        _ => match number("--pipe-size", value)? {
+            n if n <= i32::MAX as u64 => Ok(PipeSize::Bytes(n as usize)),
+            n => Err(format!("--pipe-size {n}: at most {} bytes", i32::MAX)),
+        },
     }
 }
 
@@ -244,10 +284,24 @@ mod tests {
             count: 3,
             size: 7,
             cpus: None,
+            fast: FastPath::default(),
         };
         assert_eq!(
             parse("--count 3 --size 7"),
             Ok(Request::Run(Flavour::Oneway, bulk))
+        );
+        let fastest = Workload::Bulk {
+            count: 3,
+            size: 7,
+            cpus: None,
+            fast: FastPath {
+                pipe_size: Some(PipeSize::Auto),
+                vmsplice: true,
+            },
+        };
+        assert_eq!(
+            parse("--count 3 --size 7 --pipe-size auto --vmsplice"),
+            Ok(Request::Run(Flavour::Oneway, fastest))
         );
         let ping = Workload::Ping {
             count: 5,
@@ -292,6 +346,11 @@ mod tests {
             "--bogus",
             "--ping",
             "hello --ping 3",
+            "--ping 3 --vmsplice",
+            "--pipe-size auto",
+            "--count 1 --size 1 --pipe-size 0",
+            "--count 1 --size 1 --pipe-size 4294967296",
+            "--count 1 --size 1 --pipe-size",
         ] {
             assert!(parse(bad).is_err(), "{bad:?} should be bad usage");
         }

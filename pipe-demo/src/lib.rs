@@ -16,10 +16,13 @@
 //!    its child ([`fork::wait`], waitpid on that pid);
 //! 5. or run programs joined by a pipe, `ls | wc -l`: [`pipeline::run`],
 //!    [`pipeline::Pipeline`], [`pipeline::spawn`], [`pipeline::Argv`] (dup2 + exec,
-//!    argv built before fork, `_exit` after a failed exec; safe with threads).
+//!    argv built before fork, `_exit` after a failed exec; safe with threads);
+//! 6. bulk, faster: [`fast::size_for_messages`] (a pipe a few messages deep, so
+//!    writer and reader overlap), [`fast::SpliceRing`] and [`fast::vmsplice_all`]
+//!    (vmsplice: the pipe refers to the writer's pages instead of copying them).
 //!
 //! `pipeline.rs` stands alone (copy that one file for `ls | wc -l`); `pipe.rs` too;
-//! `fork.rs` takes `wait` from `pipeline.rs`.
+//! `fork.rs` takes `wait` from `pipeline.rs`; `fast.rs` needs `pipe.rs`.
 //!
 //! Nothing here installs a signal handler or keeps process-wide state. The `fork_*`
 //! functions are `unsafe`: their child goes on running Rust code, which is sound only
@@ -30,6 +33,7 @@
 
 #![warn(missing_docs)]
 
+pub mod fast;
 pub mod fork;
 pub mod pipe;
 pub mod pipeline;

@@ -15,6 +15,8 @@
 //!   cargo run -p pipe-demo -- shell        `ps auxf | grep ps` rebuilt by hand
 //!   cargo run -p pipe-demo -- big          F_SETPIPE_SZ: a 1 MiB pipe, its limits
 //!   cargo run -p pipe-demo -- --count 1000 --size 65536     bulk transfer, checked
+//!   cargo run -p pipe-demo -- --count 1000 --size 65536 --pipe-size auto --vmsplice
+//!                                            the same, through the fast paths (fast.rs)
 //!   cargo run -p pipe-demo -- --ping 10000                  round trips over two pipes
 //!   strace -f -e trace=pipe2,clone,read,write,close target/debug/pipe-demo
 //!
@@ -29,7 +31,8 @@
 //! Copy from: the library half, `lib.rs` and its modules (crate `pipe_demo`):
 //! `pipeline` (`ls | wc -l`: `run`, `Pipeline`, `spawn`, `Argv`; stands alone),
 //! `pipe` (`create`, `write_all`, `read_exact`, `capacity`, `set_capacity`, `limits`,
-//! `set_nonblocking`, `try_write`), `fork` (`fork_parent_writes`, `fork_both_ways`, `parent_died`,
+//! `set_nonblocking`, `try_write`), `fast` (`size_for_messages`, `SpliceRing`,
+//! `vmsplice_all`), `fork` (`fork_parent_writes`, `fork_both_ways`, `parent_died`,
 //! `wait`). `cargo doc -p pipe-demo --open` is its reference.
 //!
 //! This file: which flavour runs. The lesson, narrated around library calls:
@@ -87,7 +90,15 @@ fn main() -> ExitCode {
         Request::Run(Flavour::Duplex, Workload::Messages(msgs)) => duplex::run(&msgs),
         Request::Run(Flavour::Shell, _) => shell::run(),
         Request::Run(Flavour::Big { hold }, _) => big::run(hold),
-        Request::Run(_, Workload::Bulk { count, size, cpus }) => workload::bulk(count, size, cpus),
+        Request::Run(
+            _,
+            Workload::Bulk {
+                count,
+                size,
+                cpus,
+                fast,
+            },
+        ) => workload::bulk(count, size, cpus, fast),
         Request::Run(_, Workload::Ping { count, size, cpus }) => workload::ping(count, size, cpus),
     };
     match result {

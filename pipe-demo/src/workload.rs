@@ -14,17 +14,22 @@
 //!
 //! Both paths reuse one buffer per side: nothing is allocated per message.
 //!
+//! Bulk's fast paths (`pipe_demo::fast`): `--pipe-size` sizes the pipe first;
+//! `--vmsplice` has the writer vmsplice from a ring of buffers instead of writing.
+//! The reader is the same in every case: it reads and checks every byte.
+//!
 //! Measurement machinery, not the lesson: it is built on the same library calls
 //! (`pipe_demo::pipe`, `pipe_demo::fork`) as the narrated flavours.
 
 use anyhow::{Context, Result, anyhow, bail};
 use nix::unistd::Pid;
+use pipe_demo::fast::{self, SpliceRing};
 use pipe_demo::fork::{self, Forked, TwoWay};
 use pipe_demo::pipe::{self, read_exact, write_all};
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
-use crate::args::Cpus;
+use crate::args::{Cpus, FastPath, PipeSize};
 use crate::family::{exit_child, reap};
 use crate::say;
 use crate::summary::Summary;
@@ -32,8 +37,10 @@ use crate::summary::Summary;
 const WRITER: &str = "writer";
 const READER: &str = "reader";
 
-pub fn bulk(count: u64, size: usize, cpus: Option<Cpus>) -> Result<()> {
+pub fn bulk(count: u64, size: usize, cpus: Option<Cpus>, fast: FastPath) -> Result<()> {
     let one_way = pipe::create().context("pipe2")?;
+    // Sized before fork: the buffer is the pipe's, whichever end asks.
+    let capacity = size_the_pipe(&one_way.1, size, fast.pipe_size)?;
     // The child closes its write end (or EOF would never come), the parent its read end.
     // SAFETY: this program is single-threaded.
     match unsafe { fork::fork_parent_writes([one_way]) }.context("fork")? {
@@ -54,10 +61,14 @@ pub fn bulk(count: u64, size: usize, cpus: Option<Cpus>) -> Result<()> {
                 WRITER,
                 "sending {count} messages of {size} bytes to reader {child}"
             );
-            let sent =
-                run_on_cpu(cpus.map(|c| c.writer)).and_then(|()| send_bulk(write_end, count, size));
+            // The ring, if any, lives until the reader is reaped: the pipe may still
+            // refer to its pages until the reader has read them.
+            let mut ring = fast.vmsplice.then(|| ring_for(size, capacity));
+            let sent = run_on_cpu(cpus.map(|c| c.writer))
+                .and_then(|()| send_bulk(write_end, count, size, ring.as_mut()));
             // Reap on every path (the write end is closed by now, so the child ends).
             let reaped = reap(WRITER, child, "reader");
+            drop(ring);
             let summary = sent?;
             reaped?;
             summary.print();
@@ -66,13 +77,57 @@ pub fn bulk(count: u64, size: usize, cpus: Option<Cpus>) -> Result<()> {
     }
 }
 
-fn send_bulk(write_end: OwnedFd, count: u64, size: usize) -> Result<Summary> {
+/// `--pipe-size`: F_SETPIPE_SZ as asked, narrated. Returns the pipe's capacity.
+fn size_the_pipe(end: &OwnedFd, size: usize, asked: Option<PipeSize>) -> Result<usize> {
+    let capacity = match asked {
+        None => return pipe::capacity(end).context("fcntl F_GETPIPE_SZ"),
+        Some(PipeSize::Auto) => fast::size_for_messages(end, size),
+        Some(PipeSize::Bytes(bytes)) => pipe::set_capacity(end, bytes),
+    }
+    .context("fcntl F_SETPIPE_SZ (limits: /proc/sys/fs/pipe-max-size, pipe-user-pages-soft)")?;
+    let depth = capacity as f64 / size.max(1) as f64;
+    let so = if depth >= 2.0 {
+        "I can write the next while the reader reads this one"
+    } else {
+        "each message fills it, so I sleep until the reader has emptied it"
+    };
+    say!(
+        WRITER,
+        "F_SETPIPE_SZ: the pipe holds {capacity} bytes, {depth:.1} messages: {so}"
+    );
+    Ok(capacity)
+}
+
+/// `--vmsplice`: a ring deep enough for this pipe, every buffer holding the pattern.
+fn ring_for(size: usize, capacity: usize) -> SpliceRing {
+    let ring = SpliceRing::new(&pattern(size), capacity);
+    say!(
+        WRITER,
+        "vmsplice: {} page-aligned buffers in turn; the pipe refers to their pages (no copy), \
+         so each is written again only once the reader has read it",
+        ring.buffers()
+    );
+    ring
+}
+
+fn send_bulk(
+    write_end: OwnedFd,
+    count: u64,
+    size: usize,
+    mut ring: Option<&mut SpliceRing>,
+) -> Result<Summary> {
     let mut message = pattern(size);
     let started = Instant::now();
     for k in 0..count {
-        stamp(&mut message, k);
-        write_all(&write_end, &message)
-            .with_context(|| format!("sending message {k} of {count}"))?;
+        let sent = match ring.as_deref_mut() {
+            // The pattern is already there: only the sequence number changes.
+            Some(ring) => ring.send(&write_end, |buf| stamp(buf, k)),
+            None => {
+                stamp(&mut message, k);
+                write_all(&write_end, &message)
+            }
+        };
+        sent.with_context(|| format!("sending message {k} of {count}"))?;
     }
     drop(write_end); // the reader's EOF: nothing more is coming
     Ok(summary(WRITER, count, size, started.elapsed()).with_throughput())

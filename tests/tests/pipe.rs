@@ -132,6 +132,61 @@ fn bulk_moves_every_byte_in_order() {
     }
 }
 
+/// Issue 13: the fast paths carry the same checked stream. The reader checks every
+/// message's sequence number and pattern, so a vmsplice ring that rewrote a buffer
+/// the pipe still referred to would fail here ("carries sequence number").
+/// 2000 messages of 64 KiB wrap every ring many times; 6000 bytes is 1.5 pages
+/// (two slots a message); 3 bytes takes a whole slot per message.
+#[test]
+fn bulk_fast_paths_move_every_byte_in_order() {
+    for fast in [
+        &["--pipe-size", "auto"][..],
+        &["--vmsplice"],
+        &["--pipe-size", "auto", "--vmsplice"],
+        &["--pipe-size", "1048576", "--vmsplice"],
+    ] {
+        for (count, size) in [("2000", "65536"), ("3000", "6000"), ("5000", "3")] {
+            let mut args = vec!["--count", count, "--size", size, "--cpus", "0,1"];
+            if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+                args.truncate(4);
+            }
+            args.extend_from_slice(fast);
+            let out = run(DEMO, &args);
+            out.assert_success();
+            if fast.contains(&"--pipe-size") {
+                out.assert_stdout_contains("F_SETPIPE_SZ: the pipe holds");
+            }
+            if fast.contains(&"--vmsplice") {
+                out.assert_stdout_contains("page-aligned buffers in turn");
+            }
+            let bytes = count.parse::<f64>().unwrap() * size.parse::<f64>().unwrap();
+            for role in ["writer", "reader"] {
+                let summary = out.summary(role);
+                assert!(summary.ok, "{args:?}: {}", summary.line);
+                assert_eq!(summary.num("bytes"), bytes, "{args:?}");
+            }
+        }
+    }
+}
+
+/// `--pipe-size auto`: four 64 KiB messages deep, unless pipe-max-size is lower.
+#[test]
+fn pipe_size_auto_makes_the_pipe_four_messages_deep() {
+    let max: usize = std::fs::read_to_string("/proc/sys/fs/pipe-max-size")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let out = run(
+        DEMO,
+        &["--count", "8", "--size", "65536", "--pipe-size", "auto"],
+    );
+    out.assert_success();
+    let line = &out.lines_with("F_SETPIPE_SZ: the pipe holds")[0];
+    let expected: u64 = if max >= 262144 { 262144 } else { 65536 };
+    assert_eq!(number_after(line, "holds "), expected, "{line}");
+}
+
 #[test]
 fn ping_reports_round_trip_percentiles() {
     let out = run(DEMO, &["--ping", "500", "--size", "64"]);
@@ -157,6 +212,16 @@ fn bad_usage_exits_2_and_names_the_problem() {
         (&["reader"], "no reader role"),
         (&["writer", "hi"], "no writer role"),
         (&["line\nbreak"], "newline"),
+        (&["--vmsplice"], "go with --count"),
+        (&["--ping", "3", "--pipe-size", "auto"], "go with --count"),
+        (
+            &["--count", "3", "--size", "1", "--pipe-size", "0"],
+            "--pipe-size 0",
+        ),
+        (
+            &["--count", "3", "--size", "1", "--pipe-size", "big"],
+            "--pipe-size big",
+        ),
     ] {
         let out = run(DEMO, args);
         out.assert_exit_code(2)
@@ -206,6 +271,24 @@ fn writer_survives_a_killed_reader_with_a_clear_error() {
     let out = demo.finish();
     out.assert_exit_code(1)
         .assert_stderr_contains("the reader is gone")
+        .assert_stdout_contains(&format!("reaped reader {reader}: killed by SIGKILL"));
+}
+
+/// Issue 13: a vmsplicing writer asleep on a full pipe meets a killed reader the
+/// same way: EPIPE, a sentence, exit 1, the reader reaped.
+#[test]
+fn a_vmsplicing_writer_survives_a_killed_reader_with_a_clear_error() {
+    let mut demo = Demo::start(
+        DEMO,
+        &["--count", "100000000", "--size", "65536", "--vmsplice"],
+    );
+    let line = demo.wait_for_line("sending 100000000 messages");
+    let reader = number_after(&line, "to reader ") as i32;
+    wait_until_asleep_in(demo.pid(), "pipe_wait_writable");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(reader), Signal::SIGKILL).unwrap();
+    let out = demo.finish();
+    out.assert_exit_code(1)
+        .assert_stderr_contains("the reader is gone: vmsplice failed with EPIPE")
         .assert_stdout_contains(&format!("reaped reader {reader}: killed by SIGKILL"));
 }
 
