@@ -18,7 +18,7 @@ use crate::signals::Interrupted;
 use crate::sync::{Peer, Sem, Semaphores, TICK, spin_until, wait};
 use crate::workload::{Tally, check, pattern, throughput};
 use crate::{Meeting, Workload, posix, sysv};
-use shm_demo::spin::DEFAULT_SPIN;
+use shm_demo::spin::{DEFAULT_SPIN, WAKE_EVERY};
 
 pub const ROLE: &str = "reader";
 
@@ -219,7 +219,8 @@ fn check_bulk(
 
 /// `--count --spin`: the spinning ring (`shm_demo::spin`). Spin up to DEFAULT_SPIN for
 /// the writer's head, then sleep on `filled`; check message k in place; tail = k+1 frees
-/// its slot, with a V(free) only if the writer sleeps. Then the end mark, and the
+/// its slot; every WAKE_EVERY messages, and before we wait ourselves, a V(free) if the
+/// writer sleeps. Then the end mark, and the
 /// writer's last V(ping): after it the writer makes no semaphore call, so ours may go.
 fn check_spin_bulk(
     header: &Header,
@@ -245,6 +246,11 @@ fn check_spin_bulk(
     let mut woken = 0u64;
     for k in 0..count {
         if k >= filled_below {
+            // Before we may sleep ourselves: a writer asleep must hear of the room.
+            if tail.waiter_asleep() {
+                sems.post(Sem::Free)?;
+                woken += 1;
+            }
             filled_below = filled_past(head, k, sems, peer)
                 .with_context(|| format!("waiting for message {k} of {count}"))?;
         }
@@ -256,13 +262,17 @@ fn check_spin_bulk(
         // SAFETY: head > k (Acquire) gave us slot k % slots, complete; the writer
         // refills it only once it sees tail = k+1, stored after the slice dies.
         check(unsafe { ring.bytes(slot) }?, &expected, k)?;
-        if tail.publish(k + 1) {
+        tail.advance(k + 1);
+        if (k + 1).is_multiple_of(WAKE_EVERY) && tail.waiter_asleep() {
             sems.post(Sem::Free)?; // the writer gave up spinning: wake it
             woken += 1;
         }
     }
     let elapsed = started.map(|t| t.elapsed()).unwrap_or_default();
     if count >= filled_below {
+        if tail.waiter_asleep() {
+            sems.post(Sem::Free)?; // the writer may wait for room for the end mark
+        }
         filled_past(head, count, sems, peer).context("waiting for the writer's end mark")?;
     }
     if ring.len((count % slots) as usize) != END {

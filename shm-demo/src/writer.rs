@@ -19,7 +19,7 @@ use crate::signals::{self, Interrupted};
 use crate::sync::{Peer, PeerGone, Sem, Semaphores, TICK, spin_until, wait};
 use crate::workload::{Tally, pattern, percentiles, stamp, throughput};
 use crate::{Meeting, Workload, posix, sysv};
-use shm_demo::spin::DEFAULT_SPIN;
+use shm_demo::spin::{DEFAULT_SPIN, WAKE_EVERY};
 
 pub const ROLE: &str = "writer";
 
@@ -266,7 +266,8 @@ fn send_bulk(
 
 /// `--count --spin`: the spinning ring (`shm_demo::spin`). Message k goes into slot
 /// k % slots once the reader's tail says it is free (spinning, then asleep on `free`);
-/// publishing head = k+1 hands it over, with a V(filled) only if the reader sleeps.
+/// head = k+1 hands it over; every WAKE_EVERY messages, and before we wait ourselves,
+/// a V(filled) if the reader sleeps.
 /// After the end mark, one V(ping): the last semaphore call the writer makes, so the
 /// reader waits for it before it destroys the semaphores.
 fn send_spin_bulk(
@@ -284,7 +285,8 @@ fn send_spin_bulk(
         ROLE,
         "--spin: sending {count} messages of {size} bytes through a ring of {slots} slots on \
          two counters: spin up to {} µs for the reader's tail (Acquire), one memcpy, head = \
-         k+1 (Release); {}(free) or {}(filled) only when a side gives up spinning and sleeps",
+         k+1 (Release, with a fence and a look for a sleeping reader every {WAKE_EVERY}); \
+         {}(free) or {}(filled) only when a side gives up spinning and sleeps",
         DEFAULT_SPIN.as_micros(),
         sems.wait_call(),
         sems.post_call()
@@ -295,19 +297,28 @@ fn send_spin_bulk(
     for k in 0..count {
         stamp(&mut message, k);
         if k >= free_below {
+            // Before we may sleep ourselves: a reader asleep must hear of what we sent.
+            if head.waiter_asleep() {
+                sems.post(Sem::Filled)?;
+                woken += 1;
+            }
             free_below = room_for(tail, k, slots, sems, peer)
                 .with_context(|| format!("waiting for a free slot for message {k} of {count}"))?;
         }
         // SAFETY: tail + slots > k (Acquire): the reader is done with slot k % slots
         // and reads it again only once it sees head = k+1, stored below.
         unsafe { ring.store((k % slots) as usize, &message) };
-        if head.publish(k + 1) {
+        head.advance(k + 1);
+        if (k + 1).is_multiple_of(WAKE_EVERY) && head.waiter_asleep() {
             sems.post(Sem::Filled)?; // the reader gave up spinning: wake it
             woken += 1;
         }
     }
     let elapsed = started.elapsed();
     if count >= free_below {
+        if head.waiter_asleep() {
+            sems.post(Sem::Filled)?;
+        }
         room_for(tail, count, slots, sems, peer).context("waiting for a slot for the end mark")?;
     }
     ring.store_end((count % slots) as usize);
