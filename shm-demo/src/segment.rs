@@ -167,7 +167,7 @@ pub struct Header {
     pub ping_seq: CacheLine,
     pub pong_seq: CacheLine,
     /// `--count --spin`: the messages the writer has put in the ring, and those the
-    /// reader is done with (`shm_demo::spin`), each on its own cache line.
+    /// reader is done with (`shm_demo::spin`), each in 128 bytes of its own.
     pub ring_head: shm_demo::spin::Index,
     pub ring_tail: shm_demo::spin::Index,
 }

@@ -10,10 +10,10 @@
 //! [`Index::waiter_asleep`] every [`WAKE_EVERY`] messages and before it waits itself.
 //!
 //! Memory ordering, which a copier must keep:
-//! - `publish` stores with Release (SeqCst, which includes it) and `load`/`wait_until`
-//!   read with Acquire: the slot's bytes, written with plain stores before the writer's
-//!   `publish(head)`, are visible to a reader that has seen that `head`; and the reader's
-//!   reads of a slot are done before its `publish(tail)` lets the writer reuse it.
+//! - `advance` (and `publish`) store with Release and `load`/`wait_until` read with
+//!   Acquire: the slot's bytes, written with plain stores before the writer's
+//!   `advance(head)`, are visible to a reader that has seen that `head`; and the reader's
+//!   reads of a slot are done before its `advance(tail)` lets the writer reuse it.
 //!   Relaxed on either side would let a reader see the new index and old bytes.
 //! - Going to sleep is a Dekker handshake: the waiter stores "asleep" then loads the
 //!   index; the publisher stores the index then loads "asleep". Release/Acquire does not
@@ -21,22 +21,24 @@
 //!   puts a SeqCst fence between the two: at least one side sees the other's store, and
 //!   either the waiter sees the new index or the publisher sees the waiter asleep and
 //!   wakes it. Without the fences a wake-up can be lost, and the waiter sleeps on.
-//! - That fence waits for the publisher's stores to drain, a 4 KiB copy's too: on x86-64
-//!   an `mfence` per message cost about a quarter of the spinning ring's throughput at
-//!   4 KiB (measured here, 2 vCPUs). So [`Index::advance`] stores with Release alone and
-//!   [`Index::waiter_asleep`] does the fence and the look. A waiter may then sleep
+//! - That full barrier waits for the publisher's stores to drain, a 4 KiB copy's too: on
+//!   x86-64 a SeqCst store (`xchg`) per message cost about a quarter of the spinning
+//!   ring's throughput at 4 KiB (measured here, 2 vCPUs). So [`Index::advance`] stores
+//!   with Release alone and [`Index::waiter_asleep`] does the fence and the look. A waiter may then sleep
 //!   through a few `advance`s until the publisher's next look: the wake-up is late by
 //!   at most [`WAKE_EVERY`] messages, never lost, provided the publisher also looks
 //!   before it waits for the other index itself (else both could sleep for good).
 //!
-//! The sleep and the wake-up are the caller's: a semaphore (`sem_timedwait` and
-//! `sem_post`, as shm-demo does), or a futex (not shown here). A sleep may come back
-//! with nothing new (a post for an earlier sleep that did not happen): `wait_until`
-//! then looks again. One waiter per index is assumed: one writer, one reader.
+//! The sleep and the wake-up are the caller's: a semaphore (shm-demo: `sem_timedwait`
+//! and `sem_post`, or System V `semtimedop`), or a futex (not shown here). A sleep may
+//! come back with nothing new (a post for an earlier sleep that did not happen):
+//! `wait_until` then looks again. One waiter per index is assumed: one writer, one reader.
 //!
-//! Each `Index` is a cache line of its own: the writer's stores of `head` do not take
-//! away the line the reader keeps storing `tail` into. Zeroed memory is a valid
-//! `Index` (0, nobody asleep), as a fresh `ftruncate`d or `shmget` segment is.
+//! Each `Index` has 128 bytes to itself, two cache lines: the writer's stores of `head`
+//! do not take away the line the reader keeps storing `tail` into, nor its neighbour,
+//! which the L2 adjacent-line prefetcher fetches with it (Intel documents one; on this
+//! AMD EPYC VM, 128 instead of 64 gave the 4 KiB ring 12 % more). Zeroed memory is a
+//! valid `Index` (0, nobody asleep), as a fresh `ftruncate`d or `shmget` segment is.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -50,8 +52,8 @@ pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);
 /// at worst. A quarter of shm-demo's 16-slot ring.
 pub const WAKE_EVERY: u64 = 4;
 
-/// One index of the ring, with its waiter's "asleep" flag, alone on a cache line.
-#[repr(C, align(64))]
+/// One index of the ring, with its waiter's "asleep" flag, alone in 128 bytes.
+#[repr(C, align(128))]
 #[derive(Default)]
 pub struct Index {
     value: AtomicU64,
