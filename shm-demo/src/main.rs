@@ -20,6 +20,8 @@
 //!   cargo run -p shm-demo -- sysv hi there   System V, with your own messages
 //!   cargo run -p shm-demo -- memfd           no name anywhere, sealed, shared by fork
 //!   cargo run -p shm-demo -- --count 1000 --size 65536    bulk through a ring, checked
+//!   cargo run -p shm-demo -- --count 1000 --size 4096 --spin   the spinning ring: spin
+//!                                            up to 50 µs on atomic indices, then sleep
 //!   cargo run -p shm-demo -- --ping 10000            round trips on two semaphores
 //!   cargo run -p shm-demo -- --ping 10000 --spin     the fast path: spinning on atomics
 //! Two terminals:

@@ -20,6 +20,10 @@
 //! `--spin` replaces the round trip's semaphores by two counters in the segment, read
 //! and written with Acquire/Release atomics: no system call at all per round trip,
 //! at the price of a CPU kept busy while waiting. The fast path, not the default.
+//! With `--count`, `--spin` is the spinning ring (`shm_demo::spin`): head and tail
+//! counters in the segment, each side spinning up to 50 µs before it sleeps on `filled`
+//! or `free`, posted only to wake a side that sleeps; the writer's last call is a
+//! V(ping), after which the reader may destroy the semaphores.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
