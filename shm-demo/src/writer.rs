@@ -413,8 +413,9 @@ fn spin_ping(
     let started = Instant::now();
     // One clock read a round trip, here only: the end of trip k is the start of trip
     // k+1, so a trip's time includes stamping its request and checking its answer (a
-    // memcmp of `size` bytes). Two reads a trip (and one in each spin_until) made the
-    // mean trip about 20 % longer, measured on 2 vCPUs (0.190 against 0.158 µs).
+    // memcmp of `size` bytes). Four reads a trip (two here, one on entry to each side's
+    // spin_until) made the mean trip 20 % longer than three did (0.190 against 0.158
+    // µs, 2 vCPUs); now it is one.
     let mut sent_at = started;
     for k in 0..count {
         stamp(&mut message, k);
