@@ -2555,7 +2555,9 @@ fn abstract_name(tag: &str) -> String {
 /// `ss -xl` (if ss is here: iproute2) lists `at` (listening, or a bound datagram socket);
 /// the callers look at /proc/net/unix too, which is always there.
 fn assert_listed_by_ss(at: &str, listed: bool) {
-    let Some(ss) = find_tool("ss", "iproute2") else {
+    // Looked up once: a missing ss is one skip line, not one per call.
+    static SS: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+    let Some(ss) = SS.get_or_init(|| find_tool("ss", "iproute2")) else {
         return;
     };
     let out = Command::new(ss).args(["-xlan"]).output().unwrap();
