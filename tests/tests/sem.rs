@@ -467,22 +467,28 @@ fn ctrl_c_while_the_reader_sleeps_in_p_removes_its_semaphore() {
     assert_no_sysv_leftovers(&key(8));
 }
 
-#[test]
-fn ctrl_c_during_the_default_run_stops_every_process_and_removes_everything() {
-    let n = name("sigint-run");
+/// The default run signalled in act 5, while C sleeps (up to 2 s) on the mutex a killed
+/// B still holds: every process ends, and the run removes both semaphores.
+fn signal_during_the_default_run(sig: Signal, tag: &str) {
+    let n = name(tag);
     let mut demo = Demo::start(DEMO, &["posix", "--name", &n]);
-    // Act 5: C sleeps (up to 2 s) on the mutex a killed B still holds.
     let line = demo.wait_for_line("B holds it, so I sleep");
     let c = pid_of_role(&line, "C").expect("C's pid");
     wait_until_asleep_in(c, "futex");
-    demo.signal_group(Signal::SIGINT);
+    demo.signal_group(sig);
     let out = demo.finish();
-    out.assert_killed_by_after_reaping(Signal::SIGINT);
+    out.assert_killed_by_after_reaping(sig);
     out.assert_stdout_contains(&format!(
-        "interrupted by SIGINT: removed {n}-mutex and {n}-sync"
+        "interrupted by {}: removed {n}-mutex and {n}-sync",
+        sig.as_str()
     ));
-    assert!(!process_exists(c), "C outlived Ctrl+C");
+    assert!(!process_exists(c), "C outlived {sig}");
     assert_no_posix_leftovers(&n);
+}
+
+#[test]
+fn ctrl_c_during_the_default_run_stops_every_process_and_removes_everything() {
+    signal_during_the_default_run(Signal::SIGINT, "sigint-run");
 }
 
 /// Round trips for a ping the test kills: at a microsecond or more each, over
@@ -590,20 +596,7 @@ fn sighup_while_the_reader_sleeps_in_p_removes_its_semaphores() {
 
 #[test]
 fn sighup_during_the_default_run_stops_every_process_and_removes_everything() {
-    let n = name("hup-run");
-    let mut demo = Demo::start(DEMO, &["posix", "--name", &n]);
-    // Act 5: C sleeps (up to 2 s) on the mutex a killed B still holds.
-    let line = demo.wait_for_line("B holds it, so I sleep");
-    let c = pid_of_role(&line, "C").expect("C's pid");
-    wait_until_asleep_in(c, "futex");
-    demo.signal_group(Signal::SIGHUP);
-    let out = demo.finish();
-    out.assert_killed_by_after_reaping(Signal::SIGHUP);
-    out.assert_stdout_contains(&format!(
-        "interrupted by SIGHUP: removed {n}-mutex and {n}-sync"
-    ));
-    assert!(!process_exists(c), "C outlived SIGHUP");
-    assert_no_posix_leftovers(&n);
+    signal_during_the_default_run(Signal::SIGHUP, "hup-run");
 }
 
 #[test]
