@@ -714,27 +714,33 @@ fn default_run_reaps_a_killed_writer_and_exits_1() {
     meet.assert_nothing_left();
 }
 
-#[test]
-fn default_run_writer_outlives_its_killed_reader_and_cleans_up() {
-    let meet = Meet::posix("orphan");
-    let mut demo = Demo::start(DEMO, &strs(&command("", &meet, &ENDLESS)));
+/// A default run (`args`) SIGKILLed in its reader mid-bulk: the orphaned writer exits by
+/// itself (assert_killed_by reaps it) and says why. Returns the run and the reader's pid.
+fn kill_the_reader_mid_bulk(args: &[&str]) -> (Finished, i32) {
+    let mut demo = Demo::start(DEMO, args);
     let line = demo.wait_for_line("sending 100000000 messages");
     let writer = pid_of_role(&line, "writer").expect("writer pid");
-    let pgid = demo.pid();
-    sigkill(pgid);
+    let reader = demo.pid();
+    sigkill(reader);
     let out = demo.finish();
     out.assert_killed_by(Signal::SIGKILL);
-    // The orphaned writer exits by itself (assert_killed_by reaped it) and says why.
     assert!(
         !process_exists(writer),
         "writer {writer} outlived its reader"
     );
     assert!(
         out.stderr
-            .contains(&format!("the reader (pid {pgid}) is gone")),
+            .contains(&format!("the reader (pid {reader}) is gone")),
         "{}",
         out.stderr
     );
+    (out, reader)
+}
+
+#[test]
+fn default_run_writer_outlives_its_killed_reader_and_cleans_up() {
+    let meet = Meet::posix("orphan");
+    kill_the_reader_mid_bulk(&strs(&command("", &meet, &ENDLESS)));
     meet.assert_nothing_left();
 }
 
@@ -1293,23 +1299,8 @@ fn libc_eperm() -> i32 {
 /// two, exits 1 saying so, and there is nothing anyone must remove.
 #[test]
 fn memfd_writer_outlives_its_killed_reader_with_nothing_to_remove() {
-    let mut demo = Demo::start(DEMO, &["memfd", "--count", "100000000", "--size", "4096"]);
-    let line = demo.wait_for_line("sending 100000000 messages");
-    let writer = pid_of_role(&line, "writer").expect("writer pid");
-    let reader = demo.pid();
-    sigkill(reader);
-    let out = demo.finish();
-    out.assert_killed_by(Signal::SIGKILL);
-    assert!(
-        !process_exists(writer),
-        "writer {writer} outlived its reader"
-    );
-    assert!(
-        out.stderr
-            .contains(&format!("the reader (pid {reader}) is gone")),
-        "{}",
-        out.stderr
-    );
+    let (out, reader) =
+        kill_the_reader_mid_bulk(&["memfd", "--count", "100000000", "--size", "4096"]);
     out.assert_stdout_contains("the reader died: there is nothing to remove");
     assert_nothing_in_dev_shm(reader);
 }
