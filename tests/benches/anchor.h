@@ -4,11 +4,15 @@
  * the demos do: fork, pin each side with sched_setaffinity, the bulk pattern (message k
  * starts with k, then byte i is i % 251), the check of every byte, and the timing.
  *
- * usage: NAME ping|spin|bulk COUNT SIZE WRITER_CPU READER_CPU
- * ping (spin: shm only): the writer (parent) times COUNT round trips of SIZE bytes, two
- *   clock_gettime calls around each, and compares each answer; prints "p50_us p99_us".
- * bulk: COUNT messages of SIZE bytes; the reader (child) checks each one and prints
- *   "mib_per_s", timed from the first message to the last. */
+ * usage: NAME MODE COUNT SIZE WRITER_CPU READER_CPU, MODE one of the words in the
+ * NAME.c's MODES ("ping bulk" unless it says more):
+ * ping: the writer (parent) times COUNT round trips of SIZE bytes, two clock_gettime
+ *   calls around each, and compares each answer; prints "p50_us p99_us".
+ * spin (shm): the same, but one clock read a round trip, as shm-demo's --spin ping
+ *   (the end of trip k is the start of trip k+1, stamping and comparing included).
+ * bulk, bulk-*: COUNT messages of SIZE bytes; the reader (child) checks each one and
+ *   prints "mib_per_s", timed from the first message to the last. What a bulk-* mode
+ *   changes (bulk-sized, bulk-vmsplice: pipe.c; bulk-spin: shm_posix.c) is the NAME.c's. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <sched.h>
@@ -23,7 +27,8 @@
 static long g_count;  /* messages or round trips */
 static size_t g_size; /* bytes a message */
 static int g_bulk;    /* 1: bulk, 0: ping */
-static int g_spin;    /* ping by spinning on shared counters (shm) */
+static int g_spin;    /* spin on shared counters instead of sleeping (shm: spin, bulk-spin) */
+static const char *g_mode; /* MODE as given */
 static pid_t g_peer;  /* the other side's pid (signals) */
 
 /* The hooks each mechanism defines; `writer` is 1 on the writer's side, 0 on the reader's. */
@@ -34,6 +39,9 @@ static const char *get(int writer, char *buf, size_t n, size_t *got); /* one fro
 static void release(int writer);                     /* done with what get returned */
 static void finish(int writer);                      /* bulk writer: say "the end" */
 static void cleanup(void);                           /* writer, at exit: remove names */
+#ifndef MODES
+#define MODES "ping bulk" /* the MODEs this NAME.c knows */
+#endif
 #ifndef PAYLOAD
 #define PAYLOAD 1 /* 0: the messages carry no bytes (eventfd, semaphores): nothing to check */
 #endif
@@ -89,17 +97,23 @@ static void ping_writer(char *msg, char *buf) {
     double *rtt = calloc((size_t)g_count, sizeof *rtt);
     if (!rtt) die("calloc");
     size_t got;
+    double sent = now_us(); /* spin: read once a trip, at its end (see the top) */
     for (long k = 0; k < g_count; k++) {
         stamp(msg, g_size, (uint64_t)k);
-        double sent = now_us();
+        if (!g_spin) sent = now_us();
         put(1, msg, g_size);
         const char *answer = get(1, buf, g_size, &got);
-        rtt[k] = now_us() - sent;
+        if (!g_spin) rtt[k] = now_us() - sent;
         if (PAYLOAD && (got != g_size || memcmp(answer, msg, g_size) != 0)) {
             fprintf(stderr, "answer %ld differs\n", k);
             exit(1);
         }
         release(1);
+        if (g_spin) {
+            double end = now_us();
+            rtt[k] = end - sent;
+            sent = end;
+        }
     }
     qsort(rtt, (size_t)g_count, sizeof *rtt, cmp);
     long p50 = (g_count * 50 + 99) / 100, p99 = (g_count * 99 + 99) / 100;
@@ -143,13 +157,25 @@ static void bulk_reader(char *want, char *buf) {
     printf("%.1f\n", (double)g_count * (double)g_size / (1 << 20) / (elapsed / 1e6));
 }
 
+/* True if `mode` is one of the words of MODES. */
+static int known_mode(const char *mode) {
+    static const char modes[] = MODES;
+    size_t n = strlen(mode);
+    if (n == 0) return 0;
+    for (const char *m = modes; (m = strstr(m, mode)) != NULL; m += n)
+        if ((m == modes || m[-1] == ' ') && (m[n] == ' ' || m[n] == '\0')) return 1;
+    return 0;
+}
+
 int main(int argc, char **argv) {
-    if (argc != 6) {
-        fprintf(stderr, "usage: %s ping|spin|bulk COUNT SIZE WRITER_CPU READER_CPU\n", argv[0]);
+    if (argc != 6 || !known_mode(argv[1])) {
+        fprintf(stderr, "usage: %s MODE COUNT SIZE WRITER_CPU READER_CPU (MODE: %s)\n", argv[0],
+                MODES);
         return 2;
     }
-    g_bulk = strcmp(argv[1], "bulk") == 0;
-    g_spin = strcmp(argv[1], "spin") == 0;
+    g_mode = argv[1];
+    g_bulk = strncmp(g_mode, "bulk", 4) == 0;
+    g_spin = strstr(g_mode, "spin") != NULL;
     g_count = atol(argv[2]);
     g_size = (size_t)atol(argv[3]);
     if (g_count < 1 || g_size < 1) { fprintf(stderr, "COUNT and SIZE must be > 0\n"); return 2; }

@@ -11,6 +11,7 @@
  * - spin: the same slots, but each side stores its counter (release) and spins on the
  *   other's (acquire), sched_yield(2) and a clock read every 1024 turns, as the demo's.
  * The writer shm_unlink(3)s the name at exit. */
+#define MODES "ping spin bulk"
 #include "anchor.h"
 #include <fcntl.h>
 #include <semaphore.h>
