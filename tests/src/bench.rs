@@ -11,6 +11,9 @@
 //!   the same calls at the same size and placement, so demo ÷ C is what Rust and the
 //!   demo add. Each demo run is followed at once by one C run (interleaved), so a
 //!   change of load hits both. Without `cc` the C cells say "no cc".
+//! - Fast paths: rows of their own (a sized pipe, vmsplice, the spinning shm ring), and
+//!   a line under the table with what each gains over `dd | dd`, the semaphore ring and
+//!   the atomic floor (`fast_path_lines`).
 //! - Sizes: throughput against message size (64 B to 1 MiB) for a pipe, a Unix stream
 //!   socket and POSIX shm, as a table and an SVG chart ([`run_sizes`], [`svg_chart`]).
 //!
@@ -35,6 +38,12 @@ pub struct Mechanism {
     pub flavour: &'static [&'static str],
     /// Largest message its bulk workload carries, or None for ping only.
     pub max_bulk: Option<usize>,
+    /// Extra arguments for its bulk run (a fast path: `--pipe-size auto`, `--spin`).
+    pub bulk_extra: &'static [&'static str],
+    /// The C anchor's MODE for bulk (`bulk`, or the fast path's: see anchor.h).
+    pub c_bulk: &'static str,
+    /// False for a bulk-only row: a fast path that has no ping of its own.
+    pub pings: bool,
     /// False where a ping carries no bytes (signals, semaphores): no `--size`.
     pub sized_ping: bool,
     /// Extra arguments for its ping (e.g. `--spin`).
@@ -59,6 +68,9 @@ const fn data(
         demo,
         flavour,
         max_bulk: ANY,
+        bulk_extra: &[],
+        c_bulk: "bulk",
+        pings: true,
         sized_ping: true,
         ping_extra: &[],
         anchor,
@@ -76,14 +88,45 @@ const fn sync_only(
         demo,
         flavour,
         max_bulk: None,
+        bulk_extra: &[],
+        c_bulk: "bulk",
+        pings: true,
         sized_ping: false,
         ping_extra: &[],
         anchor,
     }
 }
 
+/// A fast path's row: bulk only, the demo with `extra`, its anchor in `c_mode`.
+const fn bulk_only(
+    name: &'static str,
+    base: Mechanism,
+    extra: &'static [&'static str],
+    c_mode: &'static str,
+) -> Mechanism {
+    Mechanism {
+        name,
+        bulk_extra: extra,
+        c_bulk: c_mode,
+        pings: false,
+        ..base
+    }
+}
+
 pub const MECHANISMS: &[Mechanism] = &[
     data("pipe", "pipe-demo", &[], Some("pipe")),
+    bulk_only(
+        SIZED_PIPE,
+        data("", "pipe-demo", &[], Some("pipe")),
+        &["--pipe-size", "auto"],
+        "bulk-sized",
+    ),
+    bulk_only(
+        VMSPLICE_PIPE,
+        data("", "pipe-demo", &[], Some("pipe")),
+        &["--pipe-size", "auto", "--vmsplice"],
+        "bulk-vmsplice",
+    ),
     data("FIFO", "fifo-demo", &[], Some("fifo")),
     Mechanism {
         max_bulk: Some(QUEUE_MAX),
@@ -93,12 +136,7 @@ pub const MECHANISMS: &[Mechanism] = &[
         max_bulk: Some(QUEUE_MAX),
         ..data("System V queue", "msgq-demo", &["sysv"], Some("msg_sysv"))
     },
-    data(
-        "POSIX shm + semaphores",
-        "shm-demo",
-        &["posix"],
-        Some("shm_posix"),
-    ),
+    data(SEM_SHM, "shm-demo", &["posix"], Some("shm_posix")),
     data(
         "System V shm + semaphores",
         "shm-demo",
@@ -112,9 +150,10 @@ pub const MECHANISMS: &[Mechanism] = &[
         Some("shm_memfd"),
     ),
     Mechanism {
-        max_bulk: None,
         ping_extra: &["--spin"],
-        ..data("POSIX shm, spin", "shm-demo", &["posix"], Some("shm_posix"))
+        bulk_extra: &["--spin"],
+        c_bulk: "bulk-spin",
+        ..data(SPIN_SHM, "shm-demo", &["posix"], Some("shm_posix"))
     },
     data(
         "Unix stream socket",
@@ -155,6 +194,12 @@ pub const MECHANISMS: &[Mechanism] = &[
         Some("eventfd"),
     ),
 ];
+
+/// The fast paths' rows, named again in the lines under the table.
+const SIZED_PIPE: &str = "pipe, sized to 4 messages (F_SETPIPE_SZ)";
+const VMSPLICE_PIPE: &str = "pipe, sized + vmsplice";
+const SPIN_SHM: &str = "POSIX shm, spin";
+const SEM_SHM: &str = "POSIX shm + semaphores";
 
 /// How much to measure: `full()` for `cargo bench`, `quick()` for the test.
 pub struct Plan {
@@ -245,6 +290,7 @@ pub fn bulk_once(m: &Mechanism, size: usize, total_bytes: usize) -> f64 {
         "--cpus",
         Placement::TwoCpus.cpus(),
     ]);
+    args.extend(m.bulk_extra);
     let out = run(m.demo, &args);
     out.assert_success();
     out.summary("reader").num("mib_per_s")
@@ -287,6 +333,8 @@ pub fn memcpy_mib_per_s(size: usize, total_bytes: usize) -> f64 {
 /// Two threads bouncing one atomic counter: (p50, p99) round trip in µs. On one
 /// CPU the waiting thread yields, or it would spin away its whole time slice. Both
 /// are new threads, so the pinning never touches the thread that starts the demos.
+/// One clock read a round trip (the end of one is the start of the next), as
+/// shm-demo's spin ping times itself, so the two compare like for like.
 pub fn atomic_ping_pong(rounds: u64, placement: Placement) -> (f64, f64) {
     let (cpu_a, cpu_b) = match placement {
         Placement::OneCpu => (0, 0),
@@ -305,11 +353,13 @@ pub fn atomic_ping_pong(rounds: u64, placement: Placement) -> (f64, f64) {
     let timer = std::thread::spawn(move || {
         pin_this_thread(cpu_a);
         let mut rtts = Vec::with_capacity(rounds as usize);
+        let mut sent = Instant::now();
         for i in 0..rounds {
-            let sent = Instant::now();
             ball.store(2 * i + 1, Ordering::Release);
             wait_for(&ball, 2 * i + 2, yield_while_waiting);
-            rtts.push(sent.elapsed());
+            let now = Instant::now();
+            rtts.push(now - sent);
+            sent = now;
         }
         rtts
     });
@@ -429,7 +479,7 @@ pub fn c_ping_once(
 pub fn c_bulk_once(m: &Mechanism, size: usize, total_bytes: usize) -> Result<f64, String> {
     let name = m.anchor.ok_or("—")?;
     let count = (total_bytes / size).max(1) as u64;
-    Ok(c_run(name, "bulk", count, size, Placement::TwoCpus.cpus())?[0])
+    Ok(c_run(name, m.c_bulk, count, size, Placement::TwoCpus.cpus())?[0])
 }
 
 fn repeat<T>(reps: usize, mut f: impl FnMut() -> T) -> Vec<T> {
@@ -575,7 +625,9 @@ pub fn run_all(plan: &Plan, mechanisms: &[&Mechanism]) -> String {
          messages, both sides on CPU 0 (1 CPU) or on CPUs 0 and 1 (2 CPUs), p50 / p99 µs. \
          Throughput: {} MiB per run, writer on CPU 0 and reader on CPU 1, timed by the reader \
          (queues: 8 KiB messages in both columns, their largest by default; UDP: 65507 bytes \
-         in the 64 KiB column).\n",
+         in the 64 KiB column). A fast path's row runs the demo with that option (`pipe-demo \
+         --pipe-size auto`, `--vmsplice`; `shm-demo posix --spin`) and its anchor in the same \
+         mode; n/a: no such workload.\n",
         plan.reps,
         plan.pings,
         plan.bulk_bytes >> 20
@@ -606,26 +658,64 @@ pub fn run_all(plan: &Plan, mechanisms: &[&Mechanism]) -> String {
         dd.show()
     );
 
+    // The medians the lines under the table compare: (name, what) -> MiB/s or µs.
+    let mut medians: HashMap<(&str, &str), f64> = HashMap::new();
     for m in mechanisms {
         eprintln!("measuring {} ...", m.name);
-        let one = compare_ping(plan, m, Placement::OneCpu);
-        let two = compare_ping(plan, m, Placement::TwoCpus);
+        let ping = |placement| m.pings.then(|| compare_ping(plan, m, placement));
+        let (one, two) = (ping(Placement::OneCpu), ping(Placement::TwoCpus));
         let bulk = |size: usize| {
             m.max_bulk
-                .map(|max| compare_bulk(m, size.min(max), plan.reps, plan.bulk_bytes).cells())
-                .unwrap_or_else(|| "n/a | | ".into())
+                .map(|max| compare_bulk(m, size.min(max), plan.reps, plan.bulk_bytes))
         };
+        let (k4, k64) = (bulk(4 * KIB), bulk(64 * KIB));
+        for (what, cmp) in [("rtt2", &two), ("4k", &k4), ("64k", &k64)] {
+            if let Some(c) = cmp {
+                medians.insert((m.name, what), c.demo.median);
+            }
+        }
+        let cells = |c: &Option<Compared>| c.as_ref().map_or("n/a | | ".into(), Compared::cells);
         let _ = writeln!(
             md,
             "| {} | {} | {} | {} | {} |",
             m.name,
-            one.cells(),
-            two.cells(),
-            bulk(4 * KIB),
-            bulk(64 * KIB),
+            cells(&one),
+            cells(&two),
+            cells(&k4),
+            cells(&k64),
         );
     }
+    let _ = writeln!(
+        md,
+        "\n{}",
+        fast_path_lines(&medians, dd.median, atomic_two.0.median)
+    );
     md
+}
+
+/// What the fast paths gain, from this run's medians: the pipe's against `dd | dd` at
+/// 64 KiB, the spinning ring against the semaphore ring, the spin ping against the
+/// atomic floor. A row not measured in this run shows as "—".
+fn fast_path_lines(medians: &HashMap<(&str, &str), f64>, dd: f64, atomic: f64) -> String {
+    let over = |name: &str, what: &str, base: f64| {
+        medians
+            .get(&(name, what))
+            .filter(|_| base.is_finite() && base > 0.0)
+            .map_or("—".into(), |x| format!("{:.2}×", x / base))
+    };
+    let sem = |what| medians.get(&(SEM_SHM, what)).copied().unwrap_or(f64::NAN);
+    format!(
+        "Fast paths, from the medians above. Pipe at 64 KiB, MiB/s over `dd | dd`'s: plain \
+         {}, sized to 4 messages {}, sized + vmsplice {}. The spinning shm ring over the \
+         semaphore ring: 4 KiB {}, 64 KiB {}. The spin ping's p50 round trip (2 CPUs) over \
+         the atomic ping-pong's: {}.",
+        over("pipe", "64k", dd),
+        over(SIZED_PIPE, "64k", dd),
+        over(VMSPLICE_PIPE, "64k", dd),
+        over(SPIN_SHM, "4k", sem("4k")),
+        over(SPIN_SHM, "64k", sem("64k")),
+        over(SPIN_SHM, "rtt2", atomic),
+    )
 }
 
 /// The message sizes of the size table: 64 B to 1 MiB, powers of 4.
@@ -641,7 +731,7 @@ pub const SIZES: [usize; 8] = [
 ];
 
 /// The rows of the size table: one stream, one socket, one shared memory.
-pub const SIZE_ROWS: [&str; 3] = ["pipe", "Unix stream socket", "POSIX shm + semaphores"];
+pub const SIZE_ROWS: [&str; 3] = ["pipe", "Unix stream socket", SEM_SHM];
 
 /// Throughput against message size for [`SIZE_ROWS`], demo and C interleaved: the
 /// markdown table and the same figures as an SVG chart.

@@ -40,8 +40,8 @@ fn quick_bench_measures_every_mechanism_beside_its_c_anchor() {
         // MiB/s 4 KiB, MiB/s 64 KiB, then "".
         assert_eq!(cells.len(), 15, "{row}");
         let groups = [
-            (2, "round trip on one CPU", true),
-            (5, "round trip on two CPUs", true),
+            (2, "round trip on one CPU", m.pings),
+            (5, "round trip on two CPUs", m.pings),
             (8, "throughput at 4 KiB", m.max_bulk.is_some()),
             (11, "throughput at 64 KiB", m.max_bulk.is_some()),
         ];
@@ -62,6 +62,13 @@ fn quick_bench_measures_every_mechanism_beside_its_c_anchor() {
             }
         }
     }
+    // The fast paths' gains: six ratios, each measured in this run.
+    let gains = table
+        .lines()
+        .find(|l| l.starts_with("Fast paths, from the medians above."))
+        .unwrap_or_else(|| panic!("no fast-path line:\n{table}"));
+    assert_eq!(gains.matches('×').count(), 6, "{gains}");
+    assert!(!gains.contains('—'), "a fast path not measured: {gains}");
     for baseline in ["*memcpy", "*atomic ping-pong", "*dd"] {
         assert!(
             table
