@@ -7,16 +7,23 @@
 //!   `read_line`): the demo calls nix's `accept4`, `read`, `write`, `recvmsg`, and std's
 //!   single-call `recv`/`send`, which all hand EINTR back to us.
 //! - A signal that lands after we looked at the flag but before the call enters the kernel
-//!   only sets the flag, and the call would sleep on. So every socket here has a receive and
-//!   a send timeout (SO_RCVTIMEO/SO_SNDTIMEO) of one `TICK`: a call that waited that long
-//!   returns EAGAIN, `block` looks at the flag again and goes back to waiting.
+//!   only sets the flag, and the call would sleep on. Two ways out, one per kind of socket:
+//!   - A connected Unix stream or seqpacket socket: while [`shut_on_signal`] is armed, the
+//!     handler also calls shutdown(2) (async-signal-safe) on it. That state stays: a call
+//!     that has not yet entered the kernel returns at once (read: 0, write: EPIPE), and
+//!     `block` looks at the flag after every call, so it reports the signal, not the EOF.
+//!     No timeout on these sockets: SO_RCVTIMEO arms a kernel timer at every sleep, and that
+//!     cost ~5 % of a one-CPU round trip (11.46 → 12.04 µs in the C anchor).
+//!   - Every other socket (listeners, datagrams, TCP) has a receive and a send timeout
+//!     (SO_RCVTIMEO/SO_SNDTIMEO) of one `TICK`: a call that waited that long returns
+//!     EAGAIN, `block` looks at the flag again and goes back to waiting.
 //!
 //! Once `block` returns `Interrupted`, the error travels up like any other, every RAII
 //! guard on the way drops (socket files unlinked, directories removed), and `main` calls
 //! `die_of`, so the shell sees the process was killed by the signal.
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
@@ -37,8 +44,40 @@ static CAUGHT: AtomicI32 = AtomicI32::new(0);
 /// pointless.
 static WATCHED: AtomicI32 = AtomicI32::new(0);
 
+/// The connection `shut_on_signal` armed, -1 for none.
+static SHUT_ON_SIGNAL: AtomicI32 = AtomicI32::new(-1);
+
 extern "C" fn remember(signo: std::ffi::c_int) {
     CAUGHT.store(signo, Ordering::SeqCst);
+    let fd = SHUT_ON_SIGNAL.load(Ordering::SeqCst);
+    if fd >= 0 {
+        let errno = nix::errno::Errno::last_raw();
+        // SAFETY: shutdown(2) is async-signal-safe (signal-safety(7)); `fd` is open, since
+        // `Armed` borrows the socket and disarms before it can be closed. errno is put
+        // back, so the interrupted code sees its own.
+        unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+        nix::errno::Errno::set_raw(errno);
+    }
+}
+
+/// While this lives, a SIGINT/SIGTERM/SIGHUP also shuts the connection down (see the top).
+pub struct Armed<'a>(std::marker::PhantomData<BorrowedFd<'a>>);
+
+/// Arms the handler to shut `conn` down: a connected Unix stream or seqpacket socket with
+/// no timeouts, whose blocking calls all go through `block`. One connection at a time.
+pub fn shut_on_signal(conn: BorrowedFd<'_>) -> Armed<'_> {
+    SHUT_ON_SIGNAL.store(conn.as_raw_fd(), Ordering::SeqCst);
+    // A signal that came before the store found nothing to shut down: do it now.
+    if caught().is_some() {
+        let _ = nix::sys::socket::shutdown(conn.as_raw_fd(), nix::sys::socket::Shutdown::Both);
+    }
+    Armed(std::marker::PhantomData)
+}
+
+impl Drop for Armed<'_> {
+    fn drop(&mut self) {
+        SHUT_ON_SIGNAL.store(-1, Ordering::SeqCst);
+    }
 }
 
 /// Installs the handler for SIGINT, SIGTERM and SIGHUP, without SA_RESTART. SIGHUP too:
@@ -175,7 +214,7 @@ fn watched_writer_gone() -> Option<i32> {
 }
 
 /// Makes a blocking socket call that Ctrl+C can stop, on a socket whose timeouts are one
-/// `TICK`. Returns the call's own result, `Interrupted` if a signal of ours arrived, or an
+/// `TICK` or that `shut_on_signal` armed. Returns the call's own result, `Interrupted` if a signal of ours arrived, or an
 /// error if the default run's writer has died while we waited for it.
 pub fn block<T>(call: impl FnMut() -> io::Result<T>) -> Result<io::Result<T>> {
     wait(None, call)
@@ -225,7 +264,12 @@ fn wait<T>(
                     None => peer_gone_since = None,
                 }
             }
-            done => return Ok(done),
+            // A signal may have shut the connection down just before the call: the call's
+            // EOF or EPIPE is the signal's doing.
+            done => match caught() {
+                Some(sig) => return Err(Interrupted(sig).into()),
+                None => return Ok(done),
+            },
         }
     }
 }

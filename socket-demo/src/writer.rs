@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use crate::args::{Flavour, Meet, Workload};
 use crate::datagrams::{self as dgram, Dgram};
 use crate::meeting as unix;
-use crate::signals::TICK;
+use crate::signals::{self, TICK};
 use crate::workload::Summary;
 use crate::{inet_words as inet, packets, stream};
 
@@ -23,8 +23,6 @@ pub fn run(flavour: Flavour, meet: &Meet, workload: &Workload) -> Result<()> {
     let summary = match (flavour, meet) {
         (Flavour::Unix, Meet::Path(path)) => {
             let conn = unix::connect_stream(path, flavour)?;
-            socket_demo::wait::set_timeouts(&conn, TICK)
-                .context("setsockopt SO_RCVTIMEO/SO_SNDTIMEO")?;
             say!(
                 WRITER,
                 "connected to {}: the kernel found the reader's socket by {}",
@@ -35,8 +33,6 @@ pub fn run(flavour: Flavour, meet: &Meet, workload: &Workload) -> Result<()> {
         }
         (Flavour::Seqpacket, Meet::Path(path)) => {
             let conn = unix::connect_seqpacket(path)?;
-            socket_demo::wait::set_timeouts(&conn, TICK)
-                .context("setsockopt SO_RCVTIMEO/SO_SNDTIMEO")?;
             say!(
                 WRITER,
                 "connected to {} (SOCK_SEQPACKET): the kernel found the reader's socket by \
@@ -127,6 +123,8 @@ fn found_by(path: &std::path::Path) -> &'static str {
 /// Sends on a seqpacket connection, one message per send(2), then closes it: the
 /// reader's EOF.
 fn talk_seqpacket(conn: impl AsFd, workload: &Workload) -> Result<Summary> {
+    // Ctrl+C shuts the connection down (`signals`' header): a Unix one has no timeouts.
+    let armed = signals::shut_on_signal(conn.as_fd());
     let summary = match workload {
         Workload::Text(messages) => packets::send_messages(&conn, messages)?,
         Workload::Bulk { count, size } => {
@@ -141,6 +139,7 @@ fn talk_seqpacket(conn: impl AsFd, workload: &Workload) -> Result<Summary> {
             packets::ping(&conn, *count, *size)?
         }
     };
+    drop(armed);
     drop(conn);
     say!(
         WRITER,
@@ -151,6 +150,8 @@ fn talk_seqpacket(conn: impl AsFd, workload: &Workload) -> Result<Summary> {
 
 /// Sends on a stream connection, then closes it: the reader's EOF.
 fn talk_stream(conn: impl AsFd, workload: &Workload) -> Result<Summary> {
+    // Ctrl+C shuts the connection down (`signals`' header): a Unix one has no timeouts.
+    let armed = signals::shut_on_signal(conn.as_fd());
     let summary = match workload {
         Workload::Text(messages) => stream::send_lines(&conn, messages)?,
         Workload::Bulk { count, size } => {
@@ -165,6 +166,7 @@ fn talk_stream(conn: impl AsFd, workload: &Workload) -> Result<Summary> {
             stream::ping(&conn, *count, *size)?
         }
     };
+    drop(armed);
     drop(conn);
     say!(
         WRITER,
