@@ -230,6 +230,8 @@ fn serve_unix(
     let conn = UnixStream::from(accept(&listener)?);
     drop(listener);
     accepted_unix(&conn, writer.as_deref())?;
+    // Ctrl+C shuts the connection down (`signals`' header): a Unix one has no timeouts.
+    let _armed = signals::shut_on_signal(conn.as_fd());
     closed_listener();
     serve_connection(&conn, workload, writer)
 }
@@ -238,7 +240,6 @@ fn serve_unix(
 /// is at the other end, by SO_PEERCRED.
 fn accepted_unix(conn: impl AsFd, writer: Option<&WriterChild>) -> Result<()> {
     let conn = conn.as_fd();
-    socket_demo::wait::set_timeouts(conn, TICK).context("setsockopt SO_RCVTIMEO/SO_SNDTIMEO")?;
     let cred = unix::peer_credentials(conn)?;
     say!(
         READER,
@@ -268,6 +269,8 @@ fn serve_seqpacket(
     let conn = accept(&listener)?;
     drop(listener);
     accepted_unix(&conn, writer.as_deref())?;
+    // Ctrl+C shuts the connection down (`signals`' header): a Unix one has no timeouts.
+    let _armed = signals::shut_on_signal(conn.as_fd());
     closed_listener();
     match workload {
         Workload::Text(messages) => {

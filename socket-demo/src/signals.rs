@@ -13,7 +13,7 @@
 //!     that has not yet entered the kernel returns at once (read: 0, write: EPIPE), and
 //!     `block` looks at the flag after every call, so it reports the signal, not the EOF.
 //!     No timeout on these sockets: SO_RCVTIMEO arms a kernel timer at every sleep, and that
-//!     cost ~5 % of a one-CPU round trip (11.46 → 12.04 µs in the C anchor).
+//!     cost ~5 % of a one-CPU round trip (11.46 → 12.04 µs in the C anchor, 2 vCPUs).
 //!   - Every other socket (listeners, datagrams, TCP) has a receive and a send timeout
 //!     (SO_RCVTIMEO/SO_SNDTIMEO) of one `TICK`: a call that waited that long returns
 //!     EAGAIN, `block` looks at the flag again and goes back to waiting.
@@ -51,11 +51,11 @@ extern "C" fn remember(signo: std::ffi::c_int) {
     CAUGHT.store(signo, Ordering::SeqCst);
     let fd = SHUT_ON_SIGNAL.load(Ordering::SeqCst);
     if fd >= 0 {
+        // shutdown(2) is async-signal-safe (signal-safety(7)), and nix's wrapper only
+        // calls it. `fd` is open: `Armed` borrows the socket and disarms before it can be
+        // closed. errno is put back, so the interrupted code sees its own.
         let errno = nix::errno::Errno::last_raw();
-        // SAFETY: shutdown(2) is async-signal-safe (signal-safety(7)); `fd` is open, since
-        // `Armed` borrows the socket and disarms before it can be closed. errno is put
-        // back, so the interrupted code sees its own.
-        unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+        let _ = nix::sys::socket::shutdown(fd, nix::sys::socket::Shutdown::Both);
         nix::errno::Errno::set_raw(errno);
     }
 }
@@ -214,8 +214,9 @@ fn watched_writer_gone() -> Option<i32> {
 }
 
 /// Makes a blocking socket call that Ctrl+C can stop, on a socket whose timeouts are one
-/// `TICK` or that `shut_on_signal` armed. Returns the call's own result, `Interrupted` if a signal of ours arrived, or an
-/// error if the default run's writer has died while we waited for it.
+/// `TICK` or that `shut_on_signal` armed. Returns the call's own result, `Interrupted` if
+/// a signal of ours arrived, or an error if the default run's writer has died while we
+/// waited for it.
 pub fn block<T>(call: impl FnMut() -> io::Result<T>) -> Result<io::Result<T>> {
     wait(None, call)
 }
