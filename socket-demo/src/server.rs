@@ -89,7 +89,7 @@ impl Server {
 
     /// Serves on a SOCK_SEQPACKET `listener` ([`crate::seqpacket::listen`]), each client's
     /// messages at most `max_message` bytes. The fds live in std's Unix stream types, which
-    /// only hold them: every call made on them here is accept4(2), recvmsg(2), poll(2).
+    /// only hold them: every call made on them here is accept4(2), recv(2), poll(2).
     ///
     /// # Examples
     /// ```

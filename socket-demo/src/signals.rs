@@ -4,8 +4,8 @@
 //! The handler only stores the signal's number: about all a handler may safely do. It is
 //! installed without SA_RESTART, so a blocked call returns EINTR. Two traps remain:
 //! - std's `accept` retries EINTR by itself (and so do `read_exact`, `write_all`,
-//!   `read_line`): the demo calls nix's `accept4`, `read`, `write`, `recvmsg`, and std's
-//!   single-call `recv`/`send`, which all hand EINTR back to us.
+//!   `read_line`): the demo calls nix's `accept4`, `read`, `write`, `send`, `recv` and
+//!   `recvmsg`, and std's single-call `recv`/`send`, which all hand EINTR back to us.
 //! - A signal that lands after we looked at the flag but before the call enters the kernel
 //!   only sets the flag, and the call would sleep on. Two ways out, one per kind of socket:
 //!   - A connected Unix stream or seqpacket socket: while [`shut_on_signal`] is armed, the
