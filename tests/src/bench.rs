@@ -513,7 +513,24 @@ struct Compared {
     demo: Figure,
     demo_p99: Option<Figure>,
     c: Result<(Figure, Option<Figure>), String>,
-    rate: bool,
+    /// The median of the runs' ratios, each demo run over the C run right after it: a
+    /// change of the machine's speed between runs hits both halves of a pair, and cancels.
+    ratio: f64,
+}
+
+/// The median over the interleaved pairs of demo ÷ C in time: `rate` figures are MiB/s,
+/// so their ratio is C's over the demo's.
+fn pair_ratio(ours: &[f64], theirs: &[f64], rate: bool) -> f64 {
+    let ratios = ours
+        .iter()
+        .zip(theirs)
+        .map(|(d, c)| if rate { c / d } else { d / c })
+        .collect::<Vec<_>>();
+    if ratios.is_empty() {
+        f64::NAN
+    } else {
+        Figure::of(ratios).median
+    }
 }
 
 impl Compared {
@@ -523,18 +540,12 @@ impl Compared {
             None => f.show(),
         };
         match &self.c {
-            Ok((c, c99)) => {
-                let ratio = if self.rate {
-                    c.median / self.demo.median
-                } else {
-                    self.demo.median / c.median
-                };
-                format!(
-                    "{} | {} | {ratio:.2}",
-                    show(&self.demo, &self.demo_p99),
-                    show(c, c99)
-                )
-            }
+            Ok((c, c99)) => format!(
+                "{} | {} | {:.2}",
+                show(&self.demo, &self.demo_p99),
+                show(c, c99),
+                self.ratio
+            ),
             Err(why) => {
                 let why = if why.len() > 12 { "failed" } else { why };
                 format!("{} | {why} | ", show(&self.demo, &self.demo_p99))
@@ -579,6 +590,10 @@ fn compare_ping(
     if let Err(e) = &theirs {
         report_failure(m, e);
     }
+    let p50s = |runs: &[(f64, f64)]| runs.iter().map(|r| r.0).collect::<Vec<_>>();
+    let ratio = theirs.as_ref().map_or(f64::NAN, |runs| {
+        pair_ratio(&p50s(&ours), &p50s(runs), false)
+    });
     Compared {
         demo,
         demo_p99: Some(demo_p99),
@@ -586,7 +601,7 @@ fn compare_ping(
             let (p50, p99) = figures2(&runs);
             (p50, Some(p99))
         }),
-        rate: false,
+        ratio,
     }
 }
 
@@ -599,11 +614,14 @@ fn compare_bulk(m: &Mechanism, size: usize, reps: usize, total_bytes: usize) -> 
     if let Err(e) = &theirs {
         report_failure(m, e);
     }
+    let ratio = theirs
+        .as_ref()
+        .map_or(f64::NAN, |runs| pair_ratio(&ours, runs, true));
     Compared {
         demo: Figure::of(ours),
         demo_p99: None,
         c: theirs.map(|runs| (Figure::of(runs), None)),
-        rate: true,
+        ratio,
     }
 }
 
@@ -640,13 +658,15 @@ pub fn run_all(plan: &Plan, mechanisms: &[&Mechanism]) -> String {
          Beside each demo, in the same run and interleaved with it (one demo run, then one C \
          run), its C anchor: `tests/benches/NAME.c`, a C program making the same calls at the \
          same size and placement. demo ÷ C is the demo's time over C's (the round trip's p50, \
-         or the time per byte): above 1, the demo is slower. Round trips: {} per run, 100-byte \
+         or the time per byte), the median of the {} pairs' ratios: above 1, the demo is \
+         slower. Round trips: {} per run, 100-byte \
          messages, both sides on CPU 0 (1 CPU) or on CPUs 0 and 1 (2 CPUs), p50 / p99 µs. \
          Throughput: {} MiB per run, writer on CPU 0 and reader on CPU 1, timed by the reader \
          (queues: 8 KiB messages in both columns, their largest by default; UDP: 65507 bytes \
          in the 64 KiB column). A fast path's row runs the demo with that option (`pipe-demo \
          --pipe-size auto`, `--vmsplice`; `shm-demo posix --spin`) and its anchor in the same \
          mode; n/a: no such workload.\n",
+        plan.reps,
         plan.reps,
         plan.pings,
         plan.bulk_bytes >> 20
