@@ -15,8 +15,8 @@ usage: pipe-demo [oneway|duplex|shell] [OPTIONS] [MESSAGE...]
 
 options (the workloads run without a flavour):
   --count N --size BYTES   bulk: send N messages of BYTES bytes, checked by the reader
-    --pipe-size BYTES|auto with --count: F_SETPIPE_SZ first (auto: 4 messages deep,
-                           at most pipe-max-size), so writer and reader overlap
+    --pipe-size BYTES|auto with --count: F_SETPIPE_SZ first (auto: grown to at least
+                           4 messages, at most pipe-max-size), so writer and reader overlap
     --vmsplice             with --count: the writer vmsplices (the pipe refers to its
                            pages, no copy), the reader still reads and checks
   --ping N [--size BYTES]  N round trips of BYTES bytes (default 100) over two pipes

@@ -79,8 +79,9 @@ pub fn bulk(count: u64, size: usize, cpus: Option<Cpus>, fast: FastPath) -> Resu
 
 /// `--pipe-size`: F_SETPIPE_SZ as asked, narrated. Returns the pipe's capacity.
 fn size_the_pipe(end: &OwnedFd, size: usize, asked: Option<PipeSize>) -> Result<usize> {
+    let before = pipe::capacity(end).context("fcntl F_GETPIPE_SZ")?;
     let capacity = match asked {
-        None => return pipe::capacity(end).context("fcntl F_GETPIPE_SZ"),
+        None => return Ok(before),
         Some(PipeSize::Auto) => fast::size_for_messages(end, size),
         Some(PipeSize::Bytes(bytes)) => pipe::set_capacity(end, bytes),
     }
@@ -91,9 +92,14 @@ fn size_the_pipe(end: &OwnedFd, size: usize, asked: Option<PipeSize>) -> Result<
     } else {
         "each message fills it, so I sleep until the reader has emptied it"
     };
+    let how = if matches!(asked, Some(PipeSize::Auto)) && capacity == before {
+        "no F_SETPIPE_SZ: the pipe is deep enough already (auto only grows a pipe)"
+    } else {
+        "F_SETPIPE_SZ"
+    };
     say!(
         WRITER,
-        "F_SETPIPE_SZ: the pipe holds {capacity} bytes, {depth:.1} messages: {so}"
+        "{how}: the pipe holds {capacity} bytes, {depth:.1} messages: {so}"
     );
     Ok(capacity)
 }

@@ -2,8 +2,9 @@
  * is one-way); per message write(2) until all is written, read(2) until SIZE bytes.
  * The end of bulk: the writer's close(2), EOF for the reader. (Harness: anchor.h.)
  * The fast paths (pipe_demo::fast, pipe-demo --pipe-size auto [--vmsplice]):
- * - bulk-sized: before fork, fcntl(2) F_SETPIPE_SZ to 4 messages rounded up to a power
- *   of two of pages, at most /proc/sys/fs/pipe-max-size (`capacity_for`).
+ * - bulk-sized: before fork, fcntl(2) F_GETPIPE_SZ, then F_SETPIPE_SZ to 4 messages
+ *   rounded up to a power of two of pages, at most /proc/sys/fs/pipe-max-size
+ *   (`capacity_for`), if that is more (`size_for_messages` only grows a pipe).
  * - bulk-vmsplice: sized so, and the writer vmsplice(2)s (no flags) from a ring of
  *   ceil(capacity / pages a message) + 1 page-aligned buffers holding the pattern,
  *   stamping only each message's sequence number (`SpliceRing`); the reader reads. */
@@ -45,7 +46,10 @@ static void make_ring(size_t capacity) {
 static void setup(void) {
     if (pipe(down) == -1 || (!g_bulk && pipe(up) == -1)) die("pipe");
     if (strcmp(g_mode, "bulk-sized") == 0 || strcmp(g_mode, "bulk-vmsplice") == 0) {
-        int capacity = fcntl(down[1], F_SETPIPE_SZ, (int)capacity_for(g_size, page_size(), pipe_max_size()));
+        int capacity = fcntl(down[1], F_GETPIPE_SZ);
+        if (capacity == -1) die("F_GETPIPE_SZ");
+        size_t wanted = capacity_for(g_size, page_size(), pipe_max_size());
+        if (wanted > (size_t)capacity) capacity = fcntl(down[1], F_SETPIPE_SZ, (int)wanted);
         if (capacity == -1) die("F_SETPIPE_SZ");
         if (strcmp(g_mode, "bulk-vmsplice") == 0) make_ring((size_t)capacity);
     }

@@ -196,8 +196,8 @@ pub const MECHANISMS: &[Mechanism] = &[
 ];
 
 /// The fast paths' rows, named again in the lines under the table.
-const SIZED_PIPE: &str = "pipe, sized to 4 messages (F_SETPIPE_SZ)";
-const VMSPLICE_PIPE: &str = "pipe, sized + vmsplice";
+const SIZED_PIPE: &str = "pipe, grown to 4 messages (F_SETPIPE_SZ)";
+const VMSPLICE_PIPE: &str = "pipe, grown + vmsplice";
 const SPIN_SHM: &str = "POSIX shm, spin";
 const SEM_SHM: &str = "POSIX shm + semaphores";
 
@@ -757,7 +757,7 @@ fn fast_path_lines(medians: &HashMap<(&str, &str), f64>, dd: f64) -> String {
         .unwrap_or(f64::NAN);
     format!(
         "Fast paths, from the medians above. Pipe at 64 KiB, MiB/s over `dd | dd`'s: plain \
-         {}, sized to 4 messages {}, sized + vmsplice {}. The spinning shm ring over the \
+         {}, grown to 4 messages {}, grown + vmsplice {}. The spinning shm ring over the \
          semaphore ring: 4 KiB {}, 64 KiB {}. The spin ping's p50 round trip (2 CPUs) over \
          that of the atomic ping-pong run just before it, the median of those ratios (the \
          floor's median: {} µs): {}.",

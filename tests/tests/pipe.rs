@@ -154,7 +154,7 @@ fn bulk_fast_paths_move_every_byte_in_order() {
             let out = run(DEMO, &args);
             out.assert_success();
             if fast.contains(&"--pipe-size") {
-                out.assert_stdout_contains("F_SETPIPE_SZ: the pipe holds");
+                out.assert_stdout_contains("the pipe holds");
             }
             if fast.contains(&"--vmsplice") {
                 out.assert_stdout_contains("page-aligned buffers in turn");
@@ -185,6 +185,25 @@ fn pipe_size_auto_makes_the_pipe_four_messages_deep() {
     let line = &out.lines_with("F_SETPIPE_SZ: the pipe holds")[0];
     let expected: u64 = if max >= 262144 { 262144 } else { 65536 };
     assert_eq!(number_after(line, "holds "), expected, "{line}");
+}
+
+/// `--pipe-size auto` only grows a pipe: 4 KiB messages keep a new pipe's capacity
+/// (64 KiB, 16 of them, for a user under pipe-user-pages-soft), which is deeper than
+/// four messages; cutting it to 16 KiB made 4 KiB bulk about 8 times slower.
+#[test]
+fn pipe_size_auto_never_shrinks_a_pipe() {
+    let (read_end, _write_end) = nix::unistd::pipe().unwrap();
+    let fresh = nix::fcntl::fcntl(&read_end, nix::fcntl::FcntlArg::F_GETPIPE_SZ).unwrap() as u64;
+    let out = run(
+        DEMO,
+        &["--count", "8", "--size", "4096", "--pipe-size", "auto"],
+    );
+    out.assert_success();
+    let line = &out.lines_with("the pipe holds")[0];
+    assert_eq!(number_after(line, "holds "), fresh.max(4 * 4096), "{line}");
+    if fresh >= 4 * 4096 {
+        assert!(line.contains("no F_SETPIPE_SZ"), "{line}");
+    }
 }
 
 #[test]
