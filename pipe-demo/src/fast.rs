@@ -7,7 +7,7 @@
 //!   whole pipe, so the writer sleeps on every message until the reader has emptied
 //!   it: the two take turns instead of running at once on two CPUs. A pipe a few
 //!   messages deep lets the writer fill the next one while the reader reads this one.
-//!   For messages of 16 KiB and less the default is that deep already: it is kept.
+//!   A pipe that deep already (the default 64 KiB holds four 16 KiB messages) is kept.
 //! - [`SpliceRing`]: `write(2)` copies the bytes from the writer's memory into
 //!   pages the pipe owns, and `read(2)` copies them out again: two copies. Plain
 //!   `vmsplice(2)` into a pipe (no flags) copies nothing: the pipe keeps

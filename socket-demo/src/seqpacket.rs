@@ -108,10 +108,10 @@ pub fn send(socket: impl AsFd, message: &[u8]) -> io::Result<usize> {
 /// One recv(2) with MSG_TRUNC: the next message, whole if it fits `buf` (see [`Packet`]).
 /// With that flag (on Unix seqpacket sockets, Linux 3.4 and later) the count is the
 /// message's real length, not what was kept, so a count above `buf.len()` says it was
-/// cut: what recvmsg(2)'s MSG_TRUNC flag would say, with one call fewer to set up (on a
-/// 2-vCPU VM, 100-byte round trips were about 7 % faster with send/recv than with
-/// sendmsg/recvmsg). EINTR, and EAGAIN under SO_RCVTIMEO, come back as `Interrupted` and
-/// `WouldBlock`.
+/// cut: what recvmsg(2)'s MSG_TRUNC flag would say, without a msghdr and iovec for the
+/// kernel to copy in (in C on a 2-vCPU VM, 100-byte round trips on one CPU were about
+/// 7 % faster with send/recv than with sendmsg/recvmsg). EINTR, and EAGAIN under
+/// SO_RCVTIMEO, come back as `Interrupted` and `WouldBlock`.
 pub fn recv(socket: impl AsFd, buf: &mut [u8]) -> io::Result<Packet> {
     let room = buf.len();
     let whole = nix::sys::socket::recv(socket.as_fd().as_raw_fd(), buf, MsgFlags::MSG_TRUNC)?;
