@@ -564,8 +564,9 @@ fn figures2(runs: &[(f64, f64)]) -> (Figure, Figure) {
 /// The demo's round trips beside its anchor's. With `floor`, each demo run is preceded
 /// by a run of the atomic ping-pong at the same placement and count, and the two p50s
 /// are pushed there as a pair (floor, demo): on this VM the cost of moving a cache line
-/// between CPUs jumps between about 0.1 and 0.45 µs from one second to the next (its host
-/// moves our vCPUs), so a spin ping is set beside the floor measured just before it.
+/// between CPUs jumps between about 0.1 and 0.45 µs from one second to the next (seen;
+/// the host moving our vCPUs is our guess), so a spin ping is set beside the floor
+/// measured just before it.
 fn compare_ping(
     plan: &Plan,
     m: &Mechanism,
