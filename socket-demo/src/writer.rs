@@ -150,7 +150,8 @@ fn talk_seqpacket(conn: impl AsFd, workload: &Workload) -> Result<Summary> {
 
 /// Sends on a stream connection, then closes it: the reader's EOF.
 fn talk_stream(conn: impl AsFd, workload: &Workload) -> Result<Summary> {
-    // Ctrl+C shuts the connection down (`signals`' header): a Unix one has no timeouts.
+    // Ctrl+C shuts the connection down (`signals`' header): a Unix one has no timeouts
+    // to wake a blocked call; a TCP one has, and the shutdown only stops it sooner.
     let armed = signals::shut_on_signal(conn.as_fd());
     let summary = match workload {
         Workload::Text(messages) => stream::send_lines(&conn, messages)?,
